@@ -1,0 +1,1 @@
+//! kiln-api: Serde types of the Ollama model-management API.

@@ -1,0 +1,1 @@
+//! kiln-store: The Ollama models directory: names, digests, blobs, manifests, config blobs.

@@ -1,0 +1,1 @@
+//! kiln: the create engine that composes kiln-gguf, kiln-quant, kiln-store and kiln-api.
