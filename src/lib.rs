@@ -1,1 +1,8 @@
 //! kiln: the create engine that composes kiln-gguf, kiln-quant, kiln-store and kiln-api.
+//!
+//! - [`quantize`]: whole-model quantization, GGUF in and GGUF out, byte-identical to llama.cpp's
+//!   `llama_model_quantize`.
+//! - [`create`]: Ollama's `/api/create` flow on top of a models directory.
+
+pub mod create;
+pub mod quantize;
