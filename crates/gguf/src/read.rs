@@ -375,6 +375,16 @@ impl<'a> Gguf<'a> {
             }
             let ggml_type = GgmlType(cur.u32("tensor type")?);
             let offset = cur.u64("tensor offset")?;
+            if let Some(block) = ggml_type.block_size()
+                && dims[0] % block != 0
+            {
+                return Err(GgufError::PartialBlock {
+                    name: name.to_owned(),
+                    ne0: dims[0],
+                    ty: ggml_type,
+                    block,
+                });
+            }
             if names.insert(name, tensors.len()).is_some() {
                 return Err(GgufError::DuplicateTensor {
                     name: name.to_owned(),
@@ -388,16 +398,6 @@ impl<'a> Gguf<'a> {
                     reason,
                 },
             )?;
-            if let Some(block) = ggml_type.block_size()
-                && dims[0] % block != 0
-            {
-                return Err(GgufError::PartialBlock {
-                    name: name.to_owned(),
-                    ne0: dims[0],
-                    ty: ggml_type,
-                    block,
-                });
-            }
             if offset % alignment != 0 {
                 return Err(GgufError::Misaligned {
                     name: name.to_owned(),
