@@ -42,12 +42,6 @@ pub(crate) fn c_max(a: f32, b: f32) -> f32 {
     if a > b { a } else { b }
 }
 
-/// ggml's `MIN(a, b)` macro on floats: `a < b ? a : b`.
-#[inline(always)]
-pub(crate) fn c_min(a: f32, b: f32) -> f32 {
-    if a < b { a } else { b }
-}
-
 /// ggml's software f32→f16 conversion (`ggml_compute_fp32_to_fp16`).
 ///
 /// Round-to-nearest-even for every non-NaN input; every NaN becomes `sign | 0x7E00` (the payload
@@ -65,7 +59,11 @@ pub fn f32_to_f16_bits(value: f32) -> u16 {
     let bits = base.to_bits();
     let exp_bits = (bits >> 13) & 0x0000_7C00;
     let mantissa = bits & 0x0000_0FFF;
-    let magnitude = if shl1_w > 0xFF00_0000 { 0x7E00 } else { exp_bits + mantissa };
+    let magnitude = if shl1_w > 0xFF00_0000 {
+        0x7E00
+    } else {
+        exp_bits + mantissa
+    };
     ((sign >> 16) | magnitude) as u16
 }
 
@@ -132,7 +130,11 @@ mod tests {
                 assert_eq!(f32_to_f16_bits(v) & 0x7FFF, 0x7E00);
                 continue;
             }
-            assert_eq!(f32_to_f16_bits(v), half::f16::from_f32(v).to_bits(), "{v:e}");
+            assert_eq!(
+                f32_to_f16_bits(v),
+                half::f16::from_f32(v).to_bits(),
+                "{v:e}"
+            );
         }
     }
 
@@ -143,15 +145,33 @@ mod tests {
             if h.is_nan() {
                 assert!(f16_bits_to_f32(bits).is_nan());
             } else {
-                assert_eq!(f16_bits_to_f32(bits).to_bits(), h.to_f32().to_bits(), "{bits:#x}");
+                assert_eq!(
+                    f16_bits_to_f32(bits).to_bits(),
+                    h.to_f32().to_bits(),
+                    "{bits:#x}"
+                );
             }
         }
     }
 
     #[test]
     fn bf16_matches_half_including_nan() {
-        for v in [0.0f32, -0.0, 1.0, 1.00390625, f32::INFINITY, f32::NAN, -f32::NAN, 1e-40, 3.4e38] {
-            assert_eq!(f32_to_bf16_bits(v), half::bf16::from_f32(v).to_bits(), "{v:e}");
+        for v in [
+            0.0f32,
+            -0.0,
+            1.0,
+            1.003_906_3,
+            f32::INFINITY,
+            f32::NAN,
+            -f32::NAN,
+            1e-40,
+            3.4e38,
+        ] {
+            assert_eq!(
+                f32_to_bf16_bits(v),
+                half::bf16::from_f32(v).to_bits(),
+                "{v:e}"
+            );
         }
     }
 }

@@ -1,1 +1,665 @@
-//! The k-quants: Q2_K, Q3_K, Q4_K, Q5_K, Q6_K and Q8_K super-blocks of 256 elements.
+//! The k-quants: Q2_K, Q3_K, Q4_K, Q5_K, Q6_K (and the intermediate Q8_K) on 256-element
+//! super-blocks, following ggml's `_ref` algorithms without an importance matrix and its `_impl`
+//! algorithms with one.
+
+use crate::common::{f16_bits_to_f32 as h2f, f32_to_f16_bits as f16, nearest_int};
+use crate::search::{
+    GROUP_MAX_EPS, make_q3_quants, make_qkx_quants, make_qp_quants, make_qx_quants,
+};
+
+const QK_K: usize = 256;
+
+fn put_f16(dst: &mut [u8], at: usize, v: f32) {
+    dst[at..at + 2].copy_from_slice(&f16(v).to_le_bytes());
+}
+
+fn get_f16(src: &[u8], at: usize) -> f32 {
+    h2f(u16::from_le_bytes([src[at], src[at + 1]]))
+}
+
+/// Calls `f(block, out, weights_for_block)` for every super-block, with the imatrix slice of the
+/// block's columns (the same imatrix for every row).
+fn for_each_block(
+    src: &[f32],
+    n_per_row: usize,
+    imatrix: Option<&[f32]>,
+    dst: &mut [u8],
+    bytes: usize,
+    mut f: impl FnMut(&[f32], &mut [u8], Option<&[f32]>),
+) {
+    let blocks_per_row = n_per_row / QK_K;
+    for (i, (x, y)) in src
+        .chunks_exact(QK_K)
+        .zip(dst.chunks_exact_mut(bytes))
+        .enumerate()
+    {
+        let col = (i % blocks_per_row) * QK_K;
+        f(x, y, imatrix.map(|q| &q[col..col + QK_K]));
+    }
+}
+
+fn sum_squares(x: &[f32]) -> f32 {
+    let mut s = 0.0f32;
+    for &v in x {
+        s += v * v;
+    }
+    s
+}
+
+/// Packs 2-bit levels of 256 elements into 64 bytes (Q2_K and Q3_K's low bits).
+fn pack_2bit(levels: &[u8; QK_K], qs: &mut [u8]) {
+    for half in 0..2 {
+        let j = half * 128;
+        for l in 0..32 {
+            qs[half * 32 + l] = levels[j + l]
+                | (levels[j + l + 32] << 2)
+                | (levels[j + l + 64] << 4)
+                | (levels[j + l + 96] << 6);
+        }
+    }
+}
+
+// ---- Q2_K: scales[16] qs[64] d dmin ------------------------------------------------------------
+
+pub(crate) fn quantize_q2_k(
+    src: &[f32],
+    n_per_row: usize,
+    imatrix: Option<&[f32]>,
+    dst: &mut [u8],
+) {
+    for_each_block(src, n_per_row, imatrix, dst, 84, |x, y, qw| {
+        let mut levels = [0u8; QK_K];
+        let mut scales = [0.0f32; 16];
+        let mut mins = [0.0f32; 16];
+        match qw {
+            None => {
+                let (mut max_scale, mut max_min) = (0.0f32, 0.0f32);
+                for j in 0..16 {
+                    let xs = &x[16 * j..16 * j + 16];
+                    let mut w = [0.0f32; 16];
+                    for l in 0..16 {
+                        w[l] = xs[l].abs();
+                    }
+                    scales[j] = make_qkx_quants(
+                        3,
+                        xs,
+                        &w,
+                        &mut levels[16 * j..],
+                        &mut mins[j],
+                        -0.5,
+                        0.1,
+                        15,
+                        true,
+                        false,
+                    );
+                    if scales[j] > max_scale {
+                        max_scale = scales[j];
+                    }
+                    if mins[j] > max_min {
+                        max_min = mins[j];
+                    }
+                }
+                if max_scale > 0.0 {
+                    let iscale = 15.0 / max_scale;
+                    for j in 0..16 {
+                        y[j] = nearest_int(iscale * scales[j]) as u8;
+                    }
+                    put_f16(y, 80, max_scale / 15.0);
+                } else {
+                    y[..16].fill(0);
+                    put_f16(y, 80, 0.0);
+                }
+                if max_min > 0.0 {
+                    let iscale = 15.0 / max_min;
+                    for j in 0..16 {
+                        y[j] |= (nearest_int(iscale * mins[j]) << 4) as u8;
+                    }
+                    put_f16(y, 82, max_min / 15.0);
+                } else {
+                    put_f16(y, 82, 0.0);
+                }
+            }
+            Some(qw) => {
+                let sigma2 = sum_squares(x) / QK_K as f32;
+                let mut sw = [0.0f32; 16];
+                for j in 0..16 {
+                    let xs = &x[16 * j..16 * j + 16];
+                    let mut w = [0.0f32; 16];
+                    for l in 0..16 {
+                        w[l] = qw[16 * j + l] * (sigma2 + xs[l] * xs[l]).sqrt();
+                    }
+                    for &wl in &w {
+                        sw[j] += wl;
+                    }
+                    scales[j] = make_qkx_quants(
+                        3,
+                        xs,
+                        &w,
+                        &mut levels[16 * j..],
+                        &mut mins[j],
+                        -0.9,
+                        0.05,
+                        36,
+                        false,
+                        true,
+                    );
+                }
+                let (mut ls, mut lm) = ([0u8; 16], [0u8; 16]);
+                let dm = make_qp_quants(15, &scales, &mut ls, &sw);
+                let mm = make_qp_quants(15, &mins, &mut lm, &sw);
+                put_f16(y, 80, dm);
+                put_f16(y, 82, mm);
+                for j in 0..16 {
+                    y[j] = ls[j] | (lm[j] << 4);
+                }
+            }
+        }
+        let (dm, mm) = (get_f16(y, 80), get_f16(y, 82));
+        for j in 0..16 {
+            let d = dm * f32::from(y[j] & 0xF);
+            if d == 0.0 {
+                continue;
+            }
+            let m = mm * f32::from(y[j] >> 4);
+            for ii in 0..16 {
+                levels[16 * j + ii] = nearest_int((x[16 * j + ii] + m) / d).clamp(0, 3) as u8;
+            }
+        }
+        pack_2bit(&levels, &mut y[16..80]);
+    });
+}
+
+pub(crate) fn dequantize_q2_k(src: &[u8], dst: &mut [f32]) {
+    for (x, y) in src.chunks_exact(84).zip(dst.chunks_exact_mut(QK_K)) {
+        let (d, min) = (get_f16(x, 80), get_f16(x, 82));
+        let mut out = 0;
+        let mut is = 0;
+        for half in 0..2 {
+            let q = &x[16 + 32 * half..16 + 32 * half + 32];
+            for shift in [0, 2, 4, 6] {
+                for part in 0..2 {
+                    let sc = x[is];
+                    is += 1;
+                    let dl = d * f32::from(sc & 0xF);
+                    let ml = min * f32::from(sc >> 4);
+                    for l in 0..16 {
+                        y[out] = dl * f32::from((q[l + 16 * part] >> shift) & 3) - ml;
+                        out += 1;
+                    }
+                }
+            }
+        }
+    }
+}
+
+// ---- Q3_K: hmask[32] qs[64] scales[12] d --------------------------------------------------------
+
+fn q3_scale(scales: &[u8], j: usize) -> i32 {
+    let low = if j < 8 {
+        scales[j] & 0xF
+    } else {
+        scales[j - 8] >> 4
+    };
+    i32::from(low | (((scales[8 + j % 4] >> (2 * (j / 4))) & 3) << 4)) - 32
+}
+
+fn q3_pack_scale(scales: &mut [u8], j: usize, l: u8) {
+    if j < 8 {
+        scales[j] = l & 0xF;
+    } else {
+        scales[j - 8] |= (l & 0xF) << 4;
+    }
+    scales[8 + j % 4] |= (l >> 4) << (2 * (j / 4));
+}
+
+pub(crate) fn quantize_q3_k(
+    src: &[f32],
+    n_per_row: usize,
+    imatrix: Option<&[f32]>,
+    dst: &mut [u8],
+) {
+    for_each_block(src, n_per_row, imatrix, dst, 110, |x, y, qw| {
+        let mut levels = [0u8; QK_K];
+        let mut scales = [0.0f32; 16];
+        y[96..108].fill(0);
+        match qw {
+            None => {
+                let (mut amax, mut max_scale) = (0.0f32, 0.0f32);
+                for j in 0..16 {
+                    scales[j] = make_q3_quants(4, &x[16 * j..16 * j + 16], &mut levels[16 * j..]);
+                    let s = scales[j].abs();
+                    if s > amax {
+                        amax = s;
+                        max_scale = scales[j];
+                    }
+                }
+                if max_scale != 0.0 {
+                    let iscale = -32.0 / max_scale;
+                    for j in 0..16 {
+                        let l = nearest_int(iscale * scales[j]) as i8;
+                        let l = (l.clamp(-32, 31) + 32) as u8;
+                        q3_pack_scale(&mut y[96..108], j, l);
+                    }
+                    put_f16(y, 108, 1.0 / iscale);
+                } else {
+                    put_f16(y, 108, 0.0);
+                }
+            }
+            Some(qw) => {
+                let sigma2 = 2.0 * sum_squares(x) / QK_K as f32;
+                let mut sw = [0.0f32; 16];
+                for j in 0..16 {
+                    let xs = &x[16 * j..16 * j + 16];
+                    let mut w = [0.0f32; 16];
+                    for l in 0..16 {
+                        w[l] = qw[16 * j + l] * (sigma2 + xs[l] * xs[l]).sqrt();
+                    }
+                    let mut sumw = 0.0f32;
+                    for &wl in &w {
+                        sumw += wl;
+                    }
+                    sw[j] = sumw;
+                    scales[j] = make_qx_quants(4, xs, &mut levels[16 * j..], Some(&w));
+                }
+                let mut ls = [0u8; 16];
+                let d_block = make_qx_quants(32, &scales, &mut ls, Some(&sw));
+                for j in 0..16 {
+                    q3_pack_scale(&mut y[96..108], j, ls[j]);
+                }
+                put_f16(y, 108, d_block);
+            }
+        }
+        let d_all = get_f16(y, 108);
+        for j in 0..16 {
+            let d = d_all * q3_scale(&y[96..108], j) as f32;
+            if d == 0.0 {
+                continue;
+            }
+            for ii in 0..16 {
+                levels[16 * j + ii] = (nearest_int(x[16 * j + ii] / d).clamp(-4, 3) + 4) as u8;
+            }
+        }
+        y[..32].fill(0);
+        let (mut m, mut hm) = (0usize, 1u8);
+        for level in levels.iter_mut() {
+            if *level > 3 {
+                y[m] |= hm;
+                *level -= 4;
+            }
+            m += 1;
+            if m == 32 {
+                m = 0;
+                hm <<= 1;
+            }
+        }
+        pack_2bit(&levels, &mut y[32..96]);
+    });
+}
+
+pub(crate) fn dequantize_q3_k(src: &[u8], dst: &mut [f32]) {
+    for (x, y) in src.chunks_exact(110).zip(dst.chunks_exact_mut(QK_K)) {
+        let d_all = get_f16(x, 108);
+        let (hmask, scales) = (&x[..32], &x[96..108]);
+        let mut out = 0;
+        let mut is = 0;
+        let mut m = 1u8;
+        for half in 0..2 {
+            let q = &x[32 + 32 * half..64 + 32 * half];
+            for shift in [0, 2, 4, 6] {
+                for part in 0..2 {
+                    let dl = d_all * q3_scale(scales, is) as f32;
+                    is += 1;
+                    for l in 0..16 {
+                        let k = l + 16 * part;
+                        let low = ((q[k] >> shift) & 3) as i8;
+                        let high = if hmask[k] & m != 0 { 0 } else { 4 };
+                        y[out] = dl * f32::from(low - high);
+                        out += 1;
+                    }
+                }
+                m <<= 1;
+            }
+        }
+    }
+}
+
+// ---- Q4_K / Q5_K: d dmin scales[12] (qh[32]) qs[128] ------------------------------------------
+
+fn pack_scale_min_k4(scales: &mut [u8], j: usize, ls: u8, lm: u8) {
+    if j < 4 {
+        scales[j] = ls;
+        scales[j + 4] = lm;
+    } else {
+        scales[j + 4] = (ls & 0xF) | ((lm & 0xF) << 4);
+        scales[j - 4] |= (ls >> 4) << 6;
+        scales[j] |= (lm >> 4) << 6;
+    }
+}
+
+fn scale_min_k4(j: usize, q: &[u8]) -> (u8, u8) {
+    if j < 4 {
+        (q[j] & 63, q[j + 4] & 63)
+    } else {
+        (
+            (q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4),
+            (q[j + 4] >> 4) | ((q[j] >> 6) << 4),
+        )
+    }
+}
+
+/// The shared body of Q4_K and Q5_K: chooses levels (0..=nmax) and writes d, dmin and scales.
+fn quantize_k4_levels(
+    x: &[f32],
+    y: &mut [u8],
+    qw: Option<&[f32]>,
+    nmax: i32,
+    levels: &mut [u8; QK_K],
+) {
+    let mut scales = [0.0f32; 8];
+    let mut mins = [0.0f32; 8];
+    match qw {
+        None => {
+            let (rmin, nstep) = if nmax == 15 { (-1.0, 20) } else { (-0.5, 15) };
+            let (mut max_scale, mut max_min) = (0.0f32, 0.0f32);
+            for j in 0..8 {
+                let xs = &x[32 * j..32 * j + 32];
+                let av_x = (sum_squares(xs) / 32.0).sqrt();
+                let mut w = [0.0f32; 32];
+                for l in 0..32 {
+                    w[l] = av_x + xs[l].abs();
+                }
+                scales[j] = make_qkx_quants(
+                    nmax,
+                    xs,
+                    &w,
+                    &mut levels[32 * j..],
+                    &mut mins[j],
+                    rmin,
+                    0.1,
+                    nstep,
+                    false,
+                    false,
+                );
+                if scales[j] > max_scale {
+                    max_scale = scales[j];
+                }
+                if mins[j] > max_min {
+                    max_min = mins[j];
+                }
+            }
+            let inv_scale = if max_scale > 0.0 {
+                63.0 / max_scale
+            } else {
+                0.0
+            };
+            let inv_min = if max_min > 0.0 { 63.0 / max_min } else { 0.0 };
+            for j in 0..8 {
+                let ls = (nearest_int(inv_scale * scales[j]) as u8).min(63);
+                let lm = (nearest_int(inv_min * mins[j]) as u8).min(63);
+                pack_scale_min_k4(&mut y[4..16], j, ls, lm);
+            }
+            put_f16(y, 0, max_scale / 63.0);
+            put_f16(y, 2, max_min / 63.0);
+        }
+        Some(qw) => {
+            let sigma2 = 2.0 * sum_squares(x) / QK_K as f32;
+            let mut sw = [0.0f32; 8];
+            for j in 0..8 {
+                let xs = &x[32 * j..32 * j + 32];
+                let mut w = [0.0f32; 32];
+                for l in 0..32 {
+                    w[l] = qw[32 * j + l] * (sigma2 + xs[l] * xs[l]).sqrt();
+                }
+                let mut sumw = 0.0f32;
+                for &wl in &w {
+                    sumw += wl;
+                }
+                sw[j] = sumw;
+                scales[j] = make_qkx_quants(
+                    nmax,
+                    xs,
+                    &w,
+                    &mut levels[32 * j..],
+                    &mut mins[j],
+                    -0.9,
+                    0.05,
+                    36,
+                    false,
+                    true,
+                );
+            }
+            let (mut ls, mut lm) = ([0u8; 8], [0u8; 8]);
+            let d_block = make_qp_quants(63, &scales, &mut ls, &sw);
+            let m_block = make_qp_quants(63, &mins, &mut lm, &sw);
+            for j in 0..8 {
+                let (s, m) = if nmax == 31 {
+                    (ls[j].min(63), lm[j].min(63))
+                } else {
+                    (ls[j], lm[j])
+                };
+                pack_scale_min_k4(&mut y[4..16], j, s, m);
+            }
+            put_f16(y, 0, d_block);
+            put_f16(y, 2, m_block);
+        }
+    }
+    let (d_all, m_all) = (get_f16(y, 0), get_f16(y, 2));
+    for j in 0..8 {
+        let (sc, m) = scale_min_k4(j, &y[4..16]);
+        let d = d_all * f32::from(sc);
+        if d == 0.0 {
+            continue;
+        }
+        let dm = m_all * f32::from(m);
+        for ii in 0..32 {
+            levels[32 * j + ii] = nearest_int((x[32 * j + ii] + dm) / d).clamp(0, nmax) as u8;
+        }
+    }
+}
+
+pub(crate) fn quantize_q4_k(
+    src: &[f32],
+    n_per_row: usize,
+    imatrix: Option<&[f32]>,
+    dst: &mut [u8],
+) {
+    for_each_block(src, n_per_row, imatrix, dst, 144, |x, y, qw| {
+        let mut levels = [0u8; QK_K];
+        quantize_k4_levels(x, y, qw, 15, &mut levels);
+        for n in 0..4 {
+            for l in 0..32 {
+                y[16 + 32 * n + l] = levels[64 * n + l] | (levels[64 * n + l + 32] << 4);
+            }
+        }
+    });
+}
+
+pub(crate) fn quantize_q5_k(
+    src: &[f32],
+    n_per_row: usize,
+    imatrix: Option<&[f32]>,
+    dst: &mut [u8],
+) {
+    for_each_block(src, n_per_row, imatrix, dst, 176, |x, y, qw| {
+        let mut levels = [0u8; QK_K];
+        quantize_k4_levels(x, y, qw, 31, &mut levels);
+        y[16..48].fill(0);
+        let (mut m1, mut m2) = (1u8, 2u8);
+        for n in 0..4 {
+            for j in 0..32 {
+                let mut l1 = levels[64 * n + j];
+                if l1 > 15 {
+                    l1 -= 16;
+                    y[16 + j] |= m1;
+                }
+                let mut l2 = levels[64 * n + j + 32];
+                if l2 > 15 {
+                    l2 -= 16;
+                    y[16 + j] |= m2;
+                }
+                y[48 + 32 * n + j] = l1 | (l2 << 4);
+            }
+            m1 <<= 2;
+            m2 <<= 2;
+        }
+    });
+}
+
+pub(crate) fn dequantize_q4_k(src: &[u8], dst: &mut [f32]) {
+    for (x, y) in src.chunks_exact(144).zip(dst.chunks_exact_mut(QK_K)) {
+        let (d, min) = (get_f16(x, 0), get_f16(x, 2));
+        for n in 0..4 {
+            let (sc1, m1) = scale_min_k4(2 * n, &x[4..16]);
+            let (sc2, m2) = scale_min_k4(2 * n + 1, &x[4..16]);
+            let (d1, m1) = (d * f32::from(sc1), min * f32::from(m1));
+            let (d2, m2) = (d * f32::from(sc2), min * f32::from(m2));
+            let q = &x[16 + 32 * n..48 + 32 * n];
+            for l in 0..32 {
+                y[64 * n + l] = d1 * f32::from(q[l] & 0xF) - m1;
+                y[64 * n + 32 + l] = d2 * f32::from(q[l] >> 4) - m2;
+            }
+        }
+    }
+}
+
+pub(crate) fn dequantize_q5_k(src: &[u8], dst: &mut [f32]) {
+    for (x, y) in src.chunks_exact(176).zip(dst.chunks_exact_mut(QK_K)) {
+        let (d, min) = (get_f16(x, 0), get_f16(x, 2));
+        let qh = &x[16..48];
+        let (mut u1, mut u2) = (1u8, 2u8);
+        for n in 0..4 {
+            let (sc1, m1) = scale_min_k4(2 * n, &x[4..16]);
+            let (sc2, m2) = scale_min_k4(2 * n + 1, &x[4..16]);
+            let (d1, m1) = (d * f32::from(sc1), min * f32::from(m1));
+            let (d2, m2) = (d * f32::from(sc2), min * f32::from(m2));
+            let ql = &x[48 + 32 * n..80 + 32 * n];
+            for l in 0..32 {
+                let h1 = if qh[l] & u1 != 0 { 16 } else { 0 };
+                let h2 = if qh[l] & u2 != 0 { 16 } else { 0 };
+                y[64 * n + l] = d1 * f32::from((ql[l] & 0xF) + h1) - m1;
+                y[64 * n + 32 + l] = d2 * f32::from((ql[l] >> 4) + h2) - m2;
+            }
+            u1 <<= 2;
+            u2 <<= 2;
+        }
+    }
+}
+
+// ---- Q6_K: ql[128] qh[64] scales[16] d ----------------------------------------------------------
+
+pub(crate) fn quantize_q6_k(
+    src: &[f32],
+    n_per_row: usize,
+    imatrix: Option<&[f32]>,
+    dst: &mut [u8],
+) {
+    for_each_block(src, n_per_row, imatrix, dst, 210, |x, y, qw| {
+        let mut levels = [0u8; QK_K];
+        let mut scales = [0.0f32; 16];
+        let (mut max_scale, mut max_abs_scale) = (0.0f32, 0.0f32);
+        for ib in 0..16 {
+            let w = qw.map(|q| &q[16 * ib..16 * ib + 16]);
+            let scale = make_qx_quants(32, &x[16 * ib..16 * ib + 16], &mut levels[16 * ib..], w);
+            scales[ib] = scale;
+            if scale.abs() > max_abs_scale {
+                max_abs_scale = scale.abs();
+                max_scale = scale;
+            }
+        }
+        if max_abs_scale < GROUP_MAX_EPS {
+            y.fill(0);
+            return;
+        }
+        let iscale = -128.0 / max_scale;
+        put_f16(y, 208, 1.0 / iscale);
+        for ib in 0..16 {
+            y[192 + ib] = nearest_int(iscale * scales[ib]).min(127) as i8 as u8;
+        }
+        let d_all = get_f16(y, 208);
+        for j in 0..16 {
+            let d = d_all * f32::from(y[192 + j] as i8);
+            if d == 0.0 {
+                continue;
+            }
+            for ii in 0..16 {
+                levels[16 * j + ii] = (nearest_int(x[16 * j + ii] / d).clamp(-32, 31) + 32) as u8;
+            }
+        }
+        for half in 0..2 {
+            let j = 128 * half;
+            let (ql, qh) = (64 * half, 128 + 32 * half);
+            for l in 0..32 {
+                let q1 = levels[j + l] & 0xF;
+                let q2 = levels[j + l + 32] & 0xF;
+                let q3 = levels[j + l + 64] & 0xF;
+                let q4 = levels[j + l + 96] & 0xF;
+                y[ql + l] = q1 | (q3 << 4);
+                y[ql + l + 32] = q2 | (q4 << 4);
+                y[qh + l] = (levels[j + l] >> 4)
+                    | ((levels[j + l + 32] >> 4) << 2)
+                    | ((levels[j + l + 64] >> 4) << 4)
+                    | ((levels[j + l + 96] >> 4) << 6);
+            }
+        }
+    });
+}
+
+pub(crate) fn dequantize_q6_k(src: &[u8], dst: &mut [f32]) {
+    for (x, y) in src.chunks_exact(210).zip(dst.chunks_exact_mut(QK_K)) {
+        let d = get_f16(x, 208);
+        for half in 0..2 {
+            let (ql, qh, sc) = (&x[64 * half..], &x[128 + 32 * half..], &x[192 + 8 * half..]);
+            let out = &mut y[128 * half..];
+            for l in 0..32 {
+                let is = l / 16;
+                let q1 = ((ql[l] & 0xF) | ((qh[l] & 3) << 4)) as i8 - 32;
+                let q2 = ((ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4)) as i8 - 32;
+                let q3 = ((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) as i8 - 32;
+                let q4 = ((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) as i8 - 32;
+                out[l] = d * f32::from(sc[is] as i8) * f32::from(q1);
+                out[l + 32] = d * f32::from(sc[is + 2] as i8) * f32::from(q2);
+                out[l + 64] = d * f32::from(sc[is + 4] as i8) * f32::from(q3);
+                out[l + 96] = d * f32::from(sc[is + 6] as i8) * f32::from(q4);
+            }
+        }
+    }
+}
+
+// ---- Q8_K: d:f32 qs[256] bsums[16]:i16 ----------------------------------------------------------
+
+pub(crate) fn quantize_q8_k(src: &[f32], dst: &mut [u8]) {
+    for (x, y) in src.chunks_exact(QK_K).zip(dst.chunks_exact_mut(292)) {
+        let (mut max, mut amax) = (0.0f32, 0.0f32);
+        for &v in x {
+            if v.abs() > amax {
+                amax = v.abs();
+                max = v;
+            }
+        }
+        if amax == 0.0 {
+            y.fill(0);
+            continue;
+        }
+        let iscale = -127.0 / max;
+        for j in 0..QK_K {
+            y[4 + j] = nearest_int(iscale * x[j]).min(127) as i8 as u8;
+        }
+        for j in 0..16 {
+            let mut sum = 0i32;
+            for ii in 0..16 {
+                sum += i32::from(y[4 + 16 * j + ii] as i8);
+            }
+            y[260 + 2 * j..262 + 2 * j].copy_from_slice(&(sum as i16).to_le_bytes());
+        }
+        y[..4].copy_from_slice(&(1.0 / iscale).to_le_bytes());
+    }
+}
+
+pub(crate) fn dequantize_q8_k(src: &[u8], dst: &mut [f32]) {
+    for (x, y) in src.chunks_exact(292).zip(dst.chunks_exact_mut(QK_K)) {
+        let d = f32::from_le_bytes([x[0], x[1], x[2], x[3]]);
+        for j in 0..QK_K {
+            y[j] = d * f32::from(x[4 + j] as i8);
+        }
+    }
+}

@@ -3,9 +3,18 @@
 //! Pure functions over slices: no I/O, no file format. Every type follows exactly the path
 //! `ggml_quantize_chunk` takes for it, with and without an importance matrix.
 
+// Kernels index several arrays in lockstep exactly as ggml does; iterator rewrites obscure that.
+#![allow(clippy::needless_range_loop)]
+
+mod blocks;
 mod common;
+mod iq4;
 mod kquants;
+mod legacy;
 mod search;
+mod ternary;
+
+pub use blocks::*;
 
 pub use common::{bf16_bits_to_f32, f16_bits_to_f32, f32_to_bf16_bits, f32_to_f16_bits};
 
@@ -149,7 +158,9 @@ impl QuantType {
 #[non_exhaustive]
 pub enum QuantError {
     /// A row length that is zero or not a whole number of blocks.
-    #[error("row length {n_per_row} is not a positive multiple of {ty:?}'s block size {block_size}")]
+    #[error(
+        "row length {n_per_row} is not a positive multiple of {ty:?}'s block size {block_size}"
+    )]
     RowNotMultipleOfBlock {
         /// The target type.
         ty: QuantType,
@@ -202,4 +213,220 @@ pub enum QuantError {
         /// Row length.
         n_per_row: usize,
     },
+}
+
+fn checked_rows(ty: QuantType, len: usize, n_per_row: usize) -> Result<usize, QuantError> {
+    let block_size = ty.block_size();
+    if n_per_row == 0 || !n_per_row.is_multiple_of(block_size) {
+        return Err(QuantError::RowNotMultipleOfBlock {
+            ty,
+            n_per_row,
+            block_size,
+        });
+    }
+    if !len.is_multiple_of(n_per_row) {
+        return Err(QuantError::SourceNotWholeRows { len, n_per_row });
+    }
+    Ok(len / n_per_row)
+}
+
+/// Bytes of one row of `n_per_row` elements of type `ty`.
+pub fn row_size(ty: QuantType, n_per_row: usize) -> Result<usize, QuantError> {
+    let block_size = ty.block_size();
+    if !n_per_row.is_multiple_of(block_size) {
+        return Err(QuantError::RowNotMultipleOfBlock {
+            ty,
+            n_per_row,
+            block_size,
+        });
+    }
+    (n_per_row / block_size)
+        .checked_mul(ty.block_bytes())
+        .ok_or(QuantError::Overflow {
+            ty,
+            rows: 1,
+            n_per_row,
+        })
+}
+
+/// Quantizes whole rows of `src` (each `n_per_row` long) into `dst`, which must have exactly
+/// `rows * row_size(ty, n_per_row)` bytes. Returns the bytes written.
+///
+/// The output is byte-identical to ggml's `ggml_quantize_chunk` for the same type, rows and
+/// importance matrix (one weight per column, shared by every row; ignored by F32/F16/BF16, Q8_0,
+/// Q8_1, Q8_K, TQ1_0 and TQ2_0, as in ggml).
+pub fn quantize(
+    ty: QuantType,
+    src: &[f32],
+    n_per_row: usize,
+    imatrix: Option<&[f32]>,
+    dst: &mut [u8],
+) -> Result<usize, QuantError> {
+    let rows = checked_rows(ty, src.len(), n_per_row)?;
+    let expected = row_size(ty, n_per_row)?
+        .checked_mul(rows)
+        .ok_or(QuantError::Overflow {
+            ty,
+            rows,
+            n_per_row,
+        })?;
+    if dst.len() != expected {
+        return Err(QuantError::DestinationLength {
+            expected,
+            actual: dst.len(),
+        });
+    }
+    if let Some(im) = imatrix
+        && im.len() != n_per_row
+    {
+        return Err(QuantError::ImatrixLength {
+            len: im.len(),
+            n_per_row,
+        });
+    }
+    quantize_unchecked(ty, src, n_per_row, imatrix, dst);
+    Ok(expected)
+}
+
+fn quantize_unchecked(
+    ty: QuantType,
+    src: &[f32],
+    n_per_row: usize,
+    imatrix: Option<&[f32]>,
+    dst: &mut [u8],
+) {
+    match ty {
+        QuantType::F32 => {
+            for (v, out) in src.iter().zip(dst.chunks_exact_mut(4)) {
+                out.copy_from_slice(&v.to_le_bytes());
+            }
+        }
+        QuantType::F16 => {
+            for (v, out) in src.iter().zip(dst.chunks_exact_mut(2)) {
+                out.copy_from_slice(&f32_to_f16_bits(*v).to_le_bytes());
+            }
+        }
+        QuantType::BF16 => {
+            for (v, out) in src.iter().zip(dst.chunks_exact_mut(2)) {
+                out.copy_from_slice(&f32_to_bf16_bits(*v).to_le_bytes());
+            }
+        }
+        QuantType::Q4_0 => legacy::quantize_q4_0(src, n_per_row, imatrix, dst),
+        QuantType::Q4_1 => legacy::quantize_q4_1(src, n_per_row, imatrix, dst),
+        QuantType::Q5_0 => legacy::quantize_q5_0(src, n_per_row, imatrix, dst),
+        QuantType::Q5_1 => legacy::quantize_q5_1(src, n_per_row, imatrix, dst),
+        QuantType::Q8_0 => legacy::quantize_q8_0(src, dst),
+        QuantType::Q8_1 => legacy::quantize_q8_1(src, dst),
+        QuantType::Q2K => kquants::quantize_q2_k(src, n_per_row, imatrix, dst),
+        QuantType::Q3K => kquants::quantize_q3_k(src, n_per_row, imatrix, dst),
+        QuantType::Q4K => kquants::quantize_q4_k(src, n_per_row, imatrix, dst),
+        QuantType::Q5K => kquants::quantize_q5_k(src, n_per_row, imatrix, dst),
+        QuantType::Q6K => kquants::quantize_q6_k(src, n_per_row, imatrix, dst),
+        QuantType::Q8K => kquants::quantize_q8_k(src, dst),
+        QuantType::IQ4NL => iq4::quantize_iq4_nl(src, n_per_row, imatrix, dst),
+        QuantType::IQ4XS => iq4::quantize_iq4_xs(src, n_per_row, imatrix, dst),
+        QuantType::TQ1_0 => ternary::quantize_tq1_0(src, dst),
+        QuantType::TQ2_0 => ternary::quantize_tq2_0(src, dst),
+    }
+}
+
+/// [`quantize`] spread over `threads` threads by whole rows. The output is identical for any
+/// thread count: every row is quantized independently.
+pub fn quantize_parallel(
+    ty: QuantType,
+    src: &[f32],
+    n_per_row: usize,
+    imatrix: Option<&[f32]>,
+    dst: &mut [u8],
+    threads: usize,
+) -> Result<usize, QuantError> {
+    let rows = checked_rows(ty, src.len(), n_per_row)?;
+    let threads = threads.clamp(1, rows.max(1));
+    if threads == 1 {
+        return quantize(ty, src, n_per_row, imatrix, dst);
+    }
+    let row_bytes = row_size(ty, n_per_row)?;
+    let expected = row_bytes.checked_mul(rows).ok_or(QuantError::Overflow {
+        ty,
+        rows,
+        n_per_row,
+    })?;
+    if dst.len() != expected {
+        return Err(QuantError::DestinationLength {
+            expected,
+            actual: dst.len(),
+        });
+    }
+    if let Some(im) = imatrix
+        && im.len() != n_per_row
+    {
+        return Err(QuantError::ImatrixLength {
+            len: im.len(),
+            n_per_row,
+        });
+    }
+    let rows_per_thread = rows.div_ceil(threads);
+    std::thread::scope(|scope| {
+        for (s, d) in src
+            .chunks(rows_per_thread * n_per_row)
+            .zip(dst.chunks_mut(rows_per_thread * row_bytes))
+        {
+            scope.spawn(move || quantize_unchecked(ty, s, n_per_row, imatrix, d));
+        }
+    });
+    Ok(expected)
+}
+
+/// Dequantizes whole blocks of `src` into `dst`, which must hold exactly the number of elements
+/// the blocks encode. Identical to ggml's `to_float` for the type.
+pub fn dequantize(ty: QuantType, src: &[u8], dst: &mut [f32]) -> Result<(), QuantError> {
+    let block_bytes = ty.block_bytes();
+    if !src.len().is_multiple_of(block_bytes) {
+        return Err(QuantError::PartialBlock {
+            ty,
+            len: src.len(),
+            block_bytes,
+        });
+    }
+    let expected = src.len() / block_bytes * ty.block_size();
+    if dst.len() != expected {
+        return Err(QuantError::DestinationLength {
+            expected,
+            actual: dst.len(),
+        });
+    }
+    match ty {
+        QuantType::F32 => {
+            for (b, out) in src.chunks_exact(4).zip(dst.iter_mut()) {
+                *out = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+            }
+        }
+        QuantType::F16 => {
+            for (b, out) in src.chunks_exact(2).zip(dst.iter_mut()) {
+                *out = f16_bits_to_f32(u16::from_le_bytes([b[0], b[1]]));
+            }
+        }
+        QuantType::BF16 => {
+            for (b, out) in src.chunks_exact(2).zip(dst.iter_mut()) {
+                *out = bf16_bits_to_f32(u16::from_le_bytes([b[0], b[1]]));
+            }
+        }
+        QuantType::Q4_0 => legacy::dequantize_q4_0(src, dst),
+        QuantType::Q4_1 => legacy::dequantize_q4_1(src, dst),
+        QuantType::Q5_0 => legacy::dequantize_q5_0(src, dst),
+        QuantType::Q5_1 => legacy::dequantize_q5_1(src, dst),
+        QuantType::Q8_0 => legacy::dequantize_q8_0(src, dst),
+        QuantType::Q8_1 => legacy::dequantize_q8_1(src, dst),
+        QuantType::Q2K => kquants::dequantize_q2_k(src, dst),
+        QuantType::Q3K => kquants::dequantize_q3_k(src, dst),
+        QuantType::Q4K => kquants::dequantize_q4_k(src, dst),
+        QuantType::Q5K => kquants::dequantize_q5_k(src, dst),
+        QuantType::Q6K => kquants::dequantize_q6_k(src, dst),
+        QuantType::Q8K => kquants::dequantize_q8_k(src, dst),
+        QuantType::IQ4NL => iq4::dequantize_iq4_nl(src, dst),
+        QuantType::IQ4XS => iq4::dequantize_iq4_xs(src, dst),
+        QuantType::TQ1_0 => ternary::dequantize_tq1_0(src, dst),
+        QuantType::TQ2_0 => ternary::dequantize_tq2_0(src, dst),
+    }
+    Ok(())
 }

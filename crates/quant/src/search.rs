@@ -1,3 +1,299 @@
-//! The scale searches of ggml's quantizers (`make_qx_quants`, `make_q3_quants`, `make_qkx2_quants`,
-//! `make_qkx3_quants`, `make_qp_quants`), shared by the k-quants and the imatrix paths of the
-//! legacy 32-element types.
+//! The scale searches of ggml's quantizers, in ggml's exact operation order.
+//!
+//! Each returns the chosen scale and writes the unsigned level of every element into `levels`.
+//! Sums are sequential binary32 accumulations in index order; products are evaluated left to
+//! right exactly as the C expressions are (`w*x*l` is `(w*x)*l`).
+
+use crate::common::{c_max, nearest_int};
+
+/// Below this magnitude a group counts as all-zero (ggml's `GROUP_MAX_EPS`).
+pub(crate) const GROUP_MAX_EPS: f32 = 1e-15;
+
+/// The largest-magnitude element (first one on ties) and its magnitude.
+#[inline(always)]
+fn signed_absmax(x: &[f32]) -> (f32, f32) {
+    let (mut max, mut amax) = (0.0f32, 0.0f32);
+    for &v in x {
+        let ax = v.abs();
+        if ax > amax {
+            amax = ax;
+            max = v;
+        }
+    }
+    (max, amax)
+}
+
+/// Symmetric levels in `-nmax..nmax` with a weighted least-squares scale search over 19 candidate
+/// scales (`make_qx_quants` with `rmse_type == 1`, the only form ggml's quantizers use).
+/// `weights` defaults to `x²`.
+pub(crate) fn make_qx_quants(
+    nmax: i32,
+    x: &[f32],
+    levels: &mut [u8],
+    weights: Option<&[f32]>,
+) -> f32 {
+    let (max, amax) = signed_absmax(x);
+    if amax < GROUP_MAX_EPS {
+        levels[..x.len()].fill(0);
+        return 0.0;
+    }
+    let weight = |i: usize| weights.map_or(x[i] * x[i], |w| w[i]);
+    let level = |iscale: f32, v: f32| nearest_int(iscale * v).clamp(-nmax, nmax - 1);
+    let sums = |iscale: f32| {
+        let (mut sumlx, mut suml2) = (0.0f32, 0.0f32);
+        for (i, &v) in x.iter().enumerate() {
+            let l = level(iscale, v) as f32;
+            let w = weight(i);
+            sumlx += w * v * l;
+            suml2 += w * l * l;
+        }
+        (sumlx, suml2)
+    };
+    let mut iscale = -(nmax as f32) / max;
+    for (i, &v) in x.iter().enumerate() {
+        levels[i] = (level(iscale, v) + nmax) as u8;
+    }
+    let (sumlx, suml2) = sums(iscale);
+    let mut scale = if suml2 != 0.0 { sumlx / suml2 } else { 0.0 };
+    let mut best = scale * sumlx;
+    for step in -9..=9 {
+        if step == 0 {
+            continue;
+        }
+        iscale = -(nmax as f32 + 0.1f32 * step as f32) / max;
+        let (sumlx, suml2) = sums(iscale);
+        if suml2 > 0.0 && sumlx * sumlx > best * suml2 {
+            for (i, &v) in x.iter().enumerate() {
+                levels[i] = (level(iscale, v) + nmax) as u8;
+            }
+            scale = sumlx / suml2;
+            best = scale * sumlx;
+        }
+    }
+    scale
+}
+
+/// Q3_K's search: symmetric levels, then up to five rounds of coordinate descent on `x²`-weighted
+/// error (`make_q3_quants` with `do_rmse`). At most 32 elements.
+pub(crate) fn make_q3_quants(nmax: i32, x: &[f32], levels: &mut [u8]) -> f32 {
+    let n = x.len();
+    let (max, amax) = signed_absmax(x);
+    if amax < GROUP_MAX_EPS {
+        levels[..n].fill(0);
+        return 0.0;
+    }
+    let iscale = -(nmax as f32) / max;
+    let mut l_signed = [0i32; 32];
+    let (mut sumlx, mut suml2) = (0.0f32, 0.0f32);
+    for i in 0..n {
+        let l = nearest_int(iscale * x[i]).clamp(-nmax, nmax - 1);
+        l_signed[i] = l;
+        let w = x[i] * x[i];
+        sumlx += w * x[i] * l as f32;
+        suml2 += w * l as f32 * l as f32;
+    }
+    for _ in 0..5 {
+        let mut changed = false;
+        for i in 0..n {
+            let w = x[i] * x[i];
+            let li = l_signed[i] as f32;
+            let mut slx = sumlx - w * x[i] * li;
+            if slx > 0.0 {
+                let mut sl2 = suml2 - w * li * li;
+                let new_l = nearest_int(x[i] * sl2 / slx).clamp(-nmax, nmax - 1);
+                if new_l != l_signed[i] {
+                    let nl = new_l as f32;
+                    slx += w * x[i] * nl;
+                    sl2 += w * nl * nl;
+                    if sl2 > 0.0 && slx * slx * suml2 > sumlx * sumlx * sl2 {
+                        l_signed[i] = new_l;
+                        sumlx = slx;
+                        suml2 = sl2;
+                        changed = true;
+                    }
+                }
+            }
+        }
+        if !changed {
+            break;
+        }
+    }
+    for i in 0..n {
+        levels[i] = (l_signed[i] + nmax) as u8;
+    }
+    if suml2 > 0.0 { sumlx / suml2 } else { 0.0 }
+}
+
+/// Asymmetric levels in `0..=nmax` with a scale and a minimum (`make_qkx2_quants`, and with
+/// `degenerate_if_below` the `max <= min` test of `make_qkx3_quants`). Returns the scale; the
+/// (non-negative) offset goes to `the_min`. At most 32 elements.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn make_qkx_quants(
+    nmax: i32,
+    x: &[f32],
+    weights: &[f32],
+    levels: &mut [u8],
+    the_min: &mut f32,
+    rmin: f32,
+    rdelta: f32,
+    nstep: i32,
+    use_mad: bool,
+    degenerate_if_below: bool,
+) -> f32 {
+    let n = x.len();
+    let mut min = x[0];
+    let mut max = x[0];
+    let mut sum_w = weights[0];
+    let mut sum_x = sum_w * x[0];
+    for i in 1..n {
+        if x[i] < min {
+            min = x[i];
+        }
+        if x[i] > max {
+            max = x[i];
+        }
+        let w = weights[i];
+        sum_w += w;
+        sum_x += w * x[i];
+    }
+    if min > 0.0 {
+        min = 0.0;
+    }
+    let degenerate = if degenerate_if_below {
+        max <= min
+    } else {
+        max == min
+    };
+    if degenerate {
+        levels[..n].fill(0);
+        *the_min = -min;
+        return 0.0;
+    }
+    let error = |diff: f32| if use_mad { diff.abs() } else { diff * diff };
+    let mut iscale = nmax as f32 / (max - min);
+    let mut scale = 1.0 / iscale;
+    let mut best_error = 0.0f32;
+    for i in 0..n {
+        let l = nearest_int(iscale * (x[i] - min)).clamp(0, nmax);
+        levels[i] = l as u8;
+        let diff = scale * l as f32 + min - x[i];
+        best_error += weights[i] * error(diff);
+    }
+    if nstep < 1 {
+        *the_min = -min;
+        return scale;
+    }
+    let mut aux = [0u8; 32];
+    for step in 0..=nstep {
+        iscale = (rmin + rdelta * step as f32 + nmax as f32) / (max - min);
+        let (mut sum_l, mut sum_l2, mut sum_xl) = (0.0f32, 0.0f32, 0.0f32);
+        for i in 0..n {
+            let l = nearest_int(iscale * (x[i] - min)).clamp(0, nmax);
+            aux[i] = l as u8;
+            let w = weights[i];
+            let lf = l as f32;
+            sum_l += w * lf;
+            sum_l2 += w * lf * lf;
+            sum_xl += w * lf * x[i];
+        }
+        let det = sum_w * sum_l2 - sum_l * sum_l;
+        if det > 0.0 {
+            let mut this_scale = (sum_w * sum_xl - sum_x * sum_l) / det;
+            let mut this_min = (sum_l2 * sum_x - sum_l * sum_xl) / det;
+            if this_min > 0.0 {
+                this_min = 0.0;
+                this_scale = sum_xl / sum_l2;
+            }
+            let mut cur_error = 0.0f32;
+            for i in 0..n {
+                let diff = this_scale * aux[i] as f32 + this_min - x[i];
+                cur_error += weights[i] * error(diff);
+            }
+            if cur_error < best_error {
+                levels[..n].copy_from_slice(&aux[..n]);
+                best_error = cur_error;
+                scale = this_scale;
+                min = this_min;
+            }
+        }
+    }
+    *the_min = -min;
+    scale
+}
+
+/// Non-negative levels in `0..=nmax` for a set of non-negative values, used to quantize the
+/// sub-block scales of the k-quants when an importance matrix is given (`make_qp_quants`).
+/// At most 32 elements.
+pub(crate) fn make_qp_quants(nmax: i32, x: &[f32], levels: &mut [u8], weights: &[f32]) -> f32 {
+    let n = x.len();
+    let mut max = 0.0f32;
+    for &v in x {
+        max = c_max(max, v);
+    }
+    if max < GROUP_MAX_EPS {
+        levels[..n].fill(0);
+        return 0.0;
+    }
+    let mut iscale = nmax as f32 / max;
+    for i in 0..n {
+        levels[i] = nearest_int(iscale * x[i]) as u8;
+    }
+    let scale = 1.0 / iscale;
+    let mut best_mse = 0.0f32;
+    for i in 0..n {
+        let diff = x[i] - scale * levels[i] as f32;
+        best_mse += weights[i] * diff * diff;
+    }
+    for step in -4..=4 {
+        if step == 0 {
+            continue;
+        }
+        let iscale_step = (0.1f32 * step as f32 + nmax as f32) / max;
+        let scale_step = 1.0 / iscale_step;
+        let mut mse = 0.0f32;
+        for i in 0..n {
+            let l = nearest_int(iscale_step * x[i]).min(nmax);
+            let diff = x[i] - scale_step * l as f32;
+            mse += weights[i] * diff * diff;
+        }
+        if mse < best_mse {
+            best_mse = mse;
+            iscale = iscale_step;
+        }
+    }
+    let (mut sumlx, mut suml2) = (0.0f32, 0.0f32);
+    for i in 0..n {
+        let l = nearest_int(iscale * x[i]).min(nmax);
+        levels[i] = l as u8;
+        let w = weights[i];
+        sumlx += w * x[i] * l as f32;
+        suml2 += w * l as f32 * l as f32;
+    }
+    for _ in 0..5 {
+        let mut changed = false;
+        for i in 0..n {
+            let w = weights[i];
+            let li = levels[i] as f32;
+            let mut slx = sumlx - w * x[i] * li;
+            let mut sl2 = suml2 - w * li * li;
+            if slx > 0.0 && sl2 > 0.0 {
+                let new_l = nearest_int(x[i] * sl2 / slx).min(nmax);
+                if new_l != i32::from(levels[i]) {
+                    let nl = new_l as f32;
+                    slx += w * x[i] * nl;
+                    sl2 += w * nl * nl;
+                    if slx * slx * suml2 > sumlx * sumlx * sl2 {
+                        levels[i] = new_l as u8;
+                        sumlx = slx;
+                        suml2 = sl2;
+                        changed = true;
+                    }
+                }
+            }
+        }
+        if !changed {
+            break;
+        }
+    }
+    if suml2 > 0.0 { sumlx / suml2 } else { 0.0 }
+}
