@@ -78,9 +78,9 @@ fn datasets(seed: u64) -> Vec<(String, Vec<f32>, Vec<f32>)> {
         }
     }
     let mut nonfinite: Vec<f32> = (0..n).map(|_| rng.normal()).collect();
-    for i in 0..n {
+    for v in nonfinite.iter_mut() {
         if rng.next_u64().is_multiple_of(97) {
-            nonfinite[i] = match rng.next_u64() % 3 {
+            *v = match rng.next_u64() % 3 {
                 0 => f32::NAN,
                 1 => f32::INFINITY,
                 _ => f32::NEG_INFINITY,
