@@ -1,0 +1,800 @@
+//! Request decoding with the semantics of Go's `encoding/json` (v1) as Ollama's handlers use it
+//! through gin's `ShouldBindJSON` (`json.NewDecoder(body).Decode(&req)`):
+//!
+//! * an empty or all-whitespace body is [`DecodeError::Empty`] (Ollama: `missing request body`);
+//! * only the first JSON value is read, anything after it is ignored; `null` gives the zero request;
+//! * keys match struct fields exactly, else case-insensitively (Go's Unicode simple folding, so
+//!   `MODEL` and even `ſystem` match); unknown keys are ignored; a repeated key overwrites (maps merge);
+//! * `null` leaves a string/bool field unchanged and resets a map, slice or `stream` to nil;
+//! * numbers in `any` positions are `float64` (integers beyond 2^53 lose precision exactly as in Go);
+//! * a value of the wrong type does not stop decoding, but the first one is reported with Go's text,
+//!   e.g. `json: cannot unmarshal string into Go struct field CreateRequest.stream of type bool`;
+//! * invalid UTF-8 becomes U+FFFD per bad byte instead of failing.
+//!
+//! Known differences: syntax errors carry serde_json's wording (Go says e.g. `invalid character 'x'
+//! looking for beginning of value`; truncated input is `unexpected EOF` in both); nesting deeper than
+//! 128 levels is rejected (Go allows 10000); lone surrogate escapes are rejected (Go substitutes
+//! U+FFFD); numbers beyond the `f64` range are syntax errors; a JSON array of numbers is not accepted
+//! as image bytes.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::Deserialize;
+use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_json::{Number, Value};
+
+use crate::json::go_float;
+use crate::types::{
+    AnyMap, CopyRequest, CreateRequest, DeleteRequest, ImageData, License, Message, ShowRequest,
+    ToolCall, ToolCallArguments,
+};
+
+/// Why a request body could not be decoded. Display is the message Ollama returns with status 400.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    /// The body was empty or only whitespace.
+    #[error("missing request body")]
+    Empty,
+    /// The body is not well-formed JSON (`unexpected EOF` when it is truncated).
+    #[error("{0}")]
+    Syntax(String),
+    /// A value has the wrong JSON type for its field.
+    #[error(transparent)]
+    Type(#[from] TypeError),
+    /// An image is not valid padded base64; the offset of the bad input byte.
+    #[error("illegal base64 data at input byte {0}")]
+    Base64(usize),
+}
+
+/// Go's `*json.UnmarshalTypeError`, with the same message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TypeError {
+    value: String,
+    go_type: String,
+    context: Option<(String, String)>,
+}
+
+impl TypeError {
+    /// The JSON kind found: `string`, `number`, `bool`, `array`, `object` (or `number 1.5`).
+    pub fn value(&self) -> &str {
+        &self.value
+    }
+    /// The Go type that was expected, e.g. `map[string]string`.
+    pub fn go_type(&self) -> &str {
+        &self.go_type
+    }
+    /// The dotted JSON path of the field, e.g. `messages.role`, if inside a struct.
+    pub fn field(&self) -> Option<&str> {
+        self.context.as_ref().map(|(_, f)| f.as_str())
+    }
+}
+
+impl fmt::Display for TypeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.context {
+            Some((strukt, field)) => write!(
+                f,
+                "json: cannot unmarshal {} into Go struct field {strukt}.{field} of type {}",
+                self.value, self.go_type
+            ),
+            None => write!(
+                f,
+                "json: cannot unmarshal {} into Go value of type {}",
+                self.value, self.go_type
+            ),
+        }
+    }
+}
+
+impl std::error::Error for TypeError {}
+
+/// Request bodies that decode with Go's rules.
+pub trait Request: Sized + crate::json::sealed::Sealed {
+    /// Builds the request from a parsed body.
+    #[doc(hidden)]
+    fn from_go_value(v: GoValue) -> Result<Self, DecodeError>;
+}
+
+/// Decodes an HTTP request body exactly as Ollama's handler would (see the module docs).
+pub fn decode_request<T: Request>(body: &[u8]) -> Result<T, DecodeError> {
+    if body
+        .iter()
+        .all(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
+    {
+        return Err(DecodeError::Empty);
+    }
+    let text = go_lossy_utf8(body);
+    let mut stream = serde_json::Deserializer::from_str(&text).into_iter::<GoValue>();
+    match stream.next() {
+        None => Err(DecodeError::Empty),
+        Some(Err(e)) if e.is_eof() => Err(DecodeError::Syntax("unexpected EOF".to_owned())),
+        Some(Err(e)) => Err(DecodeError::Syntax(e.to_string())),
+        Some(Ok(v)) => T::from_go_value(v),
+    }
+}
+
+/// Replaces each byte of an invalid UTF-8 sequence with U+FFFD, as Go's decoder does.
+fn go_lossy_utf8(mut bytes: &[u8]) -> Cow<'_, str> {
+    if let Ok(s) = std::str::from_utf8(bytes) {
+        return Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(bytes.len() + 16);
+    loop {
+        match std::str::from_utf8(bytes) {
+            Ok(s) => {
+                out.push_str(s);
+                return Cow::Owned(out);
+            }
+            Err(e) => {
+                let valid = e.valid_up_to();
+                // The prefix was just validated.
+                out.push_str(std::str::from_utf8(&bytes[..valid]).unwrap_or_default());
+                let bad = e.error_len().unwrap_or(bytes.len() - valid);
+                for _ in 0..bad {
+                    out.push('\u{FFFD}');
+                }
+                bytes = &bytes[valid + bad..];
+            }
+        }
+    }
+}
+
+/// A parsed JSON value that keeps object keys in document order, so duplicate and case-folded keys
+/// resolve the way Go's streaming decoder resolves them.
+#[doc(hidden)]
+#[derive(Clone, Debug, PartialEq)]
+pub enum GoValue {
+    /// `null`.
+    Null,
+    /// `true`/`false`.
+    Bool(bool),
+    /// A number as serde_json parsed it.
+    Number(Number),
+    /// A string.
+    String(String),
+    /// An array.
+    Array(Vec<GoValue>),
+    /// An object, keys in document order, duplicates kept.
+    Object(Vec<(String, GoValue)>),
+}
+
+impl GoValue {
+    fn kind(&self) -> &'static str {
+        match self {
+            GoValue::Null => "null",
+            GoValue::Bool(_) => "bool",
+            GoValue::Number(_) => "number",
+            GoValue::String(_) => "string",
+            GoValue::Array(_) => "array",
+            GoValue::Object(_) => "object",
+        }
+    }
+
+    /// The value as Go's `any` holds it, re-encoded: last duplicate key wins, numbers are `float64`.
+    fn into_any(self) -> Value {
+        match self {
+            GoValue::Null => Value::Null,
+            GoValue::Bool(b) => Value::Bool(b),
+            GoValue::Number(n) => go_float64_number(&n),
+            GoValue::String(s) => Value::String(s),
+            GoValue::Array(items) => Value::Array(items.into_iter().map(Self::into_any).collect()),
+            GoValue::Object(entries) => {
+                let mut map = serde_json::Map::new();
+                for (k, v) in entries {
+                    map.insert(k, v.into_any());
+                }
+                Value::Object(map)
+            }
+        }
+    }
+}
+
+const EXACT_F64_INT: f64 = 9_007_199_254_740_992.0; // 2^53
+
+/// What a JSON number becomes after a round trip through Go's `float64`: integers within ±2^53 stay
+/// integers (same text either way), everything else is an `f64` that [`crate::to_go_json`] prints the
+/// way Go does.
+fn go_float64_number(n: &Number) -> Value {
+    let f = n.as_f64().unwrap_or(0.0);
+    let integral = f.is_finite() && f.trunc() == f && f.abs() <= EXACT_F64_INT;
+    if integral && !(f == 0.0 && f.is_sign_negative()) {
+        Value::Number(Number::from(f as i64))
+    } else {
+        Number::from_f64(f).map_or(Value::Null, Value::Number)
+    }
+}
+
+impl<'de> Deserialize<'de> for GoValue {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = GoValue;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<GoValue, E> {
+                Ok(GoValue::Null)
+            }
+            fn visit_none<E: de::Error>(self) -> Result<GoValue, E> {
+                Ok(GoValue::Null)
+            }
+            fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<GoValue, D::Error> {
+                GoValue::deserialize(d)
+            }
+            fn visit_bool<E: de::Error>(self, b: bool) -> Result<GoValue, E> {
+                Ok(GoValue::Bool(b))
+            }
+            fn visit_i64<E: de::Error>(self, n: i64) -> Result<GoValue, E> {
+                Ok(GoValue::Number(n.into()))
+            }
+            fn visit_u64<E: de::Error>(self, n: u64) -> Result<GoValue, E> {
+                Ok(GoValue::Number(n.into()))
+            }
+            fn visit_f64<E: de::Error>(self, n: f64) -> Result<GoValue, E> {
+                Number::from_f64(n)
+                    .map(GoValue::Number)
+                    .ok_or_else(|| E::custom("non-finite number"))
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<GoValue, E> {
+                Ok(GoValue::String(s.to_owned()))
+            }
+            fn visit_string<E: de::Error>(self, s: String) -> Result<GoValue, E> {
+                Ok(GoValue::String(s))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<GoValue, A::Error> {
+                let mut items = Vec::new();
+                while let Some(item) = seq.next_element()? {
+                    items.push(item);
+                }
+                Ok(GoValue::Array(items))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<GoValue, A::Error> {
+                let mut entries = Vec::new();
+                while let Some((k, v)) = map.next_entry::<String, GoValue>()? {
+                    entries.push((k, v));
+                }
+                Ok(GoValue::Object(entries))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// Go's field lookup: exact name first, then a case-insensitive match under Unicode simple folding.
+/// Field names here are lowercase ASCII, and the only non-ASCII runes that fold onto ASCII letters are
+/// U+212A KELVIN SIGN (k) and U+017F LATIN SMALL LETTER LONG S (s).
+fn match_field(fields: &[&'static str], key: &str) -> Option<usize> {
+    if let Some(i) = fields.iter().position(|f| *f == key) {
+        return Some(i);
+    }
+    fields.iter().position(|f| {
+        let mut want = f.bytes();
+        for c in key.chars() {
+            let folded = match c {
+                '\u{212A}' => b'K',
+                '\u{017F}' => b'S',
+                c if c.is_ascii() => (c as u8).to_ascii_uppercase(),
+                _ => return false,
+            };
+            match want.next() {
+                Some(w) if w.to_ascii_uppercase() == folded => {}
+                _ => return false,
+            }
+        }
+        want.next().is_none()
+    })
+}
+
+/// Decoder state: the error context (innermost struct, JSON field path) and the first saved error.
+struct Dec {
+    strukt: Option<&'static str>,
+    stack: Vec<&'static str>,
+    saved: Option<DecodeError>,
+}
+
+impl Dec {
+    fn new() -> Self {
+        Dec {
+            strukt: None,
+            stack: Vec::new(),
+            saved: None,
+        }
+    }
+
+    fn save(&mut self, err: DecodeError) {
+        if self.saved.is_none() {
+            self.saved = Some(err);
+        }
+    }
+
+    fn type_error(&self, value: impl Into<String>, go_type: &str) -> TypeError {
+        let context = if self.strukt.is_some() || !self.stack.is_empty() {
+            Some((
+                self.strukt.unwrap_or_default().to_owned(),
+                self.stack.join("."),
+            ))
+        } else {
+            None
+        };
+        TypeError {
+            value: value.into(),
+            go_type: go_type.to_owned(),
+            context,
+        }
+    }
+
+    fn mismatch(&mut self, v: &GoValue, go_type: &str) {
+        let e = self.type_error(v.kind(), go_type);
+        self.save(e.into());
+    }
+
+    /// Decodes a Go struct: `null` is a no-op, a non-object is a type error, and each known key is
+    /// handed to `set` with the context pointing at that field.
+    fn object(
+        &mut self,
+        v: GoValue,
+        strukt: &'static str,
+        go_type: &str,
+        fields: &[&'static str],
+        mut set: impl FnMut(&mut Self, usize, GoValue) -> Result<(), DecodeError>,
+    ) -> Result<(), DecodeError> {
+        match v {
+            GoValue::Null => Ok(()),
+            GoValue::Object(entries) => {
+                for (key, value) in entries {
+                    let Some(i) = match_field(fields, &key) else {
+                        continue;
+                    };
+                    let outer = self.strukt.replace(strukt);
+                    self.stack.push(fields[i]);
+                    set(self, i, value)?;
+                    self.stack.pop();
+                    self.strukt = outer;
+                }
+                Ok(())
+            }
+            other => {
+                self.mismatch(&other, go_type);
+                Ok(())
+            }
+        }
+    }
+
+    fn string(&mut self, v: GoValue, slot: &mut String) {
+        match v {
+            GoValue::Null => {}
+            GoValue::String(s) => *slot = s,
+            other => self.mismatch(&other, "string"),
+        }
+    }
+
+    fn boolean(&mut self, v: GoValue, slot: &mut bool) {
+        match v {
+            GoValue::Null => {}
+            GoValue::Bool(b) => *slot = b,
+            other => self.mismatch(&other, "bool"),
+        }
+    }
+
+    fn opt_bool(&mut self, v: GoValue, slot: &mut Option<bool>) {
+        match v {
+            GoValue::Null => *slot = None,
+            GoValue::Bool(b) => *slot = Some(b),
+            other => self.mismatch(&other, "bool"),
+        }
+    }
+
+    fn int(&mut self, v: GoValue, slot: &mut i64) {
+        match v {
+            GoValue::Null => {}
+            GoValue::Number(n) => match n.as_i64() {
+                Some(i) => *slot = i,
+                None => {
+                    let text = match n.as_u64() {
+                        Some(u) => u.to_string(),
+                        None => go_float(n.as_f64().unwrap_or(0.0), false),
+                    };
+                    let e = self.type_error(format!("number {text}"), "int");
+                    self.save(e.into());
+                }
+            },
+            other => self.mismatch(&other, "int"),
+        }
+    }
+
+    fn string_map(&mut self, v: GoValue, slot: &mut Option<BTreeMap<String, String>>) {
+        match v {
+            GoValue::Null => *slot = None,
+            GoValue::Object(entries) => {
+                let map = slot.get_or_insert_with(BTreeMap::new);
+                for (k, value) in entries {
+                    let mut s = String::new();
+                    self.string(value, &mut s);
+                    map.insert(k, s);
+                }
+            }
+            other => self.mismatch(&other, "map[string]string"),
+        }
+    }
+
+    fn any_map(&mut self, v: GoValue, slot: &mut Option<AnyMap>) {
+        match v {
+            GoValue::Null => *slot = None,
+            GoValue::Object(entries) => {
+                let map = slot.get_or_insert_with(BTreeMap::new);
+                for (k, value) in entries {
+                    map.insert(k, value.into_any());
+                }
+            }
+            other => self.mismatch(&other, "map[string]interface {}"),
+        }
+    }
+
+    fn finish<T>(self, value: T) -> Result<T, DecodeError> {
+        match self.saved {
+            Some(e) => Err(e),
+            None => Ok(value),
+        }
+    }
+}
+
+fn license_from(v: GoValue) -> Option<License> {
+    match v {
+        GoValue::Null => None,
+        GoValue::String(s) => Some(License::Text(s)),
+        GoValue::Array(items)
+            if items
+                .iter()
+                .all(|i| matches!(i, GoValue::String(_) | GoValue::Null)) =>
+        {
+            Some(License::List(
+                items
+                    .into_iter()
+                    .map(|i| match i {
+                        GoValue::String(s) => s,
+                        _ => String::new(),
+                    })
+                    .collect(),
+            ))
+        }
+        other => Some(License::Other(other.into_any())),
+    }
+}
+
+const CREATE_FIELDS: &[&str] = &[
+    "model",
+    "stream",
+    "quantize",
+    "draft_quantize",
+    "from",
+    "remote_host",
+    "files",
+    "draft_files",
+    "adapters",
+    "template",
+    "license",
+    "system",
+    "parameters",
+    "messages",
+    "renderer",
+    "parser",
+    "requires",
+    "info",
+    "name",
+    "quantization",
+];
+
+impl Request for CreateRequest {
+    fn from_go_value(v: GoValue) -> Result<Self, DecodeError> {
+        let mut r = CreateRequest::default();
+        let mut dec = Dec::new();
+        dec.object(
+            v,
+            "CreateRequest",
+            "api.CreateRequest",
+            CREATE_FIELDS,
+            |dec, i, v| {
+                match i {
+                    0 => dec.string(v, &mut r.model),
+                    1 => dec.opt_bool(v, &mut r.stream),
+                    2 => dec.string(v, &mut r.quantize),
+                    3 => dec.string(v, &mut r.draft_quantize),
+                    4 => dec.string(v, &mut r.from),
+                    5 => dec.string(v, &mut r.remote_host),
+                    6 => dec.string_map(v, &mut r.files),
+                    7 => dec.string_map(v, &mut r.draft_files),
+                    8 => dec.string_map(v, &mut r.adapters),
+                    9 => dec.string(v, &mut r.template),
+                    10 => r.license = license_from(v),
+                    11 => dec.string(v, &mut r.system),
+                    12 => dec.any_map(v, &mut r.parameters),
+                    13 => messages(dec, v, &mut r.messages)?,
+                    14 => dec.string(v, &mut r.renderer),
+                    15 => dec.string(v, &mut r.parser),
+                    16 => dec.string(v, &mut r.requires),
+                    17 => dec.any_map(v, &mut r.info),
+                    18 => dec.string(v, &mut r.name),
+                    _ => dec.string(v, &mut r.quantization),
+                }
+                Ok(())
+            },
+        )?;
+        dec.finish(r)
+    }
+}
+
+/// `[]api.Message`: each element goes through Message's own `UnmarshalJSON`, whose errors abort the
+/// whole decode and are re-labelled with the outer struct and path (Go's `addErrorContext`).
+fn messages(dec: &mut Dec, v: GoValue, slot: &mut Vec<Message>) -> Result<(), DecodeError> {
+    match v {
+        GoValue::Null => slot.clear(),
+        GoValue::Array(items) => {
+            let mut out = Vec::with_capacity(items.len());
+            for item in items {
+                match decode_message(item) {
+                    Ok(m) => out.push(m),
+                    Err(DecodeError::Type(mut e)) => {
+                        let mut field = dec.stack.join(".");
+                        if let Some((_, inner)) = &e.context
+                            && !inner.is_empty()
+                        {
+                            field.push('.');
+                            field.push_str(inner);
+                        }
+                        e.context = Some((dec.strukt.unwrap_or_default().to_owned(), field));
+                        return Err(e.into());
+                    }
+                    Err(other) => return Err(other),
+                }
+            }
+            *slot = out;
+        }
+        other => dec.mismatch(&other, "[]api.Message"),
+    }
+    Ok(())
+}
+
+const MESSAGE_FIELDS: &[&str] = &[
+    "role",
+    "content",
+    "thinking",
+    "images",
+    "tool_calls",
+    "tool_name",
+    "tool_call_id",
+];
+
+/// One message, as Go's `Message.UnmarshalJSON` decodes it (through a local `Alias` type, which names
+/// the struct in its errors) and then lower-cases `role`.
+fn decode_message(v: GoValue) -> Result<Message, DecodeError> {
+    let mut m = Message::default();
+    let mut dec = Dec::new();
+    dec.object(v, "Alias", "api.Alias", MESSAGE_FIELDS, |dec, i, v| {
+        match i {
+            0 => dec.string(v, &mut m.role),
+            1 => dec.string(v, &mut m.content),
+            2 => dec.string(v, &mut m.thinking),
+            3 => images(dec, v, &mut m.images),
+            4 => tool_calls(dec, v, &mut m.tool_calls)?,
+            5 => dec.string(v, &mut m.tool_name),
+            _ => dec.string(v, &mut m.tool_call_id),
+        }
+        Ok(())
+    })?;
+    m.role = go_to_lower(&m.role);
+    dec.finish(m)
+}
+
+/// Go's `strings.ToLower`: one rune to one rune, no context rules.
+fn go_to_lower(s: &str) -> String {
+    s.chars()
+        .map(|c| match c {
+            '\u{0130}' => 'i',
+            c => c.to_lowercase().next().unwrap_or(c),
+        })
+        .collect()
+}
+
+fn images(dec: &mut Dec, v: GoValue, slot: &mut Vec<ImageData>) {
+    match v {
+        GoValue::Null => slot.clear(),
+        GoValue::Array(items) => {
+            slot.clear();
+            for item in items {
+                match item {
+                    GoValue::Null => slot.push(ImageData::default()),
+                    GoValue::String(s) => match crate::base64::decode(&s) {
+                        Ok(bytes) => slot.push(ImageData(bytes)),
+                        Err(at) => {
+                            dec.save(DecodeError::Base64(at));
+                            slot.push(ImageData::default());
+                        }
+                    },
+                    other => dec.mismatch(&other, "api.ImageData"),
+                }
+            }
+        }
+        other => dec.mismatch(&other, "[]api.ImageData"),
+    }
+}
+
+fn tool_calls(dec: &mut Dec, v: GoValue, slot: &mut Vec<ToolCall>) -> Result<(), DecodeError> {
+    match v {
+        GoValue::Null => slot.clear(),
+        GoValue::Array(items) => {
+            slot.clear();
+            for item in items {
+                let mut call = ToolCall::default();
+                dec.object(
+                    item,
+                    "ToolCall",
+                    "api.ToolCall",
+                    &["id", "function"],
+                    |dec, i, v| {
+                        if i == 0 {
+                            dec.string(v, &mut call.id);
+                            return Ok(());
+                        }
+                        let f = &mut call.function;
+                        dec.object(
+                            v,
+                            "ToolCallFunction",
+                            "api.ToolCallFunction",
+                            &["index", "name", "arguments"],
+                            |dec, i, v| {
+                                match i {
+                                    0 => dec.int(v, &mut f.index),
+                                    1 => dec.string(v, &mut f.name),
+                                    _ => arguments(dec, v, &mut f.arguments),
+                                }
+                                Ok(())
+                            },
+                        )
+                    },
+                )?;
+                slot.push(call);
+            }
+        }
+        other => dec.mismatch(&other, "[]api.ToolCall"),
+    }
+    Ok(())
+}
+
+fn arguments(dec: &mut Dec, v: GoValue, slot: &mut ToolCallArguments) {
+    match v {
+        GoValue::Null => {}
+        GoValue::Object(entries) => {
+            *slot = ToolCallArguments::default();
+            for (k, v) in entries {
+                slot.insert(k, v.into_any());
+            }
+        }
+        other => dec.mismatch(&other, "api.ToolCallFunctionArguments"),
+    }
+}
+
+impl Request for ShowRequest {
+    fn from_go_value(v: GoValue) -> Result<Self, DecodeError> {
+        let mut r = ShowRequest::default();
+        let mut dec = Dec::new();
+        dec.object(
+            v,
+            "ShowRequest",
+            "api.ShowRequest",
+            &["model", "system", "template", "verbose", "options", "name"],
+            |dec, i, v| {
+                match i {
+                    0 => dec.string(v, &mut r.model),
+                    1 => dec.string(v, &mut r.system),
+                    2 => dec.string(v, &mut r.template),
+                    3 => dec.boolean(v, &mut r.verbose),
+                    4 => dec.any_map(v, &mut r.options),
+                    _ => dec.string(v, &mut r.name),
+                }
+                Ok(())
+            },
+        )?;
+        dec.finish(r)
+    }
+}
+
+impl Request for CopyRequest {
+    fn from_go_value(v: GoValue) -> Result<Self, DecodeError> {
+        let mut r = CopyRequest::default();
+        let mut dec = Dec::new();
+        dec.object(
+            v,
+            "CopyRequest",
+            "api.CopyRequest",
+            &["source", "destination"],
+            |dec, i, v| {
+                match i {
+                    0 => dec.string(v, &mut r.source),
+                    _ => dec.string(v, &mut r.destination),
+                }
+                Ok(())
+            },
+        )?;
+        dec.finish(r)
+    }
+}
+
+impl Request for DeleteRequest {
+    fn from_go_value(v: GoValue) -> Result<Self, DecodeError> {
+        let mut r = DeleteRequest::default();
+        let mut dec = Dec::new();
+        dec.object(
+            v,
+            "DeleteRequest",
+            "api.DeleteRequest",
+            &["model", "name"],
+            |dec, i, v| {
+                match i {
+                    0 => dec.string(v, &mut r.model),
+                    _ => dec.string(v, &mut r.name),
+                }
+                Ok(())
+            },
+        )?;
+        dec.finish(r)
+    }
+}
+
+impl Request for Message {
+    fn from_go_value(v: GoValue) -> Result<Self, DecodeError> {
+        decode_message(v)
+    }
+}
+
+/// serde entry points with the same Go semantics, so `serde_json::from_slice` agrees with
+/// [`decode_request`] (errors carry the same text).
+macro_rules! go_deserialize {
+    ($($t:ty),*) => {$(
+        impl<'de> Deserialize<'de> for $t {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let v = GoValue::deserialize(d)?;
+                <$t as Request>::from_go_value(v).map_err(de::Error::custom)
+            }
+        }
+    )*};
+}
+
+go_deserialize!(
+    CreateRequest,
+    ShowRequest,
+    CopyRequest,
+    DeleteRequest,
+    Message
+);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fold_matching() {
+        let f = &["model", "system", "stream"];
+        assert_eq!(match_field(f, "model"), Some(0));
+        assert_eq!(match_field(f, "MODEL"), Some(0));
+        assert_eq!(match_field(f, "Model"), Some(0));
+        assert_eq!(match_field(f, "\u{17F}ystem"), Some(1));
+        assert_eq!(match_field(f, "modelx"), None);
+        assert_eq!(match_field(f, "mode"), None);
+        assert_eq!(match_field(f, "modél"), None);
+    }
+
+    #[test]
+    fn lossy_is_per_byte() {
+        assert_eq!(go_lossy_utf8(b"a\xE2\x82b"), "a\u{FFFD}\u{FFFD}b");
+        assert_eq!(go_lossy_utf8(b"\xFF"), "\u{FFFD}");
+        assert_eq!(go_lossy_utf8(b"ok"), "ok");
+    }
+
+    #[test]
+    fn go_lower() {
+        assert_eq!(go_to_lower("USER"), "user");
+        assert_eq!(go_to_lower("ΟΔΟΣ"), "οδοσ");
+    }
+}
