@@ -6,3 +6,8 @@
 
 pub mod create;
 pub mod quantize;
+
+pub use quantize::{
+    FileType, NoProgress, QuantizeError, QuantizeEvent, QuantizeOptions, QuantizeReport,
+    QuantizeSink, plan, quantize_gguf, quantize_model,
+};

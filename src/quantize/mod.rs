@@ -1,1 +1,543 @@
-//! Whole-model quantization: llama.cpp's per-tensor type policy and a streaming pipeline.
+//! Whole-model quantization: GGUF in, quantized GGUF out, byte-identical to llama.cpp's
+//! `llama_model_quantize` (what `ollama create --quantize` runs).
+//!
+//! [`quantize_gguf`] streams: tensors are converted one chunk of rows at a time and written as
+//! they are produced, so memory stays at a few chunk buffers whatever the model size.
+//! [`quantize_model`] adds files: the input is memory-mapped and the output written to a
+//! temporary file, fsynced and renamed, so the output path never holds a partial file.
+
+mod ftype;
+mod policy;
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::ops::ControlFlow;
+use std::path::Path;
+
+use kiln_gguf::{GgmlType, Gguf, GgufError, Limits, TensorSpec, Value, WriteError, Writer};
+use kiln_quant::QuantType;
+use regex::Regex;
+
+pub use ftype::{FileType, UnknownFileType};
+use policy::{ModelInfo, Policy, PolicyError, RuleOptions};
+
+/// `general.quantization_version` as llama.cpp writes it (`GGML_QNT_VERSION`).
+pub const QUANTIZATION_VERSION: u32 = 2;
+/// The alignment llama.cpp's writer always uses.
+pub const OUTPUT_ALIGNMENT: u64 = 32;
+
+/// How to quantize, beyond the file type (llama-quantize's options).
+#[derive(Debug, Clone, Default)]
+pub struct QuantizeOptions {
+    /// Worker threads (0 = all available cores). The output does not depend on it.
+    pub threads: usize,
+    /// Allow already-quantized inputs (they are dequantized first, losing precision twice).
+    pub allow_requantize: bool,
+    /// Keep `output.weight` in its source type.
+    pub leave_output_tensor: bool,
+    /// Give every quantizable tensor the file type's default type (no per-tensor rules).
+    pub pure: bool,
+    /// Type for `output.weight`.
+    pub output_tensor_type: Option<GgmlType>,
+    /// Type for `token_embd.weight`.
+    pub token_embedding_type: Option<GgmlType>,
+    /// `(regex, type)` overrides; the first pattern found in a tensor's name wins.
+    pub tensor_types: Vec<(String, GgmlType)>,
+    /// Importance matrix: tensor name → per-column weights (`ne[0]` values per expert).
+    pub imatrix: Option<HashMap<String, Vec<f32>>>,
+    /// Apply Ollama's per-architecture overrides for Q4_K_S/Q4_K_M, as `/api/create` does.
+    pub ollama_overrides: bool,
+}
+
+/// One step of progress.
+#[derive(Debug, Clone)]
+pub enum QuantizeEvent<'a> {
+    /// A tensor is about to be converted.
+    Tensor {
+        /// Its position in the output (0-based).
+        index: usize,
+        /// Number of tensors.
+        count: usize,
+        /// Its name.
+        name: &'a str,
+        /// Its source type.
+        from: GgmlType,
+        /// The type chosen for it.
+        to: GgmlType,
+    },
+    /// Input bytes consumed so far, out of the total tensor bytes of the input.
+    Bytes {
+        /// Bytes done.
+        done: u64,
+        /// Bytes in all.
+        total: u64,
+    },
+}
+
+/// Receives progress; returning `ControlFlow::Break` cancels the quantization between chunks.
+pub trait QuantizeSink {
+    /// Called for every event.
+    fn event(&mut self, event: &QuantizeEvent<'_>) -> ControlFlow<()>;
+}
+
+impl<F: FnMut(&QuantizeEvent<'_>) -> ControlFlow<()>> QuantizeSink for F {
+    fn event(&mut self, event: &QuantizeEvent<'_>) -> ControlFlow<()> {
+        self(event)
+    }
+}
+
+/// A sink that ignores progress.
+pub struct NoProgress;
+
+impl QuantizeSink for NoProgress {
+    fn event(&mut self, _: &QuantizeEvent<'_>) -> ControlFlow<()> {
+        ControlFlow::Continue(())
+    }
+}
+
+/// What happened to one tensor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TensorReport {
+    /// Tensor name.
+    pub name: String,
+    /// Source type.
+    pub from: GgmlType,
+    /// Output type.
+    pub to: GgmlType,
+    /// Number of elements.
+    pub n_elements: u64,
+    /// Source bytes.
+    pub bytes_in: u64,
+    /// Output bytes (without padding).
+    pub bytes_out: u64,
+}
+
+/// The outcome of a quantization.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuantizeReport {
+    /// The file type written.
+    pub file_type: u32,
+    /// Every tensor, in output order.
+    pub tensors: Vec<TensorReport>,
+    /// Size of the output file.
+    pub file_len: u64,
+}
+
+/// Why a model could not be quantized.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum QuantizeError {
+    /// The input is not a valid GGUF file.
+    #[error("input is not a valid GGUF file: {0}")]
+    Gguf(#[from] GgufError),
+    /// Writing the output failed.
+    #[error("writing the quantized model failed: {0}")]
+    Write(#[from] WriteError),
+    /// Reading or writing a file failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// What failed.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A quantized input without `allow_requantize`.
+    #[error("tensor {name} is already quantized ({ty}); requantizing needs allow_requantize")]
+    RequantizeNotAllowed {
+        /// Tensor name.
+        name: String,
+        /// Its type.
+        ty: GgmlType,
+    },
+    /// A type kiln has no kernel for (as source or as target).
+    #[error("tensor {name}: type {ty} is not supported")]
+    UnsupportedType {
+        /// Tensor name.
+        name: String,
+        /// The type.
+        ty: GgmlType,
+    },
+    /// A row length that fits no block size llama.cpp can fall back to.
+    #[error("tensor {name}: row length {ne0} does not fit {ty} and has no fallback type")]
+    NoFallback {
+        /// Tensor name.
+        name: String,
+        /// Row length.
+        ne0: u64,
+        /// The type that did not fit.
+        ty: GgmlType,
+    },
+    /// An MoE tensor whose layer number cannot be read from its name.
+    #[error("tensor {name}: cannot read the layer number from the name of an expert tensor")]
+    NoLayer {
+        /// Tensor name.
+        name: String,
+    },
+    /// An invalid `--tensor-type` pattern.
+    #[error("invalid tensor type pattern {pattern:?}: {message}")]
+    BadPattern {
+        /// The pattern.
+        pattern: String,
+        /// The regex error.
+        message: String,
+    },
+    /// An importance matrix with the wrong size or a non-finite value.
+    #[error("importance matrix for {name}: {problem}")]
+    BadImatrix {
+        /// Tensor name.
+        name: String,
+        /// What is wrong.
+        problem: String,
+    },
+    /// COPY needs the input's file type to keep it.
+    #[error("COPY needs a file type: the input has no general.file_type")]
+    NoInputFileType,
+    /// The sink asked to stop.
+    #[error("quantization cancelled")]
+    Cancelled,
+}
+
+/// The planned conversion of one tensor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TensorPlan {
+    /// Index of the tensor in the input's tensor table.
+    pub input_index: usize,
+    /// Tensor name.
+    pub name: String,
+    /// Source type.
+    pub from: GgmlType,
+    /// Output type.
+    pub to: GgmlType,
+    /// Output dimensions (trailing 1s dropped, as llama.cpp writes them).
+    pub dims: Vec<u64>,
+}
+
+fn compile_rules(
+    gguf: &Gguf<'_>,
+    ftype: FileType,
+    options: &QuantizeOptions,
+) -> Result<RuleOptions, QuantizeError> {
+    let mut overrides = Vec::new();
+    let arch = gguf.metadata().architecture().unwrap_or("");
+    let ollama = if options.ollama_overrides {
+        policy::ollama_overrides(arch, ftype)
+    } else {
+        Vec::new()
+    };
+    let user = options.tensor_types.iter().map(|(p, t)| (p.as_str(), *t));
+    for (pattern, ty) in user.chain(ollama) {
+        let re = Regex::new(pattern).map_err(|e| QuantizeError::BadPattern {
+            pattern: pattern.to_owned(),
+            message: e.to_string(),
+        })?;
+        overrides.push((re, ty));
+    }
+    Ok(RuleOptions {
+        pure: options.pure,
+        quantize_output: !options.leave_output_tensor,
+        output_tensor_type: options.output_tensor_type,
+        token_embedding_type: options.token_embedding_type,
+        overrides,
+        has_imatrix: options.imatrix.is_some(),
+    })
+}
+
+/// Decides every tensor's output type and order, exactly as llama.cpp would, without converting.
+pub fn plan(
+    gguf: &Gguf<'_>,
+    ftype: FileType,
+    options: &QuantizeOptions,
+) -> Result<Vec<TensorPlan>, QuantizeError> {
+    let tensors = gguf.tensors();
+    let names: Vec<&str> = tensors.iter().map(|t| t.name()).collect();
+    let order = policy::output_order(&names);
+    let info = ModelInfo::read(gguf);
+    let rules = compile_rules(gguf, ftype, options)?;
+    let default = ftype.default_tensor_type();
+    let mut policy = default.map(|d| Policy::new(ftype, d, &info, &rules));
+    let mut plans = Vec::with_capacity(order.len());
+    for i in order {
+        let t = &tensors[i];
+        let ne = t.ne();
+        let to = match policy.as_mut() {
+            None => t.ggml_type(),
+            Some(p) => p
+                .choose(t.name(), ne, t.dims().len(), t.ggml_type())
+                .map_err(|e| match e {
+                    PolicyError::NoFallback(ty) => QuantizeError::NoFallback {
+                        name: t.name().to_owned(),
+                        ne0: ne[0],
+                        ty,
+                    },
+                    PolicyError::NoLayer => QuantizeError::NoLayer {
+                        name: t.name().to_owned(),
+                    },
+                })?,
+        };
+        let n_dims = (1..=4).rev().find(|&d| ne[d - 1] != 1).unwrap_or(1);
+        plans.push(TensorPlan {
+            input_index: i,
+            name: t.name().to_owned(),
+            from: t.ggml_type(),
+            to,
+            dims: ne[..n_dims].to_vec(),
+        });
+    }
+    Ok(plans)
+}
+
+/// Output metadata: the input's entries in order, without the two keys llama.cpp re-appends and
+/// without split keys, then `general.quantization_version` and `general.file_type`.
+fn output_metadata<'a>(gguf: &Gguf<'a>, file_type: u32) -> Vec<(&'a str, Value<'a>)> {
+    let skip = [
+        "general.quantization_version",
+        "general.file_type",
+        "split.no",
+        "split.count",
+        "split.tensors.count",
+    ];
+    let mut md: Vec<(&str, Value<'_>)> = gguf
+        .metadata()
+        .iter()
+        .filter(|(k, _)| !skip.contains(k))
+        .map(|(k, v)| (k, v.clone()))
+        .collect();
+    md.push((
+        "general.quantization_version",
+        Value::U32(QUANTIZATION_VERSION),
+    ));
+    md.push(("general.file_type", Value::U32(file_type)));
+    md
+}
+
+fn kernel_type(name: &str, ty: GgmlType) -> Result<QuantType, QuantizeError> {
+    QuantType::from_ggml_id(ty.0).ok_or_else(|| QuantizeError::UnsupportedType {
+        name: name.to_owned(),
+        ty,
+    })
+}
+
+/// Elements per conversion chunk: large enough to amortize thread start-up, small enough to keep
+/// memory flat (16 MiB of f32).
+const CHUNK_ELEMENTS: usize = 4 << 20;
+
+/// Quantizes a parsed GGUF into `out` (written sequentially, never seeked).
+pub fn quantize_gguf<W: Write>(
+    gguf: &Gguf<'_>,
+    out: W,
+    ftype: FileType,
+    options: &QuantizeOptions,
+    sink: &mut dyn QuantizeSink,
+) -> Result<QuantizeReport, QuantizeError> {
+    let file_type = match ftype.llama_ftype() {
+        Some(n) => n,
+        None => gguf
+            .metadata()
+            .file_type()
+            .ok()
+            .flatten()
+            .ok_or(QuantizeError::NoInputFileType)?,
+    };
+    let plans = plan(gguf, ftype, options)?;
+    if let Some(im) = &options.imatrix {
+        for (name, values) in im {
+            if values.iter().any(|v| !v.is_finite()) {
+                return Err(QuantizeError::BadImatrix {
+                    name: name.clone(),
+                    problem: "contains a non-finite value".into(),
+                });
+            }
+        }
+    }
+    let metadata = output_metadata(gguf, file_type);
+    let specs: Vec<TensorSpec<'_>> = plans
+        .iter()
+        .map(|p| TensorSpec::new(p.name.as_str(), p.to, p.dims.clone()))
+        .collect();
+    let mut writer = Writer::new(out, &metadata, &specs)?;
+    let threads = if options.threads == 0 {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    } else {
+        options.threads
+    };
+    let total: u64 = gguf.tensors().iter().map(|t| t.data().len() as u64).sum();
+    let mut done = 0u64;
+    let mut report = Vec::with_capacity(plans.len());
+    let mut rows_f32: Vec<f32> = Vec::new();
+    let mut quantized: Vec<u8> = Vec::new();
+    for (index, p) in plans.iter().enumerate() {
+        let t = &gguf.tensors()[p.input_index];
+        let event = QuantizeEvent::Tensor {
+            index,
+            count: plans.len(),
+            name: &p.name,
+            from: p.from,
+            to: p.to,
+        };
+        if sink.event(&event).is_break() {
+            return Err(QuantizeError::Cancelled);
+        }
+        let data = t.data();
+        let ne = t.ne();
+        let bytes_out = if p.to == p.from {
+            for piece in data.chunks(CHUNK_ELEMENTS) {
+                writer.write_tensor_data(piece)?;
+                done += piece.len() as u64;
+                if sink.event(&QuantizeEvent::Bytes { done, total }).is_break() {
+                    return Err(QuantizeError::Cancelled);
+                }
+            }
+            data.len() as u64
+        } else {
+            let from = kernel_type(&p.name, p.from)?;
+            let to = kernel_type(&p.name, p.to)?;
+            if from.block_size() > 1 && !options.allow_requantize {
+                return Err(QuantizeError::RequantizeNotAllowed {
+                    name: p.name.clone(),
+                    ty: p.from,
+                });
+            }
+            let n_per_row = ne[0] as usize;
+            let rows_per_expert = (ne[1] * ne[3]) as usize;
+            let experts = ne[2] as usize;
+            let imatrix = imatrix_for(options, &p.name, ne)?;
+            let in_row = data.len() / (rows_per_expert * experts).max(1);
+            let out_row = kiln_quant::row_size(to, n_per_row).map_err(|_| {
+                QuantizeError::UnsupportedType {
+                    name: p.name.clone(),
+                    ty: p.to,
+                }
+            })?;
+            let chunk_rows = (CHUNK_ELEMENTS / n_per_row.max(1)).max(1);
+            let mut written = 0u64;
+            for e in 0..experts {
+                let weights = imatrix.map(|im| &im[e * n_per_row..(e + 1) * n_per_row]);
+                let mut row = 0;
+                while row < rows_per_expert {
+                    let rows = chunk_rows.min(rows_per_expert - row);
+                    let first = e * rows_per_expert + row;
+                    let src = &data[first * in_row..(first + rows) * in_row];
+                    rows_f32.resize(rows * n_per_row, 0.0);
+                    kiln_quant::dequantize(from, src, &mut rows_f32).map_err(|_| {
+                        QuantizeError::UnsupportedType {
+                            name: p.name.clone(),
+                            ty: p.from,
+                        }
+                    })?;
+                    quantized.resize(rows * out_row, 0);
+                    kiln_quant::quantize_parallel(
+                        to,
+                        &rows_f32,
+                        n_per_row,
+                        weights,
+                        &mut quantized,
+                        threads,
+                    )
+                    .map_err(|_| QuantizeError::UnsupportedType {
+                        name: p.name.clone(),
+                        ty: p.to,
+                    })?;
+                    writer.write_tensor_data(&quantized)?;
+                    written += quantized.len() as u64;
+                    done += src.len() as u64;
+                    if sink.event(&QuantizeEvent::Bytes { done, total }).is_break() {
+                        return Err(QuantizeError::Cancelled);
+                    }
+                    row += rows;
+                }
+            }
+            written
+        };
+        report.push(TensorReport {
+            name: p.name.clone(),
+            from: p.from,
+            to: p.to,
+            n_elements: t.n_elements(),
+            bytes_in: data.len() as u64,
+            bytes_out,
+        });
+    }
+    let file_len = writer.layout().file_len;
+    let mut out = writer.finish()?;
+    out.flush()
+        .map_err(|e| QuantizeError::Write(WriteError::Io(e)))?;
+    Ok(QuantizeReport {
+        file_type,
+        tensors: report,
+        file_len,
+    })
+}
+
+/// The imatrix slice for a tensor, checked as llama.cpp checks it (`ne[0] * ne[2]` values; a
+/// mismatch is an error except for token_embd, which is then quantized without one).
+fn imatrix_for<'o>(
+    options: &'o QuantizeOptions,
+    name: &str,
+    ne: [u64; 4],
+) -> Result<Option<&'o [f32]>, QuantizeError> {
+    let Some(values) = options.imatrix.as_ref().and_then(|m| m.get(name)) else {
+        return Ok(None);
+    };
+    let expected = (ne[0] * ne[2]) as usize;
+    if values.len() == expected {
+        Ok(Some(values))
+    } else if name == "token_embd.weight" {
+        Ok(None)
+    } else {
+        Err(QuantizeError::BadImatrix {
+            name: name.to_owned(),
+            problem: format!("has {} values, expected {expected}", values.len()),
+        })
+    }
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> QuantizeError + '_ {
+    move |source| QuantizeError::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+/// Quantizes the GGUF file `input` into `output`. The output appears complete or not at all: it
+/// is written to a temporary file beside it, fsynced, then renamed.
+pub fn quantize_model(
+    input: &Path,
+    output: &Path,
+    ftype: FileType,
+    options: &QuantizeOptions,
+    sink: &mut dyn QuantizeSink,
+) -> Result<QuantizeReport, QuantizeError> {
+    // SAFETY: the map is read-only; a caller that truncates the input while it is being
+    // quantized gets a SIGBUS, which is the documented contract of quantizing a live file.
+    let file = unsafe { kiln_gguf::GgufFile::map(input) }.map_err(io_err(input))?;
+    let gguf = file.parse(&Limits::default())?;
+    let dir = output
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let file_name = output
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "model".into());
+    let temp = dir.join(format!(".{file_name}.kiln-partial-{}", std::process::id()));
+    let result = (|| {
+        let f = std::fs::File::create(&temp).map_err(io_err(&temp))?;
+        let mut buffered = std::io::BufWriter::with_capacity(1 << 20, f);
+        let report = quantize_gguf(&gguf, &mut buffered, ftype, options, sink)?;
+        let f = buffered.into_inner().map_err(|e| QuantizeError::Io {
+            path: temp.display().to_string(),
+            source: e.into_error(),
+        })?;
+        f.sync_all().map_err(io_err(&temp))?;
+        std::fs::rename(&temp, output).map_err(io_err(output))?;
+        if let Ok(d) = std::fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+        Ok(report)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&temp);
+    }
+    result
+}

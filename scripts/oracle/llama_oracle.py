@@ -1,0 +1,160 @@
+#!/usr/bin/env python3
+"""The llama.cpp oracle for whole-model quantization (libllama.so from llama-cpp-python 0.3.36).
+
+  llama_oracle.py batch JOBS.json
+
+Jobs:
+  {"op": "make_model", "output": path, "kind": "llama"|"tied"|"moe", "dtype": "f32"|"f16"|"bf16",
+   "n_embd": E, "n_ff": F, "n_layer": L, "n_head": H, "n_head_kv": K, "n_vocab": V, "seed": S}
+      writes a small synthetic model with gguf-py (llama.cpp's own GGUF writer)
+  {"op": "quantize", "input": path, "output": path, "ftype": llama_ftype number, "threads": N,
+   "imatrix": null | {"index": json path {name: [offset, count]}, "data": raw f32 path},
+   "pure": bool, "leave_output": bool, "allow_requantize": bool,
+   "output_tensor_type": ggml id | null, "token_embedding_type": ggml id | null,
+   "tensor_types": [[regex, ggml id], ...], "repeat": R (optional; best time goes to output + ".json")}
+      runs llama_model_quantize
+"""
+import ctypes
+import json
+import os
+import resource
+import sys
+import time
+
+import numpy as np
+import gguf
+import llama_cpp
+from llama_cpp import llama_cpp as L
+
+GGML_TYPE_COUNT = 43
+
+
+def make_model(job):
+    rng = np.random.default_rng(job["seed"])
+    E, F, NL, H, K, V = (job[k] for k in ("n_embd", "n_ff", "n_layer", "n_head", "n_head_kv", "n_vocab"))
+    hd = E // H
+    kind, dtype = job["kind"], job["dtype"]
+    w = gguf.GGUFWriter(job["output"], "llama")
+    w.add_name("kiln-synthetic-" + kind)
+    w.add_context_length(256)
+    w.add_embedding_length(E)
+    w.add_block_count(NL)
+    w.add_feed_forward_length(F)
+    w.add_head_count(H)
+    w.add_head_count_kv(K)
+    w.add_rope_dimension_count(hd)
+    w.add_layer_norm_rms_eps(1e-5)
+    w.add_vocab_size(V)
+    w.add_file_type({"f32": 0, "f16": 1, "bf16": 32}[dtype])
+    if kind == "moe":
+        w.add_expert_count(8)
+        w.add_expert_used_count(2)
+    w.add_tokenizer_model("llama")
+    w.add_token_list([f"<t{i}>" for i in range(V)])
+    w.add_token_scores([float(-i) for i in range(V)])
+    w.add_token_types([1] * V)
+
+    def weight(shape, scale=0.05):
+        a = (rng.standard_normal(shape) * scale).astype(np.float32)
+        if dtype == "f16":
+            return a.astype(np.float16), None
+        if dtype == "bf16":
+            bits = (a.view(np.uint32) + 0x7FFF + ((a.view(np.uint32) >> 16) & 1)) >> 16
+            return bits.astype(np.uint16).view(np.uint8).reshape(*shape[:-1], shape[-1] * 2), gguf.GGMLQuantizationType.BF16
+        return a, None
+
+    def add(name, shape):
+        arr, raw = weight(shape)
+        w.add_tensor(name, arr, raw_dtype=raw)
+
+    def norm(name, n):
+        w.add_tensor(name, (1.0 + 0.1 * rng.standard_normal(n)).astype(np.float32))
+
+    add("token_embd.weight", (V, E))
+    norm("output_norm.weight", E)
+    if kind != "tied":
+        add("output.weight", (V, E))
+    for i in range(NL):
+        p = f"blk.{i}."
+        norm(p + "attn_norm.weight", E)
+        add(p + "attn_q.weight", (E, E))
+        add(p + "attn_k.weight", (K * hd, E))
+        add(p + "attn_v.weight", (K * hd, E))
+        add(p + "attn_output.weight", (E, E))
+        norm(p + "ffn_norm.weight", E)
+        if kind == "moe":
+            w.add_tensor(p + "ffn_gate_inp.weight", (rng.standard_normal((8, E)) * 0.05).astype(np.float32))
+            add(p + "ffn_gate_exps.weight", (8, F, E))
+            add(p + "ffn_up_exps.weight", (8, F, E))
+            add(p + "ffn_down_exps.weight", (8, E, F))
+        else:
+            add(p + "ffn_gate.weight", (F, E))
+            add(p + "ffn_up.weight", (F, E))
+            add(p + "ffn_down.weight", (E, F))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+
+
+def quantize(job):
+    params = L.llama_model_quantize_default_params()
+    params.nthread = job.get("threads", 1)
+    params.ftype = job["ftype"]
+    params.allow_requantize = job.get("allow_requantize", False)
+    params.quantize_output_tensor = not job.get("leave_output", False)
+    params.pure = job.get("pure", False)
+    params.only_copy = job.get("only_copy", False)
+    if job.get("output_tensor_type") is not None:
+        params.output_tensor_type = job["output_tensor_type"]
+    if job.get("token_embedding_type") is not None:
+        params.token_embedding_type = job["token_embedding_type"]
+    keep = []
+    if job.get("imatrix"):
+        index = json.load(open(job["imatrix"]["index"]))
+        data = np.fromfile(job["imatrix"]["data"], dtype=np.float32)
+        entries = (L.llama_model_imatrix_data * (len(index) + 1))()
+        for k, (name, (off, count)) in enumerate(index.items()):
+            arr = np.ascontiguousarray(data[off:off + count])
+            keep.append(arr)
+            name_b = name.encode()
+            keep.append(name_b)
+            entries[k].name = name_b
+            entries[k].data = arr.ctypes.data_as(ctypes.POINTER(ctypes.c_float))
+            entries[k].size = count
+        entries[len(index)].name = None
+        keep.append(entries)
+        params.imatrix = ctypes.cast(entries, ctypes.POINTER(L.llama_model_imatrix_data))
+    if job.get("tensor_types"):
+        tts = (L.llama_model_tensor_override * (len(job["tensor_types"]) + 1))()
+        for k, (pattern, ty) in enumerate(job["tensor_types"]):
+            pb = pattern.encode()
+            keep.append(pb)
+            tts[k].pattern = pb
+            tts[k].type = ty
+        tts[len(job["tensor_types"])].pattern = None
+        keep.append(tts)
+        params.tt_overrides = ctypes.cast(tts, ctypes.POINTER(L.llama_model_tensor_override))
+    best = None
+    for _ in range(job.get("repeat", 1)):
+        t0 = time.perf_counter()
+        rc = L.llama_model_quantize(job["input"].encode(), job["output"].encode(), ctypes.byref(params))
+        t = time.perf_counter() - t0
+        best = t if best is None else min(best, t)
+        if rc != 0:
+            raise SystemExit(f"llama_model_quantize failed ({rc}) for {job}")
+    if "repeat" in job:
+        with open(job["output"] + ".json", "w") as f:
+            json.dump({"seconds": best, "maxrss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}, f)
+
+
+def main():
+    if len(sys.argv) != 3 or sys.argv[1] != "batch":
+        raise SystemExit(__doc__)
+    llama_cpp.llama_backend_init()
+    for job in json.load(open(sys.argv[2])):
+        {"make_model": make_model, "quantize": quantize}[job["op"]](job)
+
+
+if __name__ == "__main__":
+    main()
