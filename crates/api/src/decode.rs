@@ -11,11 +11,13 @@
 //!   e.g. `json: cannot unmarshal string into Go struct field CreateRequest.stream of type bool`;
 //! * invalid UTF-8 becomes U+FFFD per bad byte instead of failing.
 //!
-//! Known differences: syntax errors carry serde_json's wording (Go says e.g. `invalid character 'x'
-//! looking for beginning of value`; truncated input is `unexpected EOF` in both); nesting deeper than
-//! 128 levels is rejected (Go allows 10000); lone surrogate escapes are rejected (Go substitutes
-//! U+FFFD); numbers beyond the `f64` range are syntax errors; a JSON array of numbers is not accepted
-//! as image bytes.
+//! * syntax errors carry Go's scanner text (`invalid character 'm' looking for beginning of object key
+//!   string`, `unexpected EOF`).
+//!
+//! Known differences: nesting deeper than 128 levels is rejected with serde_json's message (Go allows
+//! 10000); lone surrogate escapes are rejected (Go substitutes U+FFFD); numbers beyond the `f64` range
+//! are rejected as syntax errors (Go reports a type error); a JSON array of numbers is not accepted as
+//! image bytes.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -99,19 +101,17 @@ pub trait Request: Sized + crate::json::sealed::Sealed {
 
 /// Decodes an HTTP request body exactly as Ollama's handler would (see the module docs).
 pub fn decode_request<T: Request>(body: &[u8]) -> Result<T, DecodeError> {
-    if body
-        .iter()
-        .all(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
-    {
-        return Err(DecodeError::Empty);
-    }
-    let text = go_lossy_utf8(body);
-    let mut stream = serde_json::Deserializer::from_str(&text).into_iter::<GoValue>();
-    match stream.next() {
-        None => Err(DecodeError::Empty),
-        Some(Err(e)) if e.is_eof() => Err(DecodeError::Syntax("unexpected EOF".to_owned())),
-        Some(Err(e)) => Err(DecodeError::Syntax(e.to_string())),
-        Some(Ok(v)) => T::from_go_value(v),
+    let end = match crate::scan::first_value(body) {
+        Ok(Some(end)) => end,
+        Ok(None) => return Err(DecodeError::Empty),
+        Err(msg) => return Err(DecodeError::Syntax(msg)),
+    };
+    let text = go_lossy_utf8(&body[..end]);
+    match serde_json::from_str::<GoValue>(&text) {
+        Ok(v) => T::from_go_value(v),
+        // Only what Go's syntax check accepts reaches here: deep nesting, lone surrogates, huge
+        // numbers.
+        Err(e) => Err(DecodeError::Syntax(e.to_string())),
     }
 }
 

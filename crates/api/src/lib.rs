@@ -4,6 +4,7 @@ mod base64;
 pub mod decode;
 pub mod json;
 pub mod ndjson;
+mod scan;
 mod time;
 mod types;
 

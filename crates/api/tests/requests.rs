@@ -318,3 +318,23 @@ fn show_copy_delete_serialize_like_go() {
     };
     assert_eq!(to_go_json(&d), br#"{"model":"llama3:13b","name":""}"#);
 }
+
+/// Malformed bodies get Go's scanner messages (what Ollama returns with status 400).
+#[test]
+fn syntax_errors_use_go_text() {
+    assert_eq!(
+        create_err("{model: \"x\"}"),
+        "invalid character 'm' looking for beginning of object key string"
+    );
+    assert_eq!(
+        create_err("{\"model\":\"x\",}"),
+        "invalid character '}' looking for beginning of object key string"
+    );
+    assert_eq!(create_err("{\"model\":\"x\""), "unexpected EOF");
+    assert_eq!(
+        create_err("model=x"),
+        "invalid character 'm' looking for beginning of value"
+    );
+    // Garbage after the first value is never looked at.
+    assert_eq!(create("{\"model\":\"x\"}{oops").model, "x");
+}
