@@ -1,0 +1,322 @@
+//! Whole-model conformance: kiln's output file must equal llama.cpp's `llama_model_quantize` byte for
+//! byte, for every file type, with and without an importance matrix, on synthetic models built by
+//! llama.cpp's own gguf-py (GQA llama with rows that are not multiples of 256, tied embeddings, an
+//! 8-expert MoE; F16, F32 and BF16 sources).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use kiln::{FileType, NoProgress, QuantizeOptions, quantize_gguf};
+use kiln_gguf::{GgmlType, Gguf, Limits};
+use serde_json::json;
+
+fn oracle_python() -> Option<PathBuf> {
+    match std::env::var_os("KILN_PYTHON") {
+        Some(p) => Some(PathBuf::from(p)),
+        None if std::env::var_os("KILN_REQUIRE_ORACLE").is_some() => {
+            panic!("KILN_REQUIRE_ORACLE is set but KILN_PYTHON is not: run scripts/test.sh")
+        }
+        None => {
+            eprintln!("skipped: the llama.cpp oracle is not set up; run scripts/test.sh");
+            None
+        }
+    }
+}
+
+fn run_oracle(python: &Path, jobs: &[serde_json::Value], dir: &Path) {
+    let path = dir.join(format!("jobs-{}.json", jobs.len()));
+    std::fs::write(&path, serde_json::to_vec(jobs).unwrap()).unwrap();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/oracle/llama_oracle.py");
+    let out = Command::new(python)
+        .arg(script)
+        .arg("batch")
+        .arg(&path)
+        .output()
+        .expect("run llama_oracle.py");
+    assert!(
+        out.status.success(),
+        "llama_oracle.py failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+struct Model {
+    name: &'static str,
+    path: PathBuf,
+    imatrix: HashMap<String, Vec<f32>>,
+    imatrix_job: serde_json::Value,
+}
+
+/// A deterministic imatrix for every quantizable weight (`ne0 * ne2` values).
+fn write_imatrix(
+    model: &Path,
+    dir: &Path,
+    tag: &str,
+) -> (HashMap<String, Vec<f32>>, serde_json::Value) {
+    let bytes = std::fs::read(model).unwrap();
+    let gguf = Gguf::parse(&bytes, &Limits::default()).unwrap();
+    let mut map = HashMap::new();
+    let mut index = serde_json::Map::new();
+    let mut data: Vec<u8> = Vec::new();
+    let mut state = 0x2545_f491_u32;
+    for t in gguf.tensors() {
+        if t.dims().len() < 2 || !t.name().ends_with("weight") {
+            continue;
+        }
+        let ne = t.ne();
+        let n = (ne[0] * ne[2]) as usize;
+        let values: Vec<f32> = (0..n)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 17;
+                state ^= state << 5;
+                0.05 + (state >> 8) as f32 / (1u32 << 24) as f32 * 3.0
+            })
+            .collect();
+        index.insert(t.name().to_owned(), json!([data.len() / 4, n]));
+        data.extend(values.iter().flat_map(|v| v.to_le_bytes()));
+        map.insert(t.name().to_owned(), values);
+    }
+    let index_path = dir.join(format!("{tag}.imatrix.json"));
+    let data_path = dir.join(format!("{tag}.imatrix.f32"));
+    std::fs::write(&index_path, serde_json::to_vec(&index).unwrap()).unwrap();
+    std::fs::write(&data_path, data).unwrap();
+    (map, json!({"index": index_path, "data": data_path}))
+}
+
+/// Explains the first difference between two GGUF files.
+fn describe_difference(expected: &[u8], actual: &[u8]) -> String {
+    let (e, a) = match (
+        Gguf::parse(expected, &Limits::default()),
+        Gguf::parse(actual, &Limits::default()),
+    ) {
+        (Ok(e), Ok(a)) => (e, a),
+        (e, a) => return format!("parse: llama.cpp {:?} kiln {:?}", e.err(), a.err()),
+    };
+    let ek: Vec<_> = e
+        .metadata()
+        .iter()
+        .map(|(k, v)| format!("{k}={v:?}"))
+        .collect();
+    let ak: Vec<_> = a
+        .metadata()
+        .iter()
+        .map(|(k, v)| format!("{k}={v:?}"))
+        .collect();
+    if ek != ak {
+        let i = ek
+            .iter()
+            .zip(&ak)
+            .position(|(x, y)| x != y)
+            .unwrap_or(ek.len().min(ak.len()));
+        return format!(
+            "metadata #{i}: llama.cpp {:?} kiln {:?}",
+            ek.get(i),
+            ak.get(i)
+        );
+    }
+    for (te, ta) in e.tensors().iter().zip(a.tensors()) {
+        if te.name() != ta.name() || te.ggml_type() != ta.ggml_type() || te.dims() != ta.dims() {
+            return format!(
+                "tensor info: llama.cpp {} {} {:?} kiln {} {} {:?}",
+                te.name(),
+                te.ggml_type(),
+                te.dims(),
+                ta.name(),
+                ta.ggml_type(),
+                ta.dims()
+            );
+        }
+        if te.data() != ta.data() {
+            let at = te
+                .data()
+                .iter()
+                .zip(ta.data())
+                .position(|(x, y)| x != y)
+                .unwrap_or(0);
+            return format!(
+                "tensor {} ({}) data differs at byte {at}",
+                te.name(),
+                te.ggml_type()
+            );
+        }
+    }
+    format!(
+        "tensor count {} vs {} or layout",
+        e.tensors().len(),
+        a.tensors().len()
+    )
+}
+
+#[test]
+fn kiln_output_is_byte_identical_to_llama_model_quantize() {
+    let Some(python) = oracle_python() else {
+        return;
+    };
+    let dir = std::env::temp_dir().join(format!("kiln-model-quant-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let specs = [
+        (
+            "llama-f16-gqa4",
+            json!({"kind": "llama", "dtype": "f16", "n_embd": 256, "n_ff": 352, "n_layer": 8, "n_head": 4, "n_head_kv": 1, "n_vocab": 320, "seed": 1}),
+        ),
+        (
+            "tied-f32",
+            json!({"kind": "tied", "dtype": "f32", "n_embd": 256, "n_ff": 512, "n_layer": 3, "n_head": 4, "n_head_kv": 4, "n_vocab": 288, "seed": 2}),
+        ),
+        (
+            "moe8-bf16",
+            json!({"kind": "moe", "dtype": "bf16", "n_embd": 256, "n_ff": 256, "n_layer": 2, "n_head": 4, "n_head_kv": 2, "n_vocab": 256, "seed": 3}),
+        ),
+    ];
+    let mut jobs = Vec::new();
+    for (name, spec) in &specs {
+        let mut job = spec.clone();
+        job["op"] = json!("make_model");
+        job["output"] = json!(dir.join(format!("{name}.gguf")));
+        jobs.push(job);
+    }
+    run_oracle(&python, &jobs, &dir);
+    let models: Vec<Model> = specs
+        .iter()
+        .map(|(name, _)| {
+            let path = dir.join(format!("{name}.gguf"));
+            let (imatrix, imatrix_job) = write_imatrix(&path, &dir, name);
+            Model {
+                name,
+                path,
+                imatrix,
+                imatrix_job,
+            }
+        })
+        .collect();
+
+    // (label, file type, kiln options, oracle job fields)
+    let mut cases: Vec<(String, usize, FileType, QuantizeOptions, serde_json::Value)> = Vec::new();
+    for (mi, m) in models.iter().enumerate() {
+        for ft in FileType::all() {
+            let base = match ft.llama_ftype() {
+                Some(n) => json!({"ftype": n}),
+                None => json!({"ftype": 0, "only_copy": true}),
+            };
+            cases.push((
+                format!("{} {ft}", m.name),
+                mi,
+                ft,
+                QuantizeOptions::default(),
+                base.clone(),
+            ));
+            if ft.default_tensor_type().is_some_and(GgmlType::is_quantized) {
+                let options = QuantizeOptions {
+                    imatrix: Some(m.imatrix.clone()),
+                    ..Default::default()
+                };
+                let mut job = base;
+                job["imatrix"] = m.imatrix_job.clone();
+                cases.push((format!("{} {ft} +imatrix", m.name), mi, ft, options, job));
+            }
+        }
+    }
+    // llama-quantize's options, on the GQA model.
+    let q4km = FileType::Q4_K_M;
+    let option_cases = [
+        (
+            "pure",
+            QuantizeOptions {
+                pure: true,
+                ..Default::default()
+            },
+            json!({"pure": true}),
+        ),
+        (
+            "leave-output",
+            QuantizeOptions {
+                leave_output_tensor: true,
+                ..Default::default()
+            },
+            json!({"leave_output": true}),
+        ),
+        (
+            "output q8_0, token_embd q5_K",
+            QuantizeOptions {
+                output_tensor_type: Some(GgmlType::Q8_0),
+                token_embedding_type: Some(GgmlType::Q5_K),
+                ..Default::default()
+            },
+            json!({"output_tensor_type": 8, "token_embedding_type": 13}),
+        ),
+        (
+            "tensor-type overrides",
+            QuantizeOptions {
+                tensor_types: vec![
+                    ("attn_q".into(), GgmlType::Q5_K),
+                    (r"blk\.[0-3]\.ffn_up".into(), GgmlType::IQ4_XS),
+                ],
+                ..Default::default()
+            },
+            json!({"tensor_types": [["attn_q", 13], ["blk\\.[0-3]\\.ffn_up", 23]]}),
+        ),
+    ];
+    for (label, options, extra) in option_cases {
+        let mut job = json!({"ftype": q4km.llama_ftype().unwrap()});
+        for (k, v) in extra.as_object().unwrap() {
+            job[k] = v.clone();
+        }
+        cases.push((
+            format!("{} {q4km} {label}", models[0].name),
+            0,
+            q4km,
+            options,
+            job,
+        ));
+    }
+
+    let mut jobs = Vec::new();
+    for (i, (_, mi, _, _, fields)) in cases.iter().enumerate() {
+        let mut job = fields.clone();
+        job["op"] = json!("quantize");
+        job["input"] = json!(models[*mi].path);
+        job["output"] = json!(dir.join(format!("case-{i}.gguf")));
+        job["threads"] = json!(2);
+        jobs.push(job);
+    }
+    run_oracle(&python, &jobs, &dir);
+
+    let inputs: Vec<Vec<u8>> = models
+        .iter()
+        .map(|m| std::fs::read(&m.path).unwrap())
+        .collect();
+    let mut failures = Vec::new();
+    for (i, (label, mi, ft, options, _)) in cases.iter().enumerate() {
+        let expected = std::fs::read(dir.join(format!("case-{i}.gguf"))).unwrap();
+        let gguf = Gguf::parse(&inputs[*mi], &Limits::default()).unwrap();
+        let mut actual = Vec::new();
+        let options = QuantizeOptions {
+            threads: 1 + i % 3,
+            ..options.clone()
+        };
+        if let Err(e) = quantize_gguf(&gguf, &mut actual, *ft, &options, &mut NoProgress) {
+            failures.push(format!("{label}: kiln failed: {e}"));
+            continue;
+        }
+        if actual != expected {
+            failures.push(format!(
+                "{label}: {}",
+                describe_difference(&expected, &actual)
+            ));
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(
+        failures.is_empty(),
+        "{} of {} files differ from llama.cpp:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
+    eprintln!(
+        "{} quantized files byte-identical to llama_model_quantize",
+        cases.len()
+    );
+}
