@@ -18,3 +18,14 @@ pub use types::{
     ProcessResponse, ProgressResponse, ShowRequest, ShowResponse, Tensor, ToolCall,
     ToolCallArguments, ToolCallFunction, VersionResponse,
 };
+
+/// `Content-Type` values Ollama sends (server/routes.go at fb30760), so a server need not guess.
+pub mod content_type {
+    /// Every `c.JSON` reply (show, tags, ps, version, errors before streaming): gin's default.
+    pub const JSON: &str = "application/json; charset=utf-8";
+    /// A `stream:false` create result or an error that ends a stream before any line was written
+    /// (`waitForStream`/`streamResponse` set the header themselves).
+    pub const JSON_PLAIN: &str = "application/json";
+    /// A progress stream.
+    pub const NDJSON: &str = "application/x-ndjson";
+}
