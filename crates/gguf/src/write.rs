@@ -142,7 +142,7 @@ fn put_value(buf: &mut Vec<u8>, key: &str, value: &Value<'_>) -> Result<(), Writ
     Ok(())
 }
 
-/// Encodes everything before the data section (padding included) and computes the layout.
+/// Encodes everything before the data section (without the final padding) and computes the layout.
 fn encode_header<K: AsRef<str>>(
     metadata: &[(K, Value<'_>)],
     tensors: &[TensorSpec<'_>],
@@ -197,8 +197,9 @@ fn encode_header<K: AsRef<str>>(
             .and_then(|n| n.checked_next_multiple_of(alignment))
             .ok_or_else(overflow)?;
     }
+    // The padding up to the data section is not part of `buf`: the writer streams it, so a huge
+    // (but legal) alignment never turns into a huge allocation.
     let data_offset = (buf.len() as u64).next_multiple_of(alignment);
-    buf.resize(data_offset as usize, 0);
     let file_len = data_offset.checked_add(next).ok_or_else(overflow)?;
     Ok((
         buf,
@@ -246,6 +247,7 @@ impl<W: Write> Writer<W> {
     ) -> Result<Self, WriteError> {
         let (header, layout) = encode_header(metadata, tensors)?;
         out.write_all(&header)?;
+        write_zeros(&mut out, layout.data_offset - header.len() as u64)?;
         let mut writer = Writer {
             out,
             layout,

@@ -711,3 +711,27 @@ proptest! {
         }
     }
 }
+
+/// Found by the fuzzer: a legal 1 GiB alignment once made the writer allocate the padding.
+#[test]
+fn huge_alignment_is_padded_by_streaming_not_allocating() {
+    let bytes = include_bytes!("regressions/huge-alignment.gguf");
+    let gguf = Gguf::parse(bytes, &Limits::default()).unwrap();
+    assert_eq!(gguf.alignment(), 1 << 30);
+    let md = gguf.metadata().to_vec();
+    let layout = kiln_gguf::Layout::compute(&md, &[]).unwrap();
+    assert_eq!(layout.data_offset, 1 << 30);
+    struct Counter(u64);
+    impl std::io::Write for Counter {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            assert!(b.len() <= 1 << 20, "a {} byte write means the padding was buffered", b.len());
+            self.0 += b.len() as u64;
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let out = Writer::new(Counter(0), &md, &[]).unwrap().finish().unwrap();
+    assert_eq!(out.0, 1 << 30);
+}
