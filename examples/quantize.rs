@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! cargo run --release --example quantize -- [--threads N] [--pure] [--allow-requantize]
-//!     [--leave-output-tensor] [--output-tensor-type T] [--token-embedding-type T]
+//!     [--imatrix FILE] [--leave-output-tensor] [--output-tensor-type T] [--token-embedding-type T]
 //!     [--tensor-type REGEX=T]... [--ollama] IN.gguf OUT.gguf TYPE
 //! ```
 //! TYPE is a llama-quantize file type (Q4_K_M, q8_0, COPY, …; case-insensitive). Progress goes to
@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use kiln::{FileType, QuantizeEvent, QuantizeOptions, quantize_model};
+use kiln::{FileType, Imatrix, QuantizeEvent, QuantizeOptions, quantize_model};
 use kiln_gguf::GgmlType;
 
 fn parse_type(s: &str) -> Result<GgmlType, String> {
@@ -46,6 +46,13 @@ fn parse_args() -> Result<Args, String> {
             "--allow-requantize" => options.allow_requantize = true,
             "--leave-output-tensor" => options.leave_output_tensor = true,
             "--ollama" => options.ollama_overrides = true,
+            "--imatrix" => {
+                let path = value(&a)?;
+                let bytes = std::fs::read(&path).map_err(|e| format!("{path}: {e}"))?;
+                let imatrix = Imatrix::parse(&bytes).map_err(|e| format!("{path}: {e}"))?;
+                options.extra_metadata = imatrix.provenance(&path);
+                options.imatrix = Some(imatrix.data);
+            }
             "--output-tensor-type" => options.output_tensor_type = Some(parse_type(&value(&a)?)?),
             "--token-embedding-type" => {
                 options.token_embedding_type = Some(parse_type(&value(&a)?)?)
@@ -79,7 +86,7 @@ fn main() -> ExitCode {
                 eprintln!("error: {msg}");
             }
             eprintln!(
-                "usage: quantize [--threads N] [--pure] [--allow-requantize] [--leave-output-tensor] \
+                "usage: quantize [--threads N] [--pure] [--allow-requantize] [--leave-output-tensor] [--imatrix FILE] \
                  [--output-tensor-type T] [--token-embedding-type T] [--tensor-type REGEX=T]... [--ollama] \
                  IN.gguf OUT.gguf TYPE\ntypes: {}",
                 FileType::supported_names()

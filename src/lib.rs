@@ -8,6 +8,6 @@ pub mod create;
 pub mod quantize;
 
 pub use quantize::{
-    FileType, NoProgress, QuantizeError, QuantizeEvent, QuantizeOptions, QuantizeReport,
-    QuantizeSink, plan, quantize_gguf, quantize_model,
+    FileType, Imatrix, ImatrixError, NoProgress, QuantizeError, QuantizeEvent, QuantizeOptions,
+    QuantizeReport, QuantizeSink, plan, quantize_gguf, quantize_model,
 };

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use kiln::{FileType, NoProgress, QuantizeOptions, quantize_gguf};
+use kiln::{FileType, Imatrix, NoProgress, QuantizeOptions, quantize_gguf};
 use kiln_gguf::{GgmlType, Gguf, Limits};
 use serde_json::json;
 
@@ -218,6 +218,57 @@ fn kiln_output_is_byte_identical_to_llama_model_quantize() {
             }
         }
     }
+    // An imatrix file in llama-imatrix's GGUF format (one matrix with count 0), read by kiln and
+    // compared with the values llama-quantize derives from it, then used on two models.
+    let mut jobs = Vec::new();
+    for mi in [0usize, 2] {
+        let tag = format!("{}-file", models[mi].name);
+        jobs.push(json!({"op": "make_imatrix", "model": models[mi].path, "output": dir.join(format!("{tag}.gguf")),
+            "index": dir.join(format!("{tag}.json")), "data": dir.join(format!("{tag}.f32")), "seed": 11 + mi}));
+    }
+    run_oracle(&python, &jobs, &dir);
+    for mi in [0usize, 2] {
+        let tag = format!("{}-file", models[mi].name);
+        let loaded =
+            Imatrix::parse(&std::fs::read(dir.join(format!("{tag}.gguf"))).unwrap()).unwrap();
+        let index: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_slice(&std::fs::read(dir.join(format!("{tag}.json"))).unwrap())
+                .unwrap();
+        let raw = std::fs::read(dir.join(format!("{tag}.f32"))).unwrap();
+        assert_eq!(loaded.data.len(), index.len());
+        assert_eq!(
+            (loaded.datasets.clone(), loaded.chunk_count),
+            (vec!["kiln-synthetic.txt".to_owned()], 17)
+        );
+        for (name, span) in &index {
+            let (off, n) = (
+                span[0].as_u64().unwrap() as usize,
+                span[1].as_u64().unwrap() as usize,
+            );
+            let expected: Vec<u32> = raw[off * 4..(off + n) * 4]
+                .chunks(4)
+                .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect();
+            let got: Vec<u32> = loaded.data[name].iter().map(|v| v.to_bits()).collect();
+            assert_eq!(got, expected, "imatrix values for {name}");
+        }
+        let job_imatrix = json!({"index": dir.join(format!("{tag}.json")), "data": dir.join(format!("{tag}.f32"))});
+        for ft in [FileType::Q4_K_M, FileType::IQ4_XS, FileType::Q2_K] {
+            let options = QuantizeOptions {
+                imatrix: Some(loaded.data.clone()),
+                ..Default::default()
+            };
+            let job = json!({"ftype": ft.llama_ftype().unwrap(), "imatrix": job_imatrix});
+            cases.push((
+                format!("{} {ft} +imatrix file", models[mi].name),
+                mi,
+                ft,
+                options,
+                job,
+            ));
+        }
+    }
+
     // llama-quantize's options, on the GQA model.
     let q4km = FileType::Q4_K_M;
     let option_cases = [

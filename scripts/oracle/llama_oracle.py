@@ -13,6 +13,11 @@ Jobs:
    "output_tensor_type": ggml id | null, "token_embedding_type": ggml id | null,
    "tensor_types": [[regex, ggml id], ...], "repeat": R (optional; best time goes to output + ".json")}
       runs llama_model_quantize
+  {"op": "make_imatrix", "model": path, "output": imatrix GGUF path, "index": json path, "data": f32 path,
+   "seed": S}
+      writes an imatrix GGUF in llama-imatrix's format (<tensor>.in_sum2, <tensor>.counts, one matrix
+      with count 0) and the values llama-quantize derives from it (sums / count in float32, or 1)
+      as {name: [offset, count]} + raw f32, the form the "quantize" job takes
 """
 import ctypes
 import json
@@ -97,6 +102,38 @@ def make_model(job):
     w.close()
 
 
+def make_imatrix(job):
+    rng = np.random.default_rng(job["seed"])
+    model = gguf.GGUFReader(job["model"])
+    w = gguf.GGUFWriter(job["output"], arch="")
+    w.add_array("imatrix.datasets", ["kiln-synthetic.txt"])
+    w.add_uint32("imatrix.chunk_count", 17)
+    w.add_uint32("imatrix.chunk_size", 512)
+    index, chunks, offset = {}, [], 0
+    for k, t in enumerate(model.tensors):
+        dims = [int(d) for d in t.shape]
+        if len(dims) < 2 or not t.name.endswith("weight"):
+            continue
+        ne0 = dims[0]
+        n_mat = dims[2] if len(dims) > 2 else 1
+        sums = (rng.random((n_mat, ne0)) * 50).astype(np.float32)
+        counts = np.full((n_mat, 1), 8704.0, dtype=np.float32)
+        if k % 7 == 3:
+            counts[0, 0] = 0.0
+        w.add_tensor(t.name + ".in_sum2", sums)
+        w.add_tensor(t.name + ".counts", counts)
+        values = np.where(counts > 0, sums / np.where(counts > 0, counts, 1), np.float32(1)).astype(np.float32).reshape(-1)
+        index[t.name] = [offset, int(values.size)]
+        chunks.append(values)
+        offset += values.size
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    json.dump(index, open(job["index"], "w"))
+    np.concatenate(chunks).astype(np.float32).tofile(job["data"])
+
+
 def quantize(job):
     params = L.llama_model_quantize_default_params()
     params.nthread = job.get("threads", 1)
@@ -153,7 +190,7 @@ def main():
         raise SystemExit(__doc__)
     llama_cpp.llama_backend_init()
     for job in json.load(open(sys.argv[2])):
-        {"make_model": make_model, "quantize": quantize}[job["op"]](job)
+        {"make_model": make_model, "make_imatrix": make_imatrix, "quantize": quantize}[job["op"]](job)
 
 
 if __name__ == "__main__":

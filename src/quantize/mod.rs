@@ -7,6 +7,7 @@
 //! temporary file, fsynced and renamed, so the output path never holds a partial file.
 
 mod ftype;
+mod imatrix;
 mod policy;
 
 use std::collections::HashMap;
@@ -19,6 +20,7 @@ use kiln_quant::QuantType;
 use regex::Regex;
 
 pub use ftype::{FileType, UnknownFileType};
+pub use imatrix::{Imatrix, ImatrixError};
 use policy::{ModelInfo, Policy, PolicyError, RuleOptions};
 
 /// `general.quantization_version` as llama.cpp writes it (`GGML_QNT_VERSION`).
@@ -47,6 +49,9 @@ pub struct QuantizeOptions {
     pub imatrix: Option<HashMap<String, Vec<f32>>>,
     /// Apply Ollama's per-architecture overrides for Q4_K_S/Q4_K_M, as `/api/create` does.
     pub ollama_overrides: bool,
+    /// Metadata set after `general.file_type` (llama-quantize's `--override-kv`; an existing key
+    /// is removed from its old place first).
+    pub extra_metadata: Vec<(String, Value<'static>)>,
 }
 
 /// One step of progress.
@@ -287,27 +292,31 @@ pub fn plan(
     Ok(plans)
 }
 
-/// Output metadata: the input's entries in order, without the two keys llama.cpp re-appends and
-/// without split keys, then `general.quantization_version` and `general.file_type`.
-fn output_metadata<'a>(gguf: &Gguf<'a>, file_type: u32) -> Vec<(&'a str, Value<'a>)> {
-    let skip = [
-        "general.quantization_version",
-        "general.file_type",
-        "split.no",
-        "split.count",
-        "split.tensors.count",
-    ];
+/// Output metadata as llama.cpp builds it: the input's entries in order; setting a key removes it
+/// and appends it (`general.quantization_version`, `general.file_type`, then any extras); split keys go.
+fn output_metadata<'a>(
+    gguf: &Gguf<'a>,
+    file_type: u32,
+    extra: &'a [(String, Value<'static>)],
+) -> Vec<(&'a str, Value<'a>)> {
     let mut md: Vec<(&str, Value<'_>)> = gguf
         .metadata()
         .iter()
-        .filter(|(k, _)| !skip.contains(k))
         .map(|(k, v)| (k, v.clone()))
         .collect();
-    md.push((
+    let mut set = |key: &'a str, value: Value<'a>| {
+        md.retain(|(k, _)| *k != key);
+        md.push((key, value));
+    };
+    set(
         "general.quantization_version",
         Value::U32(QUANTIZATION_VERSION),
-    ));
-    md.push(("general.file_type", Value::U32(file_type)));
+    );
+    set("general.file_type", Value::U32(file_type));
+    for (k, v) in extra {
+        set(k, v.clone());
+    }
+    md.retain(|(k, _)| !matches!(*k, "split.no" | "split.count" | "split.tensors.count"));
     md
 }
 
@@ -350,7 +359,7 @@ pub fn quantize_gguf<W: Write>(
             }
         }
     }
-    let metadata = output_metadata(gguf, file_type);
+    let metadata = output_metadata(gguf, file_type, &options.extra_metadata);
     let specs: Vec<TensorSpec<'_>> = plans
         .iter()
         .map(|p| TensorSpec::new(p.name.as_str(), p.to, p.dims.clone()))
