@@ -724,7 +724,11 @@ fn huge_alignment_is_padded_by_streaming_not_allocating() {
     struct Counter(u64);
     impl std::io::Write for Counter {
         fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-            assert!(b.len() <= 1 << 20, "a {} byte write means the padding was buffered", b.len());
+            assert!(
+                b.len() <= 1 << 20,
+                "a {} byte write means the padding was buffered",
+                b.len()
+            );
             self.0 += b.len() as u64;
             Ok(b.len())
         }
