@@ -198,6 +198,15 @@ pub enum QuantizeError {
     /// COPY needs the input's file type to keep it.
     #[error("COPY needs a file type: the input has no general.file_type")]
     NoInputFileType,
+    /// A kernel refused its input (a bug: sizes are checked before).
+    #[error("tensor {name}: {source}")]
+    Kernel {
+        /// Tensor name.
+        name: String,
+        /// The kernel's error.
+        #[source]
+        source: kiln_quant::QuantError,
+    },
     /// The sink asked to stop.
     #[error("quantization cancelled")]
     Cancelled,
@@ -428,24 +437,25 @@ pub fn quantize_gguf<W: Write>(
                     let first = e * rows_per_expert + row;
                     let src = &data[first * in_row..(first + rows) * in_row];
                     rows_f32.resize(rows * n_per_row, 0.0);
-                    kiln_quant::dequantize(from, src, &mut rows_f32).map_err(|_| {
-                        QuantizeError::UnsupportedType {
-                            name: p.name.clone(),
-                            ty: p.from,
-                        }
-                    })?;
                     quantized.resize(rows * out_row, 0);
-                    kiln_quant::quantize_parallel(
+                    let rows_io = RowsIo {
+                        from,
                         to,
-                        &rows_f32,
+                        in_row,
                         n_per_row,
+                        out_row,
+                    };
+                    convert_rows(
+                        &rows_io,
+                        src,
                         weights,
+                        &mut rows_f32,
                         &mut quantized,
                         threads,
                     )
-                    .map_err(|_| QuantizeError::UnsupportedType {
+                    .map_err(|e| QuantizeError::Kernel {
                         name: p.name.clone(),
-                        ty: p.to,
+                        source: e,
                     })?;
                     writer.write_tensor_data(&quantized)?;
                     written += quantized.len() as u64;
@@ -475,6 +485,50 @@ pub fn quantize_gguf<W: Write>(
         file_type,
         tensors: report,
         file_len,
+    })
+}
+
+/// Shapes of one conversion: source and target types and their row sizes.
+struct RowsIo {
+    from: QuantType,
+    to: QuantType,
+    in_row: usize,
+    n_per_row: usize,
+    out_row: usize,
+}
+
+/// Converts whole rows `src` (type `from`) to `out` (type `to`), each thread taking a contiguous
+/// share of the rows through both steps (dequantize into `scratch`, then quantize), so conversion
+/// scales with the threads too. Rows are independent, so the bytes never depend on `threads`.
+fn convert_rows(
+    io: &RowsIo,
+    src: &[u8],
+    weights: Option<&[f32]>,
+    scratch: &mut [f32],
+    out: &mut [u8],
+    threads: usize,
+) -> Result<(), kiln_quant::QuantError> {
+    let one = |src: &[u8], f32s: &mut [f32], out: &mut [u8]| {
+        kiln_quant::dequantize(io.from, src, f32s)?;
+        kiln_quant::quantize(io.to, f32s, io.n_per_row, weights, out).map(|_| ())
+    };
+    let rows = src.len() / io.in_row.max(1);
+    if threads <= 1 || rows < 2 {
+        return one(src, scratch, out);
+    }
+    let per = rows.div_ceil(threads);
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = src
+            .chunks(per * io.in_row)
+            .zip(scratch.chunks_mut(per * io.n_per_row))
+            .zip(out.chunks_mut(per * io.out_row))
+            .map(|((s, f), o)| scope.spawn(move || one(s, f, o)))
+            .collect();
+        workers
+            .into_iter().try_for_each(|w| {
+                w.join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })
     })
 }
 
