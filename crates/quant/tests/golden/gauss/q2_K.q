@@ -1,0 +1,2 @@
+¨eZßÌFˆj‡ú‰š—kª¹$V“7Ùªb&šéšR–ŽŠwg‹g—˜$VVËKy ©Ké¶»ŸpsMÚx¶gyºÇâ½›FÛX‹š†_Bª‡KÍB·+Ëü˜™©©úJ¿ËšÏŠï»ŠÅGi°–¥¹êÝJºâX˜åcº?jÉg^§žY)Ušr¢(@)RDéRÙñ%aaK¬%Z4&"VzÚ”&ªf‹Yqµf˜ùf–v¹þ—xßf·«¬H‹(ƒÿÄ´îüt¾œ©¾yd({½›¢ªŽDS@[išjb‘d¦W$´Õ•AWngSzWj¤¨´RÕ”E-a!TrŒ›™ÿ­‰¬ž«V¾©XŽjg{šZ\ë•N{)yY˜RYZ'™fK§hÕžZXWîÅ"všm‹á<H§™¬Ë*Ñß×XN+²^›Ij½–B™æeAÐV
+

@@ -1,0 +1,3 @@
+ãÙ¨ÐÈÏïóJ:»¼ÖëxJhézLÀªwi³YzœfylŒ»œ§Ï›îªØ£V¯†œ©‹–yeã¶§b°#¨As—Pº‡pFúw@3–W×éh«Ù»¾Å¬¨ú”šÏØK~z¹ÐE©¬U›²’oÚ)Æg©ëd}…@¨r)YrGB§(8@%é(©pKËi„¤§Me«eHë.ˆå=ªççƒj÷‡Ê†ZZJš¡+¨&”É¥DÈ7ë‰wZ‚t·¨¡ÐéŽ%©l‰EBŒ6HÅ…™BFª™³cvåvw©©tv€¨t¦X“¸¨€tzr†huwsv_Bd¸!?%©3(e‰ñ¹€V2ƒ7¶É”¿Ð©ƒ¹VsH÷mXˆš³jYl—Ñ¨& 6fL&}í‚#–V
+!³pA¨ÛRÍŒ£‚	ó#¹3†š–bªÊ©è |£õ]dÏ¬¸ÍWVZ1¨¦áÙP¾¢=)l=}–ˆ­ÍjªyÃÛ®¾ìmhihËyUÅh1¨À*!·R“:3EŒ‡üJX+8 „©vWvU7VWTF`&Ÿ…29ToU¨µµ’çqYTcc —4´‰R:¨f¸•¢‚ÚO XU46%dVs²Ô¨z»â/ÆXŸ§´€Iw|~Xó«Xª}È6kù›˜i×`)ˆ¦è.é¨•&¥ŠWbLy\VÅ‡äz¦)§¨HSt_
+¥vA5F¸Ç6b*z©Š†óe‹J‡¤ziÇ:K‰jvu¨6àÌ§´ã—Kx–plDV}çÂÞ§±h_“ÜG0H“ƒ$G`I§wZreB‡§v	€Ù:;ôD"
