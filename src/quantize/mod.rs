@@ -348,6 +348,19 @@ pub fn quantize_gguf<W: Write>(
     options: &QuantizeOptions,
     sink: &mut dyn QuantizeSink,
 ) -> Result<QuantizeReport, QuantizeError> {
+    quantize_streaming(gguf, out, ftype, options, sink, &|_| {})
+}
+
+/// [`quantize_gguf`], calling `consumed` with each tensor's input bytes once they are converted
+/// (so a memory-mapped input can give its pages back).
+fn quantize_streaming<W: Write>(
+    gguf: &Gguf<'_>,
+    out: W,
+    ftype: FileType,
+    options: &QuantizeOptions,
+    sink: &mut dyn QuantizeSink,
+    consumed: &dyn Fn(&[u8]),
+) -> Result<QuantizeReport, QuantizeError> {
     let file_type = match ftype.llama_ftype() {
         Some(n) => n,
         None => gguf
@@ -468,6 +481,7 @@ pub fn quantize_gguf<W: Write>(
             }
             written
         };
+        consumed(data);
         report.push(TensorReport {
             name: p.name.clone(),
             from: p.from,
@@ -524,11 +538,10 @@ fn convert_rows(
             .zip(out.chunks_mut(per * io.out_row))
             .map(|((s, f), o)| scope.spawn(move || one(s, f, o)))
             .collect();
-        workers
-            .into_iter().try_for_each(|w| {
-                w.join()
-                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-            })
+        workers.into_iter().try_for_each(|w| {
+            w.join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        })
     })
 }
 
@@ -587,7 +600,9 @@ pub fn quantize_model(
     let result = (|| {
         let f = std::fs::File::create(&temp).map_err(io_err(&temp))?;
         let mut buffered = std::io::BufWriter::with_capacity(1 << 20, f);
-        let report = quantize_gguf(&gguf, &mut buffered, ftype, options, sink)?;
+        let report = quantize_streaming(&gguf, &mut buffered, ftype, options, sink, &|b| {
+            file.release(b)
+        })?;
         let f = buffered.into_inner().map_err(|e| QuantizeError::Io {
             path: temp.display().to_string(),
             source: e.into_error(),

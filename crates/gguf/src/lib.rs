@@ -135,6 +135,40 @@ impl GgufFile {
         }
     }
 
+    /// Tells the OS that the pages holding `bytes` (a slice of this file, e.g. a tensor's data that
+    /// has been consumed) will not be read again soon, so their memory can be reclaimed. They are
+    /// re-read from the file if touched again. A no-op for files read into memory.
+    pub fn release(&self, bytes: &[u8]) {
+        #[cfg(unix)]
+        if let GgufFile::Mapped(map) = self {
+            const PAGE: usize = 4096;
+            let base = map.as_ptr() as usize;
+            let start = bytes.as_ptr() as usize;
+            let Some(offset) = start.checked_sub(base) else {
+                return;
+            };
+            if offset + bytes.len() > map.len() {
+                return;
+            }
+            // Only whole pages inside the range: neighbours may still be in use.
+            let first = offset.next_multiple_of(PAGE);
+            let end = (offset + bytes.len()) / PAGE * PAGE;
+            if end > first {
+                // SAFETY: the map is a read-only shared file mapping, so MADV_DONTNEED only drops
+                // page-cache references; any later read repopulates the same bytes from the file.
+                let _ = unsafe {
+                    map.unchecked_advise_range(
+                        memmap2::UncheckedAdvice::DontNeed,
+                        first,
+                        end - first,
+                    )
+                };
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = bytes;
+    }
+
     /// Parses the file.
     pub fn parse(&self, limits: &Limits) -> Result<Gguf<'_>, GgufError> {
         Gguf::parse(self.bytes(), limits)
