@@ -371,3 +371,122 @@ fn kiln_output_is_byte_identical_to_llama_model_quantize() {
         cases.len()
     );
 }
+
+/// Requantizing an already-quantized model (llama.cpp's allow_requantize path: dequantize with
+/// to_float, then quantize) gives the same bytes; without the flag both refuse. Non-finite weights
+/// make both refuse ("quantized data validation failed"). A bad input leaves no output file.
+#[test]
+fn requantize_validation_and_failures_match_llama_cpp() {
+    let Some(python) = oracle_python() else {
+        return;
+    };
+    let dir = std::env::temp_dir().join(format!("kiln-model-quant-edge-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let spec = json!({"op": "make_model", "kind": "llama", "dtype": "f16", "n_embd": 256, "n_ff": 512, "n_layer": 2,
+        "n_head": 4, "n_head_kv": 2, "n_vocab": 256, "seed": 9});
+    let mut clean = spec.clone();
+    clean["output"] = json!(dir.join("clean.gguf"));
+    let mut poisoned = spec.clone();
+    poisoned["output"] = json!(dir.join("poisoned.gguf"));
+    poisoned["poison"] = json!(true);
+    run_oracle(&python, &[clean, poisoned], &dir);
+    let q8 = dir.join("clean-q8_0.gguf");
+    run_oracle(
+        &python,
+        &[json!({"op": "quantize", "input": dir.join("clean.gguf"), "output": q8, "ftype": 7})],
+        &dir,
+    );
+    run_oracle(
+        &python,
+        &[
+            json!({"op": "quantize", "input": q8, "output": dir.join("requant.gguf"), "ftype": 15, "allow_requantize": true}),
+            json!({"op": "quantize", "input": q8, "output": dir.join("refused.gguf"), "ftype": 15, "expect_failure": true}),
+            json!({"op": "quantize", "input": dir.join("poisoned.gguf"), "output": dir.join("poisoned-q4km.gguf"),
+                   "ftype": 15, "expect_failure": true}),
+        ],
+        &dir,
+    );
+    let q8_bytes = std::fs::read(&q8).unwrap();
+    let gguf = Gguf::parse(&q8_bytes, &Limits::default()).unwrap();
+    let allow = QuantizeOptions {
+        allow_requantize: true,
+        ..Default::default()
+    };
+    let mut out = Vec::new();
+    quantize_gguf(&gguf, &mut out, FileType::Q4_K_M, &allow, &mut NoProgress).unwrap();
+    assert!(
+        out == std::fs::read(dir.join("requant.gguf")).unwrap(),
+        "requantized bytes differ: {}",
+        describe_difference(&std::fs::read(dir.join("requant.gguf")).unwrap(), &out)
+    );
+
+    assert!(
+        dir.join("refused.gguf.failed").exists(),
+        "llama.cpp accepted a requantize without the flag"
+    );
+    let refused = quantize_gguf(
+        &gguf,
+        &mut Vec::new(),
+        FileType::Q4_K_M,
+        &QuantizeOptions::default(),
+        &mut NoProgress,
+    );
+    assert!(
+        matches!(
+            refused,
+            Err(kiln::QuantizeError::RequantizeNotAllowed { .. })
+        ),
+        "{refused:?}"
+    );
+
+    assert!(
+        dir.join("poisoned-q4km.gguf.failed").exists(),
+        "llama.cpp accepted an Inf weight"
+    );
+    let poisoned_bytes = std::fs::read(dir.join("poisoned.gguf")).unwrap();
+    let poisoned = Gguf::parse(&poisoned_bytes, &Limits::default()).unwrap();
+    let result = quantize_gguf(
+        &poisoned,
+        &mut Vec::new(),
+        FileType::Q4_K_M,
+        &QuantizeOptions::default(),
+        &mut NoProgress,
+    );
+    assert!(
+        matches!(result, Err(kiln::QuantizeError::InvalidData { .. })),
+        "{result:?}"
+    );
+
+    // Through the file API: a failure (here a truncated input) leaves neither output nor temp file.
+    let truncated = dir.join("truncated.gguf");
+    std::fs::write(&truncated, &q8_bytes[..q8_bytes.len() / 2]).unwrap();
+    let out_dir = dir.join("out");
+    std::fs::create_dir_all(&out_dir).unwrap();
+    let target = out_dir.join("model.gguf");
+    assert!(
+        kiln::quantize_model(
+            &truncated,
+            &target,
+            FileType::Q4_K_M,
+            &allow,
+            &mut NoProgress
+        )
+        .is_err()
+    );
+    assert!(
+        kiln::quantize_model(
+            &dir.join("poisoned.gguf"),
+            &target,
+            FileType::Q4_K_M,
+            &allow,
+            &mut NoProgress
+        )
+        .is_err()
+    );
+    assert_eq!(
+        std::fs::read_dir(&out_dir).unwrap().count(),
+        0,
+        "a failed quantize left files behind"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

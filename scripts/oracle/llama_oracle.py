@@ -5,13 +5,15 @@
 
 Jobs:
   {"op": "make_model", "output": path, "kind": "llama"|"tied"|"moe", "dtype": "f32"|"f16"|"bf16",
-   "n_embd": E, "n_ff": F, "n_layer": L, "n_head": H, "n_head_kv": K, "n_vocab": V, "seed": S}
+   "n_embd": E, "n_ff": F, "n_layer": L, "n_head": H, "n_head_kv": K, "n_vocab": V, "seed": S,
+   "poison": bool (optional: one +Inf weight in blk.0.attn_q.weight)}
       writes a small synthetic model with gguf-py (llama.cpp's own GGUF writer)
   {"op": "quantize", "input": path, "output": path, "ftype": llama_ftype number, "threads": N,
    "imatrix": null | {"index": json path {name: [offset, count]}, "data": raw f32 path},
    "pure": bool, "leave_output": bool, "allow_requantize": bool,
    "output_tensor_type": ggml id | null, "token_embedding_type": ggml id | null,
-   "tensor_types": [[regex, ggml id], ...], "repeat": R (optional; best time goes to output + ".json")}
+   "tensor_types": [[regex, ggml id], ...], "repeat": R (optional; best time goes to output + ".json"),
+   "expect_failure": bool (optional: a failure writes output + ".failed" instead of aborting)}
       runs llama_model_quantize
   {"op": "make_imatrix", "model": path, "output": imatrix GGUF path, "index": json path, "data": f32 path,
    "seed": S}
@@ -70,6 +72,8 @@ def make_model(job):
 
     def add(name, shape):
         arr, raw = weight(shape)
+        if job.get("poison") and name == "blk.0.attn_q.weight":
+            arr.reshape(-1)[77] = np.inf if raw is None else arr.reshape(-1)[77]
         w.add_tensor(name, arr, raw_dtype=raw)
 
     def norm(name, n):
@@ -179,6 +183,9 @@ def quantize(job):
         t = time.perf_counter() - t0
         best = t if best is None else min(best, t)
         if rc != 0:
+            if job.get("expect_failure"):
+                open(job["output"] + ".failed", "w").write(str(rc))
+                return
             raise SystemExit(f"llama_model_quantize failed ({rc}) for {job}")
     if "repeat" in job:
         with open(job["output"] + ".json", "w") as f:

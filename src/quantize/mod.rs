@@ -9,6 +9,7 @@
 mod ftype;
 mod imatrix;
 mod policy;
+mod validate;
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -198,6 +199,19 @@ pub enum QuantizeError {
     /// COPY needs the input's file type to keep it.
     #[error("COPY needs a file type: the input has no general.file_type")]
     NoInputFileType,
+    /// Quantized data with a non-finite scale or value (the source holds NaN/Inf or overflows);
+    /// llama-quantize refuses these too ("quantized data validation failed").
+    #[error(
+        "tensor {name}: quantized data validation failed ({ty} block or element {unit} is not finite)"
+    )]
+    InvalidData {
+        /// Tensor name.
+        name: String,
+        /// The output type.
+        ty: GgmlType,
+        /// Index of the first bad block (or element, for float types) in the chunk.
+        unit: usize,
+    },
     /// A kernel refused its input (a bug: sizes are checked before).
     #[error("tensor {name}: {source}")]
     Kernel {
@@ -470,6 +484,13 @@ fn quantize_streaming<W: Write>(
                         name: p.name.clone(),
                         source: e,
                     })?;
+                    if let Some(at) = validate::first_invalid(p.to, &quantized) {
+                        return Err(QuantizeError::InvalidData {
+                            name: p.name.clone(),
+                            ty: p.to,
+                            unit: at,
+                        });
+                    }
                     writer.write_tensor_data(&quantized)?;
                     written += quantized.len() as u64;
                     done += src.len() as u64;
