@@ -640,3 +640,58 @@ pub fn quantize_model(
     }
     result
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kiln_gguf::TensorSpec;
+
+    /// A tiny model of architecture `arch` with an untied output (tensor data all zero).
+    fn model(arch: &str) -> Vec<u8> {
+        let md = vec![
+            ("general.architecture", Value::string(arch.to_owned())),
+            ("general.file_type", Value::U32(1)),
+        ];
+        let specs = [
+            TensorSpec::new("token_embd.weight", GgmlType::F16, vec![256, 4]),
+            TensorSpec::new("output.weight", GgmlType::F16, vec![256, 4]),
+            TensorSpec::new("blk.0.attn_q.weight", GgmlType::F16, vec![256, 256]),
+        ];
+        let mut w = kiln_gguf::Writer::new(Vec::new(), &md, &specs).unwrap();
+        for s in &specs {
+            w.write_tensor_data(&vec![0u8; s.n_bytes().unwrap() as usize])
+                .unwrap();
+        }
+        w.finish().unwrap()
+    }
+
+    fn types(bytes: &[u8], ftype: FileType, ollama: bool) -> Vec<(String, GgmlType)> {
+        let gguf = Gguf::parse(bytes, &Limits::default()).unwrap();
+        let options = QuantizeOptions {
+            ollama_overrides: ollama,
+            ..Default::default()
+        };
+        plan(&gguf, ftype, &options)
+            .unwrap()
+            .into_iter()
+            .map(|p| (p.name, p.to))
+            .collect()
+    }
+
+    /// Ollama's server/quantization.go passes `^token_embd\.weight$=f16` and `^output\.weight$=f16`
+    /// for glm4 at Q4_K_S/Q4_K_M only.
+    #[test]
+    fn ollama_overrides_apply_to_their_architectures_and_file_types_only() {
+        let glm4 = model("glm4");
+        let with = types(&glm4, FileType::Q4_K_M, true);
+        assert!(with.contains(&("token_embd.weight".into(), GgmlType::F16)));
+        assert!(with.contains(&("output.weight".into(), GgmlType::F16)));
+        assert!(with.contains(&("blk.0.attn_q.weight".into(), GgmlType::Q4_K)));
+        let without = types(&glm4, FileType::Q4_K_M, false);
+        assert!(without.contains(&("output.weight".into(), GgmlType::Q6_K)));
+        let q8 = types(&glm4, FileType::Q8_0, true);
+        assert!(q8.contains(&("output.weight".into(), GgmlType::Q8_0)));
+        let llama = types(&model("llama"), FileType::Q4_K_M, true);
+        assert!(llama.contains(&("output.weight".into(), GgmlType::Q6_K)));
+    }
+}
