@@ -1,0 +1,622 @@
+//! The models directory itself: blobs, manifests and the operations over them.
+
+use std::collections::HashSet;
+use std::fs::{self, File};
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
+
+use crate::digest::Hasher;
+use crate::{Digest, InvalidDigest, InvalidName, Manifest, ModelName};
+
+/// What went wrong in the store; every variant says where.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// A file system operation failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The error.
+        #[source]
+        source: io::Error,
+    },
+    /// A model name that Ollama would not accept.
+    #[error(transparent)]
+    InvalidName(#[from] InvalidName),
+    /// A malformed digest.
+    #[error(transparent)]
+    InvalidDigest(#[from] InvalidDigest),
+    /// Content whose hash is not the digest it was announced with; nothing was stored.
+    #[error("digest mismatch, expected \"{expected}\", got \"{actual}\"")]
+    DigestMismatch {
+        /// The announced digest.
+        expected: Digest,
+        /// The digest of what arrived.
+        actual: Digest,
+    },
+    /// No manifest for this model.
+    #[error("model '{name}' not found")]
+    ModelNotFound {
+        /// The model.
+        name: String,
+    },
+    /// A manifest would reference a blob the store does not hold.
+    #[error("manifest references missing blob {digest}")]
+    MissingBlob {
+        /// The missing blob.
+        digest: String,
+    },
+    /// A manifest file that is not valid JSON.
+    #[error("{path}: malformed manifest: {message}")]
+    BadManifest {
+        /// The file.
+        path: PathBuf,
+        /// The JSON error.
+        message: String,
+    },
+}
+
+fn io_at(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
+    move |source| StoreError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// Temporary files carry this prefix so a crash leaves only recognisable, prunable debris.
+const TEMP_PREFIX: &str = ".kiln-tmp-";
+static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+fn temp_name() -> String {
+    let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
+    let nanos = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    format!("{TEMP_PREFIX}{}-{n}-{nanos}", std::process::id())
+}
+
+fn sync_dir(dir: &Path) {
+    if let Ok(d) = File::open(dir) {
+        let _ = d.sync_all();
+    }
+}
+
+/// An Ollama models directory (`OLLAMA_MODELS`): `blobs/sha256-<hex>` and
+/// `manifests/<host>/<namespace>/<model>/<tag>`.
+#[derive(Debug, Clone)]
+pub struct Store {
+    root: PathBuf,
+}
+
+/// A blob that was stored (or found already present).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoredBlob {
+    /// Its digest.
+    pub digest: Digest,
+    /// Its size in bytes.
+    pub size: u64,
+    /// Whether this call created it (false: an identical blob was already there).
+    pub created: bool,
+}
+
+/// A manifest read from the store.
+#[derive(Debug, Clone)]
+pub struct StoredManifest {
+    /// The model.
+    pub name: ModelName,
+    /// The parsed manifest.
+    pub manifest: Manifest,
+    /// sha256 of the manifest file's bytes (what `/api/tags` reports as `digest`, in hex).
+    pub digest: Digest,
+    /// The manifest file's modification time (`modified_at`).
+    pub modified: SystemTime,
+}
+
+/// What [`Store::verify`] found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct VerifyReport {
+    /// Blobs checked.
+    pub blobs_checked: usize,
+    /// Blobs whose content does not hash to their name.
+    pub corrupt_blobs: Vec<Digest>,
+    /// (model, digest) pairs where a manifest references a missing blob.
+    pub missing_blobs: Vec<(String, String)>,
+    /// Manifest files that could not be parsed.
+    pub bad_manifests: Vec<PathBuf>,
+}
+
+/// Holds the store's lock: shared for creates, exclusive for deletes and prunes.
+///
+/// A create holds a shared guard from its first blob to its manifest, so a concurrent delete or
+/// prune (which take it exclusively) can never remove a blob that is about to be referenced.
+#[derive(Debug)]
+pub struct StoreGuard {
+    _file: File,
+}
+
+impl Store {
+    /// Opens (creating if needed) a models directory.
+    pub fn open(root: impl Into<PathBuf>) -> Result<Store, StoreError> {
+        let root = root.into();
+        for dir in [root.join("blobs"), root.join("manifests")] {
+            fs::create_dir_all(&dir).map_err(io_at(&dir))?;
+        }
+        Ok(Store { root })
+    }
+
+    /// The directory Ollama uses: `OLLAMA_MODELS` (trimmed of spaces and quotes, as Ollama does)
+    /// or `~/.ollama/models`.
+    pub fn default_root() -> PathBuf {
+        let var = std::env::var("OLLAMA_MODELS").unwrap_or_default();
+        let trimmed = var.trim().trim_matches(|c| c == '"' || c == '\'');
+        if !trimmed.is_empty() {
+            return PathBuf::from(trimmed);
+        }
+        let home = std::env::var_os("HOME")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("."));
+        home.join(".ollama").join("models")
+    }
+
+    /// Opens [`Store::default_root`].
+    pub fn from_env() -> Result<Store, StoreError> {
+        Store::open(Store::default_root())
+    }
+
+    /// The models directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn blobs_dir(&self) -> PathBuf {
+        self.root.join("blobs")
+    }
+
+    fn manifests_dir(&self) -> PathBuf {
+        self.root.join("manifests")
+    }
+
+    fn lock(&self, exclusive: bool) -> Result<StoreGuard, StoreError> {
+        let path = self.root.join(".kiln.lock");
+        let file = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(io_at(&path))?;
+        if exclusive {
+            file.lock()
+        } else {
+            file.lock_shared()
+        }
+        .map_err(io_at(&path))?;
+        Ok(StoreGuard { _file: file })
+    }
+
+    /// A shared guard for a create: hold it from the first blob until the manifest is written.
+    /// Drop it before calling [`delete`](Self::delete) or [`prune`](Self::prune), which wait for
+    /// every guard (the same process included).
+    pub fn create_guard(&self) -> Result<StoreGuard, StoreError> {
+        self.lock(false)
+    }
+
+    /// Where a blob lives (whether or not it exists).
+    pub fn blob_path(&self, digest: &Digest) -> PathBuf {
+        self.blobs_dir().join(digest.file_name())
+    }
+
+    /// Whether the blob is present.
+    pub fn has_blob(&self, digest: &Digest) -> bool {
+        self.blob_path(digest).is_file()
+    }
+
+    /// Opens a blob for reading.
+    pub fn open_blob(&self, digest: &Digest) -> Result<File, StoreError> {
+        let path = self.blob_path(digest);
+        File::open(&path).map_err(io_at(&path))
+    }
+
+    /// Size of a blob.
+    pub fn blob_size(&self, digest: &Digest) -> Result<u64, StoreError> {
+        let path = self.blob_path(digest);
+        Ok(fs::metadata(&path).map_err(io_at(&path))?.len())
+    }
+
+    /// Starts writing a blob whose digest is learnt at the end (see [`BlobWriter`]).
+    pub fn blob_writer(&self) -> Result<BlobWriter, StoreError> {
+        let path = self.blobs_dir().join(temp_name());
+        let file = File::options()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(io_at(&path))?;
+        Ok(BlobWriter {
+            store: self.clone(),
+            file: Some(io::BufWriter::with_capacity(1 << 20, file)),
+            path,
+            hasher: Hasher::default(),
+            size: 0,
+        })
+    }
+
+    /// Streams `reader` into a blob. With `expected`, content that hashes differently is discarded
+    /// and reported, never stored.
+    pub fn write_blob(
+        &self,
+        mut reader: impl Read,
+        expected: Option<&Digest>,
+    ) -> Result<StoredBlob, StoreError> {
+        let mut writer = self.blob_writer()?;
+        let mut buf = vec![0u8; 1 << 16];
+        loop {
+            let n = match reader.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    return Err(StoreError::Io {
+                        path: writer.path.clone(),
+                        source: e,
+                    });
+                }
+            };
+            writer.write_all(&buf[..n]).map_err(|e| StoreError::Io {
+                path: writer.path.clone(),
+                source: e,
+            })?;
+        }
+        writer.commit_expecting(expected)
+    }
+
+    fn manifest_path(&self, name: &ModelName) -> PathBuf {
+        let mut p = self.manifests_dir();
+        for part in name.path_parts() {
+            p.push(part);
+        }
+        p
+    }
+
+    /// Reads a model's manifest.
+    pub fn manifest(&self, name: &ModelName) -> Result<StoredManifest, StoreError> {
+        let path = self.manifest_path(name);
+        let bytes = match fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(StoreError::ModelNotFound {
+                    name: name.display_shortest(),
+                });
+            }
+            Err(e) => return Err(StoreError::Io { path, source: e }),
+        };
+        let modified = fs::metadata(&path)
+            .and_then(|m| m.modified())
+            .map_err(io_at(&path))?;
+        let manifest = serde_json::from_slice(&bytes).map_err(|e| StoreError::BadManifest {
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
+        Ok(StoredManifest {
+            name: name.clone(),
+            manifest,
+            digest: Digest::of(&bytes),
+            modified,
+        })
+    }
+
+    /// The manifest's raw bytes.
+    pub fn manifest_bytes(&self, name: &ModelName) -> Result<Vec<u8>, StoreError> {
+        let path = self.manifest_path(name);
+        fs::read(&path).map_err(|e| match e.kind() {
+            io::ErrorKind::NotFound => StoreError::ModelNotFound {
+                name: name.display_shortest(),
+            },
+            _ => StoreError::Io { path, source: e },
+        })
+    }
+
+    /// Writes a manifest atomically (temp file, fsync, rename), after checking that every blob it
+    /// references is present. Returns the digest of the bytes written.
+    pub fn write_manifest(
+        &self,
+        name: &ModelName,
+        manifest: &Manifest,
+    ) -> Result<Digest, StoreError> {
+        for d in manifest.digests() {
+            let digest = Digest::parse(d)?;
+            if !self.has_blob(&digest) {
+                return Err(StoreError::MissingBlob {
+                    digest: d.to_owned(),
+                });
+            }
+        }
+        let bytes = manifest.to_bytes();
+        self.write_manifest_bytes(name, &bytes)?;
+        Ok(Digest::of(&bytes))
+    }
+
+    fn write_manifest_bytes(&self, name: &ModelName, bytes: &[u8]) -> Result<(), StoreError> {
+        let path = self.manifest_path(name);
+        let dir = path
+            .parent()
+            .expect("manifest paths have four components")
+            .to_owned();
+        fs::create_dir_all(&dir).map_err(io_at(&dir))?;
+        let temp = dir.join(temp_name());
+        let result = (|| {
+            let mut f = File::options().write(true).create_new(true).open(&temp)?;
+            f.write_all(bytes)?;
+            f.sync_all()?;
+            fs::rename(&temp, &path)
+        })();
+        if let Err(e) = result {
+            let _ = fs::remove_file(&temp);
+            return Err(StoreError::Io { path, source: e });
+        }
+        sync_dir(&dir);
+        Ok(())
+    }
+
+    /// Every model, newest first (as `/api/tags` lists them). Unreadable entries are skipped, as
+    /// Ollama skips them.
+    pub fn list(&self) -> Result<Vec<StoredManifest>, StoreError> {
+        let mut out = Vec::new();
+        for name in self.names()? {
+            if let Ok(m) = self.manifest(&name) {
+                out.push(m);
+            }
+        }
+        out.sort_by(|a, b| {
+            b.modified
+                .cmp(&a.modified)
+                .then_with(|| a.name.cmp(&b.name))
+        });
+        Ok(out)
+    }
+
+    /// The names of every manifest file (exactly four levels under `manifests/`, valid parts only).
+    pub fn names(&self) -> Result<Vec<ModelName>, StoreError> {
+        fn children(dir: &Path) -> Vec<(String, PathBuf)> {
+            let Ok(rd) = fs::read_dir(dir) else {
+                return Vec::new();
+            };
+            let mut v: Vec<_> = rd
+                .flatten()
+                .map(|e| (e.file_name().to_string_lossy().into_owned(), e.path()))
+                .collect();
+            v.sort();
+            v
+        }
+        let mut names = Vec::new();
+        for (host, hp) in children(&self.manifests_dir()) {
+            for (ns, np) in children(&hp) {
+                for (model, mp) in children(&np) {
+                    for (tag, tp) in children(&mp) {
+                        if tp.is_file()
+                            && let Ok(name) = ModelName::from_parts(&host, &ns, &model, &tag)
+                        {
+                            names.push(name);
+                        }
+                    }
+                }
+            }
+        }
+        Ok(names)
+    }
+
+    /// `name` with each part spelled as an existing model spells it (case-insensitive match, as
+    /// Ollama resolves names before creating or copying).
+    pub fn existing_name(&self, name: &ModelName) -> Result<ModelName, StoreError> {
+        Ok(name.with_existing_spelling(&self.names()?))
+    }
+
+    /// Copies a model: the manifest bytes are written unchanged under the new name.
+    pub fn copy(&self, source: &ModelName, destination: &ModelName) -> Result<(), StoreError> {
+        let bytes = self.manifest_bytes(source)?;
+        self.write_manifest_bytes(destination, &bytes)
+    }
+
+    fn referenced(&self) -> Result<HashSet<String>, StoreError> {
+        let mut used = HashSet::new();
+        for m in self.list()? {
+            used.extend(m.manifest.digests().map(str::to_owned));
+        }
+        Ok(used)
+    }
+
+    /// Deletes a model: its manifest goes, then empty directories, then the blobs no other manifest
+    /// references.
+    pub fn delete(&self, name: &ModelName) -> Result<(), StoreError> {
+        let _guard = self.lock(true)?;
+        let stored = self.manifest(name)?;
+        let path = self.manifest_path(name);
+        fs::remove_file(&path).map_err(io_at(&path))?;
+        let mut dir = path.parent().map(Path::to_path_buf);
+        let top = self.manifests_dir();
+        while let Some(d) = dir {
+            if d == top || fs::remove_dir(&d).is_err() {
+                break;
+            }
+            dir = d.parent().map(Path::to_path_buf);
+        }
+        let used = self.referenced()?;
+        for d in stored.manifest.digests() {
+            if used.contains(d) {
+                continue;
+            }
+            if let Ok(digest) = Digest::parse(d) {
+                let p = self.blob_path(&digest);
+                match fs::remove_file(&p) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(StoreError::Io { path: p, source: e }),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes blobs no manifest references and temporary files left by crashes, when older than
+    /// `grace` (so an upload in progress elsewhere is left alone). Returns the paths removed.
+    pub fn prune(&self, grace: Duration) -> Result<Vec<PathBuf>, StoreError> {
+        let _guard = self.lock(true)?;
+        let used = self.referenced()?;
+        let now = SystemTime::now();
+        let mut removed = Vec::new();
+        let mut candidates: Vec<PathBuf> = Vec::new();
+        let blobs = self.blobs_dir();
+        for entry in fs::read_dir(&blobs).map_err(io_at(&blobs))?.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let orphan = match Digest::parse(&name) {
+                Ok(d) => !used.contains(&d.to_string()),
+                Err(_) => name.starts_with(TEMP_PREFIX),
+            };
+            if orphan {
+                candidates.push(entry.path());
+            }
+        }
+        // Stale manifest temp files too.
+        for name in self.names().unwrap_or_default() {
+            if let Some(dir) = self.manifest_path(&name).parent()
+                && let Ok(rd) = fs::read_dir(dir)
+            {
+                candidates.extend(
+                    rd.flatten()
+                        .filter(|e| e.file_name().to_string_lossy().starts_with(TEMP_PREFIX))
+                        .map(|e| e.path()),
+                );
+            }
+        }
+        for path in candidates {
+            let old = fs::metadata(&path)
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| now.duration_since(t).ok())
+                .is_some_and(|age| age >= grace);
+            if old && fs::remove_file(&path).is_ok() {
+                removed.push(path);
+            }
+        }
+        Ok(removed)
+    }
+
+    /// Re-hashes every blob and checks every manifest's references.
+    pub fn verify(&self) -> Result<VerifyReport, StoreError> {
+        let mut report = VerifyReport::default();
+        let blobs = self.blobs_dir();
+        let mut buf = vec![0u8; 1 << 20];
+        for entry in fs::read_dir(&blobs).map_err(io_at(&blobs))?.flatten() {
+            let Ok(digest) = Digest::parse(&entry.file_name().to_string_lossy()) else {
+                continue;
+            };
+            let path = entry.path();
+            let mut f = File::open(&path).map_err(io_at(&path))?;
+            let mut h = Hasher::default();
+            loop {
+                let n = f.read(&mut buf).map_err(io_at(&path))?;
+                if n == 0 {
+                    break;
+                }
+                h.update(&buf[..n]);
+            }
+            report.blobs_checked += 1;
+            if h.finish() != digest {
+                report.corrupt_blobs.push(digest);
+            }
+        }
+        for name in self.names()? {
+            match self.manifest(&name) {
+                Ok(m) => {
+                    for d in m.manifest.digests() {
+                        if Digest::parse(d).map_or(true, |d| !self.has_blob(&d)) {
+                            report
+                                .missing_blobs
+                                .push((name.display_shortest(), d.to_owned()));
+                        }
+                    }
+                }
+                Err(_) => report.bad_manifests.push(self.manifest_path(&name)),
+            }
+        }
+        Ok(report)
+    }
+}
+
+/// A blob being written: bytes go to a temporary file in `blobs/` while they are hashed; `commit`
+/// fsyncs and renames it to `sha256-<hex>`. Dropped without commit, the temporary file is removed.
+pub struct BlobWriter {
+    store: Store,
+    file: Option<io::BufWriter<File>>,
+    path: PathBuf,
+    hasher: Hasher,
+    size: u64,
+}
+
+impl Write for BlobWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let file = self
+            .file
+            .as_mut()
+            .ok_or_else(|| io::Error::other("blob already committed"))?;
+        let n = file.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.size += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.as_mut().map_or(Ok(()), |f| f.flush())
+    }
+}
+
+impl BlobWriter {
+    /// Bytes written so far.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Finishes the blob and stores it under its digest (reusing an identical existing blob).
+    pub fn commit(self) -> Result<StoredBlob, StoreError> {
+        self.commit_expecting(None)
+    }
+
+    /// [`commit`](Self::commit), refusing content that does not hash to `expected`.
+    pub fn commit_expecting(mut self, expected: Option<&Digest>) -> Result<StoredBlob, StoreError> {
+        let file = self.file.take().expect("commit runs once");
+        let file = file.into_inner().map_err(|e| StoreError::Io {
+            path: self.path.clone(),
+            source: e.into_error(),
+        })?;
+        file.sync_all().map_err(io_at(&self.path))?;
+        drop(file);
+        let digest = std::mem::take(&mut self.hasher).finish();
+        if let Some(expected) = expected
+            && *expected != digest
+        {
+            return Err(StoreError::DigestMismatch {
+                expected: *expected,
+                actual: digest,
+            });
+        }
+        let target = self.store.blob_path(&digest);
+        let created = !target.is_file();
+        if created {
+            fs::rename(&self.path, &target).map_err(io_at(&target))?;
+            sync_dir(&self.store.blobs_dir());
+        }
+        Ok(StoredBlob {
+            digest,
+            size: self.size,
+            created,
+        })
+    }
+}
+
+impl Drop for BlobWriter {
+    fn drop(&mut self) {
+        self.file = None;
+        let _ = fs::remove_file(&self.path);
+    }
+}

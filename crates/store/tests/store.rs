@@ -1,0 +1,490 @@
+//! kiln-store's integration tests: Ollama's name cases and encodings, store operations, concurrency,
+//! and writers killed mid-write.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use kiln_store::{Digest, Layer, Manifest, ModelConfig, ModelName, Store, StoreError};
+
+fn temp_store(tag: &str) -> (Store, PathBuf) {
+    let dir = std::env::temp_dir().join(format!("kiln-store-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    (Store::open(&dir).unwrap(), dir)
+}
+
+// ---- names: types/model/name_test.go at ollama fb30760 ----------------------------------------
+
+const PART80: &str =
+    "88888888888888888888888888888888888888888888888888888888888888888888888888888888";
+
+#[test]
+fn ollama_name_validity_cases() {
+    let part350 = "3".repeat(350);
+    // TestNameIsValid's table (ParseNameBare + IsValid), with its String() round trip.
+    let cases: Vec<(String, bool)> = vec![
+        ("".into(), false),
+        ("_why/_the/_lucky:_stiff".into(), true),
+        ("h/n/m:t".into(), true),
+        ("host/namespace/model:tag".into(), true),
+        ("host/namespace/model".into(), false),
+        ("namespace/model".into(), false),
+        ("model".into(), false),
+        (format!("{PART80}/{PART80}/{PART80}:{PART80}"), true),
+        (format!("{part350}/{PART80}/{PART80}:{PART80}"), true),
+        ("h/nn/mm:t".into(), true),
+        ("m".into(), false),
+        ("n/m:".into(), false),
+        ("h/n/m".into(), false),
+        ("@t".into(), false),
+        ("m@d".into(), false),
+        ("^".into(), false),
+        ("mm:".into(), false),
+        ("/nn/mm".into(), false),
+        ("//".into(), false),
+        ("//mm".into(), false),
+        ("hh//".into(), false),
+        ("//mm:@".into(), false),
+        ("00@".into(), false),
+        ("@".into(), false),
+        ("-hh/nn/mm:tt".into(), false),
+        ("hh/-nn/mm:tt".into(), false),
+        ("hh/nn/-mm:tt".into(), false),
+        ("hh/nn/mm:-tt".into(), false),
+        ("host:https/namespace/model:tag".into(), true),
+        ("host/name:space/model:tag".into(), false),
+    ];
+    for (s, valid) in cases {
+        let parsed = ModelName::parse_qualified(&s);
+        assert_eq!(parsed.is_ok(), valid, "{s:?}");
+        if let Ok(n) = parsed {
+            assert_eq!(n.to_string(), s);
+        }
+    }
+    // Over-long parts.
+    assert!(ModelName::parse(&format!("{}x/n/m:t", "3".repeat(350))).is_err());
+    assert!(ModelName::parse(&format!("h/n/{PART80}x:t")).is_err());
+}
+
+#[test]
+fn ollama_name_parsing_and_defaults() {
+    // TestParseNameParts (ParseName applies the defaults; Filepath is the manifest path).
+    let cases = [
+        (
+            "registry.ollama.ai/library/dolphin-mistral:7b-v2.6-dpo-laser-q6_K",
+            [
+                "registry.ollama.ai",
+                "library",
+                "dolphin-mistral",
+                "7b-v2.6-dpo-laser-q6_K",
+            ],
+        ),
+        (
+            "scheme://host:port/namespace/model:tag",
+            ["host:port", "namespace", "model", "tag"],
+        ),
+        (
+            "host/namespace/model:tag",
+            ["host", "namespace", "model", "tag"],
+        ),
+        (
+            "host:port/namespace/model:tag",
+            ["host:port", "namespace", "model", "tag"],
+        ),
+        (
+            "host/namespace/model",
+            ["host", "namespace", "model", "latest"],
+        ),
+        (
+            "host:port/namespace/model",
+            ["host:port", "namespace", "model", "latest"],
+        ),
+        (
+            "namespace/model",
+            ["registry.ollama.ai", "namespace", "model", "latest"],
+        ),
+        (
+            "model",
+            ["registry.ollama.ai", "library", "model", "latest"],
+        ),
+        ("h/nn/mm:t", ["h", "nn", "mm", "t"]),
+    ];
+    for (s, parts) in cases {
+        assert_eq!(ModelName::parse(s).unwrap().path_parts(), parts, "{s}");
+    }
+    // TestNameparseNameDefault.
+    assert_eq!(
+        ModelName::parse("xx").unwrap().to_string(),
+        "registry.ollama.ai/library/xx:latest"
+    );
+    // DisplayShortest as /api/tags shows names.
+    assert_eq!(
+        ModelName::parse("llama3").unwrap().display_shortest(),
+        "llama3:latest"
+    );
+    assert_eq!(
+        ModelName::parse("me/llama3:q4").unwrap().display_shortest(),
+        "me/llama3:q4"
+    );
+    assert_eq!(
+        ModelName::parse("h.io/me/llama3:q4")
+            .unwrap()
+            .display_shortest(),
+        "h.io/me/llama3:q4"
+    );
+    assert_eq!(
+        ModelName::parse("REGISTRY.ollama.ai/LIBRARY/m:t")
+            .unwrap()
+            .display_shortest(),
+        "m:t"
+    );
+}
+
+#[test]
+fn names_and_digests_cannot_escape_the_models_directory() {
+    for bad in [
+        "../x",
+        "..",
+        "a/../b:t",
+        "/etc/passwd",
+        "m:../../x",
+        "m:t/..",
+        "h/n/.m:t",
+        "h/../m:t",
+        "m:t\0",
+        "a\\b",
+        "m:.t",
+    ] {
+        assert!(ModelName::parse(bad).is_err(), "{bad:?}");
+    }
+    for bad in [
+        "sha256:../x",
+        "sha256-abc",
+        "md5:00",
+        "sha256:",
+        &format!("sha256:{}/", "0".repeat(63)),
+    ] {
+        assert!(
+            matches!(Digest::parse(bad), Err(e) if e.to_string() == "invalid digest format"),
+            "{bad:?}"
+        );
+    }
+    let upper = format!("sha256-{}", "AB".repeat(32));
+    assert_eq!(
+        Digest::parse(&upper).unwrap().to_string(),
+        format!("sha256:{}", "ab".repeat(32))
+    );
+}
+
+// ---- encodings: manifest.go / layer.go / types/model/config.go ---------------------------------
+
+#[test]
+fn manifest_and_config_bytes_follow_gos_encoder() {
+    let d = |c: char| format!("sha256:{}", c.to_string().repeat(64));
+    let config = Layer {
+        media_type: kiln_store::CONFIG_MEDIA_TYPE.into(),
+        digest: d('a'),
+        size: 123,
+        ..Default::default()
+    };
+    let model = Layer {
+        media_type: kiln_store::MEDIA_TYPE_MODEL.into(),
+        digest: d('b'),
+        size: 1000,
+        from: "m<1>&.gguf".into(),
+        name: String::new(),
+    };
+    let template = Layer {
+        media_type: kiln_store::MEDIA_TYPE_TEMPLATE.into(),
+        digest: d('c'),
+        size: 7,
+        ..Default::default()
+    };
+    let bytes = Manifest::new(config, vec![model, template]).to_bytes();
+    // Manifest{SchemaVersion, MediaType, Config, Layers}; Layer{mediaType, digest, size, from,omitempty,
+    // name,omitempty}; json.Encoder escapes <, >, & and ends with a newline.
+    let expected = format!(
+        "{{\"schemaVersion\":2,\"mediaType\":\"application/vnd.docker.distribution.manifest.v2+json\",\
+         \"config\":{{\"mediaType\":\"application/vnd.docker.container.image.v1+json\",\"digest\":\"{}\",\"size\":123}},\
+         \"layers\":[{{\"mediaType\":\"application/vnd.ollama.image.model\",\"digest\":\"{}\",\"size\":1000,\"from\":\"m\\u003c1\\u003e\\u0026.gguf\"}},\
+         {{\"mediaType\":\"application/vnd.ollama.image.template\",\"digest\":\"{}\",\"size\":7}}]}}\n",
+        d('a'),
+        d('b'),
+        d('c')
+    );
+    assert_eq!(String::from_utf8(bytes).unwrap(), expected);
+
+    let mut cfg = ModelConfig::new();
+    cfg.model_format = "gguf".into();
+    cfg.model_family = "llama".into();
+    cfg.model_families = Some(vec!["llama".into()]);
+    cfg.model_type = "8.0B".into();
+    cfg.file_type = "Q4_K_M".into();
+    assert_eq!(
+        String::from_utf8(cfg.to_bytes()).unwrap(),
+        "{\"model_format\":\"gguf\",\"model_family\":\"llama\",\"model_families\":[\"llama\"],\"model_type\":\"8.0B\",\
+         \"file_type\":\"Q4_K_M\",\"architecture\":\"amd64\",\"os\":\"linux\"}\n"
+    );
+    // A nil ModelFamilies slice encodes as null; renderer/parser are omitempty.
+    let mut bare = ModelConfig::new();
+    bare.parser = "qwen3".into();
+    assert_eq!(
+        String::from_utf8(bare.to_bytes()).unwrap(),
+        "{\"model_format\":\"\",\"model_family\":\"\",\"model_families\":null,\"model_type\":\"\",\"file_type\":\"\",\
+         \"parser\":\"qwen3\",\"architecture\":\"amd64\",\"os\":\"linux\"}\n"
+    );
+}
+
+// ---- operations -------------------------------------------------------------------------------
+
+fn create_model(store: &Store, name: &str, model_bytes: &[u8], template: &str) -> ModelName {
+    let _guard = store.create_guard().unwrap();
+    let model = store.write_blob(model_bytes, None).unwrap();
+    let tmpl = store.write_blob(template.as_bytes(), None).unwrap();
+    let mut cfg = ModelConfig::new();
+    cfg.model_format = "gguf".into();
+    let cfg_bytes = cfg.to_bytes();
+    let config = store.write_blob(&cfg_bytes[..], None).unwrap();
+    let manifest = Manifest::new(
+        Layer::new(kiln_store::CONFIG_MEDIA_TYPE, config.digest, config.size),
+        vec![
+            Layer::new(kiln_store::MEDIA_TYPE_MODEL, model.digest, model.size),
+            Layer::new(kiln_store::MEDIA_TYPE_TEMPLATE, tmpl.digest, tmpl.size),
+        ],
+    );
+    let name = ModelName::parse(name).unwrap();
+    store.write_manifest(&name, &manifest).unwrap();
+    name
+}
+
+#[test]
+fn blobs_manifests_list_copy_delete() {
+    let (store, dir) = temp_store("ops");
+    let data = b"GGUF pretend model";
+    let blob = store
+        .write_blob(&data[..], Some(&Digest::of(data)))
+        .unwrap();
+    assert!(blob.created);
+    assert_eq!(
+        std::fs::read(dir.join("blobs").join(Digest::of(data).file_name())).unwrap(),
+        data
+    );
+    assert!(
+        !store.write_blob(&data[..], None).unwrap().created,
+        "an existing blob is reused"
+    );
+    let wrong = Digest::of(b"something else");
+    match store.write_blob(&b"tampered"[..], Some(&wrong)) {
+        Err(StoreError::DigestMismatch { expected, actual }) => {
+            assert_eq!(expected, wrong);
+            assert_eq!(actual, Digest::of(b"tampered"));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(!store.has_blob(&Digest::of(b"tampered")));
+    {
+        let mut w = store.blob_writer().unwrap();
+        w.write_all(b"abandoned").unwrap();
+    }
+    let leftovers: Vec<_> = std::fs::read_dir(dir.join("blobs"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert_eq!(
+        leftovers.len(),
+        1,
+        "only the one real blob remains: {leftovers:?}"
+    );
+
+    let a = create_model(&store, "alpha:v1", b"shared model bytes", "tmpl A");
+    let b = create_model(&store, "me/beta", b"shared model bytes", "tmpl B");
+    assert!(
+        dir.join("manifests/registry.ollama.ai/library/alpha/v1")
+            .is_file()
+    );
+    let listed: Vec<String> = store
+        .list()
+        .unwrap()
+        .iter()
+        .map(|m| m.name.display_shortest())
+        .collect();
+    assert_eq!(listed.len(), 2);
+    assert!(
+        listed.contains(&"alpha:v1".to_owned()) && listed.contains(&"me/beta:latest".to_owned())
+    );
+    let stored = store.manifest(&a).unwrap();
+    assert_eq!(
+        stored.digest,
+        Digest::of(
+            &std::fs::read(dir.join("manifests/registry.ollama.ai/library/alpha/v1")).unwrap()
+        )
+    );
+    assert_eq!(
+        stored.manifest.size(),
+        stored.manifest.layers.iter().map(|l| l.size).sum::<i64>() + stored.manifest.config.size
+    );
+
+    // Case-insensitive resolution keeps the existing spelling.
+    let loud = ModelName::parse("ALPHA:V1").unwrap();
+    assert_eq!(store.existing_name(&loud).unwrap(), a);
+
+    let c = ModelName::parse("gamma").unwrap();
+    store.copy(&a, &c).unwrap();
+    assert_eq!(
+        store.manifest_bytes(&a).unwrap(),
+        store.manifest_bytes(&c).unwrap()
+    );
+
+    // A manifest referencing a missing blob is refused.
+    let ghost = Manifest::new(
+        Layer::new(kiln_store::CONFIG_MEDIA_TYPE, Digest::of(b"nope"), 4),
+        vec![],
+    );
+    assert!(matches!(
+        store.write_manifest(&ModelName::parse("ghost").unwrap(), &ghost),
+        Err(StoreError::MissingBlob { .. })
+    ));
+
+    // Deleting alpha keeps blobs gamma (its copy) and beta still use.
+    store.delete(&a).unwrap();
+    assert!(matches!(
+        store.manifest(&a),
+        Err(StoreError::ModelNotFound { .. })
+    ));
+    let report = store.verify().unwrap();
+    assert!(
+        report.missing_blobs.is_empty() && report.corrupt_blobs.is_empty(),
+        "{report:?}"
+    );
+    store.delete(&c).unwrap();
+    store.delete(&b).unwrap();
+    assert!(
+        !dir.join("manifests/registry.ollama.ai").exists(),
+        "empty directories are pruned"
+    );
+    // Everything the three models held is gone except the first, unreferenced blob.
+    let left: Vec<_> = std::fs::read_dir(dir.join("blobs"))
+        .unwrap()
+        .flatten()
+        .collect();
+    assert_eq!(left.len(), 1);
+    assert_eq!(store.prune(Duration::ZERO).unwrap().len(), 1);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn verify_reports_corruption() {
+    let (store, dir) = temp_store("verify");
+    let name = create_model(&store, "m", b"model", "t");
+    let m = store.manifest(&name).unwrap();
+    let digest = m.manifest.layers[0].digest().unwrap();
+    std::fs::write(store.blob_path(&digest), b"flipped").unwrap();
+    let report = store.verify().unwrap();
+    assert_eq!(report.corrupt_blobs, vec![digest]);
+    std::fs::remove_file(store.blob_path(&digest)).unwrap();
+    let report = store.verify().unwrap();
+    assert_eq!(
+        report.missing_blobs,
+        vec![("m:latest".to_owned(), digest.to_string())]
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn concurrent_creates_deletes_and_prunes_keep_the_store_consistent() {
+    let (store, dir) = temp_store("concurrent");
+    std::thread::scope(|s| {
+        for t in 0..3 {
+            let store = store.clone();
+            s.spawn(move || {
+                for i in 0..20 {
+                    create_model(
+                        &store,
+                        &format!("t{t}:m{}", i % 4),
+                        format!("model {t} {i}").as_bytes(),
+                        "shared template",
+                    );
+                }
+            });
+        }
+        let store = store.clone();
+        s.spawn(move || {
+            for i in 0..40 {
+                let _ = store.delete(&ModelName::parse(&format!("t{}:m{}", i % 3, i % 4)).unwrap());
+                let _ = store.prune(Duration::ZERO);
+            }
+        });
+    });
+    let report = store.verify().unwrap();
+    assert!(
+        report.missing_blobs.is_empty()
+            && report.corrupt_blobs.is_empty()
+            && report.bad_manifests.is_empty(),
+        "{report:?}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Child mode for the crash test: create models forever until killed.
+fn crash_child(root: &str) {
+    let store = Store::open(root).unwrap();
+    for i in 0.. {
+        let body: Vec<u8> = (0..200_000u32).map(|j| (j ^ i) as u8).collect();
+        create_model(
+            &store,
+            &format!("crash:v{}", i % 5),
+            &body,
+            &format!("template {i}"),
+        );
+        if i % 3 == 0 {
+            let _ = store.delete(&ModelName::parse(&format!("crash:v{}", (i + 2) % 5)).unwrap());
+        }
+    }
+}
+
+#[test]
+fn writers_killed_at_random_points_never_corrupt_the_store() {
+    if let Ok(root) = std::env::var("KILN_STORE_CRASH_CHILD") {
+        crash_child(&root);
+        return;
+    }
+    let (store, dir) = temp_store("crash");
+    let mut seed = 0x2545_f491_u64 ^ std::process::id() as u64;
+    for round in 0..25 {
+        let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "writers_killed_at_random_points_never_corrupt_the_store",
+                "--nocapture",
+            ])
+            .env("KILN_STORE_CRASH_CHILD", &dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        std::thread::sleep(Duration::from_millis(5 + seed % 120));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let report = store.verify().unwrap();
+        assert!(
+            report.missing_blobs.is_empty()
+                && report.corrupt_blobs.is_empty()
+                && report.bad_manifests.is_empty(),
+            "round {round}: {report:?}"
+        );
+    }
+    // Only whole files remain apart from temporaries, which prune collects.
+    store.prune(Duration::ZERO).unwrap();
+    for entry in std::fs::read_dir(dir.join("blobs")).unwrap().flatten() {
+        assert!(
+            Digest::parse(&entry.file_name().to_string_lossy()).is_ok(),
+            "{:?} left behind",
+            entry.file_name()
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
