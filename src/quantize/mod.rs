@@ -196,9 +196,6 @@ pub enum QuantizeError {
         /// What is wrong.
         problem: String,
     },
-    /// COPY needs the input's file type to keep it.
-    #[error("COPY needs a file type: the input has no general.file_type")]
-    NoInputFileType,
     /// Quantized data with a non-finite scale or value (the source holds NaN/Inf or overflows);
     /// llama-quantize refuses these too ("quantized data validation failed").
     #[error(
@@ -377,12 +374,10 @@ fn quantize_streaming<W: Write>(
 ) -> Result<QuantizeReport, QuantizeError> {
     let file_type = match ftype.llama_ftype() {
         Some(n) => n,
-        None => gguf
-            .metadata()
-            .file_type()
-            .ok()
-            .flatten()
-            .ok_or(QuantizeError::NoInputFileType)?,
+        None => match gguf.metadata().file_type().ok().flatten() {
+            Some(n) => n,
+            None => guess_file_type(gguf),
+        },
     };
     let plans = plan(gguf, ftype, options)?;
     if let Some(im) = &options.imatrix {
@@ -564,6 +559,47 @@ fn convert_rows(
                 .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
         })
     })
+}
+
+/// llama.cpp's guess for a file without `general.file_type` (`llama_model_loader`): the file type of
+/// the most common tensor type (first in output order on ties), flagged `LLAMA_FTYPE_GUESSED`.
+fn guess_file_type(gguf: &Gguf<'_>) -> u32 {
+    const GUESSED: u32 = 1024;
+    let names: Vec<&str> = gguf.tensors().iter().map(|t| t.name()).collect();
+    let mut counts: Vec<(GgmlType, usize)> = Vec::new();
+    for i in policy::output_order(&names) {
+        let ty = gguf.tensors()[i].ggml_type();
+        match counts.iter_mut().find(|(t, _)| *t == ty) {
+            Some((_, n)) => *n += 1,
+            None => counts.push((ty, 1)),
+        }
+    }
+    let mut best: Option<(GgmlType, usize)> = None;
+    for &(ty, n) in &counts {
+        if best.is_none_or(|(_, m)| n > m) {
+            best = Some((ty, n));
+        }
+    }
+    let ftype = match best.map(|(t, _)| t) {
+        Some(GgmlType::F16) => 1,
+        Some(GgmlType::BF16) => 32,
+        Some(GgmlType::Q4_0) => 2,
+        Some(GgmlType::Q4_1) => 3,
+        Some(GgmlType::Q5_0) => 8,
+        Some(GgmlType::Q5_1) => 9,
+        Some(GgmlType::Q8_0) => 7,
+        Some(GgmlType::Q2_K) => 10,
+        Some(GgmlType::Q3_K) => 12,
+        Some(GgmlType::Q4_K) => 15,
+        Some(GgmlType::Q5_K) => 17,
+        Some(GgmlType::Q6_K) => 18,
+        Some(GgmlType::IQ4_NL) => 25,
+        Some(GgmlType::IQ4_XS) => 30,
+        Some(GgmlType::TQ1_0) => 36,
+        Some(GgmlType::TQ2_0) => 37,
+        _ => 0,
+    };
+    ftype | GUESSED
 }
 
 /// The imatrix slice for a tensor, checked as llama.cpp checks it (`ne[0] * ne[2]` values; a

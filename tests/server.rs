@@ -1,0 +1,316 @@
+//! The reference server driven by the official Ollama Python client: upload a GGUF, create from
+//! files, create a quantized model `from` it (the documented request), show, list, copy, delete,
+//! version — checking the status lines, the HTTP codes, the store on disk and the quantized bytes.
+
+#[allow(dead_code, unused_imports)]
+#[path = "../examples/serve.rs"]
+mod serve;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use kiln::create::Engine;
+use kiln::{FileType, NoProgress, QuantizeOptions, quantize_gguf};
+use kiln_gguf::{GgmlType, Gguf, Limits, TensorSpec, Value, Writer};
+use kiln_store::{MEDIA_TYPE_MODEL, ModelName, Store};
+use serde_json::json;
+
+fn oracle_python() -> Option<PathBuf> {
+    match std::env::var_os("KILN_PYTHON") {
+        Some(p) => Some(PathBuf::from(p)),
+        None if std::env::var_os("KILN_REQUIRE_ORACLE").is_some() => {
+            panic!("KILN_REQUIRE_ORACLE is set but KILN_PYTHON is not: run scripts/test.sh")
+        }
+        None => {
+            eprintln!("skipped: the ollama client is not set up; run scripts/test.sh");
+            None
+        }
+    }
+}
+
+/// A small F16 llama-shaped model (no general.file_type key: Ollama's COPY validation adds one).
+fn synthetic_f16(path: &Path) {
+    let md = vec![
+        ("general.architecture", Value::string("llama")),
+        ("general.file_type", Value::U32(1)),
+        ("llama.block_count", Value::U32(2)),
+        ("llama.context_length", Value::U32(256)),
+        ("llama.embedding_length", Value::U32(256)),
+        ("llama.feed_forward_length", Value::U32(512)),
+        ("llama.attention.head_count", Value::U32(4)),
+        ("llama.attention.head_count_kv", Value::U32(2)),
+    ];
+    let mut specs = vec![
+        TensorSpec::new("token_embd.weight", GgmlType::F16, vec![256, 128]),
+        TensorSpec::new("output_norm.weight", GgmlType::F32, vec![256]),
+        TensorSpec::new("output.weight", GgmlType::F16, vec![256, 128]),
+    ];
+    for l in 0..2 {
+        for (n, dims) in [
+            ("attn_q", vec![256, 256]),
+            ("attn_k", vec![256, 128]),
+            ("attn_v", vec![256, 128]),
+            ("attn_output", vec![256, 256]),
+            ("ffn_gate", vec![256, 512]),
+            ("ffn_up", vec![256, 512]),
+            ("ffn_down", vec![512, 256]),
+        ] {
+            specs.push(TensorSpec::new(
+                format!("blk.{l}.{n}.weight"),
+                GgmlType::F16,
+                dims,
+            ));
+        }
+        specs.push(TensorSpec::new(
+            format!("blk.{l}.attn_norm.weight"),
+            GgmlType::F32,
+            vec![256],
+        ));
+    }
+    let mut w = Writer::new(std::fs::File::create(path).unwrap(), &md, &specs).unwrap();
+    let mut state = 7u32;
+    for s in &specs {
+        let n: u64 = s.dims.iter().product();
+        let bytes: Vec<u8> = (0..n)
+            .flat_map(|_| {
+                state ^= state << 13;
+                state ^= state >> 17;
+                state ^= state << 5;
+                let v = ((state >> 8) as f32 / 16_777_216.0 - 0.5) * 0.2;
+                if s.ggml_type == GgmlType::F32 {
+                    (1.0 + v).to_le_bytes().to_vec()
+                } else {
+                    kiln_quant::f32_to_f16_bits(v).to_le_bytes().to_vec()
+                }
+            })
+            .collect();
+        w.write_tensor_data(&bytes).unwrap();
+    }
+    w.finish().unwrap();
+}
+
+fn model_blob(store: &Store, name: &str) -> Vec<u8> {
+    let m = store.manifest(&ModelName::parse(name).unwrap()).unwrap();
+    let d = m
+        .manifest
+        .layers_of(MEDIA_TYPE_MODEL)
+        .next()
+        .unwrap()
+        .digest()
+        .unwrap();
+    std::fs::read(store.blob_path(&d)).unwrap()
+}
+
+fn statuses(v: &serde_json::Value) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for line in v.as_array().unwrap() {
+        let s = line["status"].as_str().unwrap_or("").to_owned();
+        // Collapse repeated progress lines into one.
+        if out.last() != Some(&s) {
+            out.push(s);
+        }
+    }
+    out
+}
+
+#[test]
+fn the_official_python_client_drives_kiln_like_ollama() {
+    let Some(python) = oracle_python() else {
+        return;
+    };
+    let dir = std::env::temp_dir().join(format!("kiln-server-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let gguf_path = dir.join("model.gguf");
+    synthetic_f16(&gguf_path);
+    let store = Store::open(dir.join("models")).unwrap();
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let host = format!("http://{}", listener.local_addr().unwrap());
+    let app = Arc::new(serve::App {
+        engine: Engine::new(store.clone()).with_threads(2),
+        version: "0.33.0".into(),
+    });
+    rt.spawn(async move { axum::serve(listener, serve::router(app)).await });
+
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/oracle/ollama_client.py");
+    let out = std::process::Command::new(&python)
+        .arg(script)
+        .arg(&host)
+        .arg(&gguf_path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "client failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+
+    // Upload: the client computes the digest and uploads; the blob is stored under it.
+    let uploaded = r["blob_digest"].as_str().unwrap();
+    assert_eq!(
+        uploaded,
+        kiln_store::Digest::of(&std::fs::read(&gguf_path).unwrap()).to_string()
+    );
+
+    // Create from files: parse, validate (llama-quantize COPY), new layer, manifest.
+    let files = statuses(&r["create_files"]);
+    assert_eq!(files[0], "parsing GGUF");
+    assert_eq!(files[1], "validating GGUF model");
+    assert_eq!(files[2], "verifying conversion");
+    assert!(
+        files[3].starts_with("creating new layer sha256:"),
+        "{files:?}"
+    );
+    assert_eq!(&files[files.len() - 2..], ["writing manifest", "success"]);
+    let stored_f16 = model_blob(&store, "llama3.1:8b-instruct-fp16");
+    let source = std::fs::read(&gguf_path).unwrap();
+    let mut expected = Vec::new();
+    let parsed = Gguf::parse(&source, &Limits::default()).unwrap();
+    quantize_gguf(
+        &parsed,
+        &mut expected,
+        FileType::Copy,
+        &QuantizeOptions::default(),
+        &mut NoProgress,
+    )
+    .unwrap();
+    assert!(
+        stored_f16 == expected,
+        "the stored model is llama-quantize's COPY of the upload"
+    );
+
+    // Create quantized from it: Ollama's documented status sequence.
+    let q = statuses(&r["create_quantized"]);
+    assert_eq!(q[0], "quantizing F16 model to Q4_K_M", "{q:?}");
+    let progress = r["create_quantized"][0].clone();
+    assert_eq!(progress["digest"], "0000000000000000000");
+    assert_eq!(progress["total"].as_u64().unwrap(), stored_f16.len() as u64);
+    assert_eq!(q[1], "verifying conversion");
+    assert!(q[2].starts_with("creating new layer sha256:"), "{q:?}");
+    assert_eq!(&q[q.len() - 2..], ["writing manifest", "success"]);
+    // The quantized blob is exactly kiln's (= llama.cpp's) Q4_K_M of the stored F16 model.
+    let stored_q = model_blob(&store, "llama3.1:quantized");
+    let f16 = Gguf::parse(&stored_f16, &Limits::default()).unwrap();
+    let mut expected_q = Vec::new();
+    let options = QuantizeOptions {
+        ollama_overrides: true,
+        allow_requantize: true,
+        ..Default::default()
+    };
+    quantize_gguf(
+        &f16,
+        &mut expected_q,
+        FileType::Q4_K_M,
+        &options,
+        &mut NoProgress,
+    )
+    .unwrap();
+    assert!(stored_q == expected_q);
+
+    assert_eq!(r["create_nostream"], json!({"status": "success"}));
+    assert_eq!(r["bad_quantize"]["status"], 500);
+    assert!(
+        r["bad_quantize"]["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("unsupported quantization type Q9_X - supported types are F32, F16")
+    );
+    assert_eq!(
+        r["requantize"],
+        json!({"status": 500, "error": "quantization is only supported for F16, BF16 and F32 models"})
+    );
+
+    let listed: Vec<&str> = r["list"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["model"].as_str().unwrap())
+        .collect();
+    assert_eq!(listed.len(), 3, "{listed:?}");
+    let quantized = r["list"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["model"] == "llama3.1:quantized")
+        .unwrap();
+    assert_eq!(quantized["quantization_level"], "Q4_K_M");
+    assert_eq!(quantized["family"], "llama");
+    let manifest = store
+        .manifest(&ModelName::parse("llama3.1:quantized").unwrap())
+        .unwrap();
+    assert_eq!(quantized["digest"], manifest.digest.hex());
+    assert_eq!(
+        quantized["size"].as_i64().unwrap(),
+        manifest.manifest.size()
+    );
+
+    assert_eq!(r["show"]["modelfile_has_system"], true);
+    assert_eq!(r["show"]["quantization_level"], "Q4_K_M");
+    assert_eq!(r["show"]["arch"], "llama");
+    assert!(
+        r["show"]["parameters"]
+            .as_str()
+            .unwrap()
+            .contains("temperature")
+    );
+    assert!(
+        r["after_copy"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("kiln/copy:v1"))
+    );
+    assert_eq!(
+        r["after_delete"],
+        json!(["llama3.1:8b-instruct-fp16", "llama3.1:quantized"])
+    );
+    assert_eq!(
+        r["delete_missing"],
+        json!({"status": 404, "error": "model 'does-not-exist' not found"})
+    );
+    assert_eq!(r["ps"], json!([]));
+    assert_eq!(
+        r["version"],
+        json!({"status": 200, "body": "{\"version\":\"0.33.0\"}", "content_type": "application/json; charset=utf-8"})
+    );
+
+    // The documented curl request streams NDJSON; the same content gives the same blob.
+    assert_eq!(r["documented"]["status"], 200);
+    assert_eq!(r["documented"]["content_type"], "application/x-ndjson");
+    let doc = statuses(&r["documented"]["lines"]);
+    assert_eq!(doc[0], "quantizing F16 model to Q4_K_M");
+    assert!(
+        doc.iter()
+            .any(|s| s.starts_with("using existing layer sha256:")),
+        "identical quantized blob is reused: {doc:?}"
+    );
+    assert_eq!(doc.last().unwrap(), "success");
+
+    assert_eq!(r["head_missing_blob"], 404);
+    assert!(
+        r["bad_digest_upload"]["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("digest mismatch, expected")
+    );
+    assert_eq!(r["chat"], 501);
+
+    // Everything the store holds is consistent and nothing is left over.
+    let report = store.verify().unwrap();
+    assert!(
+        report.corrupt_blobs.is_empty()
+            && report.missing_blobs.is_empty()
+            && report.bad_manifests.is_empty(),
+        "{report:?}"
+    );
+    rt.shutdown_background();
+    let _ = std::fs::remove_dir_all(&dir);
+}
