@@ -1,14 +1,18 @@
-//! The main job with nothing to download: builds a small synthetic F16 llama model, quantizes it
-//! to Q4_K_M with kiln (as `ollama create --quantize q4_K_M` would through llama-quantize), and
-//! prints what happened to each tensor.
+//! The main job with nothing to download and no Python: builds a small synthetic F16 llama model,
+//! starts kiln's Ollama-compatible server in-process on a temporary models directory, uploads the
+//! model as a blob over HTTP, creates a model from it, creates a Q4_K_M model `from` that (exactly
+//! the request `ollama create --quantize q4_K_M` sends), then lists and shows it.
 //!
-//! `cargo run --release --example demo [-- TYPE]` (default TYPE: Q4_K_M)
+//! `cargo run --release --example demo [-- TYPE]` (default TYPE: q4_K_M)
 
-use std::ops::ControlFlow;
+#[allow(dead_code, unused_imports)]
+#[path = "serve.rs"]
+mod serve;
+
 use std::process::ExitCode;
 
-use kiln::{FileType, QuantizeEvent, QuantizeOptions, quantize_model};
-use kiln_gguf::{Array, GgmlType, Gguf, Limits, TensorSpec, Value, ValueType, Writer};
+use kiln::FileType;
+use kiln_gguf::{Array, GgmlType, TensorSpec, Value, ValueType, Writer};
 
 const N_EMBD: u64 = 512;
 const N_FF: u64 = 1408;
@@ -95,61 +99,143 @@ fn write_model(path: &std::path::Path) -> Result<(), Box<dyn std::error::Error>>
     Ok(())
 }
 
-fn run() -> Result<(), Box<dyn std::error::Error>> {
-    let ftype: FileType = std::env::args()
+/// A minimal blocking HTTP/1.1 exchange (the demo needs no HTTP client crate).
+fn http(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    body: &[u8],
+) -> Result<(u16, String), Box<dyn std::error::Error>> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr)?;
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )?;
+    s.write_all(body)?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw)?;
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, mut rest) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split_whitespace()
         .nth(1)
-        .as_deref()
-        .unwrap_or("Q4_K_M")
-        .parse()?;
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let mut body = String::new();
+    if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        while let Some((size, after)) = rest.split_once("\r\n") {
+            let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+            if n == 0 || after.len() < n {
+                break;
+            }
+            body.push_str(&after[..n]);
+            rest = after[n..].trim_start_matches("\r\n");
+        }
+    } else {
+        body.push_str(rest);
+    }
+    Ok((status, body))
+}
+
+fn run() -> Result<(), Box<dyn std::error::Error>> {
+    let quantize = std::env::args().nth(1).unwrap_or_else(|| "q4_K_M".into());
+    let ftype: FileType = quantize.parse()?;
     let dir = std::env::temp_dir().join(format!("kiln-demo-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let input = dir.join("demo-f16.gguf");
-    let output = dir.join(format!("demo-{}.gguf", ftype.name().to_ascii_lowercase()));
     println!(
-        "1. writing a synthetic F16 llama model: {}",
+        "1. writing a synthetic F16 llama model ({})",
         input.display()
     );
     write_model(&input)?;
-    println!("2. quantizing to {} ({})", ftype, ftype.description());
+
+    let store = kiln_store::Store::open(dir.join("models"))?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
+    let addr = listener.local_addr()?;
+    let app = std::sync::Arc::new(serve::App {
+        engine: kiln::create::Engine::new(store.clone()),
+        version: "0.33.0".into(),
+    });
+    rt.spawn(async move { axum::serve(listener, serve::router(app)).await });
+    println!(
+        "2. kiln's Ollama-compatible server on http://{addr}, models in {}",
+        store.root().display()
+    );
+
+    let bytes = std::fs::read(&input)?;
+    let digest = kiln_store::Digest::of(&bytes);
+    let (code, _) = http(addr, "POST", &format!("/api/blobs/{digest}"), &bytes)?;
+    println!(
+        "3. POST /api/blobs/{digest} ({} bytes) -> {code}",
+        bytes.len()
+    );
+
+    let body =
+        format!(r#"{{"model":"demo:f16","files":{{"demo-f16.gguf":"{digest}"}},"stream":false}}"#);
+    let (code, reply) = http(addr, "POST", "/api/create", body.as_bytes())?;
+    println!("4. POST /api/create {body}\n   -> {code} {}", reply.trim());
+
+    let body = format!(
+        r#"{{"model":"demo:{}","from":"demo:f16","quantize":"{quantize}"}}"#,
+        quantize.to_ascii_lowercase()
+    );
     let start = std::time::Instant::now();
-    let report = quantize_model(
-        &input,
-        &output,
-        ftype,
-        &QuantizeOptions::default(),
-        &mut |_: &QuantizeEvent<'_>| ControlFlow::Continue(()),
+    let (code, reply) = http(addr, "POST", "/api/create", body.as_bytes())?;
+    println!(
+        "5. POST /api/create {body} -> {code}, streamed in {:.2} s:",
+        start.elapsed().as_secs_f64()
+    );
+    let mut last = String::new();
+    for line in reply.lines() {
+        let status = line
+            .split("\"status\":\"")
+            .nth(1)
+            .and_then(|s| s.split('"').next())
+            .unwrap_or(line)
+            .to_owned();
+        if status != last {
+            println!("   {line}");
+            last = status;
+        }
+    }
+
+    let (_, tags) = http(addr, "GET", "/api/tags", b"")?;
+    println!("6. GET /api/tags -> {tags}");
+    let (_, show) = http(
+        addr,
+        "POST",
+        "/api/show",
+        format!(r#"{{"model":"demo:{}"}}"#, quantize.to_ascii_lowercase()).as_bytes(),
     )?;
-    let seconds = start.elapsed().as_secs_f64();
-    println!("3. tensors (llama.cpp's choice for each, byte-identical to llama-quantize):");
-    for t in report
-        .tensors
-        .iter()
-        .filter(|t| t.name.starts_with("blk.0.") || !t.name.starts_with("blk."))
-    {
+    let details = show
+        .split("\"details\":")
+        .nth(1)
+        .and_then(|s| s.split('}').next())
+        .unwrap_or("");
+    println!("7. POST /api/show -> details {details}}}");
+
+    let name = kiln_store::ModelName::parse(&format!("demo:{}", quantize.to_ascii_lowercase()))?;
+    let manifest = store.manifest(&name)?;
+    println!(
+        "8. on disk (Ollama's layout; `OLLAMA_MODELS={} ollama list` shows these models):",
+        store.root().display()
+    );
+    for layer in &manifest.manifest.layers {
         println!(
-            "   {:<28} {:>5} -> {:<5} {:>9} -> {:>9} bytes",
-            t.name,
-            t.from.to_string(),
-            t.to.to_string(),
-            t.bytes_in,
-            t.bytes_out
+            "   {} {} ({} bytes)",
+            layer.media_type, layer.digest, layer.size
         );
     }
-    let input_len = std::fs::metadata(&input)?.len();
-    println!(
-        "4. {} bytes -> {} bytes ({:.1}%) in {seconds:.2} s: {}",
-        input_len,
-        report.file_len,
-        100.0 * report.file_len as f64 / input_len as f64,
-        output.display()
-    );
-    let bytes = std::fs::read(&output)?;
-    let gguf = Gguf::parse(&bytes, &Limits::default())?;
-    println!(
-        "5. re-read: general.file_type = {:?}, {} tensors",
-        gguf.metadata().file_type()?,
-        gguf.tensors().len()
-    );
+    let _ = ftype;
+    rt.shutdown_background();
     std::fs::remove_dir_all(&dir)?;
     Ok(())
 }

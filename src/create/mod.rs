@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use std::ops::ControlFlow;
 
 use kiln_api::{AnyMap, CreateRequest, ProgressResponse};
-use kiln_gguf::{GgufFile, Limits, Value};
+use kiln_gguf::{GgufFile, Limits};
 use kiln_store::{
     CONFIG_MEDIA_TYPE, Digest, Layer, MEDIA_TYPE_ADAPTER, MEDIA_TYPE_LICENSE, MEDIA_TYPE_MESSAGES,
     MEDIA_TYPE_MODEL, MEDIA_TYPE_PARAMS, MEDIA_TYPE_PROJECTOR, MEDIA_TYPE_SYSTEM,
@@ -582,10 +582,8 @@ impl Engine {
         let gguf = file.parse(&Limits::default())?;
         let md = gguf.metadata();
         let arch = md.architecture().unwrap_or("").to_owned();
-        let params = match md.get("general.parameter_count") {
-            Some(Value::U64(n)) => *n,
-            _ => 0,
-        };
+        // Ollama's GGUF decoder sets general.parameter_count to the tensors' element count.
+        let params: u64 = gguf.tensors().iter().map(|t| t.n_elements()).sum();
         config.model_format = or(&config.model_format, "gguf");
         config.model_family = or(&config.model_family, &arch);
         config.model_type = or(&config.model_type, &human_number(params));
