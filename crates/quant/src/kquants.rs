@@ -4,7 +4,8 @@
 
 use crate::common::{f16_bits_to_f32 as h2f, f32_to_f16_bits as f16, nearest_int};
 use crate::search::{
-    GROUP_MAX_EPS, make_q3_quants, make_qkx_quants, make_qp_quants, make_qx_quants,
+    GROUP_MAX_EPS, LANES, make_q3_quants, make_qkx_lanes, make_qkx_quants, make_qp_quants,
+    make_qx_lanes, make_qx_quants,
 };
 
 const QK_K: usize = 256;
@@ -355,31 +356,29 @@ fn quantize_k4_levels(
     nmax: i32,
     levels: &mut [u8; QK_K],
 ) {
-    let mut scales = [0.0f32; 8];
+    let scales: [f32; 8];
     let mut mins = [0.0f32; 8];
     match qw {
         None => {
             let (rmin, nstep) = if nmax == 15 { (-1.0, 20) } else { (-0.5, 15) };
             let (mut max_scale, mut max_min) = (0.0f32, 0.0f32);
+            let (mut xt, mut wt) = ([[0.0f32; LANES]; 32], [[0.0f32; LANES]; 32]);
             for j in 0..8 {
                 let xs = &x[32 * j..32 * j + 32];
                 let av_x = (sum_squares(xs) / 32.0).sqrt();
-                let mut w = [0.0f32; 32];
                 for l in 0..32 {
-                    w[l] = av_x + xs[l].abs();
+                    xt[l][j] = xs[l];
+                    wt[l][j] = av_x + xs[l].abs();
                 }
-                scales[j] = make_qkx_quants(
-                    nmax,
-                    xs,
-                    &w,
-                    &mut levels[32 * j..],
-                    &mut mins[j],
-                    rmin,
-                    0.1,
-                    nstep,
-                    false,
-                    false,
-                );
+            }
+            let mut lt = [[0u8; LANES]; 32];
+            scales = make_qkx_lanes(
+                nmax, 32, &xt, &wt, &mut lt, &mut mins, rmin, 0.1, nstep, false, false,
+            );
+            for j in 0..8 {
+                for l in 0..32 {
+                    levels[32 * j + l] = lt[l][j];
+                }
                 if scales[j] > max_scale {
                     max_scale = scales[j];
                 }
@@ -404,29 +403,26 @@ fn quantize_k4_levels(
         Some(qw) => {
             let sigma2 = 2.0 * sum_squares(x) / QK_K as f32;
             let mut sw = [0.0f32; 8];
+            let (mut xt, mut wt) = ([[0.0f32; LANES]; 32], [[0.0f32; LANES]; 32]);
             for j in 0..8 {
                 let xs = &x[32 * j..32 * j + 32];
-                let mut w = [0.0f32; 32];
-                for l in 0..32 {
-                    w[l] = qw[32 * j + l] * (sigma2 + xs[l] * xs[l]).sqrt();
-                }
                 let mut sumw = 0.0f32;
-                for &wl in &w {
-                    sumw += wl;
+                for l in 0..32 {
+                    let w = qw[32 * j + l] * (sigma2 + xs[l] * xs[l]).sqrt();
+                    sumw += w;
+                    xt[l][j] = xs[l];
+                    wt[l][j] = w;
                 }
                 sw[j] = sumw;
-                scales[j] = make_qkx_quants(
-                    nmax,
-                    xs,
-                    &w,
-                    &mut levels[32 * j..],
-                    &mut mins[j],
-                    -0.9,
-                    0.05,
-                    36,
-                    false,
-                    true,
-                );
+            }
+            let mut lt = [[0u8; LANES]; 32];
+            scales = make_qkx_lanes(
+                nmax, 32, &xt, &wt, &mut lt, &mut mins, -0.9, 0.05, 36, false, true,
+            );
+            for j in 0..8 {
+                for l in 0..32 {
+                    levels[32 * j + l] = lt[l][j];
+                }
             }
             let (mut ls, mut lm) = ([0u8; 8], [0u8; 8]);
             let d_block = make_qp_quants(63, &scales, &mut ls, &sw);
@@ -557,10 +553,27 @@ pub(crate) fn quantize_q6_k(
         let mut levels = [0u8; QK_K];
         let mut scales = [0.0f32; 16];
         let (mut max_scale, mut max_abs_scale) = (0.0f32, 0.0f32);
-        for ib in 0..16 {
-            let w = qw.map(|q| &q[16 * ib..16 * ib + 16]);
-            let scale = make_qx_quants(32, &x[16 * ib..16 * ib + 16], &mut levels[16 * ib..], w);
-            scales[ib] = scale;
+        for half in 0..2 {
+            let (mut xt, mut wt) = ([[0.0f32; LANES]; 32], [[0.0f32; LANES]; 32]);
+            for k in 0..LANES {
+                let ib = 8 * half + k;
+                for l in 0..16 {
+                    let v = x[16 * ib + l];
+                    xt[l][k] = v;
+                    wt[l][k] = qw.map_or(v * v, |q| q[16 * ib + l]);
+                }
+            }
+            let mut lt = [[0u8; LANES]; 32];
+            let s8 = make_qx_lanes(32, 16, &xt, &wt, &mut lt);
+            for k in 0..LANES {
+                let ib = 8 * half + k;
+                for l in 0..16 {
+                    levels[16 * ib + l] = lt[l][k];
+                }
+                scales[ib] = s8[k];
+            }
+        }
+        for &scale in &scales {
             if scale.abs() > max_abs_scale {
                 max_abs_scale = scale.abs();
                 max_scale = scale;

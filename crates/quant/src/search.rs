@@ -297,3 +297,223 @@ pub(crate) fn make_qp_quants(nmax: i32, x: &[f32], levels: &mut [u8], weights: &
     }
     if suml2 > 0.0 { sumlx / suml2 } else { 0.0 }
 }
+
+/// Number of independent groups searched side by side by the `*_lanes` functions.
+pub(crate) const LANES: usize = 8;
+
+/// [`make_qkx_quants`] for [`LANES`] independent groups at once, transposed (`x[i][lane]`).
+///
+/// Every lane performs exactly the scalar function's operations in the same order (the sums run
+/// over `i` within each lane), so the results are bit-identical; only the loop nesting changes,
+/// which breaks the serial dependency chains and lets LLVM use one SIMD lane per group.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn make_qkx_lanes(
+    nmax: i32,
+    n: usize,
+    x: &[[f32; LANES]; 32],
+    w: &[[f32; LANES]; 32],
+    levels: &mut [[u8; LANES]; 32],
+    the_min: &mut [f32; LANES],
+    rmin: f32,
+    rdelta: f32,
+    nstep: i32,
+    use_mad: bool,
+    degenerate_if_below: bool,
+) -> [f32; LANES] {
+    let err = |d: f32| if use_mad { d.abs() } else { d * d };
+    let mut min = x[0];
+    let min_at_start: [f32; LANES];
+    let mut max = x[0];
+    let mut sum_w = w[0];
+    let mut sum_x = [0.0f32; LANES];
+    for k in 0..LANES {
+        sum_x[k] = sum_w[k] * x[0][k];
+    }
+    for i in 1..n {
+        for k in 0..LANES {
+            let v = x[i][k];
+            if v < min[k] {
+                min[k] = v;
+            }
+            if v > max[k] {
+                max[k] = v;
+            }
+            sum_w[k] += w[i][k];
+            sum_x[k] += w[i][k] * v;
+        }
+    }
+    let mut degenerate = [false; LANES];
+    let mut iscale = [0.0f32; LANES];
+    let mut scale = [0.0f32; LANES];
+    let mut best = [0.0f32; LANES];
+    for k in 0..LANES {
+        if min[k] > 0.0 {
+            min[k] = 0.0;
+        }
+        degenerate[k] = if degenerate_if_below {
+            max[k] <= min[k]
+        } else {
+            max[k] == min[k]
+        };
+        iscale[k] = nmax as f32 / (max[k] - min[k]);
+        scale[k] = 1.0 / iscale[k];
+    }
+    min_at_start = min;
+    for i in 0..n {
+        for k in 0..LANES {
+            let l = nearest_int(iscale[k] * (x[i][k] - min[k])).clamp(0, nmax);
+            levels[i][k] = l as u8;
+            let diff = scale[k] * l as f32 + min[k] - x[i][k];
+            best[k] += w[i][k] * err(diff);
+        }
+    }
+    if nstep >= 1 {
+        let mut aux = [[0u8; LANES]; 32];
+        for step in 0..=nstep {
+            let num = rmin + rdelta * step as f32 + nmax as f32;
+            let (mut sum_l, mut sum_l2, mut sum_xl) =
+                ([0.0f32; LANES], [0.0f32; LANES], [0.0f32; LANES]);
+            for k in 0..LANES {
+                iscale[k] = num / (max[k] - min[k]);
+            }
+            for i in 0..n {
+                for k in 0..LANES {
+                    let l = nearest_int(iscale[k] * (x[i][k] - min[k])).clamp(0, nmax);
+                    aux[i][k] = l as u8;
+                    let (wl, lf) = (w[i][k], l as f32);
+                    sum_l[k] += wl * lf;
+                    sum_l2[k] += wl * lf * lf;
+                    sum_xl[k] += wl * lf * x[i][k];
+                }
+            }
+            let mut this_scale = [0.0f32; LANES];
+            let mut this_min = [0.0f32; LANES];
+            let mut det = [0.0f32; LANES];
+            for k in 0..LANES {
+                det[k] = sum_w[k] * sum_l2[k] - sum_l[k] * sum_l[k];
+                this_scale[k] = (sum_w[k] * sum_xl[k] - sum_x[k] * sum_l[k]) / det[k];
+                this_min[k] = (sum_l2[k] * sum_x[k] - sum_l[k] * sum_xl[k]) / det[k];
+                if this_min[k] > 0.0 {
+                    this_min[k] = 0.0;
+                    this_scale[k] = sum_xl[k] / sum_l2[k];
+                }
+            }
+            let mut cur = [0.0f32; LANES];
+            for i in 0..n {
+                for k in 0..LANES {
+                    let diff = this_scale[k] * aux[i][k] as f32 + this_min[k] - x[i][k];
+                    cur[k] += w[i][k] * err(diff);
+                }
+            }
+            let mut take = [false; LANES];
+            for k in 0..LANES {
+                take[k] = det[k] > 0.0 && cur[k] < best[k];
+                if take[k] {
+                    best[k] = cur[k];
+                    scale[k] = this_scale[k];
+                    min[k] = this_min[k];
+                }
+            }
+            for i in 0..n {
+                for k in 0..LANES {
+                    if take[k] {
+                        levels[i][k] = aux[i][k];
+                    }
+                }
+            }
+        }
+    }
+    for k in 0..LANES {
+        if degenerate[k] {
+            for row in levels.iter_mut().take(n) {
+                row[k] = 0;
+            }
+            scale[k] = 0.0;
+            min[k] = min_at_start[k];
+        }
+        the_min[k] = -min[k];
+    }
+    scale
+}
+
+/// [`make_qx_quants`] (`rmse_type == 1`) for [`LANES`] independent groups at once, transposed,
+/// with the weights given explicitly (`x²` when the caller has no importance matrix).
+///
+/// Bit-identical per lane: the scalar function's levels depend only on the scale it finally keeps,
+/// so the lanes remember that scale and derive the levels once at the end.
+pub(crate) fn make_qx_lanes(
+    nmax: i32,
+    n: usize,
+    x: &[[f32; LANES]; 32],
+    w: &[[f32; LANES]; 32],
+    levels: &mut [[u8; LANES]; 32],
+) -> [f32; LANES] {
+    let (mut max, mut amax) = ([0.0f32; LANES], [0.0f32; LANES]);
+    for row in x.iter().take(n) {
+        for k in 0..LANES {
+            let ax = row[k].abs();
+            if ax > amax[k] {
+                amax[k] = ax;
+                max[k] = row[k];
+            }
+        }
+    }
+    let sums = |iscale: &[f32; LANES]| {
+        let (mut sumlx, mut suml2) = ([0.0f32; LANES], [0.0f32; LANES]);
+        for i in 0..n {
+            for k in 0..LANES {
+                let l = nearest_int(iscale[k] * x[i][k]).clamp(-nmax, nmax - 1) as f32;
+                sumlx[k] += w[i][k] * x[i][k] * l;
+                suml2[k] += w[i][k] * l * l;
+            }
+        }
+        (sumlx, suml2)
+    };
+    let mut iscale = [0.0f32; LANES];
+    for k in 0..LANES {
+        iscale[k] = -(nmax as f32) / max[k];
+    }
+    let mut chosen = iscale;
+    let (sumlx, suml2) = sums(&iscale);
+    let (mut scale, mut best) = ([0.0f32; LANES], [0.0f32; LANES]);
+    for k in 0..LANES {
+        scale[k] = if suml2[k] != 0.0 {
+            sumlx[k] / suml2[k]
+        } else {
+            0.0
+        };
+        best[k] = scale[k] * sumlx[k];
+    }
+    for step in -9..=9 {
+        if step == 0 {
+            continue;
+        }
+        let num = nmax as f32 + 0.1f32 * step as f32;
+        for k in 0..LANES {
+            iscale[k] = -num / max[k];
+        }
+        let (sumlx, suml2) = sums(&iscale);
+        for k in 0..LANES {
+            if suml2[k] > 0.0 && sumlx[k] * sumlx[k] > best[k] * suml2[k] {
+                chosen[k] = iscale[k];
+                scale[k] = sumlx[k] / suml2[k];
+                best[k] = scale[k] * sumlx[k];
+            }
+        }
+    }
+    for i in 0..n {
+        for k in 0..LANES {
+            levels[i][k] = if amax[k] < GROUP_MAX_EPS {
+                0
+            } else {
+                (nearest_int(chosen[k] * x[i][k]).clamp(-nmax, nmax - 1) + nmax) as u8
+            };
+        }
+    }
+    for k in 0..LANES {
+        if amax[k] < GROUP_MAX_EPS {
+            scale[k] = 0.0;
+        }
+    }
+    scale
+}
