@@ -26,7 +26,10 @@ fn gaussian(n: usize) -> Vec<f32> {
 
 fn kquants(c: &mut Criterion) {
     let src = gaussian(N_PER_ROW * ROWS);
-    let imatrix: Vec<f32> = gaussian(N_PER_ROW).iter().map(|v| v.abs() * 50.0 + 0.1).collect();
+    let imatrix: Vec<f32> = gaussian(N_PER_ROW)
+        .iter()
+        .map(|v| v.abs() * 50.0 + 0.1)
+        .collect();
     let types = [
         QuantType::Q2K,
         QuantType::Q3K,

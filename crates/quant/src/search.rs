@@ -322,7 +322,6 @@ pub(crate) fn make_qkx_lanes(
 ) -> [f32; LANES] {
     let err = |d: f32| if use_mad { d.abs() } else { d * d };
     let mut min = x[0];
-    let min_at_start: [f32; LANES];
     let mut max = x[0];
     let mut sum_w = w[0];
     let mut sum_x = [0.0f32; LANES];
@@ -358,7 +357,7 @@ pub(crate) fn make_qkx_lanes(
         iscale[k] = nmax as f32 / (max[k] - min[k]);
         scale[k] = 1.0 / iscale[k];
     }
-    min_at_start = min;
+    let min_at_start = min;
     for i in 0..n {
         for k in 0..LANES {
             let l = nearest_int(iscale[k] * (x[i][k] - min[k])).clamp(0, nmax);
