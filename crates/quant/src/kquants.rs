@@ -4,8 +4,8 @@
 
 use crate::common::{f16_bits_to_f32 as h2f, f32_to_f16_bits as f16, nearest_int};
 use crate::search::{
-    GROUP_MAX_EPS, LANES, make_q3_quants, make_qkx_lanes, make_qkx_quants, make_qp_quants,
-    make_qx_lanes, make_qx_quants,
+    GROUP_MAX_EPS, LANES, make_q3_quants, make_qkx_lanes, make_qp_quants, make_qx_lanes,
+    make_qx_quants,
 };
 
 const QK_K: usize = 256;
@@ -60,6 +60,44 @@ fn pack_2bit(levels: &[u8; QK_K], qs: &mut [u8]) {
     }
 }
 
+/// Runs [`make_qkx_lanes`] over `groups` groups of `n` consecutive elements of `x`, eight at a
+/// time, with per-element weights from `weight(element index)`; fills levels, scales and mins.
+#[allow(clippy::too_many_arguments)]
+fn qkx_groups(
+    x: &[f32],
+    n: usize,
+    weight: impl Fn(usize) -> f32,
+    nmax: i32,
+    levels: &mut [u8],
+    scales: &mut [f32],
+    mins: &mut [f32],
+    (rmin, rdelta, nstep, use_mad, below): (f32, f32, i32, bool, bool),
+) {
+    for batch in 0..scales.len() / LANES {
+        let (mut xt, mut wt) = ([[0.0f32; LANES]; 32], [[0.0f32; LANES]; 32]);
+        for k in 0..LANES {
+            let base = (batch * LANES + k) * n;
+            for l in 0..n {
+                xt[l][k] = x[base + l];
+                wt[l][k] = weight(base + l);
+            }
+        }
+        let mut lt = [[0u8; LANES]; 32];
+        let mut m = [0.0f32; LANES];
+        let sc = make_qkx_lanes(
+            nmax, n, &xt, &wt, &mut lt, &mut m, rmin, rdelta, nstep, use_mad, below,
+        );
+        for k in 0..LANES {
+            let g = batch * LANES + k;
+            scales[g] = sc[k];
+            mins[g] = m[k];
+            for l in 0..n {
+                levels[g * n + l] = lt[l][k];
+            }
+        }
+    }
+}
+
 // ---- Q2_K: scales[16] qs[64] d dmin ------------------------------------------------------------
 
 pub(crate) fn quantize_q2_k(
@@ -75,24 +113,18 @@ pub(crate) fn quantize_q2_k(
         match qw {
             None => {
                 let (mut max_scale, mut max_min) = (0.0f32, 0.0f32);
+                let params = (-0.5, 0.1, 15, true, false);
+                qkx_groups(
+                    x,
+                    16,
+                    |i| x[i].abs(),
+                    3,
+                    &mut levels,
+                    &mut scales,
+                    &mut mins,
+                    params,
+                );
                 for j in 0..16 {
-                    let xs = &x[16 * j..16 * j + 16];
-                    let mut w = [0.0f32; 16];
-                    for l in 0..16 {
-                        w[l] = xs[l].abs();
-                    }
-                    scales[j] = make_qkx_quants(
-                        3,
-                        xs,
-                        &w,
-                        &mut levels[16 * j..],
-                        &mut mins[j],
-                        -0.5,
-                        0.1,
-                        15,
-                        true,
-                        false,
-                    );
                     if scales[j] > max_scale {
                         max_scale = scales[j];
                     }
@@ -122,29 +154,24 @@ pub(crate) fn quantize_q2_k(
             }
             Some(qw) => {
                 let sigma2 = sum_squares(x) / QK_K as f32;
+                let weight = |i: usize| qw[i] * (sigma2 + x[i] * x[i]).sqrt();
                 let mut sw = [0.0f32; 16];
                 for j in 0..16 {
-                    let xs = &x[16 * j..16 * j + 16];
-                    let mut w = [0.0f32; 16];
                     for l in 0..16 {
-                        w[l] = qw[16 * j + l] * (sigma2 + xs[l] * xs[l]).sqrt();
+                        sw[j] += weight(16 * j + l);
                     }
-                    for &wl in &w {
-                        sw[j] += wl;
-                    }
-                    scales[j] = make_qkx_quants(
-                        3,
-                        xs,
-                        &w,
-                        &mut levels[16 * j..],
-                        &mut mins[j],
-                        -0.9,
-                        0.05,
-                        36,
-                        false,
-                        true,
-                    );
                 }
+                let params = (-0.9, 0.05, 36, false, true);
+                qkx_groups(
+                    x,
+                    16,
+                    weight,
+                    3,
+                    &mut levels,
+                    &mut scales,
+                    &mut mins,
+                    params,
+                );
                 let (mut ls, mut lm) = ([0u8; 16], [0u8; 16]);
                 let dm = make_qp_quants(15, &scales, &mut ls, &sw);
                 let mm = make_qp_quants(15, &mins, &mut lm, &sw);
