@@ -4,7 +4,7 @@
 
 use crate::common::{f16_bits_to_f32 as h2f, f32_to_f16_bits as f16, nearest_int};
 use crate::search::{
-    GROUP_MAX_EPS, LANES, make_q3_quants, make_qkx_lanes, make_qp_quants, make_qx_lanes,
+    GROUP_MAX_EPS, LANES, make_q3_lanes, make_qkx_lanes, make_qp_quants, make_qx_lanes,
     make_qx_quants,
 };
 
@@ -253,8 +253,24 @@ pub(crate) fn quantize_q3_k(
         match qw {
             None => {
                 let (mut amax, mut max_scale) = (0.0f32, 0.0f32);
+                for batch in 0..2 {
+                    let mut xt = [[0.0f32; LANES]; 32];
+                    for k in 0..LANES {
+                        for l in 0..16 {
+                            xt[l][k] = x[16 * (8 * batch + k) + l];
+                        }
+                    }
+                    let mut lt = [[0u8; LANES]; 32];
+                    let sc = make_q3_lanes(4, 16, &xt, &mut lt);
+                    for k in 0..LANES {
+                        let j = 8 * batch + k;
+                        scales[j] = sc[k];
+                        for l in 0..16 {
+                            levels[16 * j + l] = lt[l][k];
+                        }
+                    }
+                }
                 for j in 0..16 {
-                    scales[j] = make_q3_quants(4, &x[16 * j..16 * j + 16], &mut levels[16 * j..]);
                     let s = scales[j].abs();
                     if s > amax {
                         amax = s;
@@ -276,18 +292,29 @@ pub(crate) fn quantize_q3_k(
             Some(qw) => {
                 let sigma2 = 2.0 * sum_squares(x) / QK_K as f32;
                 let mut sw = [0.0f32; 16];
-                for j in 0..16 {
-                    let xs = &x[16 * j..16 * j + 16];
-                    let mut w = [0.0f32; 16];
-                    for l in 0..16 {
-                        w[l] = qw[16 * j + l] * (sigma2 + xs[l] * xs[l]).sqrt();
+                for batch in 0..2 {
+                    let (mut xt, mut wt) = ([[0.0f32; LANES]; 32], [[0.0f32; LANES]; 32]);
+                    for k in 0..LANES {
+                        let j = 8 * batch + k;
+                        let mut sumw = 0.0f32;
+                        for l in 0..16 {
+                            let v = x[16 * j + l];
+                            let w = qw[16 * j + l] * (sigma2 + v * v).sqrt();
+                            sumw += w;
+                            xt[l][k] = v;
+                            wt[l][k] = w;
+                        }
+                        sw[j] = sumw;
                     }
-                    let mut sumw = 0.0f32;
-                    for &wl in &w {
-                        sumw += wl;
+                    let mut lt = [[0u8; LANES]; 32];
+                    let sc = make_qx_lanes(4, 16, &xt, &wt, &mut lt);
+                    for k in 0..LANES {
+                        let j = 8 * batch + k;
+                        scales[j] = sc[k];
+                        for l in 0..16 {
+                            levels[16 * j + l] = lt[l][k];
+                        }
                     }
-                    sw[j] = sumw;
-                    scales[j] = make_qx_quants(4, xs, &mut levels[16 * j..], Some(&w));
                 }
                 let mut ls = [0u8; 16];
                 let d_block = make_qx_quants(32, &scales, &mut ls, Some(&sw));
