@@ -75,8 +75,6 @@ pub(crate) fn make_qx_quants(
 
 /// Q3_K's search: symmetric levels, then up to five rounds of coordinate descent on `x²`-weighted
 /// error (`make_q3_quants` with `do_rmse`). At most 32 elements.
-// The scalar reference the lane version is tested against.
-#[cfg_attr(not(test), allow(dead_code))]
 pub(crate) fn make_q3_quants(nmax: i32, x: &[f32], levels: &mut [u8]) -> f32 {
     let n = x.len();
     let (max, amax) = signed_absmax(x);
@@ -519,90 +517,6 @@ pub(crate) fn make_qx_lanes(
     scale
 }
 
-/// [`make_q3_quants`] for [`LANES`] independent groups at once, transposed. A lane that has
-/// converged stays unchanged in further rounds (the round is deterministic), so running every
-/// lane for the same number of rounds gives each one the scalar result.
-pub(crate) fn make_q3_lanes(
-    nmax: i32,
-    n: usize,
-    x: &[[f32; LANES]; 32],
-    levels: &mut [[u8; LANES]; 32],
-) -> [f32; LANES] {
-    let (mut max, mut amax) = ([0.0f32; LANES], [0.0f32; LANES]);
-    for row in x.iter().take(n) {
-        for k in 0..LANES {
-            let ax = row[k].abs();
-            if ax > amax[k] {
-                amax[k] = ax;
-                max[k] = row[k];
-            }
-        }
-    }
-    let mut iscale = [0.0f32; LANES];
-    for k in 0..LANES {
-        iscale[k] = -(nmax as f32) / max[k];
-    }
-    let mut l_signed = [[0i32; LANES]; 32];
-    let (mut sumlx, mut suml2) = ([0.0f32; LANES], [0.0f32; LANES]);
-    for i in 0..n {
-        for k in 0..LANES {
-            let l = nearest_int(iscale[k] * x[i][k]).clamp(-nmax, nmax - 1);
-            l_signed[i][k] = l;
-            let w = x[i][k] * x[i][k];
-            sumlx[k] += w * x[i][k] * l as f32;
-            suml2[k] += w * l as f32 * l as f32;
-        }
-    }
-    for _ in 0..5 {
-        let mut changed = false;
-        for i in 0..n {
-            for k in 0..LANES {
-                let xi = x[i][k];
-                let w = xi * xi;
-                let li = l_signed[i][k] as f32;
-                let mut slx = sumlx[k] - w * xi * li;
-                if slx > 0.0 {
-                    let mut sl2 = suml2[k] - w * li * li;
-                    let new_l = nearest_int(xi * sl2 / slx).clamp(-nmax, nmax - 1);
-                    if new_l != l_signed[i][k] {
-                        let nl = new_l as f32;
-                        slx += w * xi * nl;
-                        sl2 += w * nl * nl;
-                        if sl2 > 0.0 && slx * slx * suml2[k] > sumlx[k] * sumlx[k] * sl2 {
-                            l_signed[i][k] = new_l;
-                            sumlx[k] = slx;
-                            suml2[k] = sl2;
-                            changed = true;
-                        }
-                    }
-                }
-            }
-        }
-        if !changed {
-            break;
-        }
-    }
-    let mut scale = [0.0f32; LANES];
-    for k in 0..LANES {
-        let zero = amax[k] < GROUP_MAX_EPS;
-        for i in 0..n {
-            levels[i][k] = if zero {
-                0
-            } else {
-                (l_signed[i][k] + nmax) as u8
-            };
-        }
-        scale[k] = if zero {
-            0.0
-        } else if suml2[k] > 0.0 {
-            sumlx[k] / suml2[k]
-        } else {
-            0.0
-        };
-    }
-    scale
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -683,13 +597,6 @@ mod tests {
                     let s1 = make_qx_quants(32, g, &mut l, Some(&ws[k]));
                     assert_eq!(s1.to_bits(), sc[k].to_bits(), "qx lane {k}");
                     assert!((0..n).all(|i| l[i] == lt[i][k]), "qx levels lane {k}");
-                }
-                let sc = make_q3_lanes(4, n, &xt, &mut lt);
-                for (k, g) in gs.iter().enumerate() {
-                    let mut l = [0u8; 32];
-                    let s1 = make_q3_quants(4, g, &mut l);
-                    assert_eq!(s1.to_bits(), sc[k].to_bits(), "q3 lane {k}");
-                    assert!((0..n).all(|i| l[i] == lt[i][k]), "q3 levels lane {k}");
                 }
             }
         }

@@ -4,7 +4,7 @@
 
 use crate::common::{f16_bits_to_f32 as h2f, f32_to_f16_bits as f16, nearest_int};
 use crate::search::{
-    GROUP_MAX_EPS, LANES, make_q3_lanes, make_qkx_lanes, make_qp_quants, make_qx_lanes,
+    GROUP_MAX_EPS, LANES, make_q3_quants, make_qkx_lanes, make_qp_quants, make_qx_lanes,
     make_qx_quants,
 };
 
@@ -253,24 +253,8 @@ pub(crate) fn quantize_q3_k(
         match qw {
             None => {
                 let (mut amax, mut max_scale) = (0.0f32, 0.0f32);
-                for batch in 0..2 {
-                    let mut xt = [[0.0f32; LANES]; 32];
-                    for k in 0..LANES {
-                        for l in 0..16 {
-                            xt[l][k] = x[16 * (8 * batch + k) + l];
-                        }
-                    }
-                    let mut lt = [[0u8; LANES]; 32];
-                    let sc = make_q3_lanes(4, 16, &xt, &mut lt);
-                    for k in 0..LANES {
-                        let j = 8 * batch + k;
-                        scales[j] = sc[k];
-                        for l in 0..16 {
-                            levels[16 * j + l] = lt[l][k];
-                        }
-                    }
-                }
                 for j in 0..16 {
+                    scales[j] = make_q3_quants(4, &x[16 * j..16 * j + 16], &mut levels[16 * j..]);
                     let s = scales[j].abs();
                     if s > amax {
                         amax = s;
