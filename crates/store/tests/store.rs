@@ -225,6 +225,18 @@ fn manifest_and_config_bytes_follow_gos_encoder() {
         "{\"model_format\":\"gguf\",\"model_family\":\"llama\",\"model_families\":[\"llama\"],\"model_type\":\"8.0B\",\
          \"file_type\":\"Q4_K_M\",\"architecture\":\"amd64\",\"os\":\"linux\"}\n"
     );
+    // Ollama's own fixture: the config blob TestCreateFromBin stores (server/routes_create_test.go:742
+    // at ollama fb30760 lists its digest).
+    let mut fixture = ModelConfig::new();
+    fixture.model_format = "gguf".into();
+    fixture.model_family = "test".into();
+    fixture.model_families = Some(vec!["test".into()]);
+    fixture.model_type = "0".into();
+    fixture.file_type = "unknown".into();
+    assert_eq!(
+        Digest::of(&fixture.to_bytes()).hex(),
+        "99759ad5b91e723db0393d698ffbb448b1b7df5ff6377a108c49254583b1bc8c"
+    );
     // A nil ModelFamilies slice encodes as null; renderer/parser are omitempty.
     let mut bare = ModelConfig::new();
     bare.parser = "qwen3".into();
