@@ -246,22 +246,10 @@ impl Engine {
         self.run(prepared, sink)
     }
 
-    /// Removes the given blobs unless a manifest still references them.
+    /// Removes the given blobs unless a manifest still references them (best effort: a failure
+    /// here leaves only unreferenced blobs, which `Store::prune` collects).
     fn remove_unused(&self, digests: impl Iterator<Item = Digest>) {
-        let used: std::collections::HashSet<String> = self
-            .store
-            .list()
-            .map(|ms| {
-                ms.iter()
-                    .flat_map(|m| m.manifest.digests().map(str::to_owned).collect::<Vec<_>>())
-                    .collect()
-            })
-            .unwrap_or_default();
-        for d in digests {
-            if !used.contains(&d.to_string()) {
-                let _ = std::fs::remove_file(self.store.blob_path(&d));
-            }
-        }
+        let _ = self.store.remove_unreferenced(digests);
     }
 
     fn new_layer(
@@ -390,6 +378,39 @@ impl Engine {
             }
         } else {
             return Err(CreateError::NeitherFromNorFiles);
+        }
+
+        if let Some(adapters) = &req.adapters {
+            if adapters.len() > 1 {
+                return Err(CreateError::OnlyOneAdapter);
+            }
+            for (path, digest) in adapters {
+                if !valid_path(path) {
+                    return Err(CreateError::FilePath);
+                }
+                let d = Digest::parse(digest).map_err(|_| CreateError::InvalidDigest)?;
+                let blob = self.store.blob_path(&d);
+                if !blob.is_file() {
+                    return Err(CreateError::MissingBlob(blob.display().to_string()));
+                }
+                let head = std::fs::read(&blob)
+                    .map(|b| b.get(..4) == Some(b"GGUF"))
+                    .unwrap_or(false);
+                if !head {
+                    return Err(if path.ends_with(".safetensors") {
+                        CreateError::Unsupported("safetensors".into())
+                    } else {
+                        CreateError::NotGguf
+                    });
+                }
+                emit(sink, ProgressResponse::status("parsing GGUF"))?;
+                let mut layer = Layer::new(MEDIA_TYPE_ADAPTER, d, self.store.blob_size(&d)?);
+                layer.from = path.clone();
+                layers.push(Pending {
+                    layer,
+                    status: format!("using existing layer {d}"),
+                });
+            }
         }
 
         let quantize = req.quantize_type().to_ascii_uppercase();
@@ -673,5 +694,169 @@ mod tests {
         assert_eq!(file_type_name(Some(15)), "Q4_K_M");
         assert_eq!(file_type_name(Some(0)), "unknown");
         assert_eq!(file_type_name(None), "unknown");
+    }
+}
+
+#[cfg(test)]
+mod engine_tests {
+    use super::*;
+    use kiln_gguf::{GgmlType, TensorSpec, Value, Writer};
+
+    fn tiny_model() -> Vec<u8> {
+        let md = vec![
+            ("general.architecture", Value::string("llama")),
+            ("general.file_type", Value::U32(1)),
+        ];
+        let specs = [TensorSpec::new(
+            "blk.0.attn_q.weight",
+            GgmlType::F16,
+            vec![256, 64],
+        )];
+        let mut w = Writer::new(Vec::new(), &md, &specs).unwrap();
+        let data: Vec<u8> = (0..256 * 64)
+            .flat_map(crate::quantize::f16_for_tests)
+            .collect();
+        w.write_tensor_data(&data).unwrap();
+        w.finish().unwrap()
+    }
+
+    fn blobs(store: &Store) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(store.root().join("blobs"))
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn a_cancelled_create_leaves_the_store_as_it_was() {
+        let dir = std::env::temp_dir().join(format!("kiln-engine-cancel-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let store = Store::open(&dir).unwrap();
+        let engine = Engine::new(store.clone()).with_threads(1);
+        let model = tiny_model();
+        let digest = store.write_blob(&model[..], None).unwrap().digest;
+        let mut files = BTreeMap::new();
+        files.insert("m.gguf".to_owned(), digest.to_string());
+        let request = CreateRequest {
+            model: "base".into(),
+            files: Some(files),
+            ..Default::default()
+        };
+        engine
+            .create(request, &mut |_| ControlFlow::Continue(()))
+            .unwrap();
+        let before = blobs(&store);
+        let names_before = store.names().unwrap();
+
+        // Cancel at each point a client could go away: after the first, second, … progress line.
+        for stop_after in 0..4 {
+            let request = CreateRequest {
+                model: "quantized".into(),
+                from: "base".into(),
+                quantize: "q8_0".into(),
+                system: format!("prompt {stop_after}"),
+                ..Default::default()
+            };
+            let mut seen = 0;
+            let result = engine.create(request, &mut |_| {
+                seen += 1;
+                if seen > stop_after {
+                    ControlFlow::Break(())
+                } else {
+                    ControlFlow::Continue(())
+                }
+            });
+            assert!(matches!(result, Err(CreateError::Cancelled)), "{result:?}");
+            assert_eq!(blobs(&store), before, "cancelled after {stop_after} lines");
+            assert_eq!(store.names().unwrap(), names_before);
+        }
+        // And an error after blobs were written (a bad license type) also leaves nothing behind.
+        let request = CreateRequest {
+            model: "broken".into(),
+            from: "base".into(),
+            system: "new system prompt".into(),
+            license: Some(kiln_api::License::Other(serde_json::json!(42))),
+            ..Default::default()
+        };
+        assert!(
+            engine
+                .create(request, &mut |_| ControlFlow::Continue(()))
+                .is_err()
+        );
+        assert_eq!(blobs(&store), before);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn validation_errors_use_ollamas_messages_and_codes() {
+        let dir = std::env::temp_dir().join(format!("kiln-engine-errors-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let engine = Engine::new(Store::open(&dir).unwrap());
+        let check = |req: CreateRequest, status: u16, message: &str| {
+            let err = engine
+                .create(req, &mut |_| ControlFlow::Continue(()))
+                .unwrap_err();
+            assert_eq!(
+                (err.status(), err.to_string()),
+                (status, message.to_owned())
+            );
+        };
+        let files = |k: &str, v: &str| Some(BTreeMap::from([(k.to_owned(), v.to_owned())]));
+        check(
+            CreateRequest {
+                model: "m".into(),
+                files: files("../x.gguf", "sha256:00"),
+                ..Default::default()
+            },
+            400,
+            "file path must be relative",
+        );
+        check(
+            CreateRequest {
+                model: "m".into(),
+                files: files("x.gguf", ""),
+                ..Default::default()
+            },
+            400,
+            "invalid digest format",
+        );
+        check(
+            CreateRequest {
+                model: "bad name!".into(),
+                ..Default::default()
+            },
+            400,
+            "invalid model name",
+        );
+        check(
+            CreateRequest {
+                model: "m".into(),
+                ..Default::default()
+            },
+            400,
+            "neither 'from' or 'files' was specified",
+        );
+        check(
+            CreateRequest {
+                model: "m".into(),
+                files: Some(BTreeMap::new()),
+                ..Default::default()
+            },
+            400,
+            "unknown type",
+        );
+        check(
+            CreateRequest {
+                model: "m".into(),
+                draft_quantize: "q4_K_M".into(),
+                ..Default::default()
+            },
+            400,
+            "--draft-quantize requires a DRAFT model",
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -677,6 +677,12 @@ pub fn quantize_model(
     result
 }
 
+/// Deterministic small F16 values for tests elsewhere in the crate.
+#[cfg(test)]
+pub(crate) fn f16_for_tests(i: usize) -> [u8; 2] {
+    kiln_quant::f32_to_f16_bits(((i * 37 % 101) as f32 - 50.0) * 0.001).to_le_bytes()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -458,6 +458,24 @@ impl Store {
         Ok(())
     }
 
+    /// Removes these blobs unless a manifest references them, under the exclusive lock — so a blob
+    /// another create is about to reference (it holds a create guard) is kept. For a create that
+    /// failed or was replaced: returns the digests removed.
+    pub fn remove_unreferenced(
+        &self,
+        digests: impl IntoIterator<Item = Digest>,
+    ) -> Result<Vec<Digest>, StoreError> {
+        let _guard = self.lock(true)?;
+        let used = self.referenced()?;
+        let mut removed = Vec::new();
+        for d in digests {
+            if !used.contains(&d.to_string()) && fs::remove_file(self.blob_path(&d)).is_ok() {
+                removed.push(d);
+            }
+        }
+        Ok(removed)
+    }
+
     /// Removes blobs no manifest references and temporary files left by crashes, when older than
     /// `grace` (so an upload in progress elsewhere is left alone). Returns the paths removed.
     pub fn prune(&self, grace: Duration) -> Result<Vec<PathBuf>, StoreError> {
