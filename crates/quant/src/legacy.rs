@@ -3,7 +3,7 @@
 use crate::common::{
     c_max, f16_bits_to_f32 as h2f, f32_to_f16_bits as f16, x86_cast_i8, x86_cast_u8,
 };
-use crate::search::{make_qkx_quants, make_qx_quants};
+use crate::search::{LANES, make_qkx_lanes, make_qkx_quants, make_qx_lanes, make_qx_quants};
 
 const QK: usize = 32;
 
@@ -73,6 +73,77 @@ fn block_weights(qw: &[f32], x: &[f32], sigma2: f32) -> [f32; QK] {
     w
 }
 
+/// The scale search of the imatrix paths.
+#[derive(Clone, Copy)]
+enum Search {
+    /// `make_qx_quants` (Q4_0, Q5_0): symmetric levels around `nmax`.
+    Qx(i32),
+    /// `make_qkx3_quants` (Q4_1, Q5_1): levels `0..=nmax` with a minimum.
+    Qkx(i32),
+}
+
+/// Runs the search on every block of a row, eight blocks side by side where possible (identical
+/// per-block operations), calling `emit(block, scale, the_min, levels)` in block order.
+fn search_row(
+    row: &[f32],
+    qw: &[f32],
+    search: Search,
+    mut emit: impl FnMut(usize, f32, f32, &[u8; QK]),
+) {
+    let sigma2 = row_sigma2(row);
+    let blocks = row.len() / QK;
+    let mut ib = 0;
+    while ib + LANES <= blocks {
+        let (mut xt, mut wt) = ([[0.0f32; LANES]; 32], [[0.0f32; LANES]; 32]);
+        for k in 0..LANES {
+            let x = &row[QK * (ib + k)..QK * (ib + k + 1)];
+            let w = block_weights(&qw[QK * (ib + k)..], x, sigma2);
+            for j in 0..QK {
+                xt[j][k] = x[j];
+                wt[j][k] = w[j];
+            }
+        }
+        let mut lt = [[0u8; LANES]; 32];
+        let mut mins = [0.0f32; LANES];
+        let scales = match search {
+            Search::Qx(nmax) => make_qx_lanes(nmax, QK, &xt, &wt, &mut lt),
+            Search::Qkx(nmax) => make_qkx_lanes(
+                nmax, QK, &xt, &wt, &mut lt, &mut mins, -0.9, 0.05, 36, false, true,
+            ),
+        };
+        for k in 0..LANES {
+            let mut l = [0u8; QK];
+            for j in 0..QK {
+                l[j] = lt[j][k];
+            }
+            emit(ib + k, scales[k], mins[k], &l);
+        }
+        ib += LANES;
+    }
+    for b in ib..blocks {
+        let x = &row[QK * b..QK * (b + 1)];
+        let w = block_weights(&qw[QK * b..], x, sigma2);
+        let mut l = [0u8; QK];
+        let mut the_min = 0.0f32;
+        let d = match search {
+            Search::Qx(nmax) => make_qx_quants(nmax, x, &mut l, Some(&w)),
+            Search::Qkx(nmax) => make_qkx_quants(
+                nmax,
+                x,
+                &w,
+                &mut l,
+                &mut the_min,
+                -0.9,
+                0.05,
+                36,
+                false,
+                true,
+            ),
+        };
+        emit(b, d, the_min, &l);
+    }
+}
+
 pub(crate) fn quantize_q4_0(
     src: &[f32],
     n_per_row: usize,
@@ -99,20 +170,13 @@ pub(crate) fn quantize_q4_0(
                 .chunks_exact(n_per_row)
                 .zip(dst.chunks_exact_mut(row_bytes))
             {
-                let sigma2 = row_sigma2(row);
-                for (ib, (x, y)) in row
-                    .chunks_exact(QK)
-                    .zip(out.chunks_exact_mut(BYTES))
-                    .enumerate()
-                {
-                    let w = block_weights(&qw[QK * ib..], x, sigma2);
-                    let mut l = [0u8; QK];
-                    let d = make_qx_quants(8, x, &mut l, Some(&w));
+                search_row(row, qw, Search::Qx(8), |ib, d, _, l| {
+                    let y = &mut out[BYTES * ib..BYTES * (ib + 1)];
                     put_f16(y, 0, d);
                     for j in 0..16 {
                         y[2 + j] = l[j] | (l[j + 16] << 4);
                     }
-                }
+                });
             }
         }
     }
@@ -146,33 +210,14 @@ pub(crate) fn quantize_q4_1(
                 .chunks_exact(n_per_row)
                 .zip(dst.chunks_exact_mut(row_bytes))
             {
-                let sigma2 = row_sigma2(row);
-                for (ib, (x, y)) in row
-                    .chunks_exact(QK)
-                    .zip(out.chunks_exact_mut(BYTES))
-                    .enumerate()
-                {
-                    let w = block_weights(&qw[QK * ib..], x, sigma2);
-                    let mut l = [0u8; QK];
-                    let mut the_min = 0.0f32;
-                    let d = make_qkx_quants(
-                        15,
-                        x,
-                        &w,
-                        &mut l,
-                        &mut the_min,
-                        -0.9,
-                        0.05,
-                        36,
-                        false,
-                        true,
-                    );
+                search_row(row, qw, Search::Qkx(15), |ib, d, the_min, l| {
+                    let y = &mut out[BYTES * ib..BYTES * (ib + 1)];
                     put_f16(y, 0, d);
                     put_f16(y, 2, -the_min);
                     for j in 0..16 {
                         y[4 + j] = l[j] | (l[j + 16] << 4);
                     }
-                }
+                });
             }
         }
     }
@@ -204,18 +249,11 @@ pub(crate) fn quantize_q5_0(
                 .chunks_exact(n_per_row)
                 .zip(dst.chunks_exact_mut(row_bytes))
             {
-                let sigma2 = row_sigma2(row);
-                for (ib, (x, y)) in row
-                    .chunks_exact(QK)
-                    .zip(out.chunks_exact_mut(BYTES))
-                    .enumerate()
-                {
-                    let w = block_weights(&qw[QK * ib..], x, sigma2);
-                    let mut l = [0u8; QK];
-                    let d = make_qx_quants(16, x, &mut l, Some(&w));
+                search_row(row, qw, Search::Qx(16), |ib, d, _, l| {
+                    let y = &mut out[BYTES * ib..BYTES * (ib + 1)];
                     put_f16(y, 0, d);
-                    pack5(&l, y, 2, 6);
-                }
+                    pack5(l, y, 2, 6);
+                });
             }
         }
     }
@@ -249,31 +287,12 @@ pub(crate) fn quantize_q5_1(
                 .chunks_exact(n_per_row)
                 .zip(dst.chunks_exact_mut(row_bytes))
             {
-                let sigma2 = row_sigma2(row);
-                for (ib, (x, y)) in row
-                    .chunks_exact(QK)
-                    .zip(out.chunks_exact_mut(BYTES))
-                    .enumerate()
-                {
-                    let w = block_weights(&qw[QK * ib..], x, sigma2);
-                    let mut l = [0u8; QK];
-                    let mut the_min = 0.0f32;
-                    let d = make_qkx_quants(
-                        31,
-                        x,
-                        &w,
-                        &mut l,
-                        &mut the_min,
-                        -0.9,
-                        0.05,
-                        36,
-                        false,
-                        true,
-                    );
+                search_row(row, qw, Search::Qkx(31), |ib, d, the_min, l| {
+                    let y = &mut out[BYTES * ib..BYTES * (ib + 1)];
                     put_f16(y, 0, d);
                     put_f16(y, 2, -the_min);
-                    pack5(&l, y, 4, 8);
-                }
+                    pack5(l, y, 4, 8);
+                });
             }
         }
     }
