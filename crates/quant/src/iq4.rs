@@ -11,28 +11,35 @@ pub(crate) const KVALUES: [i8; 16] = [
 ];
 const NTRY: i32 = 7;
 
-/// Index of the table value nearest to `x`; ties go to the upper index.
+/// Index of the table value nearest to `x`; ties go to the upper index, NaN gives 15 (ggml's
+/// `best_index_int8`). Written without the binary search's branches: the upper neighbour's index
+/// is the count of table values not above `x`, and the same two differences decide.
+#[inline(always)]
 fn best_index(x: f32) -> usize {
-    let v = |i: usize| f32::from(KVALUES[i]);
-    if x <= v(0) {
+    const V: [f32; 16] = {
+        let mut t = [0.0f32; 16];
+        let mut i = 0;
+        while i < 16 {
+            t[i] = KVALUES[i] as f32;
+            i += 1;
+        }
+        t
+    };
+    if x <= V[0] {
         return 0;
     }
-    if x >= v(15) {
+    if x >= V[15] || x.is_nan() {
         return 15;
     }
-    let (mut lo, mut hi) = (0usize, 15usize);
-    while hi - lo > 1 {
-        let mid = (lo + hi) / 2;
-        if x < v(mid) {
-            hi = mid;
-        } else {
-            lo = mid;
-        }
+    let mut upper = 0usize;
+    for v in V {
+        upper += usize::from(v <= x);
     }
-    if x - v(hi - 1) < v(hi) - x {
-        hi - 1
+    // 1 <= upper <= 15 here, as V[0] < x < V[15].
+    if x - V[upper - 1] < V[upper] - x {
+        upper - 1
     } else {
-        hi
+        upper
     }
 }
 
