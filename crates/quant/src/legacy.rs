@@ -299,6 +299,7 @@ pub(crate) fn quantize_q5_1(
 }
 
 /// Q8_0 (the imatrix is ignored, as in ggml).
+#[inline(always)]
 pub(crate) fn quantize_q8_0(src: &[f32], dst: &mut [u8]) {
     for (x, y) in src.chunks_exact(QK).zip(dst.chunks_exact_mut(34)) {
         let mut amax = 0.0f32;
@@ -315,6 +316,7 @@ pub(crate) fn quantize_q8_0(src: &[f32], dst: &mut [u8]) {
 }
 
 /// Q8_1: Q8_0 plus `s = d * Σq`.
+#[inline(always)]
 pub(crate) fn quantize_q8_1(src: &[f32], dst: &mut [u8]) {
     for (x, y) in src.chunks_exact(QK).zip(dst.chunks_exact_mut(36)) {
         let mut amax = 0.0f32;

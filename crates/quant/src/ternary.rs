@@ -28,6 +28,7 @@ fn pack5(trits: impl Iterator<Item = u8>) -> u8 {
     (u16::from(q) * 256).div_ceil(243) as u8
 }
 
+#[inline(always)]
 pub(crate) fn quantize_tq1_0(src: &[f32], dst: &mut [u8]) {
     for (x, y) in src.chunks_exact(256).zip(dst.chunks_exact_mut(54)) {
         let (d, id) = scale(x);
@@ -49,6 +50,7 @@ pub(crate) fn quantize_tq1_0(src: &[f32], dst: &mut [u8]) {
     }
 }
 
+#[inline(always)]
 pub(crate) fn quantize_tq2_0(src: &[f32], dst: &mut [u8]) {
     for (x, y) in src.chunks_exact(256).zip(dst.chunks_exact_mut(66)) {
         let (d, id) = scale(x);
