@@ -230,6 +230,38 @@ fn checked_rows(ty: QuantType, len: usize, n_per_row: usize) -> Result<usize, Qu
     Ok(len / n_per_row)
 }
 
+/// Checks a quantize call's lengths; returns the row size and the total output size.
+fn check_arguments(
+    ty: QuantType,
+    src_len: usize,
+    n_per_row: usize,
+    imatrix: Option<&[f32]>,
+    dst_len: usize,
+) -> Result<(usize, usize), QuantError> {
+    let rows = checked_rows(ty, src_len, n_per_row)?;
+    let row_bytes = row_size(ty, n_per_row)?;
+    let expected = row_bytes.checked_mul(rows).ok_or(QuantError::Overflow {
+        ty,
+        rows,
+        n_per_row,
+    })?;
+    if dst_len != expected {
+        return Err(QuantError::DestinationLength {
+            expected,
+            actual: dst_len,
+        });
+    }
+    if let Some(im) = imatrix
+        && im.len() != n_per_row
+    {
+        return Err(QuantError::ImatrixLength {
+            len: im.len(),
+            n_per_row,
+        });
+    }
+    Ok((row_bytes, expected))
+}
+
 /// Bytes of one row of `n_per_row` elements of type `ty`.
 pub fn row_size(ty: QuantType, n_per_row: usize) -> Result<usize, QuantError> {
     let block_size = ty.block_size();
@@ -262,35 +294,15 @@ pub fn quantize(
     imatrix: Option<&[f32]>,
     dst: &mut [u8],
 ) -> Result<usize, QuantError> {
-    let rows = checked_rows(ty, src.len(), n_per_row)?;
-    let expected = row_size(ty, n_per_row)?
-        .checked_mul(rows)
-        .ok_or(QuantError::Overflow {
-            ty,
-            rows,
-            n_per_row,
-        })?;
-    if dst.len() != expected {
-        return Err(QuantError::DestinationLength {
-            expected,
-            actual: dst.len(),
-        });
-    }
-    if let Some(im) = imatrix
-        && im.len() != n_per_row
-    {
-        return Err(QuantError::ImatrixLength {
-            len: im.len(),
-            n_per_row,
-        });
-    }
+    let (_, expected) = check_arguments(ty, src.len(), n_per_row, imatrix, dst.len())?;
     quantize_unchecked(ty, src, n_per_row, imatrix, dst);
     Ok(expected)
 }
 
-/// Runs the kernels, compiled for AVX2 when the CPU has it. The kernels are inlined into that
-/// copy, so the compiler may use 256-bit registers; AVX2 brings no fused multiply-add and every
-/// operation keeps its IEEE single-precision result, so the bytes are the same either way.
+/// Runs the kernels through a copy of the dispatch compiled for AVX2 when the CPU has it: the
+/// conversions written in the dispatch and the kernels marked `#[inline(always)]` (Q8_0, Q8_1,
+/// TQ1_0, TQ2_0) then use 256-bit registers. AVX2 brings no fused multiply-add and every operation
+/// keeps its IEEE single-precision result, so the bytes are the same either way.
 fn quantize_unchecked(
     ty: QuantType,
     src: &[f32],
@@ -375,26 +387,7 @@ pub fn quantize_parallel(
     if threads == 1 {
         return quantize(ty, src, n_per_row, imatrix, dst);
     }
-    let row_bytes = row_size(ty, n_per_row)?;
-    let expected = row_bytes.checked_mul(rows).ok_or(QuantError::Overflow {
-        ty,
-        rows,
-        n_per_row,
-    })?;
-    if dst.len() != expected {
-        return Err(QuantError::DestinationLength {
-            expected,
-            actual: dst.len(),
-        });
-    }
-    if let Some(im) = imatrix
-        && im.len() != n_per_row
-    {
-        return Err(QuantError::ImatrixLength {
-            len: im.len(),
-            n_per_row,
-        });
-    }
+    let (row_bytes, expected) = check_arguments(ty, src.len(), n_per_row, imatrix, dst.len())?;
     let rows_per_thread = rows.div_ceil(threads);
     std::thread::scope(|scope| {
         for (s, d) in src
