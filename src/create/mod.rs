@@ -419,13 +419,7 @@ impl Engine {
                 .layer
                 .digest()
                 .map_err(|_| CreateError::InvalidDigest)?;
-            // SAFETY: blobs are content-addressed and written once; nothing modifies them in place.
-            let file = unsafe { GgufFile::map(self.store.blob_path(&digest)) }.map_err(|e| {
-                StoreError::Io {
-                    path: self.store.blob_path(&digest),
-                    source: e,
-                }
-            })?;
+            let file = self.map_blob(&digest)?;
             let gguf = file.parse(&Limits::default())?;
             let source_ft = gguf.metadata().file_type().ok().flatten();
             let source_name = file_type_name(source_ft);
@@ -538,6 +532,13 @@ impl Engine {
         Ok(())
     }
 
+    /// Memory-maps a blob for parsing.
+    fn map_blob(&self, digest: &Digest) -> Result<GgufFile, StoreError> {
+        let path = self.store.blob_path(digest);
+        // SAFETY: blobs are content-addressed and written once; nothing modifies them in place.
+        unsafe { GgufFile::map(&path) }.map_err(|source| StoreError::Io { path, source })
+    }
+
     fn read_config(&self, manifest: &Manifest) -> Result<ModelConfig, CreateError> {
         let digest = manifest
             .config
@@ -552,12 +553,7 @@ impl Engine {
 
     /// Ollama's media type for an uploaded GGUF: adapter, projector or model.
     fn media_type_of(&self, digest: &Digest) -> Result<&'static str, CreateError> {
-        // SAFETY: blobs are content-addressed and written once; nothing modifies them in place.
-        let file =
-            unsafe { GgufFile::map(self.store.blob_path(digest)) }.map_err(|e| StoreError::Io {
-                path: self.store.blob_path(digest),
-                source: e,
-            })?;
+        let file = self.map_blob(digest)?;
         let gguf = file.parse(&Limits::default())?;
         let md = gguf.metadata();
         let general_type = md.get_str("general.type").unwrap_or("");
@@ -593,13 +589,7 @@ impl Engine {
             .layer
             .digest()
             .map_err(|_| CreateError::InvalidDigest)?;
-        // SAFETY: as above.
-        let file = unsafe { GgufFile::map(self.store.blob_path(&digest)) }.map_err(|e| {
-            StoreError::Io {
-                path: self.store.blob_path(&digest),
-                source: e,
-            }
-        })?;
+        let file = self.map_blob(&digest)?;
         let gguf = file.parse(&Limits::default())?;
         let md = gguf.metadata();
         let arch = md.architecture().unwrap_or("").to_owned();
