@@ -332,10 +332,7 @@ impl Engine {
                 }
                 let d = Digest::parse(digest).map_err(|_| CreateError::InvalidDigest)?;
                 let blob = self.store.blob_path(&d);
-                let is_gguf = path.ends_with(".gguf")
-                    || std::fs::read(&blob)
-                        .map(|b| b.starts_with(b"GGUF"))
-                        .unwrap_or(false);
+                let is_gguf = path.ends_with(".gguf") || has_gguf_magic(&blob);
                 if is_gguf {
                     ggufs.push((path.clone(), d));
                 }
@@ -349,11 +346,7 @@ impl Engine {
                 if !blob.is_file() {
                     return Err(CreateError::MissingBlob(blob.display().to_string()));
                 }
-                let mut head = [0u8; 4];
-                let magic_ok = std::fs::File::open(&blob)
-                    .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut head))
-                    .is_ok()
-                    && &head == b"GGUF";
+                let magic_ok = has_gguf_magic(&blob);
                 if !magic_ok {
                     return Err(CreateError::NotGguf);
                 }
@@ -393,10 +386,7 @@ impl Engine {
                 if !blob.is_file() {
                     return Err(CreateError::MissingBlob(blob.display().to_string()));
                 }
-                let head = std::fs::read(&blob)
-                    .map(|b| b.get(..4) == Some(b"GGUF"))
-                    .unwrap_or(false);
-                if !head {
+                if !has_gguf_magic(&blob) {
                     return Err(if path.ends_with(".safetensors") {
                         CreateError::Unsupported("safetensors".into())
                     } else {
@@ -642,6 +632,15 @@ impl Engine {
         layers.push(self.new_layer(&bytes, MEDIA_TYPE_PARAMS, created)?);
         Ok(())
     }
+}
+
+/// Whether a file starts with the GGUF magic (reads 4 bytes, never the whole blob).
+fn has_gguf_magic(path: &std::path::Path) -> bool {
+    let mut head = [0u8; 4];
+    std::fs::File::open(path)
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut head))
+        .is_ok()
+        && &head == b"GGUF"
 }
 
 fn or(a: &str, b: &str) -> String {
