@@ -7,6 +7,9 @@
 //! the outputs are byte-identical, and prints wall time, throughput and peak resident memory of
 //! each (each side runs in its own process; both memory-map the input).
 
+#[path = "../tests/common/mod.rs"]
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
@@ -40,23 +43,6 @@ fn child(input: &str, output: &str, threads: usize) {
     println!("{} {}", start.elapsed().as_secs_f64(), peak_rss_kib());
 }
 
-fn oracle(python: &Path, jobs: serde_json::Value, dir: &Path) {
-    let path = dir.join("jobs.json");
-    std::fs::write(&path, serde_json::to_vec(&jobs).unwrap()).unwrap();
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/oracle/llama_oracle.py");
-    let out = Command::new(python)
-        .arg(script)
-        .arg("batch")
-        .arg(&path)
-        .output()
-        .expect("run llama_oracle.py");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if let Some(pos) = args.iter().position(|a| a == "--kiln-child") {
@@ -75,10 +61,12 @@ fn main() {
     std::fs::create_dir_all(&dir).unwrap();
     let model = dir.join("model-f16.gguf");
     let (n_embd, n_ff, n_layer, n_vocab) = (2048u64, 5632u64, 2u64, 16384u64);
-    oracle(
+    common::run_llama_oracle(
         &python,
-        serde_json::json!([{"op": "make_model", "output": model, "kind": "llama", "dtype": "f16", "n_embd": n_embd,
-            "n_ff": n_ff, "n_layer": n_layer, "n_head": 16, "n_head_kv": 4, "n_vocab": n_vocab, "seed": 7}]),
+        &[
+            serde_json::json!({"op": "make_model", "output": model, "kind": "llama", "dtype": "f16", "n_embd": n_embd,
+            "n_ff": n_ff, "n_layer": n_layer, "n_head": 16, "n_head_kv": 4, "n_vocab": n_vocab, "seed": 7}),
+        ],
         &dir,
     );
     let weights = std::fs::metadata(&model).unwrap().len() / 2;
@@ -93,9 +81,11 @@ fn main() {
     );
     for threads in [1usize, 2] {
         let reference = dir.join(format!("llama-{threads}.gguf"));
-        oracle(
+        common::run_llama_oracle(
             &python,
-            serde_json::json!([{"op": "quantize", "input": model, "output": reference, "ftype": 15, "threads": threads, "repeat": 1}]),
+            &[
+                serde_json::json!({"op": "quantize", "input": model, "output": reference, "ftype": 15, "threads": threads, "repeat": 1}),
+            ],
             &dir,
         );
         let timing: serde_json::Value = serde_json::from_slice(

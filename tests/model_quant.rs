@@ -3,43 +3,15 @@
 //! llama.cpp's own gguf-py (GQA llama with rows that are not multiples of 256, tied embeddings, an
 //! 8-expert MoE; F16, F32 and BF16 sources).
 
+mod common;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
+use common::{oracle_python, run_llama_oracle};
 use kiln::{FileType, Imatrix, NoProgress, QuantizeOptions, quantize_gguf};
 use kiln_gguf::{GgmlType, Gguf, Limits};
 use serde_json::json;
-
-fn oracle_python() -> Option<PathBuf> {
-    match std::env::var_os("KILN_PYTHON") {
-        Some(p) => Some(PathBuf::from(p)),
-        None if std::env::var_os("KILN_REQUIRE_ORACLE").is_some() => {
-            panic!("KILN_REQUIRE_ORACLE is set but KILN_PYTHON is not: run scripts/test.sh")
-        }
-        None => {
-            eprintln!("skipped: the llama.cpp oracle is not set up; run scripts/test.sh");
-            None
-        }
-    }
-}
-
-fn run_oracle(python: &Path, jobs: &[serde_json::Value], dir: &Path) {
-    let path = dir.join(format!("jobs-{}.json", jobs.len()));
-    std::fs::write(&path, serde_json::to_vec(jobs).unwrap()).unwrap();
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/oracle/llama_oracle.py");
-    let out = Command::new(python)
-        .arg(script)
-        .arg("batch")
-        .arg(&path)
-        .output()
-        .expect("run llama_oracle.py");
-    assert!(
-        out.status.success(),
-        "llama_oracle.py failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 struct Model {
     name: &'static str,
@@ -182,7 +154,7 @@ fn kiln_output_is_byte_identical_to_llama_model_quantize() {
         job["output"] = json!(dir.join(format!("{name}.gguf")));
         jobs.push(job);
     }
-    run_oracle(&python, &jobs, &dir);
+    run_llama_oracle(&python, &jobs, &dir);
     let models: Vec<Model> = specs
         .iter()
         .map(|(name, _)| {
@@ -236,7 +208,7 @@ fn kiln_output_is_byte_identical_to_llama_model_quantize() {
         jobs.push(json!({"op": "make_imatrix", "model": models[mi].path, "output": dir.join(format!("{tag}.gguf")),
             "index": dir.join(format!("{tag}.json")), "data": dir.join(format!("{tag}.f32")), "seed": 11 + mi}));
     }
-    run_oracle(&python, &jobs, &dir);
+    run_llama_oracle(&python, &jobs, &dir);
     for mi in [0usize, 2] {
         let tag = format!("{}-file", models[mi].name);
         let loaded =
@@ -342,7 +314,7 @@ fn kiln_output_is_byte_identical_to_llama_model_quantize() {
         job["threads"] = json!(2);
         jobs.push(job);
     }
-    run_oracle(&python, &jobs, &dir);
+    run_llama_oracle(&python, &jobs, &dir);
 
     let inputs: Vec<Vec<u8>> = models
         .iter()
@@ -399,14 +371,14 @@ fn requantize_validation_and_failures_match_llama_cpp() {
     let mut poisoned = spec.clone();
     poisoned["output"] = json!(dir.join("poisoned.gguf"));
     poisoned["poison"] = json!(true);
-    run_oracle(&python, &[clean, poisoned], &dir);
+    run_llama_oracle(&python, &[clean, poisoned], &dir);
     let q8 = dir.join("clean-q8_0.gguf");
-    run_oracle(
+    run_llama_oracle(
         &python,
         &[json!({"op": "quantize", "input": dir.join("clean.gguf"), "output": q8, "ftype": 7})],
         &dir,
     );
-    run_oracle(
+    run_llama_oracle(
         &python,
         &[
             json!({"op": "quantize", "input": q8, "output": dir.join("requant.gguf"), "ftype": 15, "allow_requantize": true}),

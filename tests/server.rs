@@ -2,31 +2,21 @@
 //! files, create a quantized model `from` it (the documented request), show, list, copy, delete,
 //! version — checking the status lines, the HTTP codes, the store on disk and the quantized bytes.
 
+mod common;
+
 #[allow(dead_code, unused_imports)]
 #[path = "../examples/serve.rs"]
 mod serve;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
+use common::oracle_python;
 use kiln::create::Engine;
 use kiln::{FileType, NoProgress, QuantizeOptions, quantize_gguf};
 use kiln_gguf::{GgmlType, Gguf, Limits, TensorSpec, Value, Writer};
 use kiln_store::{MEDIA_TYPE_MODEL, ModelName, Store};
 use serde_json::json;
-
-fn oracle_python() -> Option<PathBuf> {
-    match std::env::var_os("KILN_PYTHON") {
-        Some(p) => Some(PathBuf::from(p)),
-        None if std::env::var_os("KILN_REQUIRE_ORACLE").is_some() => {
-            panic!("KILN_REQUIRE_ORACLE is set but KILN_PYTHON is not: run scripts/test.sh")
-        }
-        None => {
-            eprintln!("skipped: the ollama client is not set up; run scripts/test.sh");
-            None
-        }
-    }
-}
 
 /// A small F16 llama-shaped model (no general.file_type key: Ollama's COPY validation adds one).
 fn synthetic_f16(path: &Path) {
