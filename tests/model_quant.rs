@@ -472,3 +472,107 @@ fn requantize_validation_and_failures_match_llama_cpp() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Reads a raw little-endian f32 file written by the oracle.
+fn read_f32(path: &Path) -> Vec<f32> {
+    std::fs::read(path)
+        .unwrap()
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect()
+}
+
+fn cosine(a: &[f32], b: &[f32]) -> f64 {
+    let dot: f64 = a.iter().zip(b).map(|(x, y)| *x as f64 * *y as f64).sum();
+    let na: f64 = a.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
+    let nb: f64 = b.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
+    dot / (na * nb)
+}
+
+/// The smoke test a user cares about: a kiln-quantized model loads in llama.cpp and yields exactly the
+/// logits of llama.cpp's own quantization of the same input, and those stay close to the unquantized
+/// model's (so the test would notice a file llama.cpp accepts but computes garbage from).
+#[test]
+fn kiln_quantized_models_run_in_llama_cpp_with_llama_cpp_logits() {
+    let Some(python) = oracle_python() else {
+        return;
+    };
+    let dir = std::env::temp_dir().join(format!("kiln-model-logits-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let models = [
+        json!({"kind": "llama", "dtype": "f16", "n_embd": 256, "n_ff": 352, "n_layer": 2, "n_head": 4, "n_head_kv": 2, "n_vocab": 256, "seed": 21}),
+        json!({"kind": "moe", "dtype": "bf16", "n_embd": 256, "n_ff": 256, "n_layer": 2, "n_head": 4, "n_head_kv": 2, "n_vocab": 256, "seed": 22}),
+    ];
+    // (file type, minimum cosine similarity of the logits to the unquantized model's)
+    let file_types = [
+        (FileType::Q8_0, 0.99),
+        (FileType::Q6_K, 0.99),
+        (FileType::Q4_K_M, 0.94),
+        (FileType::IQ4_XS, 0.94),
+        (FileType::Q4_0, 0.92),
+        (FileType::Q3_K_S, 0.85),
+    ];
+    let tokens = json!([1, 5, 9, 33, 200, 7, 7, 100, 42, 3]);
+    let mut jobs = Vec::new();
+    for (mi, spec) in models.iter().enumerate() {
+        let mut job = spec.clone();
+        job["op"] = json!("make_model");
+        job["output"] = json!(dir.join(format!("m{mi}.gguf")));
+        jobs.push(job);
+    }
+    run_llama_oracle(&python, &jobs, &dir);
+
+    let mut jobs = Vec::new();
+    for mi in 0..models.len() {
+        let input = dir.join(format!("m{mi}.gguf"));
+        jobs.push(json!({"op": "logits", "model": input, "output": dir.join(format!("m{mi}.logits")), "tokens": tokens}));
+        for (ft, _) in &file_types {
+            let tag = format!("m{mi}-{ft}");
+            let (kiln_path, llama_path) = (
+                dir.join(format!("{tag}.kiln.gguf")),
+                dir.join(format!("{tag}.llama.gguf")),
+            );
+            kiln::quantize_model(
+                &input,
+                &kiln_path,
+                *ft,
+                &QuantizeOptions::default(),
+                &mut NoProgress,
+            )
+            .unwrap();
+            jobs.push(json!({"op": "quantize", "input": input, "output": llama_path, "ftype": ft.llama_ftype().unwrap()}));
+            for (path, who) in [(&kiln_path, "kiln"), (&llama_path, "llama")] {
+                jobs.push(json!({"op": "logits", "model": path, "output": dir.join(format!("{tag}.{who}.logits")), "tokens": tokens}));
+            }
+        }
+    }
+    run_llama_oracle(&python, &jobs, &dir);
+
+    let mut failures = Vec::new();
+    for mi in 0..models.len() {
+        let reference = read_f32(&dir.join(format!("m{mi}.logits")));
+        assert!(reference.len() >= 10 * 256 && reference.iter().all(|v| v.is_finite()));
+        for (ft, min_cosine) in &file_types {
+            let tag = format!("m{mi}-{ft}");
+            let kiln_logits = read_f32(&dir.join(format!("{tag}.kiln.logits")));
+            let llama_logits = read_f32(&dir.join(format!("{tag}.llama.logits")));
+            let same = kiln_logits.len() == llama_logits.len()
+                && kiln_logits
+                    .iter()
+                    .zip(&llama_logits)
+                    .all(|(a, b)| a.to_bits() == b.to_bits());
+            if !same {
+                failures.push(format!("{tag}: logits differ from llama.cpp's own quantization"));
+            }
+            let c = cosine(&reference, &kiln_logits);
+            eprintln!("{tag}: logits identical to llama.cpp's: {same}, cosine to unquantized {c:.5}");
+            if !(c >= *min_cosine) {
+                failures.push(format!(
+                    "{tag}: logits cosine to the unquantized model {c:.5} < {min_cosine}"
+                ));
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}

@@ -20,6 +20,10 @@ Jobs:
       writes an imatrix GGUF in llama-imatrix's format (<tensor>.in_sum2, <tensor>.counts, one matrix
       with count 0) and the values llama-quantize derives from it (sums / count in float32, or 1)
       as {name: [offset, count]} + raw f32, the form the "quantize" job takes
+  {"op": "logits", "model": path, "output": raw f32 path, "tokens": [ids], "threads": N}
+      loads the model in llama.cpp and writes the logits of every position (n_tokens x n_vocab f32).
+      Extra buffer types (AMX repacking) are switched off: on AMX CPUs under some kernels that path
+      segfaults in llama_decode for every quantized model, llama.cpp's own output included.
 """
 import ctypes
 import json
@@ -192,12 +196,44 @@ def quantize(job):
             json.dump({"seconds": best, "maxrss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}, f)
 
 
+def logits(job):
+    mp = L.llama_model_default_params()
+    mp.use_extra_bufts = False
+    model = L.llama_model_load_from_file(job["model"].encode(), mp)
+    if not model:
+        raise SystemExit(f"llama.cpp could not load {job['model']}")
+    tokens = job["tokens"]
+    cp = L.llama_context_default_params()
+    cp.n_ctx = cp.n_batch = cp.n_ubatch = max(32, len(tokens))
+    cp.n_threads = cp.n_threads_batch = job.get("threads", 1)
+    ctx = L.llama_init_from_model(model, cp)
+    if not ctx:
+        raise SystemExit("llama_init_from_model failed")
+    batch = L.llama_batch_init(len(tokens), 0, 1)
+    for i, t in enumerate(tokens):
+        batch.token[i] = t
+        batch.pos[i] = i
+        batch.n_seq_id[i] = 1
+        batch.seq_id[i][0] = 0
+        batch.logits[i] = 1
+    batch.n_tokens = len(tokens)
+    rc = L.llama_decode(ctx, batch)
+    if rc != 0:
+        raise SystemExit(f"llama_decode failed ({rc}) for {job['model']}")
+    n_vocab = L.llama_vocab_n_tokens(L.llama_model_get_vocab(model))
+    out = np.ctypeslib.as_array(L.llama_get_logits(ctx), shape=(len(tokens) * n_vocab,)).copy()
+    out.astype(np.float32).tofile(job["output"])
+    L.llama_batch_free(batch)
+    L.llama_free(ctx)
+    L.llama_model_free(model)
+
+
 def main():
     if len(sys.argv) != 3 or sys.argv[1] != "batch":
         raise SystemExit(__doc__)
     llama_cpp.llama_backend_init()
     for job in json.load(open(sys.argv[2])):
-        {"make_model": make_model, "make_imatrix": make_imatrix, "quantize": quantize}[job["op"]](job)
+        {"make_model": make_model, "make_imatrix": make_imatrix, "quantize": quantize, "logits": logits}[job["op"]](job)
 
 
 if __name__ == "__main__":
