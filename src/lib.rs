@@ -9,5 +9,6 @@ pub mod quantize;
 
 pub use quantize::{
     FileType, Imatrix, ImatrixError, NoProgress, QuantizeError, QuantizeEvent, QuantizeOptions,
-    QuantizeReport, QuantizeSink, plan, quantize_gguf, quantize_model,
+    QuantizeReport, QuantizeSink, SourceModel, SplitError, plan, quantize_gguf, quantize_model,
+    quantize_parts,
 };

@@ -562,11 +562,15 @@ fn kiln_quantized_models_run_in_llama_cpp_with_llama_cpp_logits() {
                     .zip(&llama_logits)
                     .all(|(a, b)| a.to_bits() == b.to_bits());
             if !same {
-                failures.push(format!("{tag}: logits differ from llama.cpp's own quantization"));
+                failures.push(format!(
+                    "{tag}: logits differ from llama.cpp's own quantization"
+                ));
             }
             let c = cosine(&reference, &kiln_logits);
-            eprintln!("{tag}: logits identical to llama.cpp's: {same}, cosine to unquantized {c:.5}");
-            if !(c >= *min_cosine) {
+            eprintln!(
+                "{tag}: logits identical to llama.cpp's: {same}, cosine to unquantized {c:.5}"
+            );
+            if c.is_nan() || c < *min_cosine {
                 failures.push(format!(
                     "{tag}: logits cosine to the unquantized model {c:.5} < {min_cosine}"
                 ));
@@ -575,4 +579,162 @@ fn kiln_quantized_models_run_in_llama_cpp_with_llama_cpp_logits() {
     }
     let _ = std::fs::remove_dir_all(&dir);
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// Split models (gguf-py's shards, `NAME-0000i-of-0000N.gguf`): given the first part, llama-quantize
+/// reads all parts and writes one merged file; kiln must write the same bytes, and refuse a later
+/// part or a missing part without leaving output behind.
+#[test]
+fn split_models_quantize_to_the_same_merged_file() {
+    let Some(python) = oracle_python() else {
+        return;
+    };
+    let dir = std::env::temp_dir().join(format!("kiln-model-split-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    run_llama_oracle(
+        &python,
+        &[
+            json!({"op": "make_model", "output": dir.join("split.gguf"), "kind": "llama", "dtype": "f16", "n_embd": 256,
+            "n_ff": 352, "n_layer": 3, "n_head": 4, "n_head_kv": 2, "n_vocab": 256, "seed": 31, "split_max_tensors": 9}),
+        ],
+        &dir,
+    );
+    let parts: Vec<PathBuf> = (0..4)
+        .map(|i| dir.join(kiln::quantize::split_file_name("split", i, 4)))
+        .collect();
+    assert!(
+        parts.iter().all(|p| p.is_file()),
+        "gguf-py did not write 4 parts"
+    );
+    let cases = [FileType::Q4_K_M, FileType::Q8_0, FileType::Copy];
+    let mut jobs = Vec::new();
+    for ft in cases {
+        let mut job = json!({"op": "quantize", "input": parts[0], "output": dir.join(format!("llama-{ft}.gguf"))});
+        match ft.llama_ftype() {
+            Some(n) => job["ftype"] = json!(n),
+            None => {
+                job["ftype"] = json!(0);
+                job["only_copy"] = json!(true);
+            }
+        }
+        jobs.push(job);
+    }
+    jobs.push(json!({"op": "quantize", "input": parts[1], "output": dir.join("llama-second.gguf"), "ftype": 15, "expect_failure": true}));
+    run_llama_oracle(&python, &jobs, &dir);
+
+    for ft in cases {
+        let expected = std::fs::read(dir.join(format!("llama-{ft}.gguf"))).unwrap();
+        let out = dir.join(format!("kiln-{ft}.gguf"));
+        kiln::quantize_model(
+            &parts[0],
+            &out,
+            ft,
+            &QuantizeOptions::default(),
+            &mut NoProgress,
+        )
+        .unwrap();
+        let actual = std::fs::read(&out).unwrap();
+        assert!(
+            actual == expected,
+            "{ft}: {}",
+            describe_difference(&expected, &actual)
+        );
+        // The same through the in-memory API over parsed parts.
+        let bytes: Vec<Vec<u8>> = parts.iter().map(|p| std::fs::read(p).unwrap()).collect();
+        let parsed: Vec<Gguf<'_>> = bytes
+            .iter()
+            .map(|b| Gguf::parse(b, &Limits::default()).unwrap())
+            .collect();
+        let mut in_memory = Vec::new();
+        kiln::quantize_parts(
+            &parsed,
+            &mut in_memory,
+            ft,
+            &QuantizeOptions::default(),
+            &mut NoProgress,
+        )
+        .unwrap();
+        assert!(in_memory == expected, "{ft} via quantize_parts");
+        // One part alone, parts out of order or missing: refused.
+        let one = kiln::quantize_gguf(
+            &parsed[0],
+            &mut Vec::new(),
+            ft,
+            &QuantizeOptions::default(),
+            &mut NoProgress,
+        );
+        assert!(
+            matches!(
+                one,
+                Err(kiln::QuantizeError::Split(kiln::SplitError::PartCount {
+                    count: 4,
+                    found: 1
+                }))
+            ),
+            "{one:?}"
+        );
+        let swapped = [
+            parsed[0].clone(),
+            parsed[2].clone(),
+            parsed[1].clone(),
+            parsed[3].clone(),
+        ];
+        let result = kiln::quantize_parts(
+            &swapped,
+            &mut Vec::new(),
+            ft,
+            &QuantizeOptions::default(),
+            &mut NoProgress,
+        );
+        assert!(
+            matches!(
+                result,
+                Err(kiln::QuantizeError::Split(kiln::SplitError::WrongPart {
+                    position: 1,
+                    ..
+                }))
+            ),
+            "{result:?}"
+        );
+    }
+
+    assert!(dir.join("llama-second.gguf.failed").exists());
+    let out_dir = dir.join("out");
+    std::fs::create_dir_all(&out_dir).unwrap();
+    let second = kiln::quantize_model(
+        &parts[1],
+        &out_dir.join("x.gguf"),
+        FileType::Q4_K_M,
+        &QuantizeOptions::default(),
+        &mut NoProgress,
+    );
+    assert!(
+        matches!(
+            second,
+            Err(kiln::QuantizeError::Split(kiln::SplitError::NotFirstPart {
+                no: 1,
+                count: 4
+            }))
+        ),
+        "{second:?}"
+    );
+    std::fs::remove_file(&parts[3]).unwrap();
+    let missing = kiln::quantize_model(
+        &parts[0],
+        &out_dir.join("x.gguf"),
+        FileType::Q4_K_M,
+        &QuantizeOptions::default(),
+        &mut NoProgress,
+    );
+    assert!(
+        matches!(
+            missing,
+            Err(kiln::QuantizeError::Split(
+                kiln::SplitError::MissingPart { .. }
+            ))
+        ),
+        "{missing:?}"
+    );
+    assert_eq!(std::fs::read_dir(&out_dir).unwrap().count(), 0);
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -6,7 +6,8 @@
 Jobs:
   {"op": "make_model", "output": path, "kind": "llama"|"tied"|"moe", "dtype": "f32"|"f16"|"bf16",
    "n_embd": E, "n_ff": F, "n_layer": L, "n_head": H, "n_head_kv": K, "n_vocab": V, "seed": S,
-   "poison": bool (optional: one +Inf weight in blk.0.attn_q.weight)}
+   "poison": bool (optional: one +Inf weight in blk.0.attn_q.weight),
+   "split_max_tensors": N (optional: write a split model, OUTPUT-00001-of-0000K.gguf, ... as gguf-py does)}
       writes a small synthetic model with gguf-py (llama.cpp's own GGUF writer)
   {"op": "quantize", "input": path, "output": path, "ftype": llama_ftype number, "threads": N,
    "imatrix": null | {"index": json path {name: [offset, count]}, "data": raw f32 path},
@@ -45,7 +46,7 @@ def make_model(job):
     E, F, NL, H, K, V = (job[k] for k in ("n_embd", "n_ff", "n_layer", "n_head", "n_head_kv", "n_vocab"))
     hd = E // H
     kind, dtype = job["kind"], job["dtype"]
-    w = gguf.GGUFWriter(job["output"], "llama")
+    w = gguf.GGUFWriter(job["output"], "llama", split_max_tensors=job.get("split_max_tensors", 0))
     w.add_name("kiln-synthetic-" + kind)
     w.add_context_length(256)
     w.add_embedding_length(E)

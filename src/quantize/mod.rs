@@ -9,6 +9,7 @@
 mod ftype;
 mod imatrix;
 mod policy;
+mod source;
 mod validate;
 
 use std::collections::HashMap;
@@ -16,13 +17,19 @@ use std::io::Write;
 use std::ops::ControlFlow;
 use std::path::Path;
 
-use kiln_gguf::{GgmlType, Gguf, GgufError, Limits, TensorSpec, Value, WriteError, Writer};
+use kiln_gguf::{
+    GgmlType, Gguf, GgufError, Limits, Metadata, TensorSpec, Value, WriteError, Writer,
+};
 use kiln_quant::QuantType;
 use regex::Regex;
 
 pub use ftype::{FileType, UnknownFileType};
 pub use imatrix::{Imatrix, ImatrixError};
 use policy::{ModelInfo, Policy, PolicyError, RuleOptions};
+pub use source::{
+    SourceModel, SplitError, parse_split_file_name, split_file_name, split_part_paths,
+    split_position,
+};
 
 /// `general.quantization_version` as llama.cpp writes it (`GGML_QNT_VERSION`).
 pub const QUANTIZATION_VERSION: u32 = 2;
@@ -218,6 +225,9 @@ pub enum QuantizeError {
         #[source]
         source: kiln_quant::QuantError,
     },
+    /// The parts of a split model do not fit together.
+    #[error("{0}")]
+    Split(#[from] SplitError),
     /// The sink asked to stop.
     #[error("quantization cancelled")]
     Cancelled,
@@ -239,12 +249,12 @@ pub struct TensorPlan {
 }
 
 fn compile_rules(
-    gguf: &Gguf<'_>,
+    metadata: &Metadata<'_>,
     ftype: FileType,
     options: &QuantizeOptions,
 ) -> Result<RuleOptions, QuantizeError> {
     let mut overrides = Vec::new();
-    let arch = gguf.metadata().architecture().unwrap_or("");
+    let arch = metadata.architecture().unwrap_or("");
     let ollama = if options.ollama_overrides {
         policy::ollama_overrides(arch, ftype)
     } else {
@@ -270,15 +280,15 @@ fn compile_rules(
 
 /// Decides every tensor's output type and order, exactly as llama.cpp would, without converting.
 pub fn plan(
-    gguf: &Gguf<'_>,
+    model: &SourceModel<'_, '_>,
     ftype: FileType,
     options: &QuantizeOptions,
 ) -> Result<Vec<TensorPlan>, QuantizeError> {
-    let tensors = gguf.tensors();
+    let tensors = model.tensors();
     let names: Vec<&str> = tensors.iter().map(|t| t.name()).collect();
     let order = policy::output_order(&names);
-    let info = ModelInfo::read(gguf);
-    let rules = compile_rules(gguf, ftype, options)?;
+    let info = ModelInfo::read(model);
+    let rules = compile_rules(model.metadata(), ftype, options)?;
     let default = ftype.default_tensor_type();
     let mut policy = default.map(|d| Policy::new(ftype, d, &info, &rules));
     let mut plans = Vec::with_capacity(order.len());
@@ -315,15 +325,11 @@ pub fn plan(
 /// Output metadata as llama.cpp builds it: the input's entries in order; setting a key removes it
 /// and appends it (`general.quantization_version`, `general.file_type`, then any extras); split keys go.
 fn output_metadata<'a>(
-    gguf: &Gguf<'a>,
+    metadata: &Metadata<'a>,
     file_type: u32,
     extra: &'a [(String, Value<'static>)],
 ) -> Vec<(&'a str, Value<'a>)> {
-    let mut md: Vec<(&str, Value<'_>)> = gguf
-        .metadata()
-        .iter()
-        .map(|(k, v)| (k, v.clone()))
-        .collect();
+    let mut md: Vec<(&str, Value<'_>)> = metadata.iter().map(|(k, v)| (k, v.clone())).collect();
     let mut set = |key: &'a str, value: Value<'a>| {
         md.retain(|(k, _)| *k != key);
         md.push((key, value));
@@ -351,7 +357,8 @@ fn kernel_type(name: &str, ty: GgmlType) -> Result<QuantType, QuantizeError> {
 /// memory flat (16 MiB of f32).
 const CHUNK_ELEMENTS: usize = 4 << 20;
 
-/// Quantizes a parsed GGUF into `out` (written sequentially, never seeked).
+/// Quantizes a parsed GGUF into `out` (written sequentially, never seeked). One part of a split
+/// model is refused: use [`quantize_parts`].
 pub fn quantize_gguf<W: Write>(
     gguf: &Gguf<'_>,
     out: W,
@@ -359,13 +366,26 @@ pub fn quantize_gguf<W: Write>(
     options: &QuantizeOptions,
     sink: &mut dyn QuantizeSink,
 ) -> Result<QuantizeReport, QuantizeError> {
-    quantize_streaming(gguf, out, ftype, options, sink, &|_| {})
+    quantize_parts(std::slice::from_ref(gguf), out, ftype, options, sink)
+}
+
+/// Quantizes a split model (every part, in order; or one unsplit file) into one output file, as
+/// llama-quantize does when given the first part.
+pub fn quantize_parts<W: Write>(
+    parts: &[Gguf<'_>],
+    out: W,
+    ftype: FileType,
+    options: &QuantizeOptions,
+    sink: &mut dyn QuantizeSink,
+) -> Result<QuantizeReport, QuantizeError> {
+    let model = SourceModel::new(parts)?;
+    quantize_streaming(&model, out, ftype, options, sink, &|_| {})
 }
 
 /// [`quantize_gguf`], calling `consumed` with each tensor's input bytes once they are converted
 /// (so a memory-mapped input can give its pages back).
 fn quantize_streaming<W: Write>(
-    gguf: &Gguf<'_>,
+    model: &SourceModel<'_, '_>,
     out: W,
     ftype: FileType,
     options: &QuantizeOptions,
@@ -374,12 +394,12 @@ fn quantize_streaming<W: Write>(
 ) -> Result<QuantizeReport, QuantizeError> {
     let file_type = match ftype.llama_ftype() {
         Some(n) => n,
-        None => match gguf.metadata().file_type().ok().flatten() {
+        None => match model.metadata().file_type().ok().flatten() {
             Some(n) => n,
-            None => guess_file_type(gguf),
+            None => guess_file_type(model),
         },
     };
-    let plans = plan(gguf, ftype, options)?;
+    let plans = plan(model, ftype, options)?;
     if let Some(im) = &options.imatrix {
         for (name, values) in im {
             if values.iter().any(|v| !v.is_finite()) {
@@ -390,7 +410,7 @@ fn quantize_streaming<W: Write>(
             }
         }
     }
-    let metadata = output_metadata(gguf, file_type, &options.extra_metadata);
+    let metadata = output_metadata(model.metadata(), file_type, &options.extra_metadata);
     let specs: Vec<TensorSpec<'_>> = plans
         .iter()
         .map(|p| TensorSpec::new(p.name.as_str(), p.to, p.dims.clone()))
@@ -401,13 +421,13 @@ fn quantize_streaming<W: Write>(
     } else {
         options.threads
     };
-    let total: u64 = gguf.tensors().iter().map(|t| t.data().len() as u64).sum();
+    let total: u64 = model.tensors().iter().map(|t| t.data().len() as u64).sum();
     let mut done = 0u64;
     let mut report = Vec::with_capacity(plans.len());
     let mut rows_f32: Vec<f32> = Vec::new();
     let mut quantized: Vec<u8> = Vec::new();
     for (index, p) in plans.iter().enumerate() {
-        let t = &gguf.tensors()[p.input_index];
+        let t = &model.tensors()[p.input_index];
         let event = QuantizeEvent::Tensor {
             index,
             count: plans.len(),
@@ -563,12 +583,12 @@ fn convert_rows(
 
 /// llama.cpp's guess for a file without `general.file_type` (`llama_model_loader`): the file type of
 /// the most common tensor type (first in output order on ties), flagged `LLAMA_FTYPE_GUESSED`.
-fn guess_file_type(gguf: &Gguf<'_>) -> u32 {
+fn guess_file_type(model: &SourceModel<'_, '_>) -> u32 {
     const GUESSED: u32 = 1024;
-    let names: Vec<&str> = gguf.tensors().iter().map(|t| t.name()).collect();
+    let names: Vec<&str> = model.tensors().iter().map(|t| t.name()).collect();
     let mut counts: Vec<(GgmlType, usize)> = Vec::new();
     for i in policy::output_order(&names) {
-        let ty = gguf.tensors()[i].ggml_type();
+        let ty = model.tensors()[i].ggml_type();
         match counts.iter_mut().find(|(t, _)| *t == ty) {
             Some((_, n)) => *n += 1,
             None => counts.push((ty, 1)),
@@ -633,7 +653,9 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> QuantizeError + '_ {
 }
 
 /// Quantizes the GGUF file `input` into `output`. The output appears complete or not at all: it
-/// is written to a temporary file beside it, fsynced, then renamed.
+/// is written to a temporary file beside it, fsynced, then renamed. When `input` is the first part
+/// of a split model (`NAME-00001-of-0000N.gguf`), the other parts are read from beside it and the
+/// output is one merged file, as llama-quantize writes it.
 pub fn quantize_model(
     input: &Path,
     output: &Path,
@@ -641,10 +663,32 @@ pub fn quantize_model(
     options: &QuantizeOptions,
     sink: &mut dyn QuantizeSink,
 ) -> Result<QuantizeReport, QuantizeError> {
-    // SAFETY: the map is read-only; a caller that truncates the input while it is being
-    // quantized gets a SIGBUS, which is the documented contract of quantizing a live file.
-    let file = unsafe { kiln_gguf::GgufFile::map(input) }.map_err(io_err(input))?;
-    let gguf = file.parse(&Limits::default())?;
+    let map = |path: &Path| {
+        // SAFETY: the map is read-only; a caller that truncates the input while it is being
+        // quantized gets a SIGBUS, which is the documented contract of quantizing a live file.
+        unsafe { kiln_gguf::GgufFile::map(path) }.map_err(io_err(path))
+    };
+    let mut files = vec![map(input)?];
+    let position = split_position(files[0].parse(&Limits::default())?.metadata());
+    if let Some((no, count)) = position {
+        if no != 0 {
+            return Err(SplitError::NotFirstPart { no, count }.into());
+        }
+        for path in split_part_paths(input, count)?.iter().skip(1) {
+            files.push(map(path).map_err(|e| SplitError::MissingPart {
+                path: path.display().to_string(),
+                message: match e {
+                    QuantizeError::Io { source, .. } => source.to_string(),
+                    other => other.to_string(),
+                },
+            })?);
+        }
+    }
+    let parts = files
+        .iter()
+        .map(|f| f.parse(&Limits::default()))
+        .collect::<Result<Vec<_>, _>>()?;
+    let model = SourceModel::new(&parts)?;
     let dir = output
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -657,8 +701,8 @@ pub fn quantize_model(
     let result = (|| {
         let f = std::fs::File::create(&temp).map_err(io_err(&temp))?;
         let mut buffered = std::io::BufWriter::with_capacity(1 << 20, f);
-        let report = quantize_streaming(&gguf, &mut buffered, ftype, options, sink, &|b| {
-            file.release(b)
+        let report = quantize_streaming(&model, &mut buffered, ftype, options, sink, &|b| {
+            files.iter().for_each(|f| f.release(b))
         })?;
         let f = buffered.into_inner().map_err(|e| QuantizeError::Io {
             path: temp.display().to_string(),
@@ -713,11 +757,15 @@ mod tests {
             ollama_overrides: ollama,
             ..Default::default()
         };
-        plan(&gguf, ftype, &options)
-            .unwrap()
-            .into_iter()
-            .map(|p| (p.name, p.to))
-            .collect()
+        plan(
+            &SourceModel::new(std::slice::from_ref(&gguf)).unwrap(),
+            ftype,
+            &options,
+        )
+        .unwrap()
+        .into_iter()
+        .map(|p| (p.name, p.to))
+        .collect()
     }
 
     /// Ollama's server/quantization.go passes `^token_embd\.weight$=f16` and `^output\.weight$=f16`

@@ -1,10 +1,10 @@
 //! llama.cpp's per-tensor type choice (`llama_tensor_get_type` in `src/llama-quant.cpp`), so kiln
 //! picks the same type for every tensor that llama-quantize picks.
 
-use kiln_gguf::{GgmlType, Gguf};
+use kiln_gguf::GgmlType;
 use regex::Regex;
 
-use super::FileType;
+use super::{FileType, SourceModel};
 
 /// What the rules need to know about the model, read from its metadata and tensor table.
 #[derive(Debug, Clone)]
@@ -20,8 +20,8 @@ pub(crate) struct ModelInfo {
 }
 
 impl ModelInfo {
-    pub fn read(gguf: &Gguf<'_>) -> ModelInfo {
-        let md = gguf.metadata();
+    pub fn read(model: &SourceModel<'_, '_>) -> ModelInfo {
+        let md = model.metadata();
         let arch = md.architecture().unwrap_or("").to_owned();
         // Per-layer arrays are allowed for head counts; llama.cpp uses layer 0 here.
         let first = |suffix: &str| -> Option<u64> {
@@ -35,8 +35,8 @@ impl ModelInfo {
         let n_head_kv = first("attention.head_count_kv").unwrap_or(n_head);
         let n_expert = first("expert_count").unwrap_or(0);
         let is_70b = arch == "llama" && n_layer == 80 && n_head != n_head_kv;
-        let names = gguf.tensors().iter().map(|t| t.name());
-        let has_output = gguf.tensors().iter().any(|t| t.name() == "output.weight");
+        let names = model.tensors().iter().map(|t| t.name());
+        let has_output = model.tensors().iter().any(|t| t.name() == "output.weight");
         let n_attention_wv = names
             .filter(|n| {
                 matches!(
