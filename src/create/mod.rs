@@ -22,8 +22,24 @@ use kiln_store::{
 };
 
 use crate::quantize::{
-    FileType, QuantizeError, QuantizeEvent, QuantizeOptions, UnknownFileType, quantize_gguf,
+    FileType, QuantizeError, QuantizeEvent, QuantizeOptions, SourceModel, UnknownFileType,
+    parse_split_file_name, quantize_parts,
 };
+
+/// Ollama's media type for a draft (speculative decoding) model layer.
+pub const MEDIA_TYPE_DRAFT: &str = "application/vnd.ollama.image.draft";
+
+/// A model-like layer to validate or quantize.
+struct ModelSlot {
+    /// Its index in the layer list.
+    index: usize,
+    /// Whether Ollama rewrites it through llama-quantize's COPY even without a quantize type.
+    rewrite: bool,
+    /// The blobs of a split GGUF, in part order (empty for one file).
+    parts: Vec<Digest>,
+    /// A draft model (`draft_files`), quantized by `draft_quantize`.
+    draft: bool,
+}
 
 /// Why a create failed: `Display` is Ollama's message, [`CreateError::status`] its HTTP code.
 #[derive(Debug, thiserror::Error)]
@@ -82,6 +98,18 @@ pub enum CreateError {
     /// The store failed.
     #[error("{0}")]
     Store(#[from] StoreError),
+    /// A `draft_files` problem (Ollama answers all of them with 400).
+    #[error("{0}")]
+    Draft(Box<CreateError>),
+    /// `draft_quantize` on a draft model that is already quantized.
+    #[error("draft quantization requires an unquantized draft model, got {0}")]
+    DraftAlreadyQuantized(String),
+    /// Shards of a split GGUF that do not fit together (Ollama's messages).
+    #[error("{0}")]
+    Split(String),
+    /// A bad `info` field.
+    #[error("{0}")]
+    Info(String),
     /// The client went away.
     #[error("create cancelled")]
     Cancelled,
@@ -99,6 +127,8 @@ impl CreateError {
             | CreateError::UnknownType
             | CreateError::NotGguf
             | CreateError::OnlyOneAdapter
+            | CreateError::Draft(_)
+            | CreateError::Info(_)
             | CreateError::Unsupported(_) => 400,
             CreateError::SourceNotFound(_) => 404,
             CreateError::Cancelled => 499,
@@ -289,8 +319,7 @@ impl Engine {
         config.parser = req.parser.clone();
         config.requires = req.requires.clone();
         let mut layers: Vec<Pending> = Vec::new();
-        // (index in `layers`, whether Ollama rewrites it through llama-quantize's COPY)
-        let mut models: Vec<(usize, bool)> = Vec::new();
+        let mut models: Vec<ModelSlot> = Vec::new();
 
         if !req.from.is_empty() {
             let from =
@@ -317,7 +346,12 @@ impl Engine {
                 layer.from = from.display_shortest();
                 layer.name = l.name.clone();
                 if l.media_type == MEDIA_TYPE_MODEL {
-                    models.push((layers.len(), false));
+                    models.push(ModelSlot {
+                        index: layers.len(),
+                        rewrite: false,
+                        parts: Vec::new(),
+                        draft: false,
+                    });
                 }
                 layers.push(Pending {
                     layer,
@@ -325,41 +359,16 @@ impl Engine {
                 });
             }
         } else if let Some(files) = &req.files {
-            let mut ggufs = Vec::new();
-            for (path, digest) in files {
-                if path.ends_with(".safetensors") {
-                    return Err(CreateError::Unsupported("safetensors".into()));
+            for (pending, parts) in self.gguf_layers(files, None, sink)? {
+                if pending.layer.media_type == MEDIA_TYPE_MODEL {
+                    models.push(ModelSlot {
+                        index: layers.len(),
+                        rewrite: true,
+                        parts,
+                        draft: false,
+                    });
                 }
-                let d = Digest::parse(digest).map_err(|_| CreateError::InvalidDigest)?;
-                let blob = self.store.blob_path(&d);
-                let is_gguf = path.ends_with(".gguf") || has_gguf_magic(&blob);
-                if is_gguf {
-                    ggufs.push((path.clone(), d));
-                }
-            }
-            if ggufs.is_empty() {
-                return Err(CreateError::UnknownType);
-            }
-            for (path, digest) in ggufs {
-                emit(sink, ProgressResponse::status("parsing GGUF"))?;
-                let blob = self.store.blob_path(&digest);
-                if !blob.is_file() {
-                    return Err(CreateError::MissingBlob(blob.display().to_string()));
-                }
-                let magic_ok = has_gguf_magic(&blob);
-                if !magic_ok {
-                    return Err(CreateError::NotGguf);
-                }
-                let media_type = self.media_type_of(&digest)?;
-                let mut layer = Layer::new(media_type, digest, self.store.blob_size(&digest)?);
-                layer.from = path;
-                if media_type == MEDIA_TYPE_MODEL {
-                    models.push((layers.len(), true));
-                }
-                layers.push(Pending {
-                    layer,
-                    status: format!("using existing layer {digest}"),
-                });
+                layers.push(pending);
             }
             if layers
                 .iter()
@@ -403,49 +412,100 @@ impl Engine {
             }
         }
 
+        if let Some(draft_files) = &req.draft_files {
+            let drafts = self
+                .gguf_layers(draft_files, Some(MEDIA_TYPE_DRAFT), sink)
+                .map_err(|e| CreateError::Draft(Box::new(e)))?;
+            for (pending, parts) in drafts {
+                models.push(ModelSlot {
+                    index: layers.len(),
+                    rewrite: !parts.is_empty(),
+                    parts,
+                    draft: true,
+                });
+                layers.push(pending);
+            }
+        }
+        if let Some(info) = &req.info {
+            apply_info(&mut config, info)?;
+        }
+
         let quantize = req.quantize_type().to_ascii_uppercase();
-        for (index, rewrite) in models {
+        let draft_quantize = req.draft_quantize.to_ascii_uppercase();
+        for slot in models {
+            let index = slot.index;
             let digest = layers[index]
                 .layer
                 .digest()
                 .map_err(|_| CreateError::InvalidDigest)?;
-            let file = self.map_blob(&digest)?;
-            let gguf = file.parse(&Limits::default())?;
-            let source_ft = gguf.metadata().file_type().ok().flatten();
-            let source_name = file_type_name(source_ft);
-            let job = if quantize.is_empty() {
-                rewrite.then(|| (FileType::Copy, "validating GGUF model".to_owned()))
+            let part_digests = if slot.parts.is_empty() {
+                vec![digest]
             } else {
-                let want: FileType = quantize.parse()?;
+                slot.parts.clone()
+            };
+            let files = part_digests
+                .iter()
+                .map(|d| self.map_blob(d))
+                .collect::<Result<Vec<_>, _>>()?;
+            let parts = files
+                .iter()
+                .map(|f| f.parse(&Limits::default()))
+                .collect::<Result<Vec<_>, _>>()?;
+            let model = SourceModel::new(&parts).map_err(QuantizeError::from)?;
+            let source_ft = model.metadata().file_type().ok().flatten();
+            let source_name = file_type_name(source_ft);
+            let wanted = if slot.draft {
+                &draft_quantize
+            } else {
+                &quantize
+            };
+            let job = if wanted.is_empty() {
+                slot.rewrite
+                    .then(|| (FileType::Copy, "validating GGUF model".to_owned()))
+            } else {
+                let want: FileType = wanted.parse()?;
+                let source_quantized = source_ft
+                    .and_then(FileType::from_llama_ftype)
+                    .and_then(|f| f.default_tensor_type())
+                    .is_some_and(|t| t.is_quantized());
+                if slot.draft && source_quantized {
+                    return Err(CreateError::DraftAlreadyQuantized(source_name));
+                }
                 if !matches!(source_name.as_str(), "F16" | "BF16" | "F32") {
                     return Err(CreateError::AlreadyQuantized);
                 }
-                (want.llama_ftype() != source_ft).then(|| {
-                    (
-                        want,
-                        format!("quantizing {source_name} model to {quantize}"),
-                    )
-                })
+                (want.llama_ftype() != source_ft)
+                    .then(|| (want, format!("quantizing {source_name} model to {wanted}")))
             };
             if let Some((ftype, status)) = job {
-                let total = layers[index].layer.size;
-                let tensor_bytes = gguf
+                // Ollama's figures: llama-quantize's "[i/n]" tensor counter scaled to the first
+                // file's tensor bytes, then to the layer size over its size past the header.
+                let size = layers[index].layer.size;
+                let first_tensor_bytes: u64 = parts[0]
                     .tensors()
                     .iter()
                     .map(|t| t.data().len() as u64)
-                    .sum::<u64>()
+                    .sum();
+                let past_header = (size.max(0) as u64)
+                    .saturating_sub(parts[0].data_offset())
                     .max(1);
+                let mut reported = 0u64;
                 let mut progress = |e: &QuantizeEvent<'_>| match *e {
-                    QuantizeEvent::Bytes { done, .. } => {
-                        let completed = (done as f32 / tensor_bytes as f32 * total as f32) as i64;
+                    QuantizeEvent::Tensor { index, count, .. } => {
+                        let done = first_tensor_bytes * (index as u64 + 1) / count.max(1) as u64;
+                        if done <= reported {
+                            return ControlFlow::Continue(());
+                        }
+                        reported = done;
+                        let fraction = done as f32 / past_header as f32;
                         sink(ProgressResponse {
                             status: status.clone(),
                             digest: "0000000000000000000".into(),
-                            total,
-                            completed,
+                            total: size,
+                            completed: (fraction * size as f32) as i64,
                         })
                     }
-                    QuantizeEvent::Tensor { .. } => ControlFlow::Continue(()),
+                    QuantizeEvent::Bytes { .. } => ControlFlow::Continue(()),
                 };
                 let options = QuantizeOptions {
                     threads: self.threads,
@@ -454,7 +514,7 @@ impl Engine {
                     ..Default::default()
                 };
                 let mut writer = self.store.blob_writer()?;
-                match quantize_gguf(&gguf, &mut writer, ftype, &options, &mut progress) {
+                match quantize_parts(&parts, &mut writer, ftype, &options, &mut progress) {
                     Err(QuantizeError::Cancelled) => return Err(CreateError::Cancelled),
                     Err(e) => return Err(e.into()),
                     Ok(_) => {}
@@ -465,7 +525,8 @@ impl Engine {
                     created.push(stored.digest);
                 }
                 let from = std::mem::take(&mut layers[index].layer.from);
-                let mut layer = Layer::new(MEDIA_TYPE_MODEL, stored.digest, stored.size);
+                let media_type = layers[index].layer.media_type.clone();
+                let mut layer = Layer::new(media_type, stored.digest, stored.size);
                 layer.from = from;
                 let verb = if stored.created {
                     "creating new layer"
@@ -477,7 +538,14 @@ impl Engine {
                     status: format!("{verb} {}", stored.digest),
                 };
             }
-            self.describe_model(&mut config, index, &layers)?;
+            if slot.draft {
+                config.draft = Some(serde_json::json!({
+                    "model_format": "gguf",
+                    "architecture": model.metadata().architecture().unwrap_or(""),
+                }));
+            } else {
+                self.describe_model(&mut config, index, &layers)?;
+            }
         }
 
         if !req.template.is_empty() {
@@ -522,6 +590,116 @@ impl Engine {
         Ok(())
     }
 
+    /// Ollama's GGUF `files` handling: detect the kind, parse every file (each one must be a GGUF
+    /// blob in the store), take the media type from its metadata (or `media_type` for drafts),
+    /// and merge the shards of split GGUFs into their first shard's layer. Returns each layer
+    /// with its split parts' blobs in part order (empty when not split).
+    fn gguf_layers(
+        &self,
+        files: &BTreeMap<String, String>,
+        media_type: Option<&'static str>,
+        sink: &mut dyn FnMut(ProgressResponse) -> ControlFlow<()>,
+    ) -> Result<Vec<(Pending, Vec<Digest>)>, CreateError> {
+        let mut is_gguf = false;
+        for (path, digest) in files {
+            if path.ends_with(".safetensors") {
+                return Err(CreateError::Unsupported("safetensors".into()));
+            }
+            if path.ends_with(".gguf") {
+                is_gguf = true;
+                break;
+            }
+            let Ok(d) = Digest::parse(digest) else {
+                break;
+            };
+            if has_gguf_magic(&self.store.blob_path(&d)) {
+                is_gguf = true;
+                break;
+            }
+        }
+        if !is_gguf {
+            return Err(CreateError::UnknownType);
+        }
+        let mut single = Vec::new();
+        // (group key, first-seen order) → (part index, layer)
+        let mut groups: Vec<(String, u64, Vec<(u64, Pending)>)> = Vec::new();
+        for (path, digest) in files {
+            emit(sink, ProgressResponse::status("parsing GGUF"))?;
+            let d = Digest::parse(digest).map_err(|_| CreateError::InvalidDigest)?;
+            let blob = self.store.blob_path(&d);
+            if !blob.is_file() {
+                return Err(CreateError::MissingBlob(blob.display().to_string()));
+            }
+            if !has_gguf_magic(&blob) {
+                return Err(CreateError::NotGguf);
+            }
+            let file = self.map_blob(&d)?;
+            let gguf = file.parse(&Limits::default())?;
+            let media = match media_type {
+                Some(m) => m,
+                None => media_type_of(&gguf),
+            };
+            let mut layer = Layer::new(media, d, self.store.blob_size(&d)?);
+            layer.from = path.clone();
+            let pending = Pending {
+                layer,
+                status: format!("using existing layer {d}"),
+            };
+            match split_shard(&gguf, path)? {
+                None => single.push(pending),
+                Some((prefix, no, count)) => {
+                    let key = format!("{media}:{prefix}:{count}");
+                    match groups.iter_mut().find(|(k, _, _)| *k == key) {
+                        Some((_, _, shards)) => shards.push((no, pending)),
+                        None => groups.push((key, count, vec![(no, pending)])),
+                    }
+                }
+            }
+        }
+        let mut out: Vec<(Pending, Vec<Digest>)> =
+            single.into_iter().map(|p| (p, Vec::new())).collect();
+        for (_, count, shards) in groups {
+            if shards.len() as u64 != count {
+                return Err(CreateError::Split(format!(
+                    "split GGUF {:?} has {} shards, expected {count}",
+                    shards[0].1.layer.from,
+                    shards.len()
+                )));
+            }
+            let mut by_index: Vec<Option<Pending>> = (0..count).map(|_| None).collect();
+            for (no, pending) in shards {
+                if no >= count {
+                    return Err(CreateError::Split(format!(
+                        "split GGUF {:?} has invalid shard index {no}",
+                        pending.layer.from
+                    )));
+                }
+                if by_index[no as usize].replace(pending).is_some() {
+                    return Err(CreateError::Split(format!(
+                        "split GGUF has duplicate shard index {no}"
+                    )));
+                }
+            }
+            let mut digests = Vec::new();
+            for shard in by_index.iter() {
+                let Some(shard) = shard else {
+                    return Err(CreateError::Split(
+                        "split GGUF is missing first shard".into(),
+                    ));
+                };
+                digests.push(
+                    shard
+                        .layer
+                        .digest()
+                        .map_err(|_| CreateError::InvalidDigest)?,
+                );
+            }
+            let primary = by_index.swap_remove(0).expect("checked above");
+            out.push((primary, digests));
+        }
+        Ok(out)
+    }
+
     /// Memory-maps a blob for parsing.
     fn map_blob(&self, digest: &Digest) -> Result<GgufFile, StoreError> {
         let path = self.store.blob_path(digest);
@@ -539,33 +717,6 @@ impl Engine {
             source: e,
         })?;
         serde_json::from_slice(&bytes).map_err(|e| CreateError::License(e.to_string()))
-    }
-
-    /// Ollama's media type for an uploaded GGUF: adapter, projector or model.
-    fn media_type_of(&self, digest: &Digest) -> Result<&'static str, CreateError> {
-        let file = self.map_blob(digest)?;
-        let gguf = file.parse(&Limits::default())?;
-        let md = gguf.metadata();
-        let general_type = md.get_str("general.type").unwrap_or("");
-        let arch = md.architecture().unwrap_or("");
-        let block_count = md.arch_u64("block_count").ok().flatten().unwrap_or(0);
-        let vision_blocks = md
-            .get_u64(&format!("{arch}.vision.block_count"))
-            .unwrap_or(0);
-        let has_encoder = |k: &str| md.get_bool(&format!("{arch}.{k}")).unwrap_or(false);
-        Ok(if general_type == "adapter" {
-            MEDIA_TYPE_ADAPTER
-        } else if general_type == "projector"
-            || general_type == "mmproj"
-            || (block_count == 0 && vision_blocks > 0)
-            || (arch == "clip"
-                && block_count == 0
-                && (has_encoder("has_vision_encoder") || has_encoder("has_audio_encoder")))
-        {
-            MEDIA_TYPE_PROJECTOR
-        } else {
-            MEDIA_TYPE_MODEL
-        })
     }
 
     /// Fills the config fields Ollama derives from the model layer.
@@ -632,6 +783,119 @@ impl Engine {
         layers.push(self.new_layer(&bytes, MEDIA_TYPE_PARAMS, created)?);
         Ok(())
     }
+}
+
+/// Ollama's media type for an uploaded GGUF: adapter, projector or model.
+fn media_type_of(gguf: &kiln_gguf::Gguf<'_>) -> &'static str {
+    let md = gguf.metadata();
+    let general_type = md.get_str("general.type").unwrap_or("");
+    let arch = md.architecture().unwrap_or("");
+    let block_count = md.arch_u64("block_count").ok().flatten().unwrap_or(0);
+    let vision_blocks = md
+        .get_u64(&format!("{arch}.vision.block_count"))
+        .unwrap_or(0);
+    let has_encoder = |k: &str| md.get_bool(&format!("{arch}.{k}")).unwrap_or(false);
+    if general_type == "adapter" {
+        MEDIA_TYPE_ADAPTER
+    } else if general_type == "projector"
+        || general_type == "mmproj"
+        || (block_count == 0 && vision_blocks > 0)
+        || (arch == "clip"
+            && block_count == 0
+            && (has_encoder("has_vision_encoder") || has_encoder("has_audio_encoder")))
+    {
+        MEDIA_TYPE_PROJECTOR
+    } else {
+        MEDIA_TYPE_MODEL
+    }
+}
+
+/// A split-GGUF key read as Ollama reads it: `split.KEY` or `ARCH.split.KEY`, any integer type
+/// holding a `u16`.
+fn split_value(gguf: &kiln_gguf::Gguf<'_>, key: &str) -> Option<u64> {
+    let md = gguf.metadata();
+    let arch = md.architecture().unwrap_or("");
+    [format!("split.{key}"), format!("{arch}.split.{key}")]
+        .iter()
+        .find_map(|k| md.get(k)?.as_u64())
+        .filter(|&v| v <= u16::MAX as u64)
+}
+
+/// Whether an uploaded GGUF is one shard of a split model: `(name prefix, split.no, split.count)`,
+/// with Ollama's checks that the file name (`NAME-0000i-of-0000N.gguf`) agrees with the metadata.
+fn split_shard(
+    gguf: &kiln_gguf::Gguf<'_>,
+    path: &str,
+) -> Result<Option<(String, u64, u64)>, CreateError> {
+    let Some(count) = split_value(gguf, "count").filter(|&c| c > 1) else {
+        return Ok(None);
+    };
+    let base = path.rsplit('/').next().unwrap_or(path);
+    let Some((prefix, index, name_count)) = parse_split_file_name(base) else {
+        return Err(CreateError::Split(format!(
+            "split GGUF {path:?} must use llama.cpp split filename pattern"
+        )));
+    };
+    if name_count != count {
+        return Err(CreateError::Split(format!(
+            "split GGUF {path:?} filename count {name_count} does not match metadata count {count}"
+        )));
+    }
+    let Some(no) = split_value(gguf, "no") else {
+        return Err(CreateError::Split(format!(
+            "split GGUF {path:?} is missing split.no metadata"
+        )));
+    };
+    if no != index {
+        return Err(CreateError::Split(format!(
+            "split GGUF {path:?} filename index {index} does not match metadata index {no}"
+        )));
+    }
+    Ok(Some((prefix.to_owned(), no, count)))
+}
+
+/// Ollama's undocumented `info` overrides of config fields, with its checks and messages.
+fn apply_info(config: &mut ModelConfig, info: &AnyMap) -> Result<(), CreateError> {
+    use serde_json::Value as Json;
+    if let Some(Json::Array(caps)) = info.get("capabilities") {
+        // Go leaves a non-string entry as "" in the appended list.
+        config
+            .capabilities
+            .extend(caps.iter().map(|c| c.as_str().unwrap_or("").to_owned()));
+    }
+    let string = |key: &str| match info.get(key) {
+        None => Ok(String::new()),
+        Some(Json::String(s)) => Ok(s.clone()),
+        Some(_) => Err(CreateError::Info(format!(
+            "info field {key:?} must be a string"
+        ))),
+    };
+    let integer = |key: &str| match info.get(key) {
+        None => Ok(0i64),
+        Some(Json::Number(n)) => {
+            let v = n.as_f64().unwrap_or(f64::NAN);
+            if v.is_nan() || v < 0.0 || v.trunc() != v || v > i64::MAX as f64 {
+                Err(CreateError::Info(format!(
+                    "info field {key:?} must be a non-negative integer"
+                )))
+            } else {
+                Ok(v as i64)
+            }
+        }
+        Some(_) => Err(CreateError::Info(format!(
+            "info field {key:?} must be a number"
+        ))),
+    };
+    config.model_family = string("model_family")?;
+    if !config.model_family.is_empty() {
+        config.model_families = Some(vec![config.model_family.clone()]);
+    }
+    config.base_name = string("base_name")?;
+    config.file_type = string("quantization_level")?;
+    config.model_type = string("parameter_size")?;
+    config.context_length = integer("context_length")?;
+    config.embedding_length = integer("embedding_length")?;
+    Ok(())
 }
 
 /// Whether a file starts with the GGUF magic (reads 4 bytes, never the whole blob).
@@ -845,6 +1109,397 @@ mod engine_tests {
             },
             400,
             "--draft-quantize requires a DRAFT model",
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A 2-layer model as `count` shards the way gguf-py writes them: the first shard holds all
+    /// metadata, every shard has split.no/split.count/split.tensors.count.
+    fn split_model(count: u16) -> Vec<Vec<u8>> {
+        let names: Vec<String> = (0..2)
+            .flat_map(|l| {
+                ["attn_q", "attn_k", "ffn_up"]
+                    .into_iter()
+                    .map(move |t| format!("blk.{l}.{t}.weight"))
+            })
+            .collect();
+        let per_part = names.len().div_ceil(count as usize);
+        names
+            .chunks(per_part)
+            .enumerate()
+            .map(|(i, chunk)| {
+                let mut md = Vec::new();
+                if i == 0 {
+                    md.push(("general.architecture", Value::string("llama")));
+                    md.push(("general.file_type", Value::U32(1)));
+                    md.push(("llama.block_count", Value::U32(2)));
+                }
+                md.push(("split.no", Value::U16(i as u16)));
+                md.push(("split.count", Value::U16(count)));
+                md.push(("split.tensors.count", Value::I32(names.len() as i32)));
+                let specs: Vec<TensorSpec<'_>> = chunk
+                    .iter()
+                    .map(|n| TensorSpec::new(n.as_str(), GgmlType::F16, vec![256, 32]))
+                    .collect();
+                let mut w = Writer::new(Vec::new(), &md, &specs).unwrap();
+                for (k, _) in specs.iter().enumerate() {
+                    let data: Vec<u8> = (0..256 * 32)
+                        .flat_map(|j| crate::quantize::f16_for_tests(j + 7 * k + 1000 * i))
+                        .collect();
+                    w.write_tensor_data(&data).unwrap();
+                }
+                w.finish().unwrap()
+            })
+            .collect()
+    }
+
+    fn collect(
+        engine: &Engine,
+        request: CreateRequest,
+    ) -> (Result<(), CreateError>, Vec<ProgressResponse>) {
+        let mut lines = Vec::new();
+        let result = engine.create(request, &mut |p| {
+            lines.push(p);
+            ControlFlow::Continue(())
+        });
+        (result, lines)
+    }
+
+    fn config_of(store: &Store, name: &str) -> serde_json::Value {
+        let m = store
+            .manifest(&ModelName::parse(name).unwrap())
+            .unwrap()
+            .manifest;
+        let d = m.config.digest().unwrap();
+        serde_json::from_slice(&std::fs::read(store.blob_path(&d)).unwrap()).unwrap()
+    }
+
+    fn model_layer(store: &Store, name: &str, media_type: &str) -> Vec<u8> {
+        let m = store
+            .manifest(&ModelName::parse(name).unwrap())
+            .unwrap()
+            .manifest;
+        let layers: Vec<_> = m
+            .layers
+            .iter()
+            .filter(|l| l.media_type == media_type)
+            .collect();
+        assert_eq!(layers.len(), 1, "{name}: one {media_type} layer");
+        std::fs::read(store.blob_path(&layers[0].digest().unwrap())).unwrap()
+    }
+
+    #[test]
+    fn split_uploads_become_one_merged_model() {
+        let dir = std::env::temp_dir().join(format!("kiln-engine-split-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let store = Store::open(&dir).unwrap();
+        let engine = Engine::new(store.clone()).with_threads(2);
+        let shards = split_model(3);
+        let digests: Vec<String> = shards
+            .iter()
+            .map(|b| store.write_blob(&b[..], None).unwrap().digest.to_string())
+            .collect();
+        let files = |names: &[&str], which: &[usize]| {
+            Some(
+                names
+                    .iter()
+                    .zip(which)
+                    .map(|(n, &i)| (n.to_string(), digests[i].clone()))
+                    .collect::<BTreeMap<_, _>>(),
+            )
+        };
+        let good = [
+            "dir/m-00001-of-00003.gguf",
+            "dir/m-00002-of-00003.gguf",
+            "dir/m-00003-of-00003.gguf",
+        ];
+        let parsed: Vec<kiln_gguf::Gguf<'_>> = shards
+            .iter()
+            .map(|b| kiln_gguf::Gguf::parse(b, &Limits::default()).unwrap())
+            .collect();
+        for (quantize, ftype) in [("", FileType::Copy), ("q8_0", FileType::Q8_0)] {
+            let name = format!("split{}", quantize.replace('_', ""));
+            let (result, lines) = collect(
+                &engine,
+                CreateRequest {
+                    model: name.clone(),
+                    files: files(&good, &[0, 1, 2]),
+                    quantize: quantize.into(),
+                    ..Default::default()
+                },
+            );
+            result.unwrap();
+            let statuses: Vec<&str> = lines.iter().map(|l| l.status.as_str()).collect();
+            assert_eq!(statuses.iter().filter(|s| **s == "parsing GGUF").count(), 3);
+            let expected_status = if quantize.is_empty() {
+                "validating GGUF model"
+            } else {
+                "quantizing F16 model to Q8_0"
+            };
+            assert!(statuses.contains(&expected_status), "{statuses:?}");
+            let mut merged = Vec::new();
+            crate::quantize::quantize_parts(
+                &parsed,
+                &mut merged,
+                ftype,
+                &QuantizeOptions {
+                    allow_requantize: true,
+                    ollama_overrides: true,
+                    ..Default::default()
+                },
+                &mut crate::NoProgress,
+            )
+            .unwrap();
+            let stored = model_layer(&store, &name, MEDIA_TYPE_MODEL);
+            assert!(
+                stored == merged,
+                "{name}: the model layer is the merged model"
+            );
+            let gguf = kiln_gguf::Gguf::parse(&stored, &Limits::default()).unwrap();
+            assert_eq!(gguf.tensors().len(), 6);
+            assert!(gguf.metadata().get("split.count").is_none());
+            let m = store
+                .manifest(&ModelName::parse(&name).unwrap())
+                .unwrap()
+                .manifest;
+            assert_eq!(m.layers.len(), 1);
+            assert_eq!(m.layers[0].from, good[0]);
+        }
+
+        let check = |names: &[&str], which: &[usize], message: &str| {
+            let (result, _) = collect(
+                &engine,
+                CreateRequest {
+                    model: "bad".into(),
+                    files: files(names, which),
+                    ..Default::default()
+                },
+            );
+            let err = result.unwrap_err();
+            assert_eq!((err.status(), err.to_string()), (500, message.to_owned()));
+        };
+        check(
+            &["m-00001-of-00003.gguf", "m-00002-of-00003.gguf"],
+            &[0, 1],
+            "split GGUF \"m-00001-of-00003.gguf\" has 2 shards, expected 3",
+        );
+        check(
+            &["a.gguf"],
+            &[0],
+            "split GGUF \"a.gguf\" must use llama.cpp split filename pattern",
+        );
+        check(
+            &["m-00002-of-00003.gguf"],
+            &[0],
+            "split GGUF \"m-00002-of-00003.gguf\" filename index 1 does not match metadata index 0",
+        );
+        check(
+            &["m-00001-of-00004.gguf"],
+            &[0],
+            "split GGUF \"m-00001-of-00004.gguf\" filename count 4 does not match metadata count 3",
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn progress_counts_tensors_as_ollama_does() {
+        let dir = std::env::temp_dir().join(format!("kiln-engine-progress-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let store = Store::open(&dir).unwrap();
+        let engine = Engine::new(store.clone()).with_threads(1);
+        let shards = split_model(1);
+        let digest = store.write_blob(&shards[0][..], None).unwrap();
+        let (result, lines) = collect(
+            &engine,
+            CreateRequest {
+                model: "p".into(),
+                files: Some(BTreeMap::from([(
+                    "p.gguf".to_owned(),
+                    digest.digest.to_string(),
+                )])),
+                quantize: "Q4_K_M".into(),
+                ..Default::default()
+            },
+        );
+        result.unwrap();
+        let progress: Vec<&ProgressResponse> = lines
+            .iter()
+            .filter(|l| l.status == "quantizing F16 model to Q4_K_M")
+            .collect();
+        // One line per tensor start (llama-quantize's "[i/n]"), completed rising to about total.
+        assert_eq!(progress.len(), 6);
+        let total = digest.size as i64;
+        let mut last = 0;
+        for p in &progress {
+            assert_eq!((p.digest.as_str(), p.total), ("0000000000000000000", total));
+            assert!(p.completed > last);
+            last = p.completed;
+        }
+        assert!(
+            last <= total && last > total * 99 / 100,
+            "{last} of {total}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn info_overrides_config_fields_with_ollamas_checks() {
+        let dir = std::env::temp_dir().join(format!("kiln-engine-info-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let store = Store::open(&dir).unwrap();
+        let engine = Engine::new(store.clone()).with_threads(1);
+        let digest = store.write_blob(&tiny_model()[..], None).unwrap().digest;
+        let base = |info: serde_json::Value| CreateRequest {
+            model: "i".into(),
+            files: Some(BTreeMap::from([("i.gguf".to_owned(), digest.to_string())])),
+            info: Some(serde_json::from_value(info).unwrap()),
+            ..Default::default()
+        };
+        let (result, _) = collect(
+            &engine,
+            base(serde_json::json!({
+                "capabilities": ["vision", 3, "tools"],
+                "model_family": "fam",
+                "base_name": "Base",
+                "quantization_level": "Q9",
+                "parameter_size": "1T",
+                "context_length": 8192,
+                "embedding_length": 4096.0,
+                "unknown": true
+            })),
+        );
+        result.unwrap();
+        let config = config_of(&store, "i");
+        assert_eq!(
+            config["capabilities"],
+            serde_json::json!(["vision", "", "tools"])
+        );
+        assert_eq!(config["model_family"], "fam");
+        assert_eq!(
+            config["model_families"],
+            serde_json::json!(["fam", "llama"])
+        );
+        assert_eq!(config["base_name"], "Base");
+        assert_eq!(config["file_type"], "Q9");
+        assert_eq!(config["model_type"], "1T");
+        assert_eq!(config["context_length"], 8192);
+        assert_eq!(config["embedding_length"], 4096);
+        // Without info the GGUF's values fill in.
+        let (result, _) = collect(&engine, base(serde_json::json!({})));
+        result.unwrap();
+        let config = config_of(&store, "i");
+        assert_eq!(config["model_family"], "llama");
+        assert_eq!(config["file_type"], "F16");
+        assert!(config.get("context_length").is_none());
+
+        for (info, message) in [
+            (
+                serde_json::json!({"model_family": 5}),
+                "info field \"model_family\" must be a string",
+            ),
+            (
+                serde_json::json!({"parameter_size": null}),
+                "info field \"parameter_size\" must be a string",
+            ),
+            (
+                serde_json::json!({"context_length": "8k"}),
+                "info field \"context_length\" must be a number",
+            ),
+            (
+                serde_json::json!({"context_length": -1}),
+                "info field \"context_length\" must be a non-negative integer",
+            ),
+            (
+                serde_json::json!({"embedding_length": 1.5}),
+                "info field \"embedding_length\" must be a non-negative integer",
+            ),
+            (
+                serde_json::json!({"embedding_length": 1e300}),
+                "info field \"embedding_length\" must be a non-negative integer",
+            ),
+        ] {
+            let (result, _) = collect(&engine, base(info));
+            let err = result.unwrap_err();
+            assert_eq!((err.status(), err.to_string()), (400, message.to_owned()));
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn draft_models_are_stored_and_quantized_as_ollama_does() {
+        let dir = std::env::temp_dir().join(format!("kiln-engine-draft-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let store = Store::open(&dir).unwrap();
+        let engine = Engine::new(store.clone()).with_threads(1);
+        let model = store.write_blob(&tiny_model()[..], None).unwrap().digest;
+        let draft_bytes = split_model(1).remove(0);
+        let draft = store.write_blob(&draft_bytes[..], None).unwrap().digest;
+        let request = |draft_quantize: &str, draft_digest: Digest| CreateRequest {
+            model: "d".into(),
+            files: Some(BTreeMap::from([("m.gguf".to_owned(), model.to_string())])),
+            draft_files: Some(BTreeMap::from([(
+                "draft.gguf".to_owned(),
+                draft_digest.to_string(),
+            )])),
+            draft_quantize: draft_quantize.into(),
+            ..Default::default()
+        };
+        let (result, lines) = collect(&engine, request("q8_0", draft));
+        result.unwrap();
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.status == "quantizing F16 model to Q8_0")
+        );
+        let stored = model_layer(&store, "d", MEDIA_TYPE_DRAFT);
+        let parsed = kiln_gguf::Gguf::parse(&draft_bytes, &Limits::default()).unwrap();
+        let mut expected = Vec::new();
+        crate::quantize::quantize_gguf(
+            &parsed,
+            &mut expected,
+            FileType::Q8_0,
+            &QuantizeOptions {
+                allow_requantize: true,
+                ollama_overrides: true,
+                ..Default::default()
+            },
+            &mut crate::NoProgress,
+        )
+        .unwrap();
+        assert!(stored == expected, "the draft layer is the quantized draft");
+        let config = config_of(&store, "d");
+        assert_eq!(
+            config["draft"],
+            serde_json::json!({"model_format": "gguf", "architecture": "llama"})
+        );
+        // The main model is not quantized by draft_quantize.
+        assert_eq!(config["file_type"], "F16");
+
+        // An already-quantized draft cannot be draft-quantized.
+        let quantized = store.write_blob(&expected[..], None).unwrap().digest;
+        let (result, _) = collect(&engine, request("q4_K_M", quantized));
+        let err = result.unwrap_err();
+        assert_eq!(
+            (err.status(), err.to_string()),
+            (
+                500,
+                "draft quantization requires an unquantized draft model, got Q8_0".to_owned()
+            )
+        );
+        // Draft problems are 400s.
+        let (result, _) = collect(
+            &engine,
+            CreateRequest {
+                model: "d".into(),
+                files: Some(BTreeMap::from([("m.gguf".to_owned(), model.to_string())])),
+                draft_files: Some(BTreeMap::new()),
+                ..Default::default()
+            },
+        );
+        let err = result.unwrap_err();
+        assert_eq!(
+            (err.status(), err.to_string()),
+            (400, "unknown type".to_owned())
         );
         let _ = std::fs::remove_dir_all(&dir);
     }
