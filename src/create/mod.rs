@@ -29,6 +29,10 @@ use crate::quantize::{
 /// Ollama's media type for a draft (speculative decoding) model layer.
 pub const MEDIA_TYPE_DRAFT: &str = "application/vnd.ollama.image.draft";
 
+/// Shards of one split GGUF upload, in order of first appearance: (group key, split.count,
+/// (split.no, layer) per shard).
+type ShardGroup = (String, u64, Vec<(u64, Pending)>);
+
 /// A model-like layer to validate or quantize.
 struct ModelSlot {
     /// Its index in the layer list.
@@ -621,8 +625,7 @@ impl Engine {
             return Err(CreateError::UnknownType);
         }
         let mut single = Vec::new();
-        // (group key, first-seen order) → (part index, layer)
-        let mut groups: Vec<(String, u64, Vec<(u64, Pending)>)> = Vec::new();
+        let mut groups: Vec<ShardGroup> = Vec::new();
         for (path, digest) in files {
             emit(sink, ProgressResponse::status("parsing GGUF"))?;
             let d = Digest::parse(digest).map_err(|_| CreateError::InvalidDigest)?;
