@@ -7,8 +7,10 @@
 //! create removes the blobs it added that nothing references, leaving the store as it was.
 
 mod models;
+mod remote;
 
 pub use models::{ManageError, copy, delete, list, show};
+pub use remote::{CLOUD_HOST, Source, parse_model_ref, remote_url};
 
 use std::collections::BTreeMap;
 use std::ops::ControlFlow;
@@ -111,6 +113,12 @@ pub enum CreateError {
     /// Shards of a split GGUF that do not fit together (Ollama's messages).
     #[error("{0}")]
     Split(String),
+    /// A `remote_host` that is not a URL.
+    #[error("bad remote")]
+    BadRemote,
+    /// Draft files for a remote model.
+    #[error("DRAFT cannot be used with remote models")]
+    RemoteDraft,
     /// A bad `info` field.
     #[error("{0}")]
     Info(String),
@@ -133,6 +141,8 @@ impl CreateError {
             | CreateError::OnlyOneAdapter
             | CreateError::Draft(_)
             | CreateError::Info(_)
+            | CreateError::BadRemote
+            | CreateError::RemoteDraft
             | CreateError::Unsupported(_) => 400,
             CreateError::SourceNotFound(_) => 404,
             CreateError::Cancelled => 499,
@@ -325,9 +335,25 @@ impl Engine {
         let mut layers: Vec<Pending> = Vec::new();
         let mut models: Vec<ModelSlot> = Vec::new();
 
+        let mut remote = false;
         if !req.from.is_empty() {
-            let from =
-                ModelName::parse(req.from.trim()).map_err(|_| CreateError::InvalidModelName)?;
+            let (base, source) = parse_model_ref(&req.from).ok_or(CreateError::InvalidModelName)?;
+            ModelName::parse(&base).map_err(|_| CreateError::InvalidModelName)?;
+            let remote_host = match (req.remote_host.as_str(), source) {
+                ("", Source::Cloud) => CLOUD_HOST,
+                (host, _) => host,
+            };
+            if !remote_host.is_empty() {
+                config.remote_host = remote_url(remote_host).map_err(|_| CreateError::BadRemote)?;
+                config.remote_model = base;
+                remote = true;
+            }
+        }
+        if remote {
+            // A remote model is its config (and any text layers); nothing is read locally.
+        } else if !req.from.is_empty() {
+            let (base, _) = parse_model_ref(&req.from).ok_or(CreateError::InvalidModelName)?;
+            let from = ModelName::parse(&base).map_err(|_| CreateError::InvalidModelName)?;
             let source = self.store.manifest(&from).map_err(|e| match e {
                 StoreError::ModelNotFound { .. } => {
                     CreateError::SourceNotFound(from.display_shortest())
@@ -386,7 +412,10 @@ impl Engine {
             return Err(CreateError::NeitherFromNorFiles);
         }
 
-        if let Some(adapters) = &req.adapters {
+        if remote && req.draft_files.as_ref().is_some_and(|f| !f.is_empty()) {
+            return Err(CreateError::RemoteDraft);
+        }
+        if let Some(adapters) = req.adapters.as_ref().filter(|_| !remote) {
             if adapters.len() > 1 {
                 return Err(CreateError::OnlyOneAdapter);
             }
@@ -416,7 +445,7 @@ impl Engine {
             }
         }
 
-        if let Some(draft_files) = &req.draft_files {
+        if let Some(draft_files) = req.draft_files.as_ref().filter(|_| !remote) {
             let drafts = self
                 .gguf_layers(draft_files, Some(MEDIA_TYPE_DRAFT), sink)
                 .map_err(|e| CreateError::Draft(Box::new(e)))?;
@@ -1504,6 +1533,115 @@ mod engine_tests {
             (err.status(), err.to_string()),
             (400, "unknown type".to_owned())
         );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Ollama's TestCreateAndShowRemoteModel, TestCreateFromCloudSourceSuffix and
+    /// TestCreateRemoteModelRejectsDraftFiles, through kiln's engine and show.
+    #[test]
+    fn remote_models_store_only_their_config() {
+        let dir = std::env::temp_dir().join(format!("kiln-engine-remote-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let store = Store::open(&dir).unwrap();
+        let engine = Engine::new(store.clone());
+        let info = serde_json::json!({
+            "capabilities": ["completion", "tools", "thinking"],
+            "model_family": "gptoss",
+            "context_length": 131072,
+            "embedding_length": 2880,
+            "quantization_level": "MXFP4",
+            "parameter_size": "20.9B",
+        });
+        let (result, lines) = collect(
+            &engine,
+            CreateRequest {
+                model: "test".into(),
+                from: "bob".into(),
+                remote_host: "https://ollama.com".into(),
+                info: Some(serde_json::from_value(info).unwrap()),
+                ..Default::default()
+            },
+        );
+        result.unwrap();
+        assert_eq!(lines.last().unwrap().status, "success");
+        let shown = show(
+            &store,
+            &kiln_api::ShowRequest {
+                model: "test".into(),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(shown.details.family, "gptoss");
+        assert_eq!(shown.details.families, Some(vec!["gptoss".to_owned()]));
+        assert_eq!(shown.details.parameter_size, "20.9B");
+        assert_eq!(shown.details.quantization_level, "MXFP4");
+        assert_eq!(shown.details.format, "");
+        assert_eq!(shown.capabilities, ["completion", "tools", "thinking"]);
+        assert_eq!(shown.model_info["gptoss.context_length"], 131072);
+        assert_eq!(shown.model_info["gptoss.embedding_length"], 2880);
+        assert_eq!(shown.remote_model, "bob");
+        assert_eq!(shown.remote_host, "https://ollama.com:11434");
+        let manifest = store
+            .manifest(&ModelName::parse("test").unwrap())
+            .unwrap()
+            .manifest;
+        assert!(manifest.layers.is_empty());
+
+        let (result, _) = collect(
+            &engine,
+            CreateRequest {
+                model: "test-cloud-from-suffix".into(),
+                from: "gpt-oss:20b:cloud".into(),
+                info: Some(
+                    serde_json::from_value(serde_json::json!({"capabilities": ["completion"]}))
+                        .unwrap(),
+                ),
+                ..Default::default()
+            },
+        );
+        result.unwrap();
+        let config = config_of(&store, "test-cloud-from-suffix");
+        assert_eq!(config["remote_host"], "https://ollama.com:443");
+        assert_eq!(config["remote_model"], "gpt-oss:20b");
+
+        let digest = store.write_blob(&tiny_model()[..], None).unwrap().digest;
+        for (request, message) in [
+            (
+                CreateRequest {
+                    model: "test-remote-draft".into(),
+                    from: "bob".into(),
+                    remote_host: "https://ollama.com".into(),
+                    draft_files: Some(BTreeMap::from([(
+                        "draft.gguf".to_owned(),
+                        digest.to_string(),
+                    )])),
+                    ..Default::default()
+                },
+                "DRAFT cannot be used with remote models",
+            ),
+            (
+                CreateRequest {
+                    model: "r".into(),
+                    from: "bob".into(),
+                    remote_host: "http://[::1]:namedport".into(),
+                    ..Default::default()
+                },
+                "bad remote",
+            ),
+            (
+                CreateRequest {
+                    model: "r".into(),
+                    from: "bob:local:cloud".into(),
+                    ..Default::default()
+                },
+                "invalid model name",
+            ),
+        ] {
+            let (result, _) = collect(&engine, request);
+            let err = result.unwrap_err();
+            assert_eq!((err.status(), err.to_string()), (400, message.to_owned()));
+        }
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -96,6 +96,8 @@ pub fn list(store: &Store) -> Result<ListResponse, ManageError> {
                 size: m.manifest.size(),
                 digest: m.digest.hex(),
                 details: details(&config),
+                remote_model: config.remote_model.clone(),
+                remote_host: config.remote_host.clone(),
                 ..Default::default()
             }
         })
@@ -136,6 +138,37 @@ pub fn show(store: &Store, request: &ShowRequest) -> Result<ShowResponse, Manage
         .collect::<Vec<_>>()
         .join("\n");
     let mut model_info = kiln_api::AnyMap::new();
+    let remote = !config.remote_host.is_empty();
+    // Config capabilities first (cloud models carry theirs), then what the GGUF gives.
+    let mut capabilities: Vec<String> = Vec::new();
+    for c in &config.capabilities {
+        if !capabilities.contains(c) {
+            capabilities.push(c.clone());
+        }
+    }
+    let has_model = manifest.layers_of(MEDIA_TYPE_MODEL).next().is_some();
+    if has_model && !capabilities.iter().any(|c| c == "completion") {
+        capabilities.push("completion".into());
+    }
+    if remote && !config.model_family.is_empty() {
+        let family = &config.model_family;
+        model_info.insert("general.architecture".into(), family.clone().into());
+        if !config.base_name.is_empty() {
+            model_info.insert("general.basename".into(), config.base_name.clone().into());
+        }
+        if config.context_length > 0 {
+            model_info.insert(
+                format!("{family}.context_length"),
+                config.context_length.into(),
+            );
+        }
+        if config.embedding_length > 0 {
+            model_info.insert(
+                format!("{family}.embedding_length"),
+                config.embedding_length.into(),
+            );
+        }
+    }
     if let Some(digest) = manifest
         .layers_of(MEDIA_TYPE_MODEL)
         .next()
@@ -168,7 +201,9 @@ pub fn show(store: &Store, request: &ShowRequest) -> Result<ShowResponse, Manage
         parser: config.parser.clone(),
         details: details(&config),
         model_info,
-        capabilities: vec!["completion".into()],
+        capabilities,
+        remote_model: config.remote_model.clone(),
+        remote_host: config.remote_host.clone(),
         modified_at: Timestamp::from_system_time(stored.modified),
         requires: config.requires.clone(),
         ..Default::default()
