@@ -304,3 +304,189 @@ fn the_official_python_client_drives_kiln_like_ollama() {
     rt.shutdown_background();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Starts the reference server on an ephemeral port over `store`; returns the runtime (keep it
+/// alive) and `host:port`.
+fn start_server(store: &Store, threads: usize) -> (tokio::runtime::Runtime, String) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let app = Arc::new(serve::App {
+        engine: Engine::new(store.clone()).with_threads(threads),
+        version: "0.33.0".into(),
+    });
+    rt.spawn(async move { axum::serve(listener, serve::router(app)).await });
+    (rt, addr)
+}
+
+/// One HTTP/1.1 request over a plain socket (`Connection: close`); returns the status and body
+/// (de-chunked). No client library: the test sees exactly what goes over the wire.
+fn http(addr: &str, method: &str, path: &str, body: &[u8]) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )
+    .unwrap();
+    s.write_all(body).unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, mut rest) = text.split_once("\r\n\r\n").unwrap();
+    let status = head[9..12].parse().unwrap();
+    if !head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        return (status, rest.to_owned());
+    }
+    let mut body = String::new();
+    while let Some((size, after)) = rest.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap();
+        if n == 0 {
+            break;
+        }
+        body.push_str(&after[..n]);
+        rest = &after[n + 2..];
+    }
+    (status, body)
+}
+
+/// A bigger F16 model (`n` tensors of 512×512), so a quantization lasts long enough to be cut off.
+fn many_tensor_model(n: usize) -> Vec<u8> {
+    let md = vec![
+        ("general.architecture", Value::string("llama")),
+        ("general.file_type", Value::U32(1)),
+    ];
+    let specs: Vec<TensorSpec<'_>> = (0..n)
+        .map(|i| {
+            TensorSpec::new(
+                format!("blk.{i}.ffn_up.weight"),
+                GgmlType::F16,
+                vec![512, 512],
+            )
+        })
+        .collect();
+    let mut w = Writer::new(Vec::new(), &md, &specs).unwrap();
+    for (i, _) in specs.iter().enumerate() {
+        let data: Vec<u8> = (0..512 * 512)
+            .flat_map(|j| {
+                let v = (((i * 7919 + j * 104_729) % 2001) as f32 - 1000.0) * 1e-4;
+                kiln_quant::f32_to_f16_bits(v).to_le_bytes()
+            })
+            .collect();
+        w.write_tensor_data(&data).unwrap();
+    }
+    w.finish().unwrap()
+}
+
+fn blob_files(store: &Store) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(store.root().join("blobs"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+/// A client that disconnects mid-create cancels it: no model, no new blob, no temp file. Many
+/// clients at once all get their models, identical where their requests are.
+#[test]
+fn disconnects_cancel_and_concurrent_clients_all_succeed() {
+    let dir = std::env::temp_dir().join(format!("kiln-server-http-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let store = Store::open(&dir).unwrap();
+    let (_rt, addr) = start_server(&store, 1);
+
+    let model = many_tensor_model(96);
+    let digest = kiln_store::Digest::of(&model).to_string();
+    let (status, _) = http(&addr, "POST", &format!("/api/blobs/{digest}"), &model);
+    assert_eq!(status, 201);
+    let create = json!({"model": "base", "files": {"m.gguf": digest}, "stream": false});
+    let (status, body) = http(&addr, "POST", "/api/create", create.to_string().as_bytes());
+    assert_eq!((status, body.trim()), (200, r#"{"status":"success"}"#));
+    let blobs_before = blob_files(&store);
+
+    // Disconnect right after the first progress line of a quantization.
+    {
+        use std::io::{Read, Write};
+        let body = json!({"model": "cut", "from": "base", "quantize": "q4_K_M"}).to_string();
+        let mut s = std::net::TcpStream::connect(&addr).unwrap();
+        write!(
+            s,
+            "POST /api/create HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !String::from_utf8_lossy(&seen).contains("quantizing F16 model to Q4_K_M") {
+            let n = s.read(&mut buf).unwrap();
+            assert!(n > 0, "server closed before any progress");
+            seen.extend_from_slice(&buf[..n]);
+        }
+        assert!(String::from_utf8_lossy(&seen).starts_with("HTTP/1.1 200"));
+    }
+    // The engine notices at its next progress line; wait for its cleanup.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let clean = blob_files(&store) == blobs_before;
+        if clean || std::time::Instant::now() > deadline {
+            assert!(clean, "blobs left behind: {:?}", blob_files(&store));
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let (status, tags) = http(&addr, "GET", "/api/tags", b"");
+    assert_eq!(status, 200);
+    let tags: serde_json::Value = serde_json::from_str(&tags).unwrap();
+    let names: Vec<&str> = tags["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["base:latest"], "the cancelled model must not exist");
+
+    // Eight clients at once: four quantize the same way, four list/show meanwhile.
+    let handles: Vec<_> = (0..8)
+        .map(|i| {
+            let addr = addr.clone();
+            std::thread::spawn(move || {
+                if i % 2 == 0 {
+                    let body = json!({"model": format!("q{i}"), "from": "base", "quantize": "q8_0", "stream": false});
+                    http(&addr, "POST", "/api/create", body.to_string().as_bytes())
+                } else {
+                    let body = json!({"model": "base"});
+                    http(&addr, "POST", "/api/show", body.to_string().as_bytes())
+                }
+            })
+        })
+        .collect();
+    for (i, h) in handles.into_iter().enumerate() {
+        let (status, body) = h.join().unwrap();
+        assert_eq!(status, 200, "client {i}: {body}");
+    }
+    let digests: Vec<Vec<u8>> = (0..8)
+        .step_by(2)
+        .map(|i| model_blob(&store, &format!("q{i}")))
+        .collect();
+    assert!(digests.windows(2).all(|w| w[0] == w[1]));
+    let report = store.verify().unwrap();
+    assert!(
+        report.corrupt_blobs.is_empty()
+            && report.missing_blobs.is_empty()
+            && report.bad_manifests.is_empty(),
+        "{report:?}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
