@@ -115,20 +115,8 @@ fn the_official_python_client_drives_kiln_like_ollama() {
     synthetic_f16(&gguf_path);
     let store = Store::open(dir.join("models")).unwrap();
 
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let listener = rt
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .unwrap();
-    let host = format!("http://{}", listener.local_addr().unwrap());
-    let app = Arc::new(serve::App {
-        engine: Engine::new(store.clone()).with_threads(2),
-        version: "0.33.0".into(),
-    });
-    rt.spawn(async move { axum::serve(listener, serve::router(app)).await });
+    let (rt, addr) = start_server(&store, 2);
+    let host = format!("http://{addr}");
 
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/oracle/ollama_client.py");
     let out = std::process::Command::new(&python)
