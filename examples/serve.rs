@@ -7,7 +7,8 @@
 use std::net::SocketAddr;
 use std::ops::ControlFlow;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
@@ -23,6 +24,9 @@ use kiln_api::{
 };
 use kiln_store::{Digest, Store, StoreError};
 use tokio_stream::StreamExt;
+
+/// Set by Ctrl-C: running creates cancel (and clean up) at their next progress line.
+static SHUTTING_DOWN: AtomicBool = AtomicBool::new(false);
 
 const HELP: &str = "kiln serve: the Ollama model-management API (create, blobs, tags, show, copy, delete, ps, version)
 
@@ -205,9 +209,15 @@ async fn create(State(app): State<Shared>, body: Bytes) -> Response {
     let engine = app.engine.clone();
     tokio::task::spawn_blocking(move || {
         // A send fails when the client has gone: cancel between chunks.
-        let mut sink = |p: ProgressResponse| match tx.blocking_send(Event::Progress(p)) {
-            Ok(()) => ControlFlow::Continue(()),
-            Err(_) => ControlFlow::Break(()),
+        // Ctrl-C cancels too, so shutdown does not wait for a long quantization.
+        let mut sink = |p: ProgressResponse| {
+            if SHUTTING_DOWN.load(Ordering::Relaxed) {
+                return ControlFlow::Break(());
+            }
+            match tx.blocking_send(Event::Progress(p)) {
+                Ok(()) => ControlFlow::Continue(()),
+                Err(_) => ControlFlow::Break(()),
+            }
         };
         if let Err(e) = engine.run(prepared, &mut sink) {
             let _ = tx.blocking_send(Event::Failed(e));
@@ -351,13 +361,13 @@ async fn main() -> std::process::ExitCode {
     );
     let shutdown = async {
         let _ = tokio::signal::ctrl_c().await;
-        eprintln!("[kiln] shutting down");
+        eprintln!("[kiln] shutting down: cancelling running creates");
+        SHUTTING_DOWN.store(true, Ordering::Relaxed);
     };
     let served = axum::serve(listener, router(app))
         .with_graceful_shutdown(shutdown)
         .await;
-    // In-flight creates see their channel close and cancel; give them a moment to clean up.
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Graceful shutdown has waited for every response, so cancelled creates have cleaned up.
     match served {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

@@ -478,3 +478,92 @@ fn disconnects_cancel_and_concurrent_clients_all_succeed() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The `serve` example binary (cargo builds examples before running integration tests).
+fn serve_binary() -> std::path::PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let profile_dir = exe.parent().unwrap().parent().unwrap();
+    let path = profile_dir.join("examples").join("serve");
+    assert!(path.is_file(), "{} not built", path.display());
+    path
+}
+
+/// Ctrl-C (SIGINT) while a client is streaming a quantization: the server cancels the create,
+/// removes what it wrote, answers the client with an error line and exits 0, promptly.
+#[cfg(unix)]
+#[test]
+fn ctrl_c_cancels_running_creates_and_leaves_no_partial_files() {
+    use std::io::{Read, Write};
+    let dir = std::env::temp_dir().join(format!("kiln-server-sigint-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut child = std::process::Command::new(serve_binary())
+        .env("OLLAMA_HOST", &addr)
+        .env("OLLAMA_MODELS", &dir)
+        .env("KILN_THREADS", "1")
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::net::TcpStream::connect(&addr).is_err() {
+        assert!(std::time::Instant::now() < deadline, "server did not start");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let store = Store::open(&dir).unwrap();
+    let model = many_tensor_model(96);
+    let digest = kiln_store::Digest::of(&model).to_string();
+    assert_eq!(
+        http(&addr, "POST", &format!("/api/blobs/{digest}"), &model).0,
+        201
+    );
+    let create = json!({"model": "base", "files": {"m.gguf": digest}, "stream": false});
+    assert_eq!(
+        http(&addr, "POST", "/api/create", create.to_string().as_bytes()).0,
+        200
+    );
+    let blobs_before = blob_files(&store);
+
+    let body = json!({"model": "cut", "from": "base", "quantize": "q4_K_M"}).to_string();
+    let mut s = std::net::TcpStream::connect(&addr).unwrap();
+    write!(
+        s,
+        "POST /api/create HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&seen).contains("quantizing F16 model to Q4_K_M") {
+        let n = s.read(&mut buf).unwrap();
+        assert!(n > 0, "server closed before any progress");
+        seen.extend_from_slice(&buf[..n]);
+    }
+    let started = std::time::Instant::now();
+    let killed = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    s.read_to_end(&mut seen).unwrap();
+    let status = child.wait().unwrap();
+    let took = started.elapsed();
+    assert!(status.success(), "{status:?}");
+    let text = String::from_utf8_lossy(&seen);
+    assert!(text.contains(r#"{"error":"create cancelled"}"#), "{text}");
+    assert!(!text.contains("success"), "{text}");
+    assert_eq!(blob_files(&store), blobs_before, "blobs or temp files left");
+    let names: Vec<String> = store
+        .names()
+        .unwrap()
+        .iter()
+        .map(|n| n.display_shortest())
+        .collect();
+    assert_eq!(names, ["base:latest"]);
+    eprintln!("shut down {took:?} after SIGINT");
+    let _ = std::fs::remove_dir_all(&dir);
+}
