@@ -1,6 +1,8 @@
 //! kiln's kernels against the real ggml on the same data, in one run, single-threaded.
 //!
-//! `KILN_PYTHON=target/oracle-venv/bin/python cargo run --release --example quant_compare`
+//! `KILN_PYTHON=target/oracle-venv/bin/python cargo run --release --example quant_compare [TYPE…]`
+//!
+//! With type names (`q4_0 q3_K …`) only those types are measured.
 //!
 //! For every type, with and without an importance matrix: ggml's `ggml_quantize_chunk` (timed inside
 //! the oracle process, best of 3) and kiln's `quantize` (best of 3), the bytes checked identical, and
@@ -66,8 +68,17 @@ fn main() -> ExitCode {
         QuantType::F16,
         QuantType::BF16,
     ];
+    let wanted: Vec<String> = std::env::args().skip(1).collect();
+    let types: Vec<QuantType> = types
+        .into_iter()
+        .filter(|ty| wanted.is_empty() || wanted.iter().any(|w| w.eq_ignore_ascii_case(ty.name())))
+        .collect();
+    if types.is_empty() {
+        eprintln!("no known type among {wanted:?}");
+        return ExitCode::from(2);
+    }
     let mut jobs = Vec::new();
-    for ty in types {
+    for &ty in &types {
         for with_im in [false, true] {
             jobs.push(serde_json::json!({
                 "op": "time_quantize", "type": ty.ggml_id(), "n_per_row": N_PER_ROW, "input": input,
@@ -94,7 +105,7 @@ fn main() -> ExitCode {
         "type", "imatrix", "ggml Mw/s", "kiln Mw/s", "ratio"
     );
     let mut all_identical = true;
-    for ty in types {
+    for &ty in &types {
         for with_im in [false, true] {
             let out = dir.join(format!("{}-{with_im}", ty.name()));
             let expected = std::fs::read(&out).unwrap();

@@ -144,26 +144,35 @@ fn search_row(
     }
 }
 
+/// Q4_0 without an imatrix, the portable form of the AVX2 kernel.
+pub(crate) fn quantize_q4_0_scalar(src: &[f32], dst: &mut [u8]) {
+    for (x, y) in src.chunks_exact(QK).zip(dst.chunks_exact_mut(18)) {
+        let d = signed_absmax(x) / -8.0;
+        let id = inverse(d);
+        put_f16(y, 0, d);
+        for j in 0..16 {
+            let a = i32::from(x86_cast_i8(x[j] * id + 8.5)).min(15) as u8;
+            let b = i32::from(x86_cast_i8(x[j + 16] * id + 8.5)).min(15) as u8;
+            y[2 + j] = a | (b << 4);
+        }
+    }
+}
+
 pub(crate) fn quantize_q4_0(
     src: &[f32],
     n_per_row: usize,
     imatrix: Option<&[f32]>,
     dst: &mut [u8],
 ) {
+    #[cfg(target_arch = "x86_64")]
+    if imatrix.is_none() && std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU supports AVX2 (checked just above).
+        unsafe { crate::avx2::quantize_q4_0(src, dst) };
+        return;
+    }
     const BYTES: usize = 18;
     match imatrix {
-        None => {
-            for (x, y) in src.chunks_exact(QK).zip(dst.chunks_exact_mut(BYTES)) {
-                let d = signed_absmax(x) / -8.0;
-                let id = inverse(d);
-                put_f16(y, 0, d);
-                for j in 0..16 {
-                    let a = i32::from(x86_cast_i8(x[j] * id + 8.5)).min(15) as u8;
-                    let b = i32::from(x86_cast_i8(x[j + 16] * id + 8.5)).min(15) as u8;
-                    y[2 + j] = a | (b << 4);
-                }
-            }
-        }
+        None => quantize_q4_0_scalar(src, dst),
         Some(qw) => {
             let row_bytes = n_per_row / QK * BYTES;
             for (row, out) in src
@@ -182,28 +191,37 @@ pub(crate) fn quantize_q4_0(
     }
 }
 
+/// Q4_1 without an imatrix, the portable form of the AVX2 kernel.
+pub(crate) fn quantize_q4_1_scalar(src: &[f32], dst: &mut [u8]) {
+    for (x, y) in src.chunks_exact(QK).zip(dst.chunks_exact_mut(20)) {
+        let (min, max) = min_max(x);
+        let d = (max - min) / 15.0;
+        let id = inverse(d);
+        put_f16(y, 0, d);
+        put_f16(y, 2, min);
+        for j in 0..16 {
+            let a = i32::from(x86_cast_i8((x[j] - min) * id + 0.5)).min(15) as u8;
+            let b = i32::from(x86_cast_i8((x[j + 16] - min) * id + 0.5)).min(15) as u8;
+            y[4 + j] = a | (b << 4);
+        }
+    }
+}
+
 pub(crate) fn quantize_q4_1(
     src: &[f32],
     n_per_row: usize,
     imatrix: Option<&[f32]>,
     dst: &mut [u8],
 ) {
+    #[cfg(target_arch = "x86_64")]
+    if imatrix.is_none() && std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU supports AVX2 (checked just above).
+        unsafe { crate::avx2::quantize_q4_1(src, dst) };
+        return;
+    }
     const BYTES: usize = 20;
     match imatrix {
-        None => {
-            for (x, y) in src.chunks_exact(QK).zip(dst.chunks_exact_mut(BYTES)) {
-                let (min, max) = min_max(x);
-                let d = (max - min) / 15.0;
-                let id = inverse(d);
-                put_f16(y, 0, d);
-                put_f16(y, 2, min);
-                for j in 0..16 {
-                    let a = i32::from(x86_cast_i8((x[j] - min) * id + 0.5)).min(15) as u8;
-                    let b = i32::from(x86_cast_i8((x[j + 16] - min) * id + 0.5)).min(15) as u8;
-                    y[4 + j] = a | (b << 4);
-                }
-            }
-        }
+        None => quantize_q4_1_scalar(src, dst),
         Some(qw) => {
             let row_bytes = n_per_row / QK * BYTES;
             for (row, out) in src
@@ -223,26 +241,35 @@ pub(crate) fn quantize_q4_1(
     }
 }
 
+/// Q5_0 without an imatrix, the portable form of the AVX2 kernel.
+pub(crate) fn quantize_q5_0_scalar(src: &[f32], dst: &mut [u8]) {
+    for (x, y) in src.chunks_exact(QK).zip(dst.chunks_exact_mut(22)) {
+        let d = signed_absmax(x) / -16.0;
+        let id = inverse(d);
+        put_f16(y, 0, d);
+        let mut l = [0u8; QK];
+        for j in 0..QK {
+            l[j] = i32::from(x86_cast_i8(x[j] * id + 16.5)).min(31) as u8;
+        }
+        pack5(&l, y, 2, 6);
+    }
+}
+
 pub(crate) fn quantize_q5_0(
     src: &[f32],
     n_per_row: usize,
     imatrix: Option<&[f32]>,
     dst: &mut [u8],
 ) {
+    #[cfg(target_arch = "x86_64")]
+    if imatrix.is_none() && std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU supports AVX2 (checked just above).
+        unsafe { crate::avx2::quantize_q5_0(src, dst) };
+        return;
+    }
     const BYTES: usize = 22;
     match imatrix {
-        None => {
-            for (x, y) in src.chunks_exact(QK).zip(dst.chunks_exact_mut(BYTES)) {
-                let d = signed_absmax(x) / -16.0;
-                let id = inverse(d);
-                put_f16(y, 0, d);
-                let mut l = [0u8; QK];
-                for j in 0..QK {
-                    l[j] = i32::from(x86_cast_i8(x[j] * id + 16.5)).min(31) as u8;
-                }
-                pack5(&l, y, 2, 6);
-            }
-        }
+        None => quantize_q5_0_scalar(src, dst),
         Some(qw) => {
             let row_bytes = n_per_row / QK * BYTES;
             for (row, out) in src
@@ -259,28 +286,37 @@ pub(crate) fn quantize_q5_0(
     }
 }
 
+/// Q5_1 without an imatrix, the portable form of the AVX2 kernel.
+pub(crate) fn quantize_q5_1_scalar(src: &[f32], dst: &mut [u8]) {
+    for (x, y) in src.chunks_exact(QK).zip(dst.chunks_exact_mut(24)) {
+        let (min, max) = min_max(x);
+        let d = (max - min) / 31.0;
+        let id = inverse(d);
+        put_f16(y, 0, d);
+        put_f16(y, 2, min);
+        let mut l = [0u8; QK];
+        for j in 0..QK {
+            l[j] = x86_cast_u8((x[j] - min) * id + 0.5);
+        }
+        pack5(&l, y, 4, 8);
+    }
+}
+
 pub(crate) fn quantize_q5_1(
     src: &[f32],
     n_per_row: usize,
     imatrix: Option<&[f32]>,
     dst: &mut [u8],
 ) {
+    #[cfg(target_arch = "x86_64")]
+    if imatrix.is_none() && std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU supports AVX2 (checked just above).
+        unsafe { crate::avx2::quantize_q5_1(src, dst) };
+        return;
+    }
     const BYTES: usize = 24;
     match imatrix {
-        None => {
-            for (x, y) in src.chunks_exact(QK).zip(dst.chunks_exact_mut(BYTES)) {
-                let (min, max) = min_max(x);
-                let d = (max - min) / 31.0;
-                let id = inverse(d);
-                put_f16(y, 0, d);
-                put_f16(y, 2, min);
-                let mut l = [0u8; QK];
-                for j in 0..QK {
-                    l[j] = x86_cast_u8((x[j] - min) * id + 0.5);
-                }
-                pack5(&l, y, 4, 8);
-            }
-        }
+        None => quantize_q5_1_scalar(src, dst),
         Some(qw) => {
             let row_bytes = n_per_row / QK * BYTES;
             for (row, out) in src

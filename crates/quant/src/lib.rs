@@ -6,6 +6,8 @@
 // Kernels index several arrays in lockstep exactly as ggml does; iterator rewrites obscure that.
 #![allow(clippy::needless_range_loop)]
 
+#[cfg(target_arch = "x86_64")]
+mod avx2;
 mod blocks;
 mod common;
 mod iq4;

@@ -34,6 +34,14 @@ const N_PER_ROW: usize = 512;
 const ROWS: usize = 6;
 
 /// Named datasets of `ROWS × N_PER_ROW` values, each with an importance matrix.
+fn signed_zero(rng: &mut Rng) -> f32 {
+    if rng.next_u64().is_multiple_of(2) {
+        0.0
+    } else {
+        -0.0
+    }
+}
+
 fn datasets(seed: u64) -> Vec<(String, Vec<f32>, Vec<f32>)> {
     let mut rng = Rng(seed);
     let n = ROWS * N_PER_ROW;
@@ -45,7 +53,9 @@ fn datasets(seed: u64) -> Vec<(String, Vec<f32>, Vec<f32>)> {
     let mut special = Vec::with_capacity(n);
     for block in 0..n / 32 {
         for j in 0..32 {
-            let v = match block % 12 {
+            // Blocks 5, 7 and 11 mix +0.0 and -0.0, whose order decides the sign of a zero
+            // minimum or maximum (stored in Q4_1/Q5_1 blocks).
+            let v = match block % 13 {
                 0 => 0.0,
                 1 => 0.75,
                 2 => rng.normal() * 1e-30,
@@ -58,11 +68,11 @@ fn datasets(seed: u64) -> Vec<(String, Vec<f32>, Vec<f32>)> {
                     if j == 5 {
                         3.0
                     } else {
-                        0.0
+                        signed_zero(&mut rng)
                     }
                 }
                 6 => (j as f32 - 16.0) * 0.5,
-                7 => -0.0,
+                7 => signed_zero(&mut rng),
                 8 => rng.normal() * 1e-18,
                 9 => {
                     if j % 8 == 0 {
@@ -72,6 +82,13 @@ fn datasets(seed: u64) -> Vec<(String, Vec<f32>, Vec<f32>)> {
                     }
                 }
                 10 => rng.normal() * 1e4,
+                11 => {
+                    if j % 4 == 0 {
+                        -rng.normal().abs()
+                    } else {
+                        signed_zero(&mut rng)
+                    }
+                }
                 _ => rng.normal(),
             };
             special.push(v);
