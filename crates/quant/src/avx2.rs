@@ -252,6 +252,250 @@ pub(crate) fn quantize_q5_1(src: &[f32], dst: &mut [u8]) {
     }
 }
 
+// ---- the eight-lane scale searches ------------------------------------------------------------
+
+use crate::search::LANES;
+
+/// A transposed row of the lane searches (`x[i][lane]`) as one register.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn row(r: &[f32; LANES]) -> __m256 {
+    // SAFETY: `r` holds exactly the eight floats read.
+    unsafe { _mm256_loadu_ps(r.as_ptr()) }
+}
+
+#[inline]
+#[target_feature(enable = "avx2")]
+fn lanes(v: __m256) -> [f32; LANES] {
+    let mut out = [0.0f32; LANES];
+    // SAFETY: `out` has room for the eight floats stored.
+    unsafe { _mm256_storeu_ps(out.as_mut_ptr(), v) };
+    out
+}
+
+/// `nearest_int(v).clamp(lo, hi)` per lane, as a float (exact: the values are small integers).
+#[inline]
+#[target_feature(enable = "avx2")]
+fn nearest_clamped(v: __m256, lo: __m256i, hi: __m256i) -> __m256 {
+    let biased = _mm256_add_ps(v, _mm256_set1_ps(12_582_912.0));
+    let bits = _mm256_and_si256(_mm256_castps_si256(biased), _mm256_set1_epi32(0x007f_ffff));
+    let n = _mm256_sub_epi32(bits, _mm256_set1_epi32(0x0040_0000));
+    _mm256_cvtepi32_ps(_mm256_min_epi32(_mm256_max_epi32(n, lo), hi))
+}
+
+/// `if (mask) a = b` per lane.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn select(mask: __m256, if_false: __m256, if_true: __m256) -> __m256 {
+    _mm256_blendv_ps(if_false, if_true, mask)
+}
+
+/// Levels of a lane search, from the scale (and offset) the lane finally kept, as bytes.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn store_levels(level: __m256, bias: i32, out: &mut [u8; LANES]) {
+    let l = _mm256_add_epi32(_mm256_cvttps_epi32(level), _mm256_set1_epi32(bias));
+    let mut words = [0i32; LANES];
+    // SAFETY: `words` has room for the eight ints stored.
+    unsafe { _mm256_storeu_si256(words.as_mut_ptr().cast(), l) };
+    for (o, w) in out.iter_mut().zip(words) {
+        *o = w as u8;
+    }
+}
+
+/// [`crate::search::make_qkx_lanes`] in AVX2 registers, one group per lane, every lane running the
+/// scalar operations in the scalar order. Two changes that do not alter a bit: a step's levels are
+/// kept as floats for its error pass, and the levels of the step a lane keeps are recomputed once
+/// at the end from that step's scale and offset instead of being copied at every improvement.
+#[allow(clippy::too_many_arguments)]
+#[target_feature(enable = "avx2")]
+pub(crate) fn make_qkx_lanes(
+    nmax: i32,
+    n: usize,
+    x: &[[f32; LANES]; 32],
+    w: &[[f32; LANES]; 32],
+    levels: &mut [[u8; LANES]; 32],
+    the_min: &mut [f32; LANES],
+    rmin: f32,
+    rdelta: f32,
+    nstep: i32,
+    use_mad: bool,
+    degenerate_if_below: bool,
+) -> [f32; LANES] {
+    let n = n.min(32);
+    let zero = _mm256_setzero_ps();
+    let sign = _mm256_set1_ps(-0.0);
+    let (lo, hi) = (_mm256_setzero_si256(), _mm256_set1_epi32(nmax));
+    let err = |d: __m256| {
+        if use_mad {
+            _mm256_andnot_ps(sign, d)
+        } else {
+            _mm256_mul_ps(d, d)
+        }
+    };
+    let mut xr = [zero; 32];
+    let mut wr = [zero; 32];
+    for i in 0..n {
+        xr[i] = row(&x[i]);
+        wr[i] = row(&w[i]);
+    }
+    let mut min = xr[0];
+    let mut max = xr[0];
+    let mut sum_w = wr[0];
+    let mut sum_x = _mm256_mul_ps(sum_w, xr[0]);
+    for i in 1..n {
+        let v = xr[i];
+        min = select(_mm256_cmp_ps::<_CMP_LT_OQ>(v, min), min, v);
+        max = select(_mm256_cmp_ps::<_CMP_GT_OQ>(v, max), max, v);
+        sum_w = _mm256_add_ps(sum_w, wr[i]);
+        sum_x = _mm256_add_ps(sum_x, _mm256_mul_ps(wr[i], v));
+    }
+    min = select(_mm256_cmp_ps::<_CMP_GT_OQ>(min, zero), min, zero);
+    let degenerate = if degenerate_if_below {
+        _mm256_cmp_ps::<_CMP_LE_OQ>(max, min)
+    } else {
+        _mm256_cmp_ps::<_CMP_EQ_OQ>(max, min)
+    };
+    let nmax_f = _mm256_set1_ps(nmax as f32);
+    let mut iscale = _mm256_div_ps(nmax_f, _mm256_sub_ps(max, min));
+    let mut scale = _mm256_div_ps(_mm256_set1_ps(1.0), iscale);
+    let min_at_start = min;
+    let (mut kept_iscale, mut kept_min) = (iscale, min);
+    let mut best = zero;
+    for i in 0..n {
+        let l = nearest_clamped(_mm256_mul_ps(iscale, _mm256_sub_ps(xr[i], min)), lo, hi);
+        let diff = _mm256_sub_ps(_mm256_add_ps(_mm256_mul_ps(scale, l), min), xr[i]);
+        best = _mm256_add_ps(best, _mm256_mul_ps(wr[i], err(diff)));
+    }
+    if nstep >= 1 {
+        let mut aux = [zero; 32];
+        for step in 0..=nstep {
+            let num = rmin + rdelta * step as f32 + nmax as f32;
+            iscale = _mm256_div_ps(_mm256_set1_ps(num), _mm256_sub_ps(max, min));
+            let (mut sum_l, mut sum_l2, mut sum_xl) = (zero, zero, zero);
+            for i in 0..n {
+                let l = nearest_clamped(_mm256_mul_ps(iscale, _mm256_sub_ps(xr[i], min)), lo, hi);
+                aux[i] = l;
+                let wl = _mm256_mul_ps(wr[i], l);
+                sum_l = _mm256_add_ps(sum_l, wl);
+                sum_l2 = _mm256_add_ps(sum_l2, _mm256_mul_ps(wl, l));
+                sum_xl = _mm256_add_ps(sum_xl, _mm256_mul_ps(wl, xr[i]));
+            }
+            let det = _mm256_sub_ps(_mm256_mul_ps(sum_w, sum_l2), _mm256_mul_ps(sum_l, sum_l));
+            let mut this_scale = _mm256_div_ps(
+                _mm256_sub_ps(_mm256_mul_ps(sum_w, sum_xl), _mm256_mul_ps(sum_x, sum_l)),
+                det,
+            );
+            let mut this_min = _mm256_div_ps(
+                _mm256_sub_ps(_mm256_mul_ps(sum_l2, sum_x), _mm256_mul_ps(sum_l, sum_xl)),
+                det,
+            );
+            let positive_min = _mm256_cmp_ps::<_CMP_GT_OQ>(this_min, zero);
+            this_min = select(positive_min, this_min, zero);
+            this_scale = select(positive_min, this_scale, _mm256_div_ps(sum_xl, sum_l2));
+            let mut cur = zero;
+            for i in 0..n {
+                let diff = _mm256_sub_ps(
+                    _mm256_add_ps(_mm256_mul_ps(this_scale, aux[i]), this_min),
+                    xr[i],
+                );
+                cur = _mm256_add_ps(cur, _mm256_mul_ps(wr[i], err(diff)));
+            }
+            let take = _mm256_and_ps(
+                _mm256_cmp_ps::<_CMP_GT_OQ>(det, zero),
+                _mm256_cmp_ps::<_CMP_LT_OQ>(cur, best),
+            );
+            kept_iscale = select(take, kept_iscale, iscale);
+            kept_min = select(take, kept_min, min);
+            best = select(take, best, cur);
+            scale = select(take, scale, this_scale);
+            min = select(take, min, this_min);
+        }
+    }
+    for i in 0..n {
+        let l = nearest_clamped(
+            _mm256_mul_ps(kept_iscale, _mm256_sub_ps(xr[i], kept_min)),
+            lo,
+            hi,
+        );
+        store_levels(select(degenerate, l, zero), 0, &mut levels[i]);
+    }
+    scale = select(degenerate, scale, zero);
+    min = select(degenerate, min, min_at_start);
+    *the_min = lanes(_mm256_xor_ps(min, sign));
+    lanes(scale)
+}
+
+/// [`crate::search::make_qx_lanes`] in AVX2 registers, one group per lane, every lane running the
+/// scalar operations in the scalar order.
+#[target_feature(enable = "avx2")]
+pub(crate) fn make_qx_lanes(
+    nmax: i32,
+    n: usize,
+    x: &[[f32; LANES]; 32],
+    w: &[[f32; LANES]; 32],
+    levels: &mut [[u8; LANES]; 32],
+) -> [f32; LANES] {
+    let n = n.min(32);
+    let zero = _mm256_setzero_ps();
+    let sign = _mm256_set1_ps(-0.0);
+    let (lo, hi) = (_mm256_set1_epi32(-nmax), _mm256_set1_epi32(nmax - 1));
+    let mut xr = [zero; 32];
+    let mut wr = [zero; 32];
+    for i in 0..n {
+        xr[i] = row(&x[i]);
+        wr[i] = row(&w[i]);
+    }
+    let (mut max, mut amax) = (zero, zero);
+    for &v in xr.iter().take(n) {
+        let ax = _mm256_andnot_ps(sign, v);
+        let bigger = _mm256_cmp_ps::<_CMP_GT_OQ>(ax, amax);
+        amax = select(bigger, amax, ax);
+        max = select(bigger, max, v);
+    }
+    let sums = |iscale: __m256| {
+        let (mut sumlx, mut suml2) = (zero, zero);
+        for i in 0..n {
+            let l = nearest_clamped(_mm256_mul_ps(iscale, xr[i]), lo, hi);
+            sumlx = _mm256_add_ps(sumlx, _mm256_mul_ps(_mm256_mul_ps(wr[i], xr[i]), l));
+            suml2 = _mm256_add_ps(suml2, _mm256_mul_ps(_mm256_mul_ps(wr[i], l), l));
+        }
+        (sumlx, suml2)
+    };
+    let mut iscale = _mm256_div_ps(_mm256_set1_ps(-(nmax as f32)), max);
+    let mut chosen = iscale;
+    let (sumlx, suml2) = sums(iscale);
+    let mut scale = select(
+        _mm256_cmp_ps::<_CMP_NEQ_UQ>(suml2, zero),
+        zero,
+        _mm256_div_ps(sumlx, suml2),
+    );
+    let mut best = _mm256_mul_ps(scale, sumlx);
+    for step in -9..=9 {
+        if step == 0 {
+            continue;
+        }
+        let num = nmax as f32 + 0.1f32 * step as f32;
+        iscale = _mm256_div_ps(_mm256_set1_ps(-num), max);
+        let (sumlx, suml2) = sums(iscale);
+        let better = _mm256_and_ps(
+            _mm256_cmp_ps::<_CMP_GT_OQ>(suml2, zero),
+            _mm256_cmp_ps::<_CMP_GT_OQ>(_mm256_mul_ps(sumlx, sumlx), _mm256_mul_ps(best, suml2)),
+        );
+        chosen = select(better, chosen, iscale);
+        scale = select(better, scale, _mm256_div_ps(sumlx, suml2));
+        best = select(better, best, _mm256_mul_ps(scale, sumlx));
+    }
+    let all_zero = _mm256_cmp_ps::<_CMP_LT_OQ>(amax, _mm256_set1_ps(crate::search::GROUP_MAX_EPS));
+    for i in 0..n {
+        let l = nearest_clamped(_mm256_mul_ps(chosen, xr[i]), lo, hi);
+        // The level bias is added after the zero-group selection: a zero group stores 0, not nmax.
+        let biased = _mm256_add_ps(l, _mm256_set1_ps(nmax as f32));
+        store_levels(select(all_zero, biased, zero), 0, &mut levels[i]);
+    }
+    lanes(select(all_zero, scale, zero))
+}
+
 #[cfg(test)]
 mod tests {
     use crate::legacy;

@@ -320,6 +320,55 @@ pub(crate) fn make_qkx_lanes(
     use_mad: bool,
     degenerate_if_below: bool,
 ) -> [f32; LANES] {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU supports AVX2 (checked just above).
+        return unsafe {
+            crate::avx2::make_qkx_lanes(
+                nmax,
+                n,
+                x,
+                w,
+                levels,
+                the_min,
+                rmin,
+                rdelta,
+                nstep,
+                use_mad,
+                degenerate_if_below,
+            )
+        };
+    }
+    make_qkx_lanes_portable(
+        nmax,
+        n,
+        x,
+        w,
+        levels,
+        the_min,
+        rmin,
+        rdelta,
+        nstep,
+        use_mad,
+        degenerate_if_below,
+    )
+}
+
+/// The portable form of [`make_qkx_lanes`] (plain arrays that LLVM vectorizes as it can).
+#[allow(clippy::too_many_arguments)]
+fn make_qkx_lanes_portable(
+    nmax: i32,
+    n: usize,
+    x: &[[f32; LANES]; 32],
+    w: &[[f32; LANES]; 32],
+    levels: &mut [[u8; LANES]; 32],
+    the_min: &mut [f32; LANES],
+    rmin: f32,
+    rdelta: f32,
+    nstep: i32,
+    use_mad: bool,
+    degenerate_if_below: bool,
+) -> [f32; LANES] {
     let err = |d: f32| if use_mad { d.abs() } else { d * d };
     let mut min = x[0];
     let mut max = x[0];
@@ -441,6 +490,22 @@ pub(crate) fn make_qkx_lanes(
 /// Bit-identical per lane: the scalar function's levels depend only on the scale it finally keeps,
 /// so the lanes remember that scale and derive the levels once at the end.
 pub(crate) fn make_qx_lanes(
+    nmax: i32,
+    n: usize,
+    x: &[[f32; LANES]; 32],
+    w: &[[f32; LANES]; 32],
+    levels: &mut [[u8; LANES]; 32],
+) -> [f32; LANES] {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU supports AVX2 (checked just above).
+        return unsafe { crate::avx2::make_qx_lanes(nmax, n, x, w, levels) };
+    }
+    make_qx_lanes_portable(nmax, n, x, w, levels)
+}
+
+/// The portable form of [`make_qx_lanes`].
+fn make_qx_lanes_portable(
     nmax: i32,
     n: usize,
     x: &[[f32; LANES]; 32],
@@ -575,28 +640,32 @@ mod tests {
                 for (nmax, use_mad, below) in
                     [(3, true, false), (15, false, false), (31, false, true)]
                 {
-                    let sc = make_qkx_lanes(
-                        nmax, n, &xt, &wt, &mut lt, &mut mt, -0.5, 0.1, 15, use_mad, below,
-                    );
-                    for (k, g) in gs.iter().enumerate() {
-                        let (mut l, mut m) = ([0u8; 32], 0.0f32);
-                        let s1 = make_qkx_quants(
-                            nmax, g, &ws[k], &mut l, &mut m, -0.5, 0.1, 15, use_mad, below,
+                    for form in [make_qkx_lanes, make_qkx_lanes_portable] {
+                        let sc = form(
+                            nmax, n, &xt, &wt, &mut lt, &mut mt, -0.5, 0.1, 15, use_mad, below,
                         );
-                        assert_eq!(
-                            (s1.to_bits(), m.to_bits()),
-                            (sc[k].to_bits(), mt[k].to_bits()),
-                            "qkx lane {k}"
-                        );
-                        assert!((0..n).all(|i| l[i] == lt[i][k]), "qkx levels lane {k}");
+                        for (k, g) in gs.iter().enumerate() {
+                            let (mut l, mut m) = ([0u8; 32], 0.0f32);
+                            let s1 = make_qkx_quants(
+                                nmax, g, &ws[k], &mut l, &mut m, -0.5, 0.1, 15, use_mad, below,
+                            );
+                            assert_eq!(
+                                (s1.to_bits(), m.to_bits()),
+                                (sc[k].to_bits(), mt[k].to_bits()),
+                                "qkx lane {k}"
+                            );
+                            assert!((0..n).all(|i| l[i] == lt[i][k]), "qkx levels lane {k}");
+                        }
                     }
                 }
-                let sc = make_qx_lanes(32, n, &xt, &wt, &mut lt);
-                for (k, g) in gs.iter().enumerate() {
-                    let mut l = [0u8; 32];
-                    let s1 = make_qx_quants(32, g, &mut l, Some(&ws[k]));
-                    assert_eq!(s1.to_bits(), sc[k].to_bits(), "qx lane {k}");
-                    assert!((0..n).all(|i| l[i] == lt[i][k]), "qx levels lane {k}");
+                for form in [make_qx_lanes, make_qx_lanes_portable] {
+                    let sc = form(32, n, &xt, &wt, &mut lt);
+                    for (k, g) in gs.iter().enumerate() {
+                        let mut l = [0u8; 32];
+                        let s1 = make_qx_quants(32, g, &mut l, Some(&ws[k]));
+                        assert_eq!(s1.to_bits(), sc[k].to_bits(), "qx lane {k}");
+                        assert!((0..n).all(|i| l[i] == lt[i][k]), "qx levels lane {k}");
+                    }
                 }
             }
         }

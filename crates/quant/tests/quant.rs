@@ -31,7 +31,7 @@ impl Rng {
 }
 
 const N_PER_ROW: usize = 512;
-const ROWS: usize = 6;
+const ROWS: usize = 24;
 
 /// Named datasets of `ROWS × N_PER_ROW` values, each with an importance matrix.
 fn signed_zero(rng: &mut Rng) -> f32 {
