@@ -496,6 +496,105 @@ pub(crate) fn make_qx_lanes(
     lanes(select(all_zero, scale, zero))
 }
 
+/// [`crate::search::make_q3_lanes`] in AVX2 registers for `G` sets of eight groups: the
+/// symmetric start, then the coordinate descent rounds, each lane making exactly the scalar
+/// decisions in the scalar order. The descent is one long dependency chain per lane (every step
+/// reads the sums the previous one wrote), so the `G` sets are interleaved to keep the divider
+/// busy. A lane whose round changed nothing would change nothing in later rounds either (its state
+/// is the same), so the lanes simply run until no lane changes, at most five rounds, as the scalar
+/// loop does.
+#[target_feature(enable = "avx2")]
+pub(crate) fn make_q3_lanes<const G: usize>(
+    nmax: i32,
+    n: usize,
+    x: &[[[f32; LANES]; 32]; G],
+    levels: &mut [[[u8; LANES]; 32]; G],
+) -> [[f32; LANES]; G] {
+    let n = n.min(32);
+    let zero = _mm256_setzero_ps();
+    let sign = _mm256_set1_ps(-0.0);
+    let (lo, hi) = (_mm256_set1_epi32(-nmax), _mm256_set1_epi32(nmax - 1));
+    let mut xr = [[zero; 32]; G];
+    let mut wx = [[zero; 32]; G];
+    let mut l = [[zero; 32]; G];
+    let (mut amax, mut sumlx, mut suml2) = ([zero; G], [zero; G], [zero; G]);
+    for g in 0..G {
+        for i in 0..n {
+            xr[g][i] = row(&x[g][i]);
+        }
+        let mut max = zero;
+        for &v in xr[g].iter().take(n) {
+            let ax = _mm256_andnot_ps(sign, v);
+            let bigger = _mm256_cmp_ps::<_CMP_GT_OQ>(ax, amax[g]);
+            amax[g] = select(bigger, amax[g], ax);
+            max = select(bigger, max, v);
+        }
+        let iscale = _mm256_div_ps(_mm256_set1_ps(-(nmax as f32)), max);
+        for i in 0..n {
+            let v = xr[g][i];
+            l[g][i] = nearest_clamped(_mm256_mul_ps(iscale, v), lo, hi);
+            let w = _mm256_mul_ps(v, v);
+            wx[g][i] = _mm256_mul_ps(w, v);
+            sumlx[g] = _mm256_add_ps(sumlx[g], _mm256_mul_ps(wx[g][i], l[g][i]));
+            suml2[g] = _mm256_add_ps(suml2[g], _mm256_mul_ps(_mm256_mul_ps(w, l[g][i]), l[g][i]));
+        }
+    }
+    for _ in 0..5 {
+        let mut changed = _mm256_setzero_ps();
+        for i in 0..n {
+            for g in 0..G {
+                let v = xr[g][i];
+                let w = _mm256_mul_ps(v, v);
+                let li = l[g][i];
+                let slx_without = _mm256_sub_ps(sumlx[g], _mm256_mul_ps(wx[g][i], li));
+                let sl2_without = _mm256_sub_ps(suml2[g], _mm256_mul_ps(_mm256_mul_ps(w, li), li));
+                let new_l = nearest_clamped(
+                    _mm256_div_ps(_mm256_mul_ps(v, sl2_without), slx_without),
+                    lo,
+                    hi,
+                );
+                let slx = _mm256_add_ps(slx_without, _mm256_mul_ps(wx[g][i], new_l));
+                let sl2 = _mm256_add_ps(sl2_without, _mm256_mul_ps(_mm256_mul_ps(w, new_l), new_l));
+                let better = _mm256_cmp_ps::<_CMP_GT_OQ>(
+                    _mm256_mul_ps(_mm256_mul_ps(slx, slx), suml2[g]),
+                    _mm256_mul_ps(_mm256_mul_ps(sumlx[g], sumlx[g]), sl2),
+                );
+                let accept = _mm256_and_ps(
+                    _mm256_and_ps(
+                        _mm256_cmp_ps::<_CMP_GT_OQ>(slx_without, zero),
+                        _mm256_cmp_ps::<_CMP_NEQ_OQ>(new_l, li),
+                    ),
+                    _mm256_and_ps(_mm256_cmp_ps::<_CMP_GT_OQ>(sl2, zero), better),
+                );
+                l[g][i] = select(accept, li, new_l);
+                sumlx[g] = select(accept, sumlx[g], slx);
+                suml2[g] = select(accept, suml2[g], sl2);
+                changed = _mm256_or_ps(changed, accept);
+            }
+        }
+        if _mm256_movemask_ps(changed) == 0 {
+            break;
+        }
+    }
+    let bias = _mm256_set1_ps(nmax as f32);
+    let eps = _mm256_set1_ps(crate::search::GROUP_MAX_EPS);
+    let mut scales = [[0.0f32; LANES]; G];
+    for g in 0..G {
+        let all_zero = _mm256_cmp_ps::<_CMP_LT_OQ>(amax[g], eps);
+        for i in 0..n {
+            let biased = _mm256_add_ps(l[g][i], bias);
+            store_levels(select(all_zero, biased, zero), 0, &mut levels[g][i]);
+        }
+        let scale = select(
+            _mm256_cmp_ps::<_CMP_GT_OQ>(suml2[g], zero),
+            zero,
+            _mm256_div_ps(sumlx[g], suml2[g]),
+        );
+        scales[g] = lanes(select(all_zero, scale, zero));
+    }
+    scales
+}
+
 #[cfg(test)]
 mod tests {
     use crate::legacy;

@@ -4,7 +4,7 @@
 
 use crate::common::{f16_bits_to_f32 as h2f, f32_to_f16_bits as f16, nearest_int};
 use crate::search::{
-    GROUP_MAX_EPS, LANES, make_q3_quants, make_qkx_lanes, make_qp_quants, make_qx_lanes,
+    GROUP_MAX_EPS, LANES, make_q3_lanes, make_qkx_lanes, make_qp_quants, make_qx_lanes,
     make_qx_quants,
 };
 
@@ -253,8 +253,21 @@ pub(crate) fn quantize_q3_k(
         match qw {
             None => {
                 let (mut amax, mut max_scale) = (0.0f32, 0.0f32);
+                let mut xt = [[[0.0f32; LANES]; 32]; 2];
                 for j in 0..16 {
-                    scales[j] = make_q3_quants(4, &x[16 * j..16 * j + 16], &mut levels[16 * j..]);
+                    for l in 0..16 {
+                        xt[j / LANES][l][j % LANES] = x[16 * j + l];
+                    }
+                }
+                let mut lt = [[[0u8; LANES]; 32]; 2];
+                let sc = make_q3_lanes(4, 16, &xt, &mut lt);
+                for j in 0..16 {
+                    scales[j] = sc[j / LANES][j % LANES];
+                    for l in 0..16 {
+                        levels[16 * j + l] = lt[j / LANES][l][j % LANES];
+                    }
+                }
+                for j in 0..16 {
                     let s = scales[j].abs();
                     if s > amax {
                         amax = s;
@@ -318,17 +331,14 @@ pub(crate) fn quantize_q3_k(
                 levels[16 * j + ii] = (nearest_int(x[16 * j + ii] / d).clamp(-4, 3) + 4) as u8;
             }
         }
+        // Levels are 0..=7: bit 2 goes to the high-bit mask (element 32k+m at bit k of byte m),
+        // the low two bits stay.
         y[..32].fill(0);
-        let (mut m, mut hm) = (0usize, 1u8);
-        for level in levels.iter_mut() {
-            if *level > 3 {
-                y[m] |= hm;
-                *level -= 4;
-            }
-            m += 1;
-            if m == 32 {
-                m = 0;
-                hm <<= 1;
+        for k in 0..8 {
+            for m in 0..32 {
+                let level = levels[32 * k + m];
+                y[m] |= ((level >> 2) & 1) << k;
+                levels[32 * k + m] = level & 3;
             }
         }
         pack_2bit(&levels, &mut y[32..96]);

@@ -124,6 +124,45 @@ pub(crate) fn make_q3_quants(nmax: i32, x: &[f32], levels: &mut [u8]) -> f32 {
     if suml2 > 0.0 { sumlx / suml2 } else { 0.0 }
 }
 
+/// [`make_q3_quants`] for `G` sets of [`LANES`] independent groups at once, transposed
+/// (`x[set][i][lane]`).
+pub(crate) fn make_q3_lanes<const G: usize>(
+    nmax: i32,
+    n: usize,
+    x: &[[[f32; LANES]; 32]; G],
+    levels: &mut [[[u8; LANES]; 32]; G],
+) -> [[f32; LANES]; G] {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU supports AVX2 (checked just above).
+        return unsafe { crate::avx2::make_q3_lanes(nmax, n, x, levels) };
+    }
+    make_q3_lanes_portable(nmax, n, x, levels)
+}
+
+/// The portable form of [`make_q3_lanes`]: the scalar search on each group in turn.
+fn make_q3_lanes_portable<const G: usize>(
+    nmax: i32,
+    n: usize,
+    x: &[[[f32; LANES]; 32]; G],
+    levels: &mut [[[u8; LANES]; 32]; G],
+) -> [[f32; LANES]; G] {
+    let mut scales = [[0.0f32; LANES]; G];
+    for g in 0..G {
+        for k in 0..LANES {
+            let (mut group, mut l) = ([0.0f32; 32], [0u8; 32]);
+            for i in 0..n {
+                group[i] = x[g][i][k];
+            }
+            scales[g][k] = make_q3_quants(nmax, &group[..n], &mut l);
+            for i in 0..n {
+                levels[g][i][k] = l[i];
+            }
+        }
+    }
+    scales
+}
+
 /// Asymmetric levels in `0..=nmax` with a scale and a minimum (`make_qkx2_quants`, and with
 /// `degenerate_if_below` the `max <= min` test of `make_qkx3_quants`). Returns the scale; the
 /// (non-negative) offset goes to `the_min`. At most 32 elements.
@@ -656,6 +695,16 @@ mod tests {
                             );
                             assert!((0..n).all(|i| l[i] == lt[i][k]), "qkx levels lane {k}");
                         }
+                    }
+                }
+                for form in [make_q3_lanes::<1>, make_q3_lanes_portable::<1>] {
+                    let mut l3 = [lt];
+                    let [sc] = form(4, n, &[xt], &mut l3);
+                    for (k, g) in gs.iter().enumerate() {
+                        let mut l = [0u8; 32];
+                        let s1 = make_q3_quants(4, g, &mut l);
+                        assert_eq!(s1.to_bits(), sc[k].to_bits(), "q3 lane {k}");
+                        assert!((0..n).all(|i| l[i] == l3[0][i][k]), "q3 levels lane {k}");
                     }
                 }
                 for form in [make_qx_lanes, make_qx_lanes_portable] {
