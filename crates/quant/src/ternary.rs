@@ -28,8 +28,18 @@ fn pack5(trits: impl Iterator<Item = u8>) -> u8 {
     (u16::from(q) * 256).div_ceil(243) as u8
 }
 
-#[inline(always)]
 pub(crate) fn quantize_tq1_0(src: &[f32], dst: &mut [u8]) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU supports AVX2 (checked just above).
+        unsafe { crate::avx2::quantize_tq1_0(src, dst) };
+        return;
+    }
+    quantize_tq1_0_scalar(src, dst);
+}
+
+/// TQ1_0, the portable form of the AVX2 kernel (which also uses it for non-finite blocks).
+pub(crate) fn quantize_tq1_0_scalar(src: &[f32], dst: &mut [u8]) {
     for (x, y) in src.chunks_exact(256).zip(dst.chunks_exact_mut(54)) {
         let (d, id) = scale(x);
         for m in 0..32 {
@@ -38,16 +48,22 @@ pub(crate) fn quantize_tq1_0(src: &[f32], dst: &mut [u8]) {
         for m in 0..16 {
             y[32 + m] = pack5((0..5).map(|n| trit(x[160 + m + 16 * n] * id)));
         }
-        for j in 0..4 {
-            let q = (0..4).fold(0u8, |q, m| {
-                q.wrapping_mul(3)
-                    .wrapping_add(trit(x[240 + j + 4 * m] * id))
-            });
-            let q = q.wrapping_mul(3);
-            y[48 + j] = (u16::from(q) * 256).div_ceil(243) as u8;
-        }
-        y[52..54].copy_from_slice(&f16(d).to_le_bytes());
+        tq1_0_tail(x, id, d, y);
     }
+}
+
+/// The last four trit bytes of a TQ1_0 block (elements 240..256, four trits and a zero trit
+/// each) and its scale `d`.
+pub(crate) fn tq1_0_tail(x: &[f32], id: f32, d: f32, y: &mut [u8]) {
+    for j in 0..4 {
+        let q = (0..4).fold(0u8, |q, m| {
+            q.wrapping_mul(3)
+                .wrapping_add(trit(x[240 + j + 4 * m] * id))
+        });
+        let q = q.wrapping_mul(3);
+        y[48 + j] = (u16::from(q) * 256).div_ceil(243) as u8;
+    }
+    y[52..54].copy_from_slice(&f16(d).to_le_bytes());
 }
 
 #[inline(always)]

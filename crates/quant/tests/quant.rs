@@ -94,6 +94,11 @@ fn datasets(seed: u64) -> Vec<(String, Vec<f32>, Vec<f32>)> {
             special.push(v);
         }
     }
+    // One whole 256-element super-block of tiny subnormals (a maximum whose inverse overflows).
+    let tail = special.len() - 256;
+    for (i, v) in special[tail..].iter_mut().enumerate() {
+        *v = f32::from_bits(1 + (rng.next_u64() % 0x0003_FFFF) as u32) * [1.0, -1.0][i % 2];
+    }
     let mut nonfinite: Vec<f32> = (0..n).map(|_| rng.normal()).collect();
     for v in nonfinite.iter_mut() {
         if rng.next_u64().is_multiple_of(97) {
