@@ -714,26 +714,11 @@ fn trit_byte(q: __m256) -> __m256i {
 /// on the order of comparisons) or only subnormals go through the scalar kernel.
 #[target_feature(enable = "avx2")]
 pub(crate) fn quantize_tq1_0(src: &[f32], dst: &mut [u8]) {
-    let sign = _mm256_set1_ps(-0.0);
-    let inf = _mm256_set1_ps(f32::INFINITY);
     for (x, y) in src.chunks_exact(256).zip(dst.chunks_exact_mut(54)) {
-        let mut v = [_mm256_setzero_ps(); 32];
-        let mut amax = _mm256_setzero_ps();
-        let mut not_finite = _mm256_setzero_ps();
-        for (r, chunk) in v.iter_mut().zip(x.chunks_exact(8)) {
-            // SAFETY: `chunk` holds the eight floats read.
-            *r = unsafe { _mm256_loadu_ps(chunk.as_ptr()) };
-            let a = _mm256_andnot_ps(sign, *r);
-            not_finite = _mm256_or_ps(not_finite, _mm256_cmp_ps::<_CMP_NLT_UQ>(a, inf));
-            amax = _mm256_max_ps(amax, a);
-        }
-        let amax = horizontal_max(amax);
-        let inverse = if amax != 0.0 { 1.0 / amax } else { 0.0 };
-        // A subnormal maximum has an infinite inverse: products are then ±Inf or NaN.
-        if _mm256_movemask_ps(not_finite) != 0 || !inverse.is_finite() {
+        let Some((v, amax, inverse)) = finite_superblock(x) else {
             crate::ternary::quantize_tq1_0_scalar(x, y);
             continue;
-        }
+        };
         let id = _mm256_set1_ps(inverse);
         let three = _mm256_set1_ps(3.0);
         // Bytes 0..32: five trits each, elements m + 32n (n = 0..5).
@@ -762,12 +747,105 @@ pub(crate) fn quantize_tq1_0(src: &[f32], dst: &mut [u8]) {
     }
 }
 
+/// TQ2_0 (`quantize_row_tq2_0_ref`): four trits per byte, two bits each. Blocks the TQ1_0 kernel
+/// leaves to scalar code go to the scalar kernel here too.
+#[target_feature(enable = "avx2")]
+pub(crate) fn quantize_tq2_0(src: &[f32], dst: &mut [u8]) {
+    for (x, y) in src.chunks_exact(256).zip(dst.chunks_exact_mut(66)) {
+        let Some((v, amax, inverse)) = finite_superblock(x) else {
+            crate::ternary::quantize_tq2_0_scalar(x, y);
+            continue;
+        };
+        let id = _mm256_set1_ps(inverse);
+        for half in 0..2 {
+            let mut q = [_mm256_setzero_ps(); 4];
+            for n in 0..4 {
+                let weight = _mm256_set1_ps((1 << (2 * n)) as f32);
+                for (r, acc) in q.iter_mut().enumerate() {
+                    let t = trits(v[16 * half + 4 * n + r], id);
+                    *acc = _mm256_add_ps(*acc, _mm256_mul_ps(t, weight));
+                }
+            }
+            let bytes = pack_bytes(q.map(|r| {
+                let b = _mm256_cvttps_epi32(r);
+                _mm256_srai_epi32::<24>(_mm256_slli_epi32::<24>(b))
+            }));
+            // SAFETY: bytes 32·half..32·half+32 of the 66-byte block are stored.
+            unsafe { _mm256_storeu_si256(y.as_mut_ptr().add(32 * half).cast(), bytes) };
+        }
+        y[64..66].copy_from_slice(&f32_to_f16_bits(amax).to_le_bytes());
+    }
+}
+
+/// The 256 values of a ternary super-block in registers, with their maximum magnitude and its
+/// inverse, when the vector kernels reproduce the scalar ones exactly: no NaN or ±Inf (the scalar
+/// maximum then depends on the order of comparisons) and a finite inverse (a tiny subnormal
+/// maximum overflows it, making the products ±Inf or NaN).
+#[inline]
+#[target_feature(enable = "avx2")]
+fn finite_superblock(x: &[f32]) -> Option<([__m256; 32], f32, f32)> {
+    let sign = _mm256_set1_ps(-0.0);
+    let inf = _mm256_set1_ps(f32::INFINITY);
+    let mut v = [_mm256_setzero_ps(); 32];
+    let mut amax = _mm256_setzero_ps();
+    let mut not_finite = _mm256_setzero_ps();
+    for (r, chunk) in v.iter_mut().zip(x.chunks_exact(8)) {
+        // SAFETY: `chunk` holds the eight floats read.
+        *r = unsafe { _mm256_loadu_ps(chunk.as_ptr()) };
+        let a = _mm256_andnot_ps(sign, *r);
+        not_finite = _mm256_or_ps(not_finite, _mm256_cmp_ps::<_CMP_NLT_UQ>(a, inf));
+        amax = _mm256_max_ps(amax, a);
+    }
+    let amax = horizontal_max(amax);
+    let inverse = if amax != 0.0 { 1.0 / amax } else { 0.0 };
+    (_mm256_movemask_ps(not_finite) == 0 && inverse.is_finite()).then_some((v, amax, inverse))
+}
+
+/// Q8_0 (`quantize_row_q8_0_ref`). Blocks holding NaN (whose scalar maximum depends on the order
+/// of comparisons) go through the scalar kernel.
+#[target_feature(enable = "avx2")]
+pub(crate) fn quantize_q8_0(src: &[f32], dst: &mut [u8]) {
+    let sign = _mm256_set1_ps(-0.0);
+    let half = _mm256_set1_ps(0.5);
+    let one = _mm256_set1_ps(1.0);
+    for (x, y) in blocks::<34>(src, dst) {
+        let v = load_block(x);
+        let abs = v.map(|r| _mm256_andnot_ps(sign, r));
+        let mut amax = _mm256_setzero_ps();
+        let mut nan = _mm256_setzero_ps();
+        for a in abs {
+            amax = _mm256_max_ps(amax, a);
+            nan = _mm256_or_ps(nan, _mm256_cmp_ps::<_CMP_UNORD_Q>(a, a));
+        }
+        if _mm256_movemask_ps(nan) != 0 {
+            crate::legacy::quantize_q8_0_scalar(x, y);
+            continue;
+        }
+        let d = horizontal_max(amax) / 127.0;
+        let id = _mm256_set1_ps(if d != 0.0 { 1.0 / d } else { 0.0 });
+        y[0..2].copy_from_slice(&f32_to_f16_bits(d).to_le_bytes());
+        // `roundf`: truncate, then step away from zero when the dropped part is at least one half
+        // (exact: the difference of a float and its truncation is a float).
+        let q = v.map(|r| {
+            let t = _mm256_mul_ps(r, id);
+            let whole = _mm256_round_ps::<{ _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC }>(t);
+            let frac = _mm256_andnot_ps(sign, _mm256_sub_ps(t, whole));
+            let step = _mm256_or_ps(_mm256_and_ps(t, sign), one);
+            let away = _mm256_and_ps(_mm256_cmp_ps::<_CMP_GE_OQ>(frac, half), step);
+            to_i8_lanes(_mm256_add_ps(whole, away))
+        });
+        // SAFETY: bytes 2..34 of the 34-byte block are stored.
+        unsafe { _mm256_storeu_si256(y.as_mut_ptr().add(2).cast(), pack_bytes(q)) };
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use crate::legacy;
 
     /// Blocks aimed at every branch: signed zeros in every order, ties of equal magnitude and
-    /// opposite sign, NaN, ±Inf, values whose truncation overflows, tiny and huge scales.
+    /// opposite sign, NaN, ±Inf, values whose truncation overflows, tiny and huge scales, and
+    /// rounding ties.
     fn adversarial_blocks(seed: u64) -> Vec<f32> {
         let mut s = seed;
         let mut next = move || {
@@ -778,10 +856,10 @@ mod tests {
         };
         let mut out = Vec::new();
         for block in 0..4096 {
-            for _ in 0..32 {
+            for j in 0..32 {
                 let r = next();
                 let normal = ((r >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 4.0;
-                let v = match (block % 9, r % 7) {
+                let v = match (block % 10, r % 7) {
                     (0, _) => [0.0, -0.0][(r >> 3) as usize % 2],
                     (1, 0..=2) => [0.0, -0.0][(r >> 3) as usize % 2],
                     (1, _) => normal.abs(),
@@ -793,6 +871,9 @@ mod tests {
                     (6, _) => normal * 3e38,
                     (7, 0) => f32::NAN,
                     (7, _) => [0.0, -0.0][(r >> 3) as usize % 2],
+                    // Q8_0 ties: the maximum 127 makes the scale 1, so halves stay halves.
+                    (8, _) if j == 0 => 127.0,
+                    (8, _) => ((r >> 3) % 200) as f32 * 0.5 - 50.0,
                     _ => normal,
                 };
                 out.push(v);
@@ -808,7 +889,13 @@ mod tests {
         }
         type Kernel = fn(&[f32], &mut [u8]);
         type Avx2Kernel = unsafe fn(&[f32], &mut [u8]);
-        let pairs: [(&str, usize, Kernel, Avx2Kernel); 4] = [
+        let pairs: [(&str, usize, Kernel, Avx2Kernel); 5] = [
+            (
+                "q8_0",
+                34,
+                legacy::quantize_q8_0_scalar,
+                super::quantize_q8_0,
+            ),
             (
                 "q4_0",
                 18,
@@ -842,13 +929,29 @@ mod tests {
                 (0..256).map(|i| f32::from_bits(1 + i * 977) * [1.0, -1.0][i as usize % 2]),
             );
             whole.extend((0..256).map(|i| (i as f32 - 128.0) / 128.0));
-            let mut want = vec![0u8; whole.len() / 256 * 54];
-            let mut got = want.clone();
-            crate::ternary::quantize_tq1_0_scalar(&whole, &mut want);
-            // SAFETY: the CPU supports AVX2 (checked above).
-            unsafe { super::quantize_tq1_0(&whole, &mut got) };
-            for (b, (w, g)) in want.chunks(54).zip(got.chunks(54)).enumerate() {
-                assert_eq!(w, g, "tq1_0 block {b}");
+            let ternary: [(&str, usize, Kernel, Avx2Kernel); 2] = [
+                (
+                    "tq1_0",
+                    54,
+                    crate::ternary::quantize_tq1_0_scalar,
+                    super::quantize_tq1_0,
+                ),
+                (
+                    "tq2_0",
+                    66,
+                    crate::ternary::quantize_tq2_0_scalar,
+                    super::quantize_tq2_0,
+                ),
+            ];
+            for (name, bytes, scalar, simd) in ternary {
+                let mut want = vec![0u8; whole.len() / 256 * bytes];
+                let mut got = want.clone();
+                scalar(&whole, &mut want);
+                // SAFETY: the CPU supports AVX2 (checked above).
+                unsafe { simd(&whole, &mut got) };
+                for (b, (w, g)) in want.chunks(bytes).zip(got.chunks(bytes)).enumerate() {
+                    assert_eq!(w, g, "{name} block {b}");
+                }
             }
             for (name, bytes, scalar, simd) in pairs {
                 let mut want = vec![0u8; x.len() / 32 * bytes];

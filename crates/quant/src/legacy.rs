@@ -335,8 +335,18 @@ pub(crate) fn quantize_q5_1(
 }
 
 /// Q8_0 (the imatrix is ignored, as in ggml).
-#[inline(always)]
 pub(crate) fn quantize_q8_0(src: &[f32], dst: &mut [u8]) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU supports AVX2 (checked just above).
+        unsafe { crate::avx2::quantize_q8_0(src, dst) };
+        return;
+    }
+    quantize_q8_0_scalar(src, dst);
+}
+
+/// Q8_0, the portable form of the AVX2 kernel (which also uses it for blocks holding NaN).
+pub(crate) fn quantize_q8_0_scalar(src: &[f32], dst: &mut [u8]) {
     for (x, y) in src.chunks_exact(QK).zip(dst.chunks_exact_mut(34)) {
         let mut amax = 0.0f32;
         for &v in x {

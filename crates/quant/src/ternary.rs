@@ -66,8 +66,18 @@ pub(crate) fn tq1_0_tail(x: &[f32], id: f32, d: f32, y: &mut [u8]) {
     y[52..54].copy_from_slice(&f16(d).to_le_bytes());
 }
 
-#[inline(always)]
 pub(crate) fn quantize_tq2_0(src: &[f32], dst: &mut [u8]) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU supports AVX2 (checked just above).
+        unsafe { crate::avx2::quantize_tq2_0(src, dst) };
+        return;
+    }
+    quantize_tq2_0_scalar(src, dst);
+}
+
+/// TQ2_0, the portable form of the AVX2 kernel (which also uses it for non-finite blocks).
+pub(crate) fn quantize_tq2_0_scalar(src: &[f32], dst: &mut [u8]) {
     for (x, y) in src.chunks_exact(256).zip(dst.chunks_exact_mut(66)) {
         let (d, id) = scale(x);
         for half in 0..2 {
