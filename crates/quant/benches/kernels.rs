@@ -1,5 +1,5 @@
-//! Throughput of the k-quant kernels (quantize with and without an importance matrix, and
-//! dequantize), in weights per second on one core.
+//! Throughput of every kernel (quantize, with an importance matrix where the type uses one, and
+//! dequantize), in weights per second on one core: `cargo bench -p kiln-quant [-- q4_K]`.
 #![allow(missing_docs)] // criterion_group! generates undocumented items
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
@@ -24,31 +24,37 @@ fn gaussian(n: usize) -> Vec<f32> {
         .collect()
 }
 
-fn kquants(c: &mut Criterion) {
+fn kernels(c: &mut Criterion) {
     let src = gaussian(N_PER_ROW * ROWS);
     let imatrix: Vec<f32> = gaussian(N_PER_ROW)
         .iter()
         .map(|v| v.abs() * 50.0 + 0.1)
         .collect();
-    let types = [
-        QuantType::Q2K,
-        QuantType::Q3K,
-        QuantType::Q4K,
-        QuantType::Q5K,
-        QuantType::Q6K,
-        QuantType::Q8K,
-    ];
-    let mut group = c.benchmark_group("kquants");
+    // The types whose quantization reads an importance matrix.
+    let uses_imatrix = |ty: QuantType| {
+        !matches!(
+            ty,
+            QuantType::F32
+                | QuantType::F16
+                | QuantType::BF16
+                | QuantType::Q8_0
+                | QuantType::Q8_1
+                | QuantType::Q8K
+                | QuantType::TQ1_0
+                | QuantType::TQ2_0
+        )
+    };
+    let mut group = c.benchmark_group("kernels");
     group.sample_size(10);
     group.warm_up_time(std::time::Duration::from_millis(300));
     group.measurement_time(std::time::Duration::from_secs(2));
     group.throughput(Throughput::Elements(src.len() as u64));
-    for ty in types {
+    for ty in QuantType::ALL {
         let mut dst = vec![0u8; row_size(ty, N_PER_ROW).unwrap() * ROWS];
         group.bench_function(BenchmarkId::new("quantize", ty.name()), |b| {
             b.iter(|| quantize(ty, &src, N_PER_ROW, None, &mut dst).unwrap())
         });
-        if ty != QuantType::Q8K {
+        if uses_imatrix(ty) {
             group.bench_function(BenchmarkId::new("quantize_imatrix", ty.name()), |b| {
                 b.iter(|| quantize(ty, &src, N_PER_ROW, Some(&imatrix), &mut dst).unwrap())
             });
@@ -61,5 +67,5 @@ fn kquants(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, kquants);
+criterion_group!(benches, kernels);
 criterion_main!(benches);
