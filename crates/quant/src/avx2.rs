@@ -839,6 +839,34 @@ pub(crate) fn quantize_q8_0(src: &[f32], dst: &mut [u8]) {
     }
 }
 
+// ---- k-quant requantization --------------------------------------------------------------------
+
+/// `levels[i] = nearest_int((x[i] + offset) / d).clamp(lo, hi) - lo` (without the addition when
+/// `offset` is `None`), eight elements per step; `x.len()` is a multiple of 8.
+#[target_feature(enable = "avx2")]
+pub(crate) fn requantize(
+    x: &[f32],
+    offset: Option<f32>,
+    d: f32,
+    lo: i32,
+    hi: i32,
+    levels: &mut [u8],
+) {
+    let d = _mm256_set1_ps(d);
+    let (lo_v, hi_v) = (_mm256_set1_epi32(lo), _mm256_set1_epi32(hi));
+    for (chunk, out) in x.chunks_exact(8).zip(levels.chunks_exact_mut(8)) {
+        // SAFETY: `chunk` holds the eight floats read.
+        let mut v = unsafe { _mm256_loadu_ps(chunk.as_ptr()) };
+        if let Some(m) = offset {
+            v = _mm256_add_ps(v, _mm256_set1_ps(m));
+        }
+        let level = nearest_clamped(_mm256_div_ps(v, d), lo_v, hi_v);
+        let mut l = [0u8; 8];
+        store_levels(level, -lo, &mut l);
+        out.copy_from_slice(&l);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use crate::legacy;
@@ -929,6 +957,21 @@ mod tests {
                 (0..256).map(|i| f32::from_bits(1 + i * 977) * [1.0, -1.0][i as usize % 2]),
             );
             whole.extend((0..256).map(|i| (i as f32 - 128.0) / 128.0));
+            for (offset, d, lo, hi) in [
+                (None, 0.37f32, -4, 3),
+                (None, -0.05, -32, 31),
+                (Some(0.8f32), 0.11, 0, 15),
+                (Some(-1e-3), 3e-7, 0, 31),
+            ] {
+                let mut got = vec![0u8; x.len()];
+                // SAFETY: the CPU supports AVX2 (checked above).
+                unsafe { super::requantize(&x, offset, d, lo, hi, &mut got) };
+                for (i, (&v, &g)) in x.iter().zip(&got).enumerate() {
+                    let v = offset.map_or(v, |m| v + m);
+                    let want = (crate::common::nearest_int(v / d).clamp(lo, hi) - lo) as u8;
+                    assert_eq!(want, g, "requantize element {i} ({v:e} / {d:e})");
+                }
+            }
             let ternary: [(&str, usize, Kernel, Avx2Kernel); 2] = [
                 (
                     "tq1_0",

@@ -39,6 +39,21 @@ fn for_each_block(
     }
 }
 
+/// `levels[i] = nearest_int((x[i] + offset) / d).clamp(lo, hi) - lo`: the final pass of every
+/// k-quant, once the block's scales are stored.
+fn requantize(x: &[f32], offset: Option<f32>, d: f32, lo: i32, hi: i32, levels: &mut [u8]) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU supports AVX2 (checked just above).
+        unsafe { crate::avx2::requantize(x, offset, d, lo, hi, levels) };
+        return;
+    }
+    for (l, &v) in levels.iter_mut().zip(x) {
+        let v = offset.map_or(v, |m| v + m);
+        *l = (nearest_int(v / d).clamp(lo, hi) - lo) as u8;
+    }
+}
+
 fn sum_squares(x: &[f32]) -> f32 {
     let mut s = 0.0f32;
     for &v in x {
@@ -189,9 +204,14 @@ pub(crate) fn quantize_q2_k(
                 continue;
             }
             let m = mm * f32::from(y[j] >> 4);
-            for ii in 0..16 {
-                levels[16 * j + ii] = nearest_int((x[16 * j + ii] + m) / d).clamp(0, 3) as u8;
-            }
+            requantize(
+                &x[16 * j..16 * j + 16],
+                Some(m),
+                d,
+                0,
+                3,
+                &mut levels[16 * j..16 * j + 16],
+            );
         }
         pack_2bit(&levels, &mut y[16..80]);
     });
@@ -240,109 +260,168 @@ fn q3_pack_scale(scales: &mut [u8], j: usize, l: u8) {
     scales[8 + j % 4] |= (l >> 4) << (2 * (j / 4));
 }
 
+/// Q3_K's search without an importance matrix for `G / 2` super-blocks at once (`G` interleaved
+/// sets of eight 16-element groups): writes each block's scales and levels.
+fn q3_search_plain<const G: usize>(
+    xs: &[&[f32]],
+    scales: &mut [[f32; 16]],
+    levels: &mut [[u8; QK_K]],
+) {
+    let mut xt = [[[0.0f32; LANES]; 32]; G];
+    for (b, x) in xs.iter().enumerate() {
+        for j in 0..16 {
+            for l in 0..16 {
+                xt[2 * b + j / LANES][l][j % LANES] = x[16 * j + l];
+            }
+        }
+    }
+    let mut lt = [[[0u8; LANES]; 32]; G];
+    let sc = make_q3_lanes(4, 16, &xt, &mut lt);
+    for b in 0..xs.len() {
+        for j in 0..16 {
+            let set = 2 * b + j / LANES;
+            scales[b][j] = sc[set][j % LANES];
+            for l in 0..16 {
+                levels[b][16 * j + l] = lt[set][l][j % LANES];
+            }
+        }
+    }
+}
+
+/// Q3_K's super-block scale without an importance matrix: the 6-bit sub-block scales and `d`.
+fn q3_scales_plain(y: &mut [u8], scales: &[f32; 16]) {
+    let (mut amax, mut max_scale) = (0.0f32, 0.0f32);
+    for j in 0..16 {
+        let s = scales[j].abs();
+        if s > amax {
+            amax = s;
+            max_scale = scales[j];
+        }
+    }
+    if max_scale != 0.0 {
+        let iscale = -32.0 / max_scale;
+        for j in 0..16 {
+            let l = nearest_int(iscale * scales[j]) as i8;
+            let l = (l.clamp(-32, 31) + 32) as u8;
+            q3_pack_scale(&mut y[96..108], j, l);
+        }
+        put_f16(y, 108, 1.0 / iscale);
+    } else {
+        put_f16(y, 108, 0.0);
+    }
+}
+
+/// Q3_K's search with an importance matrix: the sub-block scales, levels and the block header.
+fn q3_search_imatrix(x: &[f32], qw: &[f32], y: &mut [u8], levels: &mut [u8; QK_K]) {
+    let mut scales = [0.0f32; 16];
+    let sigma2 = 2.0 * sum_squares(x) / QK_K as f32;
+    let mut sw = [0.0f32; 16];
+    for batch in 0..2 {
+        let (mut xt, mut wt) = ([[0.0f32; LANES]; 32], [[0.0f32; LANES]; 32]);
+        for k in 0..LANES {
+            let j = 8 * batch + k;
+            let mut sumw = 0.0f32;
+            for l in 0..16 {
+                let v = x[16 * j + l];
+                let w = qw[16 * j + l] * (sigma2 + v * v).sqrt();
+                sumw += w;
+                xt[l][k] = v;
+                wt[l][k] = w;
+            }
+            sw[j] = sumw;
+        }
+        let mut lt = [[0u8; LANES]; 32];
+        let sc = make_qx_lanes(4, 16, &xt, &wt, &mut lt);
+        for k in 0..LANES {
+            let j = 8 * batch + k;
+            scales[j] = sc[k];
+            for l in 0..16 {
+                levels[16 * j + l] = lt[l][k];
+            }
+        }
+    }
+    let mut ls = [0u8; 16];
+    let d_block = make_qx_quants(32, &scales, &mut ls, Some(&sw));
+    for j in 0..16 {
+        q3_pack_scale(&mut y[96..108], j, ls[j]);
+    }
+    put_f16(y, 108, d_block);
+}
+
+/// Requantizes a Q3_K super-block with its stored scales and packs the levels.
+fn q3_finish(x: &[f32], y: &mut [u8], levels: &mut [u8; QK_K]) {
+    let d_all = get_f16(y, 108);
+    for j in 0..16 {
+        let d = d_all * q3_scale(&y[96..108], j) as f32;
+        if d == 0.0 {
+            continue;
+        }
+        requantize(
+            &x[16 * j..16 * j + 16],
+            None,
+            d,
+            -4,
+            3,
+            &mut levels[16 * j..16 * j + 16],
+        );
+    }
+    // Levels are 0..=7: bit 2 goes to the high-bit mask (element 32k+m at bit k of byte m),
+    // the low two bits stay.
+    y[..32].fill(0);
+    for k in 0..8 {
+        for m in 0..32 {
+            let level = levels[32 * k + m];
+            y[m] |= ((level >> 2) & 1) << k;
+            levels[32 * k + m] = level & 3;
+        }
+    }
+    pack_2bit(levels, &mut y[32..96]);
+}
+
 pub(crate) fn quantize_q3_k(
     src: &[f32],
     n_per_row: usize,
     imatrix: Option<&[f32]>,
     dst: &mut [u8],
 ) {
-    for_each_block(src, n_per_row, imatrix, dst, 110, |x, y, qw| {
-        let mut levels = [0u8; QK_K];
-        let mut scales = [0.0f32; 16];
-        y[96..108].fill(0);
-        match qw {
-            None => {
-                let (mut amax, mut max_scale) = (0.0f32, 0.0f32);
-                let mut xt = [[[0.0f32; LANES]; 32]; 2];
-                for j in 0..16 {
-                    for l in 0..16 {
-                        xt[j / LANES][l][j % LANES] = x[16 * j + l];
-                    }
-                }
-                let mut lt = [[[0u8; LANES]; 32]; 2];
-                let sc = make_q3_lanes(4, 16, &xt, &mut lt);
-                for j in 0..16 {
-                    scales[j] = sc[j / LANES][j % LANES];
-                    for l in 0..16 {
-                        levels[16 * j + l] = lt[j / LANES][l][j % LANES];
-                    }
-                }
-                for j in 0..16 {
-                    let s = scales[j].abs();
-                    if s > amax {
-                        amax = s;
-                        max_scale = scales[j];
-                    }
-                }
-                if max_scale != 0.0 {
-                    let iscale = -32.0 / max_scale;
-                    for j in 0..16 {
-                        let l = nearest_int(iscale * scales[j]) as i8;
-                        let l = (l.clamp(-32, 31) + 32) as u8;
-                        q3_pack_scale(&mut y[96..108], j, l);
-                    }
-                    put_f16(y, 108, 1.0 / iscale);
-                } else {
-                    put_f16(y, 108, 0.0);
-                }
-            }
-            Some(qw) => {
-                let sigma2 = 2.0 * sum_squares(x) / QK_K as f32;
-                let mut sw = [0.0f32; 16];
-                for batch in 0..2 {
-                    let (mut xt, mut wt) = ([[0.0f32; LANES]; 32], [[0.0f32; LANES]; 32]);
-                    for k in 0..LANES {
-                        let j = 8 * batch + k;
-                        let mut sumw = 0.0f32;
-                        for l in 0..16 {
-                            let v = x[16 * j + l];
-                            let w = qw[16 * j + l] * (sigma2 + v * v).sqrt();
-                            sumw += w;
-                            xt[l][k] = v;
-                            wt[l][k] = w;
-                        }
-                        sw[j] = sumw;
-                    }
-                    let mut lt = [[0u8; LANES]; 32];
-                    let sc = make_qx_lanes(4, 16, &xt, &wt, &mut lt);
-                    for k in 0..LANES {
-                        let j = 8 * batch + k;
-                        scales[j] = sc[k];
-                        for l in 0..16 {
-                            levels[16 * j + l] = lt[l][k];
-                        }
-                    }
-                }
-                let mut ls = [0u8; 16];
-                let d_block = make_qx_quants(32, &scales, &mut ls, Some(&sw));
-                for j in 0..16 {
-                    q3_pack_scale(&mut y[96..108], j, ls[j]);
-                }
-                put_f16(y, 108, d_block);
-            }
-        }
-        let d_all = get_f16(y, 108);
-        for j in 0..16 {
-            let d = d_all * q3_scale(&y[96..108], j) as f32;
-            if d == 0.0 {
-                continue;
-            }
-            for ii in 0..16 {
-                levels[16 * j + ii] = (nearest_int(x[16 * j + ii] / d).clamp(-4, 3) + 4) as u8;
-            }
-        }
-        // Levels are 0..=7: bit 2 goes to the high-bit mask (element 32k+m at bit k of byte m),
-        // the low two bits stay.
-        y[..32].fill(0);
-        for k in 0..8 {
-            for m in 0..32 {
-                let level = levels[32 * k + m];
-                y[m] |= ((level >> 2) & 1) << k;
-                levels[32 * k + m] = level & 3;
-            }
-        }
-        pack_2bit(&levels, &mut y[32..96]);
-    });
+    if imatrix.is_some() {
+        for_each_block(src, n_per_row, imatrix, dst, 110, |x, y, qw| {
+            let mut levels = [0u8; QK_K];
+            y[96..108].fill(0);
+            q3_search_imatrix(x, qw.unwrap_or_default(), y, &mut levels);
+            q3_finish(x, y, &mut levels);
+        });
+        return;
+    }
+    // Two super-blocks at a time: the search is a chain of dependent steps per group, and four
+    // interleaved sets of eight groups keep the core busier than two (measured 1.26x; eight sets
+    // were slower again).
+    const BATCH: usize = 2;
+    let mut xs = src.chunks_exact(BATCH * QK_K);
+    let mut ys = dst.chunks_exact_mut(BATCH * 110);
+    for (x, y) in (&mut xs).zip(&mut ys) {
+        q3_plain_blocks::<BATCH, { 2 * BATCH }>(x, y);
+    }
+    let (x, y) = (xs.remainder(), ys.into_remainder());
+    for (xb, yb) in x.chunks_exact(QK_K).zip(y.chunks_exact_mut(110)) {
+        q3_plain_blocks::<1, 2>(xb, yb);
+    }
+}
+
+/// Q3_K without an importance matrix for `B` consecutive super-blocks (`G = 2B` lane sets).
+fn q3_plain_blocks<const B: usize, const G: usize>(x: &[f32], y: &mut [u8]) {
+    let (mut scales, mut levels) = ([[0.0f32; 16]; B], [[0u8; QK_K]; B]);
+    let xs: [&[f32]; B] = std::array::from_fn(|b| &x[b * QK_K..(b + 1) * QK_K]);
+    q3_search_plain::<G>(&xs, &mut scales, &mut levels);
+    for (b, (xb, yb)) in x
+        .chunks_exact(QK_K)
+        .zip(y.chunks_exact_mut(110))
+        .enumerate()
+    {
+        yb[96..108].fill(0);
+        q3_scales_plain(yb, &scales[b]);
+        q3_finish(xb, yb, &mut levels[b]);
+    }
 }
 
 pub(crate) fn dequantize_q3_k(src: &[u8], dst: &mut [f32]) {
@@ -495,9 +574,14 @@ fn quantize_k4_levels(
             continue;
         }
         let dm = m_all * f32::from(m);
-        for ii in 0..32 {
-            levels[32 * j + ii] = nearest_int((x[32 * j + ii] + dm) / d).clamp(0, nmax) as u8;
-        }
+        requantize(
+            &x[32 * j..32 * j + 32],
+            Some(dm),
+            d,
+            0,
+            nmax,
+            &mut levels[32 * j..32 * j + 32],
+        );
     }
 }
 
@@ -642,9 +726,14 @@ pub(crate) fn quantize_q6_k(
             if d == 0.0 {
                 continue;
             }
-            for ii in 0..16 {
-                levels[16 * j + ii] = (nearest_int(x[16 * j + ii] / d).clamp(-32, 31) + 32) as u8;
-            }
+            requantize(
+                &x[16 * j..16 * j + 16],
+                None,
+                d,
+                -32,
+                31,
+                &mut levels[16 * j..16 * j + 16],
+            );
         }
         for half in 0..2 {
             let j = 128 * half;
@@ -721,6 +810,29 @@ pub(crate) fn dequantize_q8_k(src: &[u8], dst: &mut [f32]) {
         let d = f32::from_le_bytes([x[0], x[1], x[2], x[3]]);
         for j in 0..QK_K {
             y[j] = d * f32::from(x[4 + j] as i8);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn q3_k_gives_the_same_blocks_in_batches_and_one_by_one() {
+        let mut state = 0x9E37_79B9_7F4A_7C15_u64;
+        let x: Vec<f32> = (0..5 * super::QK_K)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                (state >> 40) as f32 / (1u64 << 24) as f32 - 0.5
+            })
+            .collect();
+        let mut together = vec![0u8; 5 * 110];
+        super::quantize_q3_k(&x, 5 * super::QK_K, None, &mut together);
+        for (xb, yb) in x.chunks(super::QK_K).zip(together.chunks(110)) {
+            let mut alone = vec![0u8; 110];
+            super::quantize_q3_k(xb, super::QK_K, None, &mut alone);
+            assert_eq!(alone, yb);
         }
     }
 }
