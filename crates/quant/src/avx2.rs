@@ -841,29 +841,38 @@ pub(crate) fn quantize_q8_0(src: &[f32], dst: &mut [u8]) {
 
 // ---- k-quant requantization --------------------------------------------------------------------
 
-/// `levels[i] = nearest_int((x[i] + offset) / d).clamp(lo, hi) - lo` (without the addition when
-/// `offset` is `None`), eight elements per step; `x.len()` is a multiple of 8.
+/// `crate::kquants::requantize_groups`: groups of `group` elements (a multiple of 8), eight
+/// elements per step.
 #[target_feature(enable = "avx2")]
-pub(crate) fn requantize(
+pub(crate) fn requantize_groups(
     x: &[f32],
-    offset: Option<f32>,
-    d: f32,
-    lo: i32,
-    hi: i32,
+    group: usize,
+    d: &[f32],
+    offset: Option<&[f32]>,
+    (lo, hi): (i32, i32),
     levels: &mut [u8],
 ) {
-    let d = _mm256_set1_ps(d);
     let (lo_v, hi_v) = (_mm256_set1_epi32(lo), _mm256_set1_epi32(hi));
-    for (chunk, out) in x.chunks_exact(8).zip(levels.chunks_exact_mut(8)) {
-        // SAFETY: `chunk` holds the eight floats read.
-        let mut v = unsafe { _mm256_loadu_ps(chunk.as_ptr()) };
-        if let Some(m) = offset {
-            v = _mm256_add_ps(v, _mm256_set1_ps(m));
+    for (j, &dj) in d.iter().enumerate() {
+        if dj == 0.0 {
+            continue;
         }
-        let level = nearest_clamped(_mm256_div_ps(v, d), lo_v, hi_v);
-        let mut l = [0u8; 8];
-        store_levels(level, -lo, &mut l);
-        out.copy_from_slice(&l);
+        let scale = _mm256_set1_ps(dj);
+        let range = group * j..group * (j + 1);
+        for (chunk, out) in x[range.clone()]
+            .chunks_exact(8)
+            .zip(levels[range].chunks_exact_mut(8))
+        {
+            // SAFETY: `chunk` holds the eight floats read.
+            let mut v = unsafe { _mm256_loadu_ps(chunk.as_ptr()) };
+            if let Some(m) = offset {
+                v = _mm256_add_ps(v, _mm256_set1_ps(m[j]));
+            }
+            let level = nearest_clamped(_mm256_div_ps(v, scale), lo_v, hi_v);
+            let mut l = [0u8; 8];
+            store_levels(level, -lo, &mut l);
+            out.copy_from_slice(&l);
+        }
     }
 }
 
@@ -963,13 +972,33 @@ mod tests {
                 (Some(0.8f32), 0.11, 0, 15),
                 (Some(-1e-3), 3e-7, 0, 31),
             ] {
-                let mut got = vec![0u8; x.len()];
+                // Every third group has a zero scale and must keep its levels.
+                let groups = x.len() / 16;
+                let ds: Vec<f32> = (0..groups)
+                    .map(|j| {
+                        if j % 3 == 1 {
+                            0.0
+                        } else {
+                            d * (1.0 + j as f32 * 1e-3)
+                        }
+                    })
+                    .collect();
+                let ms: Vec<f32> = (0..groups)
+                    .map(|j| offset.unwrap_or(0.0) * j as f32)
+                    .collect();
+                let offsets = offset.map(|_| &ms[..]);
+                let mut got = vec![7u8; x.len()];
                 // SAFETY: the CPU supports AVX2 (checked above).
-                unsafe { super::requantize(&x, offset, d, lo, hi, &mut got) };
+                unsafe { super::requantize_groups(&x, 16, &ds, offsets, (lo, hi), &mut got) };
                 for (i, (&v, &g)) in x.iter().zip(&got).enumerate() {
-                    let v = offset.map_or(v, |m| v + m);
-                    let want = (crate::common::nearest_int(v / d).clamp(lo, hi) - lo) as u8;
-                    assert_eq!(want, g, "requantize element {i} ({v:e} / {d:e})");
+                    let j = i / 16;
+                    let want = if ds[j] == 0.0 {
+                        7
+                    } else {
+                        let v = offsets.map_or(v, |m| v + m[j]);
+                        (crate::common::nearest_int(v / ds[j]).clamp(lo, hi) - lo) as u8
+                    };
+                    assert_eq!(want, g, "requantize element {i} ({v:e} / {:e})", ds[j]);
                 }
             }
             let ternary: [(&str, usize, Kernel, Avx2Kernel); 2] = [

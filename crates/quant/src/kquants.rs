@@ -39,18 +39,33 @@ fn for_each_block(
     }
 }
 
-/// `levels[i] = nearest_int((x[i] + offset) / d).clamp(lo, hi) - lo`: the final pass of every
-/// k-quant, once the block's scales are stored.
-fn requantize(x: &[f32], offset: Option<f32>, d: f32, lo: i32, hi: i32, levels: &mut [u8]) {
+/// The final pass of every k-quant, once the block's scales are stored: for each group `j` of
+/// `group` elements whose scale `d[j]` is non-zero, `levels = nearest_int((x + offset[j]) / d[j])
+/// .clamp(lo, hi) - lo` (no addition without offsets). Groups with a zero scale keep the levels
+/// their search chose, as in ggml.
+fn requantize_groups(
+    x: &[f32],
+    group: usize,
+    d: &[f32],
+    offset: Option<&[f32]>,
+    (lo, hi): (i32, i32),
+    levels: &mut [u8],
+) {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") {
         // SAFETY: the CPU supports AVX2 (checked just above).
-        unsafe { crate::avx2::requantize(x, offset, d, lo, hi, levels) };
+        unsafe { crate::avx2::requantize_groups(x, group, d, offset, (lo, hi), levels) };
         return;
     }
-    for (l, &v) in levels.iter_mut().zip(x) {
-        let v = offset.map_or(v, |m| v + m);
-        *l = (nearest_int(v / d).clamp(lo, hi) - lo) as u8;
+    for (j, &dj) in d.iter().enumerate() {
+        if dj == 0.0 {
+            continue;
+        }
+        let range = group * j..group * (j + 1);
+        for (l, &v) in levels[range.clone()].iter_mut().zip(&x[range]) {
+            let v = offset.map_or(v, |m| v + m[j]);
+            *l = (nearest_int(v / dj).clamp(lo, hi) - lo) as u8;
+        }
     }
 }
 
@@ -198,21 +213,9 @@ pub(crate) fn quantize_q2_k(
             }
         }
         let (dm, mm) = (get_f16(y, 80), get_f16(y, 82));
-        for j in 0..16 {
-            let d = dm * f32::from(y[j] & 0xF);
-            if d == 0.0 {
-                continue;
-            }
-            let m = mm * f32::from(y[j] >> 4);
-            requantize(
-                &x[16 * j..16 * j + 16],
-                Some(m),
-                d,
-                0,
-                3,
-                &mut levels[16 * j..16 * j + 16],
-            );
-        }
+        let d: [f32; 16] = std::array::from_fn(|j| dm * f32::from(y[j] & 0xF));
+        let m: [f32; 16] = std::array::from_fn(|j| mm * f32::from(y[j] >> 4));
+        requantize_groups(x, 16, &d, Some(&m), (0, 3), &mut levels);
         pack_2bit(&levels, &mut y[16..80]);
     });
 }
@@ -351,20 +354,8 @@ fn q3_search_imatrix(x: &[f32], qw: &[f32], y: &mut [u8], levels: &mut [u8; QK_K
 /// Requantizes a Q3_K super-block with its stored scales and packs the levels.
 fn q3_finish(x: &[f32], y: &mut [u8], levels: &mut [u8; QK_K]) {
     let d_all = get_f16(y, 108);
-    for j in 0..16 {
-        let d = d_all * q3_scale(&y[96..108], j) as f32;
-        if d == 0.0 {
-            continue;
-        }
-        requantize(
-            &x[16 * j..16 * j + 16],
-            None,
-            d,
-            -4,
-            3,
-            &mut levels[16 * j..16 * j + 16],
-        );
-    }
+    let d: [f32; 16] = std::array::from_fn(|j| d_all * q3_scale(&y[96..108], j) as f32);
+    requantize_groups(x, 16, &d, None, (-4, 3), levels);
     // Levels are 0..=7: bit 2 goes to the high-bit mask (element 32k+m at bit k of byte m),
     // the low two bits stay.
     y[..32].fill(0);
@@ -396,7 +387,7 @@ pub(crate) fn quantize_q3_k(
     // Two super-blocks at a time: the search is a chain of dependent steps per group, and four
     // interleaved sets of eight groups keep the core busier than two (measured 1.26x; eight sets
     // were slower again).
-    const BATCH: usize = 2;
+    const BATCH: usize = 4;
     let mut xs = src.chunks_exact(BATCH * QK_K);
     let mut ys = dst.chunks_exact_mut(BATCH * 110);
     for (x, y) in (&mut xs).zip(&mut ys) {
@@ -567,22 +558,13 @@ fn quantize_k4_levels(
         }
     }
     let (d_all, m_all) = (get_f16(y, 0), get_f16(y, 2));
+    let (mut d, mut dm) = ([0.0f32; 8], [0.0f32; 8]);
     for j in 0..8 {
         let (sc, m) = scale_min_k4(j, &y[4..16]);
-        let d = d_all * f32::from(sc);
-        if d == 0.0 {
-            continue;
-        }
-        let dm = m_all * f32::from(m);
-        requantize(
-            &x[32 * j..32 * j + 32],
-            Some(dm),
-            d,
-            0,
-            nmax,
-            &mut levels[32 * j..32 * j + 32],
-        );
+        d[j] = d_all * f32::from(sc);
+        dm[j] = m_all * f32::from(m);
     }
+    requantize_groups(x, 32, &d, Some(&dm), (0, nmax), levels);
 }
 
 pub(crate) fn quantize_q4_k(
@@ -721,20 +703,8 @@ pub(crate) fn quantize_q6_k(
             y[192 + ib] = nearest_int(iscale * scales[ib]).min(127) as i8 as u8;
         }
         let d_all = get_f16(y, 208);
-        for j in 0..16 {
-            let d = d_all * f32::from(y[192 + j] as i8);
-            if d == 0.0 {
-                continue;
-            }
-            requantize(
-                &x[16 * j..16 * j + 16],
-                None,
-                d,
-                -32,
-                31,
-                &mut levels[16 * j..16 * j + 16],
-            );
-        }
+        let d: [f32; 16] = std::array::from_fn(|j| d_all * f32::from(y[192 + j] as i8));
+        requantize_groups(x, 16, &d, None, (-32, 31), &mut levels);
         for half in 0..2 {
             let j = 128 * half;
             let (ql, qh) = (64 * half, 128 + 32 * half);

@@ -133,6 +133,15 @@ pub(crate) fn make_q3_lanes<const G: usize>(
     levels: &mut [[[u8; LANES]; 32]; G],
 ) -> [[f32; LANES]; G] {
     #[cfg(target_arch = "x86_64")]
+    if G.is_multiple_of(2)
+        && G <= 2 * crate::avx512::MAX_SETS
+        && n <= crate::avx512::ROWS
+        && std::arch::is_x86_feature_detected!("avx512f")
+    {
+        // SAFETY: the CPU supports AVX-512F (checked just above).
+        return unsafe { crate::avx512::make_q3_lanes(nmax, n, x, levels) };
+    }
+    #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") {
         // SAFETY: the CPU supports AVX2 (checked just above).
         return unsafe { crate::avx2::make_q3_lanes(nmax, n, x, levels) };
@@ -662,6 +671,29 @@ mod tests {
             }
         }
         t
+    }
+
+    #[test]
+    fn paired_q3_lane_sets_equal_the_scalar_search() {
+        // Even set counts take the AVX-512 path where the CPU has it (odd ones AVX2, tested below).
+        for n in [16usize, 32] {
+            let all = groups(0x5EED + n as u64, n);
+            let xt = [
+                transpose(&all[..LANES], n),
+                transpose(&all[LANES..2 * LANES], n),
+            ];
+            for form in [make_q3_lanes::<2>, make_q3_lanes_portable::<2>] {
+                let mut lt = [[[0u8; LANES]; 32]; 2];
+                let sc = form(4, n, &xt, &mut lt);
+                for (idx, g) in all[..2 * LANES].iter().enumerate() {
+                    let (set, k) = (idx / LANES, idx % LANES);
+                    let mut l = [0u8; 32];
+                    let s1 = make_q3_quants(4, g, &mut l);
+                    assert_eq!(s1.to_bits(), sc[set][k].to_bits(), "q3 set {set} lane {k}");
+                    assert!((0..n).all(|i| l[i] == lt[set][i][k]), "q3 levels {set}/{k}");
+                }
+            }
+        }
     }
 
     #[test]
