@@ -384,14 +384,27 @@ pub(crate) fn quantize_q3_k(
         });
         return;
     }
-    // Two super-blocks at a time: the search is a chain of dependent steps per group, and four
-    // interleaved sets of eight groups keep the core busier than two (measured 1.26x; eight sets
-    // were slower again).
-    const BATCH: usize = 4;
-    let mut xs = src.chunks_exact(BATCH * QK_K);
-    let mut ys = dst.chunks_exact_mut(BATCH * 110);
+    // Several super-blocks at a time: the search is a chain of dependent steps per group, so
+    // interleaving independent groups keeps the core busy. Measured best: four super-blocks with
+    // AVX-512 (four registers of sixteen groups), two with AVX2 (four registers of eight; eight
+    // were slower).
+    #[cfg(target_arch = "x86_64")]
+    let wide = std::arch::is_x86_feature_detected!("avx512f");
+    #[cfg(not(target_arch = "x86_64"))]
+    let wide = false;
+    if wide {
+        q3_plain_batches::<4, 8>(src, dst);
+    } else {
+        q3_plain_batches::<2, 4>(src, dst);
+    }
+}
+
+/// Q3_K without an importance matrix, `B` super-blocks at a time (`G = 2B` lane sets).
+fn q3_plain_batches<const B: usize, const G: usize>(src: &[f32], dst: &mut [u8]) {
+    let mut xs = src.chunks_exact(B * QK_K);
+    let mut ys = dst.chunks_exact_mut(B * 110);
     for (x, y) in (&mut xs).zip(&mut ys) {
-        q3_plain_blocks::<BATCH, { 2 * BATCH }>(x, y);
+        q3_plain_blocks::<B, G>(x, y);
     }
     let (x, y) = (xs.remainder(), ys.into_remainder());
     for (xb, yb) in x.chunks_exact(QK_K).zip(y.chunks_exact_mut(110)) {

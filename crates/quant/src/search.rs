@@ -682,7 +682,22 @@ mod tests {
                 transpose(&all[..LANES], n),
                 transpose(&all[LANES..2 * LANES], n),
             ];
-            for form in [make_q3_lanes::<2>, make_q3_lanes_portable::<2>] {
+            type Form = fn(
+                i32,
+                usize,
+                &[[[f32; LANES]; 32]; 2],
+                &mut [[[u8; LANES]; 32]; 2],
+            ) -> [[f32; LANES]; 2];
+            let mut forms: Vec<Form> = vec![make_q3_lanes::<2>, make_q3_lanes_portable::<2>];
+            // The AVX2 form too, which this dispatch skips on an AVX-512 CPU.
+            #[cfg(target_arch = "x86_64")]
+            if std::arch::is_x86_feature_detected!("avx2") {
+                forms.push(|nmax, n, x, levels| {
+                    // SAFETY: the CPU supports AVX2 (checked above).
+                    unsafe { crate::avx2::make_q3_lanes(nmax, n, x, levels) }
+                });
+            }
+            for form in forms {
                 let mut lt = [[[0u8; LANES]; 32]; 2];
                 let sc = form(4, n, &xt, &mut lt);
                 for (idx, g) in all[..2 * LANES].iter().enumerate() {
