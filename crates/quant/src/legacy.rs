@@ -144,6 +144,46 @@ fn search_row(
     }
 }
 
+/// What distinguishes Q4_0, Q4_1, Q5_0 and Q5_1: block size, the no-imatrix kernels, the imatrix
+/// search and how a block is written from its scale, minimum and levels.
+struct LegacyType {
+    bytes: usize,
+    plain: fn(&[f32], &mut [u8]),
+    #[cfg(target_arch = "x86_64")]
+    plain_avx2: unsafe fn(&[f32], &mut [u8]),
+    search: Search,
+    write: fn(&mut [u8], f32, f32, &[u8; QK]),
+}
+
+impl LegacyType {
+    fn quantize(&self, src: &[f32], n_per_row: usize, imatrix: Option<&[f32]>, dst: &mut [u8]) {
+        let Some(qw) = imatrix else {
+            #[cfg(target_arch = "x86_64")]
+            if std::arch::is_x86_feature_detected!("avx2") {
+                // SAFETY: the CPU supports AVX2 (checked just above).
+                unsafe { (self.plain_avx2)(src, dst) };
+                return;
+            }
+            (self.plain)(src, dst);
+            return;
+        };
+        let row_bytes = n_per_row / QK * self.bytes;
+        for (row, out) in src
+            .chunks_exact(n_per_row)
+            .zip(dst.chunks_exact_mut(row_bytes))
+        {
+            search_row(row, qw, self.search, |ib, d, the_min, l| {
+                (self.write)(
+                    &mut out[self.bytes * ib..self.bytes * (ib + 1)],
+                    d,
+                    the_min,
+                    l,
+                );
+            });
+        }
+    }
+}
+
 /// Q4_0 without an imatrix, the portable form of the AVX2 kernel.
 pub(crate) fn quantize_q4_0_scalar(src: &[f32], dst: &mut [u8]) {
     for (x, y) in src.chunks_exact(QK).zip(dst.chunks_exact_mut(18)) {
@@ -164,31 +204,20 @@ pub(crate) fn quantize_q4_0(
     imatrix: Option<&[f32]>,
     dst: &mut [u8],
 ) {
-    #[cfg(target_arch = "x86_64")]
-    if imatrix.is_none() && std::arch::is_x86_feature_detected!("avx2") {
-        // SAFETY: the CPU supports AVX2 (checked just above).
-        unsafe { crate::avx2::quantize_q4_0(src, dst) };
-        return;
-    }
-    const BYTES: usize = 18;
-    match imatrix {
-        None => quantize_q4_0_scalar(src, dst),
-        Some(qw) => {
-            let row_bytes = n_per_row / QK * BYTES;
-            for (row, out) in src
-                .chunks_exact(n_per_row)
-                .zip(dst.chunks_exact_mut(row_bytes))
-            {
-                search_row(row, qw, Search::Qx(8), |ib, d, _, l| {
-                    let y = &mut out[BYTES * ib..BYTES * (ib + 1)];
-                    put_f16(y, 0, d);
-                    for j in 0..16 {
-                        y[2 + j] = l[j] | (l[j + 16] << 4);
-                    }
-                });
+    let ty = LegacyType {
+        bytes: 18,
+        plain: quantize_q4_0_scalar,
+        #[cfg(target_arch = "x86_64")]
+        plain_avx2: crate::avx2::quantize_q4_0,
+        search: Search::Qx(8),
+        write: |y, d, _, l| {
+            put_f16(y, 0, d);
+            for j in 0..16 {
+                y[2 + j] = l[j] | (l[j + 16] << 4);
             }
-        }
-    }
+        },
+    };
+    ty.quantize(src, n_per_row, imatrix, dst);
 }
 
 /// Q4_1 without an imatrix, the portable form of the AVX2 kernel.
@@ -213,32 +242,21 @@ pub(crate) fn quantize_q4_1(
     imatrix: Option<&[f32]>,
     dst: &mut [u8],
 ) {
-    #[cfg(target_arch = "x86_64")]
-    if imatrix.is_none() && std::arch::is_x86_feature_detected!("avx2") {
-        // SAFETY: the CPU supports AVX2 (checked just above).
-        unsafe { crate::avx2::quantize_q4_1(src, dst) };
-        return;
-    }
-    const BYTES: usize = 20;
-    match imatrix {
-        None => quantize_q4_1_scalar(src, dst),
-        Some(qw) => {
-            let row_bytes = n_per_row / QK * BYTES;
-            for (row, out) in src
-                .chunks_exact(n_per_row)
-                .zip(dst.chunks_exact_mut(row_bytes))
-            {
-                search_row(row, qw, Search::Qkx(15), |ib, d, the_min, l| {
-                    let y = &mut out[BYTES * ib..BYTES * (ib + 1)];
-                    put_f16(y, 0, d);
-                    put_f16(y, 2, -the_min);
-                    for j in 0..16 {
-                        y[4 + j] = l[j] | (l[j + 16] << 4);
-                    }
-                });
+    let ty = LegacyType {
+        bytes: 20,
+        plain: quantize_q4_1_scalar,
+        #[cfg(target_arch = "x86_64")]
+        plain_avx2: crate::avx2::quantize_q4_1,
+        search: Search::Qkx(15),
+        write: |y, d, the_min, l| {
+            put_f16(y, 0, d);
+            put_f16(y, 2, -the_min);
+            for j in 0..16 {
+                y[4 + j] = l[j] | (l[j + 16] << 4);
             }
-        }
-    }
+        },
+    };
+    ty.quantize(src, n_per_row, imatrix, dst);
 }
 
 /// Q5_0 without an imatrix, the portable form of the AVX2 kernel.
@@ -261,29 +279,18 @@ pub(crate) fn quantize_q5_0(
     imatrix: Option<&[f32]>,
     dst: &mut [u8],
 ) {
-    #[cfg(target_arch = "x86_64")]
-    if imatrix.is_none() && std::arch::is_x86_feature_detected!("avx2") {
-        // SAFETY: the CPU supports AVX2 (checked just above).
-        unsafe { crate::avx2::quantize_q5_0(src, dst) };
-        return;
-    }
-    const BYTES: usize = 22;
-    match imatrix {
-        None => quantize_q5_0_scalar(src, dst),
-        Some(qw) => {
-            let row_bytes = n_per_row / QK * BYTES;
-            for (row, out) in src
-                .chunks_exact(n_per_row)
-                .zip(dst.chunks_exact_mut(row_bytes))
-            {
-                search_row(row, qw, Search::Qx(16), |ib, d, _, l| {
-                    let y = &mut out[BYTES * ib..BYTES * (ib + 1)];
-                    put_f16(y, 0, d);
-                    pack5(l, y, 2, 6);
-                });
-            }
-        }
-    }
+    let ty = LegacyType {
+        bytes: 22,
+        plain: quantize_q5_0_scalar,
+        #[cfg(target_arch = "x86_64")]
+        plain_avx2: crate::avx2::quantize_q5_0,
+        search: Search::Qx(16),
+        write: |y, d, _, l| {
+            put_f16(y, 0, d);
+            pack5(l, y, 2, 6);
+        },
+    };
+    ty.quantize(src, n_per_row, imatrix, dst);
 }
 
 /// Q5_1 without an imatrix, the portable form of the AVX2 kernel.
@@ -308,30 +315,19 @@ pub(crate) fn quantize_q5_1(
     imatrix: Option<&[f32]>,
     dst: &mut [u8],
 ) {
-    #[cfg(target_arch = "x86_64")]
-    if imatrix.is_none() && std::arch::is_x86_feature_detected!("avx2") {
-        // SAFETY: the CPU supports AVX2 (checked just above).
-        unsafe { crate::avx2::quantize_q5_1(src, dst) };
-        return;
-    }
-    const BYTES: usize = 24;
-    match imatrix {
-        None => quantize_q5_1_scalar(src, dst),
-        Some(qw) => {
-            let row_bytes = n_per_row / QK * BYTES;
-            for (row, out) in src
-                .chunks_exact(n_per_row)
-                .zip(dst.chunks_exact_mut(row_bytes))
-            {
-                search_row(row, qw, Search::Qkx(31), |ib, d, the_min, l| {
-                    let y = &mut out[BYTES * ib..BYTES * (ib + 1)];
-                    put_f16(y, 0, d);
-                    put_f16(y, 2, -the_min);
-                    pack5(l, y, 4, 8);
-                });
-            }
-        }
-    }
+    let ty = LegacyType {
+        bytes: 24,
+        plain: quantize_q5_1_scalar,
+        #[cfg(target_arch = "x86_64")]
+        plain_avx2: crate::avx2::quantize_q5_1,
+        search: Search::Qkx(31),
+        write: |y, d, the_min, l| {
+            put_f16(y, 0, d);
+            put_f16(y, 2, -the_min);
+            pack5(l, y, 4, 8);
+        },
+    };
+    ty.quantize(src, n_per_row, imatrix, dst);
 }
 
 /// Q8_0 (the imatrix is ignored, as in ggml).
