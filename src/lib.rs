@@ -3,9 +3,11 @@
 //! - [`quantize`]: whole-model quantization, GGUF in and GGUF out, byte-identical to llama.cpp's
 //!   `llama_model_quantize`.
 //! - [`create`]: Ollama's `/api/create` flow on top of a models directory.
+//! - [`template`]: Ollama's built-in chat templates and its Go template syntax check.
 
 pub mod create;
 pub mod quantize;
+pub mod template;
 
 pub use quantize::{
     FileType, Imatrix, ImatrixError, NoProgress, QuantizeError, QuantizeEvent, QuantizeOptions,

@@ -9,6 +9,9 @@
 mod models;
 mod remote;
 
+#[cfg(test)]
+mod ollama_fixtures;
+
 pub use models::{ManageError, copy, delete, list, show};
 pub use remote::{CLOUD_HOST, Source, parse_model_ref, remote_url};
 
@@ -27,6 +30,7 @@ use crate::quantize::{
     FileType, QuantizeError, QuantizeEvent, QuantizeOptions, SourceModel, UnknownFileType,
     parse_split_file_name, quantize_parts,
 };
+use crate::template;
 
 /// Ollama's media type for a draft (speculative decoding) model layer.
 pub const MEDIA_TYPE_DRAFT: &str = "application/vnd.ollama.image.draft";
@@ -389,7 +393,7 @@ impl Engine {
                 });
             }
         } else if let Some(files) = &req.files {
-            for (pending, parts) in self.gguf_layers(files, None, sink)? {
+            for (pending, parts) in self.gguf_layers(files, None, sink, created)? {
                 if pending.layer.media_type == MEDIA_TYPE_MODEL {
                     models.push(ModelSlot {
                         index: layers.len(),
@@ -436,18 +440,22 @@ impl Engine {
                     });
                 }
                 emit(sink, ProgressResponse::status("parsing GGUF"))?;
+                let file = self.map_blob(&d)?;
+                let chat_template = chat_template_of(&file.parse(&Limits::default())?);
                 let mut layer = Layer::new(MEDIA_TYPE_ADAPTER, d, self.store.blob_size(&d)?);
                 layer.from = path.clone();
                 layers.push(Pending {
                     layer,
                     status: format!("using existing layer {d}"),
                 });
+                let detected = self.detected_template_layers(chat_template.as_deref(), created)?;
+                layers.extend(detected);
             }
         }
 
         if let Some(draft_files) = req.draft_files.as_ref().filter(|_| !remote) {
             let drafts = self
-                .gguf_layers(draft_files, Some(MEDIA_TYPE_DRAFT), sink)
+                .gguf_layers(draft_files, Some(MEDIA_TYPE_DRAFT), sink, created)
                 .map_err(|e| CreateError::Draft(Box::new(e)))?;
             for (pending, parts) in drafts {
                 models.push(ModelSlot {
@@ -632,6 +640,7 @@ impl Engine {
         files: &BTreeMap<String, String>,
         media_type: Option<&'static str>,
         sink: &mut dyn FnMut(ProgressResponse) -> ControlFlow<()>,
+        created: &mut Vec<Digest>,
     ) -> Result<Vec<(Pending, Vec<Digest>)>, CreateError> {
         let mut is_gguf = false;
         for (path, digest) in files {
@@ -655,6 +664,7 @@ impl Engine {
         }
         let mut single = Vec::new();
         let mut groups: Vec<ShardGroup> = Vec::new();
+        let mut chat_templates: Vec<(Digest, Option<String>)> = Vec::new();
         for (path, digest) in files {
             emit(sink, ProgressResponse::status("parsing GGUF"))?;
             let d = Digest::parse(digest).map_err(|_| CreateError::InvalidDigest)?;
@@ -667,6 +677,9 @@ impl Engine {
             }
             let file = self.map_blob(&d)?;
             let gguf = file.parse(&Limits::default())?;
+            if media_type.is_none() {
+                chat_templates.push((d, chat_template_of(&gguf)));
+            }
             let media = match media_type {
                 Some(m) => m,
                 None => media_type_of(&gguf),
@@ -729,7 +742,41 @@ impl Engine {
             let primary = by_index.swap_remove(0).expect("checked above");
             out.push((primary, digests));
         }
+        // Ollama matches each resulting layer's chat template (a split model's from its first
+        // shard) and appends the detected template layers after all of them.
+        let mut detected = Vec::new();
+        for (pending, _) in &out {
+            let digest = pending
+                .layer
+                .digest()
+                .map_err(|_| CreateError::InvalidDigest)?;
+            let template = chat_templates
+                .iter()
+                .find(|(d, _)| *d == digest)
+                .and_then(|(_, t)| t.as_deref());
+            detected.extend(self.detected_template_layers(template, created)?);
+        }
+        out.extend(detected.into_iter().map(|p| (p, Vec::new())));
         Ok(out)
+    }
+
+    /// The layers Ollama adds for a GGUF whose `tokenizer.chat_template` matches one of its
+    /// built-in templates: the Go template (with its own status line) and its stop words.
+    fn detected_template_layers(
+        &self,
+        chat_template: Option<&str>,
+        created: &mut Vec<Digest>,
+    ) -> Result<Vec<Pending>, CreateError> {
+        let Some(named) = chat_template.and_then(template::detect) else {
+            return Ok(Vec::new());
+        };
+        let mut layer = self.new_layer(named.template.as_bytes(), MEDIA_TYPE_TEMPLATE, created)?;
+        layer.status = format!("using autodetected template {}", named.name);
+        let mut layers = vec![layer];
+        if let Some(params) = &named.params {
+            layers.push(self.new_layer(params, MEDIA_TYPE_PARAMS, created)?);
+        }
+        Ok(layers)
     }
 
     /// Memory-maps a blob for parsing.
@@ -814,6 +861,14 @@ impl Engine {
             .map_err(|e| CreateError::License(e.to_string()))?;
         layers.push(self.new_layer(&bytes, MEDIA_TYPE_PARAMS, created)?);
         Ok(())
+    }
+}
+
+/// A GGUF's Jinja chat template, when it has one as a string (as Ollama reads it).
+fn chat_template_of(gguf: &kiln_gguf::Gguf<'_>) -> Option<String> {
+    match gguf.metadata().get("tokenizer.chat_template") {
+        Some(kiln_gguf::Value::String(s)) if !s.is_empty() => Some(s.to_string()),
+        _ => None,
     }
 }
 

@@ -96,7 +96,7 @@ pub fn parse_split_file_name(name: &str) -> Option<(&str, u64, u64)> {
         return None;
     }
     let (index, count): (u64, u64) = (index.parse().ok()?, count.parse().ok()?);
-    (index >= 1 && count >= 1).then_some((prefix, index - 1, count))
+    (index >= 1 && count >= 1).then(|| (prefix, index - 1, count))
 }
 
 /// The paths of every part of the split model whose first part is `first`, as llama.cpp finds

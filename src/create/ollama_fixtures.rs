@@ -1,0 +1,374 @@
+//! Ollama's own create tests (`server/routes_create_test.go`), run through kiln's engine: the
+//! same requests on the same GGUF bytes must leave exactly the blobs Ollama's tests list, by
+//! digest, and answer the same HTTP codes.
+
+use std::ops::ControlFlow;
+
+use kiln_api::{CreateRequest, ProgressResponse};
+use kiln_store::{ModelName, Store};
+use serde_json::json;
+
+use super::{CreateError, Engine};
+
+/// The blob Ollama's `createBinFile` writes: a tensor-less GGUF v3 whose string metadata is
+/// `general.architecture = "test"` plus `extra`, keys sorted, and no padding after the header
+/// (Go's `ggml.WriteGGUF` pads only before tensor data).
+fn bin_file(store: &Store, extra: &[(&str, &str)]) -> String {
+    let mut md = vec![("general.architecture", "test")];
+    md.extend_from_slice(extra);
+    md.sort();
+    let mut bytes = b"GGUF".to_vec();
+    bytes.extend(3u32.to_le_bytes());
+    bytes.extend(0u64.to_le_bytes());
+    bytes.extend((md.len() as u64).to_le_bytes());
+    for (key, value) in md {
+        bytes.extend((key.len() as u64).to_le_bytes());
+        bytes.extend(key.as_bytes());
+        bytes.extend(8u32.to_le_bytes()); // string
+        bytes.extend((value.len() as u64).to_le_bytes());
+        bytes.extend(value.as_bytes());
+    }
+    store
+        .write_blob(&bytes[..], None)
+        .unwrap()
+        .digest
+        .to_string()
+}
+
+struct Fixture {
+    _dir: tempdir::Dir,
+    store: Store,
+    engine: Engine,
+}
+
+mod tempdir {
+    /// A directory removed on drop.
+    pub struct Dir(pub std::path::PathBuf);
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+fn fixture(tag: &str) -> Fixture {
+    let dir =
+        std::env::temp_dir().join(format!("kiln-ollama-fixture-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let store = Store::open(&dir).unwrap();
+    Fixture {
+        _dir: tempdir::Dir(dir),
+        engine: Engine::new(store.clone()).with_threads(1),
+        store,
+    }
+}
+
+impl Fixture {
+    fn create(&self, request: serde_json::Value) -> Result<Vec<String>, CreateError> {
+        let request: CreateRequest = serde_json::from_value(request).unwrap();
+        let mut statuses = Vec::new();
+        self.engine
+            .create(request, &mut |p: ProgressResponse| {
+                statuses.push(p.status);
+                ControlFlow::Continue(())
+            })
+            .map(|()| statuses)
+    }
+
+    /// The blob digests on disk, as Ollama's `checkFileExists` compares them (sorted).
+    fn blobs(&self) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(self.store.root().join("blobs"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with("sha256-"))
+            .map(|n| n["sha256-".len()..].to_owned())
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// `digests` plus the model layer of every stored model. Ollama's tests stub out
+    /// llama-quantize with a plain copy, so their uploaded GGUF is also the model layer; kiln
+    /// really validates it (llama-quantize's COPY, checked against llama.cpp in
+    /// tests/model_quant.rs), which rewrites the header (`general.file_type`, alignment), so
+    /// the model layer is a second blob here.
+    fn expected(&self, digests: &[&str]) -> Vec<String> {
+        let mut v: Vec<String> = digests.iter().map(|d| (*d).to_owned()).collect();
+        for m in self.store.list().unwrap() {
+            for l in &m.manifest.layers {
+                if l.media_type == kiln_store::MEDIA_TYPE_MODEL {
+                    v.push(l.digest.trim_start_matches("sha256:").to_owned());
+                }
+            }
+        }
+        v.sort();
+        v.dedup();
+        v
+    }
+
+    fn manifests(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .store
+            .list()
+            .unwrap()
+            .into_iter()
+            .map(|m| m.name.to_string())
+            .collect();
+        names.sort();
+        names
+    }
+
+    fn blob(&self, digest: &str) -> Vec<u8> {
+        std::fs::read(
+            self.store
+                .root()
+                .join("blobs")
+                .join(format!("sha256-{digest}")),
+        )
+        .unwrap()
+    }
+}
+
+const GGUF: &str = "89a2116c3a82d6a97f59f748d86ed4417214353fd178ee54df418fde32495fad";
+const CONFIG: &str = "99759ad5b91e723db0393d698ffbb448b1b7df5ff6377a108c49254583b1bc8c";
+
+#[test]
+fn create_from_bin() {
+    let f = fixture("bin");
+    let digest = bin_file(&f.store, &[]);
+    assert_eq!(digest, format!("sha256:{GGUF}"));
+    f.create(json!({"name": "test", "files": {"test.gguf": digest}, "stream": false}))
+        .unwrap();
+    assert_eq!(f.manifests(), ["registry.ollama.ai/library/test:latest"]);
+    assert_eq!(f.blobs(), f.expected(&[CONFIG, GGUF]));
+
+    for request in [
+        json!({"name": "my-gguf-model", "files": {"0.gguf": ""}}),
+        json!({"name": "my-gguf-model", "files": {"0.gguf": digest}, "adapters": {"adapter.gguf": ""}}),
+    ] {
+        let err = f.create(request).unwrap_err();
+        assert_eq!(err.status(), 400);
+        assert!(err.to_string().contains("invalid digest format"), "{err}");
+    }
+    assert_eq!(f.blobs(), f.expected(&[CONFIG, GGUF]));
+}
+
+#[test]
+fn create_from_model_adds_no_blobs() {
+    let f = fixture("from");
+    let digest = bin_file(&f.store, &[]);
+    f.create(json!({"name": "test", "files": {"test.gguf": digest}}))
+        .unwrap();
+    f.create(json!({"name": "test2", "from": "test"})).unwrap();
+    assert_eq!(
+        f.manifests(),
+        [
+            "registry.ollama.ai/library/test2:latest",
+            "registry.ollama.ai/library/test:latest"
+        ]
+    );
+    assert_eq!(f.blobs(), f.expected(&[CONFIG, GGUF]));
+}
+
+#[test]
+fn recreating_with_a_new_template_prunes_the_old_one() {
+    let f = fixture("removes");
+    let digest = bin_file(&f.store, &[]);
+    f.create(json!({"name": "test", "files": {"test.gguf": digest}, "template": "{{ .Prompt }}"}))
+        .unwrap();
+    assert_eq!(
+        f.blobs(),
+        f.expected(&[
+            GGUF,
+            "b507b9c2f6ca642bffcd06665ea7c91f235fd32daeefdf875a0f938db05fb315",
+            CONFIG
+        ])
+    );
+    f.create(json!({"name": "test", "files": {"test.gguf": digest},
+                    "template": "{{ .System }} {{ .Prompt }}"}))
+        .unwrap();
+    assert_eq!(
+        f.blobs(),
+        f.expected(&[
+            CONFIG,
+            GGUF,
+            "fe7ac77b725cda2ccad03f88a880ecdfd7a33192d6cae08fce2c0ee1455991ed"
+        ])
+    );
+}
+
+#[test]
+fn recreating_without_system_drops_it() {
+    let f = fixture("unsets");
+    let digest = bin_file(&f.store, &[]);
+    f.create(json!({"name": "test", "files": {"test.gguf": digest}, "system": "Say hi!"}))
+        .unwrap();
+    assert_eq!(
+        f.blobs(),
+        f.expected(&[
+            CONFIG,
+            GGUF,
+            "f29e82a8284dbdf5910b1555580ff60b04238b8da9d5e51159ada67a4d0d5851"
+        ])
+    );
+    f.create(json!({"name": "test", "files": {"test.gguf": digest}, "system": ""}))
+        .unwrap();
+    assert_eq!(f.blobs(), f.expected(&[CONFIG, GGUF]));
+}
+
+#[test]
+fn parameters_merge_with_the_base_model() {
+    let f = fixture("params");
+    let digest = bin_file(&f.store, &[]);
+    let first = "1d0ad71299d48c2fb7ae2b98e683643e771f8a5b72be34942af90d97a91c1e37";
+    f.create(json!({"name": "test", "files": {"test.gguf": digest},
+                    "parameters": {"temperature": 1, "top_k": 10, "stop": ["USER:", "ASSISTANT:"]}}))
+        .unwrap();
+    assert_eq!(f.blobs(), f.expected(&[first, CONFIG, GGUF]));
+
+    f.create(json!({"name": "test2", "from": "test",
+                    "parameters": {"temperature": 0.6, "top_p": 0.7}}))
+        .unwrap();
+    let merged = "e29a7b3c47287a2489c895d21fe413c20f859a85d20e749492f52a838e36e1ba";
+    assert_eq!(f.blobs(), f.expected(&[first, CONFIG, GGUF, merged]));
+    assert_eq!(
+        f.blob(merged),
+        b"{\"stop\":[\"USER:\",\"ASSISTANT:\"],\"temperature\":0.6,\"top_k\":10,\"top_p\":0.7}\n"
+    );
+
+    // Lists are replaced, not merged; test2's old parameters blob is pruned.
+    f.create(json!({"name": "test2", "from": "test",
+                    "parameters": {"temperature": 0.6, "top_p": 0.7, "stop": ["<|endoftext|>"]}}))
+        .unwrap();
+    let replaced = "12f58bb75cb3042d69a7e013ab87fb3c3c7088f50ddc62f0c77bd332f0d44d35";
+    assert_eq!(f.blobs(), f.expected(&[replaced, first, CONFIG, GGUF]));
+    let value: serde_json::Value = serde_json::from_slice(&f.blob(replaced)).unwrap();
+    assert_eq!(
+        value,
+        json!({"temperature": 0.6, "top_k": 10, "top_p": 0.7, "stop": ["<|endoftext|>"]})
+    );
+}
+
+#[test]
+fn messages_replace_the_base_models() {
+    let f = fixture("messages");
+    let digest = bin_file(&f.store, &[]);
+    let first = "298baeaf6928a60cf666d88d64a1ba606feb43a2865687c39e40652e407bffc4";
+    f.create(
+        json!({"name": "test", "files": {"test.gguf": digest}, "messages": [
+            {"role": "assistant", "content": "What is my purpose?"},
+            {"role": "user", "content": "You run tests."},
+            {"role": "assistant", "content": "Oh, my god."},
+        ]}),
+    )
+    .unwrap();
+    assert_eq!(f.blobs(), f.expected(&[first, GGUF, CONFIG]));
+
+    f.create(json!({"name": "test2", "from": "test", "messages": [
+        {"role": "assistant", "content": "You're a test, Harry."},
+        {"role": "user", "content": "I-I'm a what?"},
+        {"role": "assistant", "content": "A test. And a thumping good one at that, I'd wager."},
+    ]}))
+    .unwrap();
+    // test still uses the first messages blob, so it stays.
+    let second = "a60ecc9da299ec7ede453f99236e5577fd125e143689b646d9f0ddc9971bf4db";
+    assert_eq!(f.blobs(), f.expected(&[CONFIG, first, GGUF, second]));
+    let value: serde_json::Value = serde_json::from_slice(&f.blob(second)).unwrap();
+    assert_eq!(
+        value[2]["content"],
+        "A test. And a thumping good one at that, I'd wager."
+    );
+}
+
+#[test]
+fn template_and_system_blobs_hold_the_raw_text() {
+    let f = fixture("template");
+    let digest = bin_file(&f.store, &[]);
+    f.create(json!({"name": "test", "files": {"test.gguf": digest},
+                    "template": "{{ .System }} {{ .Prompt }}", "system": "Say bye!"}))
+        .unwrap();
+    let system = "4c5f51faac758fecaff8db42f0b7382891a4d0c0bb885f7b86be88c814a7cc86";
+    let template = "fe7ac77b725cda2ccad03f88a880ecdfd7a33192d6cae08fce2c0ee1455991ed";
+    assert_eq!(f.blobs(), f.expected(&[CONFIG, system, GGUF, template]));
+    assert_eq!(f.blob(template), b"{{ .System }} {{ .Prompt }}");
+    assert_eq!(f.blob(system), b"Say bye!");
+}
+
+#[test]
+fn licenses_each_get_a_blob() {
+    let f = fixture("licenses");
+    let digest = bin_file(&f.store, &[]);
+    f.create(json!({"name": "test", "files": {"test.gguf": digest},
+                    "license": ["MIT", "Apache-2.0"]}))
+        .unwrap();
+    let mit = "e5dcffe836b6ec8a58e492419b550e65fb8cbdc308503979e5dacb33ac7ea3b7";
+    let apache = "2af71558e438db0b73a20beab92dc278a94e1bbe974c00c1a33e3ab62d53a608";
+    assert_eq!(f.blobs(), f.expected(&[CONFIG, mit, apache, GGUF]));
+    assert_eq!(f.blob(mit), b"MIT");
+    assert_eq!(f.blob(apache), b"Apache-2.0");
+    let name = ModelName::parse("test").unwrap();
+    let layers = f.store.manifest(&name).unwrap().manifest.layers;
+    let licenses: Vec<String> = layers
+        .iter()
+        .filter(|l| l.media_type == kiln_store::MEDIA_TYPE_LICENSE)
+        .map(|l| l.digest.clone())
+        .collect();
+    assert_eq!(
+        licenses,
+        [format!("sha256:{mit}"), format!("sha256:{apache}")]
+    );
+}
+
+#[test]
+fn a_known_chat_template_is_detected() {
+    let f = fixture("detect");
+    // Phi-3's Jinja template, as in Ollama's TestCreateDetectTemplate.
+    let jinja = "{{ bos_token }}{% for message in messages %}{{'<|' + message['role'] + '|>' + '\n' + message['content'] + '<|end|>\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|assistant|>\n' }}{% else %}{{ eos_token }}{% endif %}";
+    let digest = bin_file(&f.store, &[("tokenizer.chat_template", jinja)]);
+    let statuses = f
+        .create(json!({"name": "test", "files": {"test.gguf": digest}}))
+        .unwrap();
+    let params = "0d79f567714c62c048378f2107fb332dabee0135d080c302d884317da9433cc5";
+    let gguf = "3322a0c650c758b7386ff55629d27d07c07b6c3d3515e259dc3e5598c41e9f4e";
+    let template = "35360843d0c84fb1506952a131bbef13cd2bb4a541251f22535170c05b56e672";
+    assert_eq!(f.blobs(), f.expected(&[params, gguf, template, CONFIG]));
+    assert_eq!(statuses[0], "parsing GGUF");
+    assert_eq!(
+        statuses[statuses.len() - 4..],
+        [
+            "using autodetected template phi-3".to_owned(),
+            format!("using existing layer sha256:{params}"),
+            "writing manifest".to_owned(),
+            "success".to_owned(),
+        ]
+    );
+    assert_eq!(f.blob(params), br#"{"stop":["\u003c|end|\u003e","\u003c|system|\u003e","\u003c|user|\u003e","\u003c|assistant|\u003e"]}"#.iter().copied().chain(*b"\n").collect::<Vec<u8>>());
+
+    // An explicit template replaces the detected one; the parameters stay.
+    f.create(json!({"name": "test", "files": {"test.gguf": digest}, "template": "{{ .Prompt }}"}))
+        .unwrap();
+    assert_eq!(
+        f.blobs(),
+        f.expected(&[
+            params,
+            gguf,
+            "b507b9c2f6ca642bffcd06665ea7c91f235fd32daeefdf875a0f938db05fb315",
+            CONFIG
+        ])
+    );
+}
+
+#[test]
+fn an_unknown_chat_template_adds_nothing() {
+    let f = fixture("undetected");
+    let digest = bin_file(
+        &f.store,
+        &[("tokenizer.chat_template", "{{ messages | tojson }}")],
+    );
+    f.create(json!({"name": "test", "files": {"test.gguf": digest}}))
+        .unwrap();
+    let name = ModelName::parse("test").unwrap();
+    let layers = f.store.manifest(&name).unwrap().manifest.layers;
+    assert_eq!(layers.len(), 1);
+    assert_eq!(layers[0].media_type, kiln_store::MEDIA_TYPE_MODEL);
+}
