@@ -206,6 +206,10 @@ fn the_official_python_client_drives_kiln_like_ollama() {
         r["requantize"],
         json!({"status": 500, "error": "quantization is only supported for F16, BF16 and F32 models"})
     );
+    assert_eq!(
+        r["bad_template"],
+        json!({"status": 400, "error": "template error: template: :1: unclosed action"})
+    );
 
     let listed: Vec<&str> = r["list"]
         .as_array()

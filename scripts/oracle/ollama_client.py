@@ -40,6 +40,11 @@ def main():
         r["requantize"] = None
     except ollama.ResponseError as e:
         r["requantize"] = {"status": e.status_code, "error": e.error}
+    try:
+        list(c.create(model="bad-template", from_="llama3.1:quantized", template="{{ .Prompt", stream=True))
+        r["bad_template"] = None
+    except ollama.ResponseError as e:
+        r["bad_template"] = {"status": e.status_code, "error": e.error}
     r["list"] = [{"model": m.model, "size": m.size, "digest": m.digest,
                   "quantization_level": m.details.quantization_level, "format": m.details.format,
                   "family": m.details.family} for m in c.list().models]

@@ -126,6 +126,9 @@ pub enum CreateError {
     /// A bad `info` field.
     #[error("{0}")]
     Info(String),
+    /// A `template` Go's parser rejects (checked before any quantization starts).
+    #[error("template error: {0}")]
+    BadTemplate(#[from] template::TemplateError),
     /// The client went away.
     #[error("create cancelled")]
     Cancelled,
@@ -147,6 +150,7 @@ impl CreateError {
             | CreateError::Info(_)
             | CreateError::BadRemote
             | CreateError::RemoteDraft
+            | CreateError::BadTemplate(_)
             | CreateError::Unsupported(_) => 400,
             CreateError::SourceNotFound(_) => 404,
             CreateError::Cancelled => 499,
@@ -471,6 +475,11 @@ impl Engine {
             apply_info(&mut config, info)?;
         }
 
+        // Ollama checks the template after quantizing; checking it first gives the same error
+        // without minutes of wasted work.
+        if !req.template.is_empty() {
+            template::check(&req.template)?;
+        }
         let quantize = req.quantize_type().to_ascii_uppercase();
         let draft_quantize = req.draft_quantize.to_ascii_uppercase();
         for slot in models {

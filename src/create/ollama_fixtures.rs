@@ -295,6 +295,31 @@ fn template_and_system_blobs_hold_the_raw_text() {
 }
 
 #[test]
+fn bad_templates_are_rejected_with_400() {
+    let f = fixture("bad-template");
+    let digest = bin_file(&f.store, &[]);
+    // Ollama's three cases, with the messages Go's parser gives for them.
+    for (template, message) in [
+        ("{{ .Prompt", "template: :1: unclosed action"),
+        ("{{ if .Prompt }}", "template: :1: unexpected EOF"),
+        (
+            "{{ Prompt }}",
+            "template: :1: function \"Prompt\" not defined",
+        ),
+        ("{{ template \"x\" }}", "undefined template specified"),
+    ] {
+        let err = f
+            .create(json!({"name": "test", "files": {"test.gguf": digest}, "template": template}))
+            .unwrap_err();
+        assert_eq!(err.status(), 400, "{template}: {err}");
+        assert_eq!(err.to_string(), format!("template error: {message}"));
+    }
+    // Nothing was stored: the GGUF was already there.
+    assert_eq!(f.blobs(), [GGUF]);
+    assert!(f.manifests().is_empty());
+}
+
+#[test]
 fn licenses_each_get_a_blob() {
     let f = fixture("licenses");
     let digest = bin_file(&f.store, &[]);

@@ -1,0 +1,1718 @@
+//! A syntax check for Go `text/template` sources with Go's own error messages.
+//!
+//! Ollama parses every template it stores (`template.Parse`) and answers a parse failure with
+//! 400 `template error: <Go's error>`. kiln does not execute templates, so this module only
+//! scans and parses them the way Go's `text/template/parse` does: the same tokens, the same
+//! lookahead, the same checks (defined functions and variables, `{{break}}` outside `{{range}}`,
+//! empty pipelines, duplicate `{{define}}`s, malformed literals) and the same messages with
+//! their line numbers, e.g. `template: :1: function "Prompt" not defined`. It follows Go 1.23+
+//! (which Ollama is built with): `{{else with}}` is accepted.
+//!
+//! Deliberate difference: nesting deeper than [`MAX_DEPTH`] (parentheses or control blocks) is
+//! an error here, so hostile input cannot exhaust the stack; Go allows 10 000 parentheses.
+
+use std::collections::HashMap;
+use std::fmt;
+
+/// The deepest nesting of parentheses and control blocks accepted.
+pub const MAX_DEPTH: usize = 500;
+
+/// Go's `text/template` built-in functions.
+pub const GO_BUILTINS: &[&str] = &[
+    "and", "call", "html", "index", "slice", "js", "len", "not", "or", "print", "printf",
+    "println", "urlquery", "eq", "ge", "gt", "le", "lt", "ne",
+];
+
+/// A template that Go's parser rejects; `Display` is Go's error text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyntaxError(pub String);
+
+impl fmt::Display for SyntaxError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for SyntaxError {}
+
+/// What a successful parse found that Ollama checks afterwards.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Parsed {
+    /// Some `{{template "name"}}` has no pipeline (Ollama rejects these).
+    pub template_without_pipeline: bool,
+}
+
+/// Parses `text` as Go's `template.New("").Funcs(funcs).Parse(text)` would, with `funcs`
+/// (plus Go's built-ins) as the defined functions.
+pub fn parse(text: &str, funcs: &[&str]) -> Result<Parsed, SyntaxError> {
+    let mut parser = Parser {
+        lex: Lexer::new(text),
+        funcs,
+        trees: Vec::new(),
+        defined: HashMap::new(),
+        found: Parsed::default(),
+    };
+    parser.parse_top()?;
+    Ok(parser.found)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tokens
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Error,
+    Bool,
+    Char,
+    CharConstant,
+    Complex,
+    Assign,
+    Declare,
+    Eof,
+    Field,
+    Identifier,
+    LeftDelim,
+    LeftParen,
+    Number,
+    Pipe,
+    RawString,
+    RightDelim,
+    RightParen,
+    Space,
+    String,
+    Text,
+    Variable,
+    // Keywords (printed as `<word>`).
+    Block,
+    Break,
+    Continue,
+    Dot,
+    Define,
+    Else,
+    End,
+    If,
+    Nil,
+    Range,
+    Template,
+    With,
+}
+
+impl Kind {
+    fn is_keyword(self) -> bool {
+        matches!(
+            self,
+            Kind::Block
+                | Kind::Break
+                | Kind::Continue
+                | Kind::Dot
+                | Kind::Define
+                | Kind::Else
+                | Kind::End
+                | Kind::If
+                | Kind::Nil
+                | Kind::Range
+                | Kind::Template
+                | Kind::With
+        )
+    }
+
+    fn keyword(word: &str) -> Option<Kind> {
+        Some(match word {
+            "." => Kind::Dot,
+            "block" => Kind::Block,
+            "break" => Kind::Break,
+            "continue" => Kind::Continue,
+            "define" => Kind::Define,
+            "else" => Kind::Else,
+            "end" => Kind::End,
+            "if" => Kind::If,
+            "range" => Kind::Range,
+            "nil" => Kind::Nil,
+            "template" => Kind::Template,
+            "with" => Kind::With,
+            _ => return None,
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Item {
+    kind: Kind,
+    /// The token's text, or the message of an error token.
+    val: String,
+    line: usize,
+}
+
+impl Item {
+    fn placeholder() -> Item {
+        Item {
+            kind: Kind::Error,
+            val: String::new(),
+            line: 0,
+        }
+    }
+}
+
+impl fmt::Display for Item {
+    /// How Go prints a token in "unexpected …" messages.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.kind {
+            Kind::Eof => f.write_str("EOF"),
+            Kind::Error => f.write_str(&self.val),
+            k if k.is_keyword() => write!(f, "<{}>", self.val),
+            _ if self.val.len() > 10 => {
+                let head: String = self.val.chars().take(10).collect();
+                write!(f, "{}...", go_quote(&head))
+            }
+            _ => f.write_str(&go_quote(&self.val)),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Lexer: a pull-based form of Go's state machine.
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Text,
+    LeftDelim,
+    Comment,
+    RightDelim,
+    InsideAction,
+    Space,
+    Identifier,
+    Field,
+    Variable,
+    Char,
+    Number,
+    Quote,
+    RawQuote,
+    Done,
+}
+
+const LEFT_DELIM: &str = "{{";
+const RIGHT_DELIM: &str = "}}";
+const LEFT_COMMENT: &str = "/*";
+const RIGHT_COMMENT: &str = "*/";
+const TRIM_MARKER_LEN: usize = 2;
+
+struct Lexer<'a> {
+    input: &'a str,
+    pos: usize,
+    start: usize,
+    at_eof: bool,
+    paren_depth: i64,
+    line: usize,
+    start_line: usize,
+    state: State,
+    ready: std::collections::VecDeque<Item>,
+}
+
+fn is_space(c: char) -> bool {
+    matches!(c, ' ' | '\t' | '\r' | '\n')
+}
+
+fn is_alphanumeric(c: char) -> bool {
+    c == '_' || c.is_alphabetic() || is_go_digit(c)
+}
+
+/// Go's `unicode.IsDigit` (category Nd): ASCII digits and the decimal digits of other scripts.
+/// Rust cannot tell Nd from other numerics, so the common Nd blocks are listed.
+fn is_go_digit(c: char) -> bool {
+    c.is_ascii_digit()
+        || matches!(c as u32, 0x0660..=0x0669 | 0x06F0..=0x06F9 | 0x07C0..=0x07C9
+            | 0x0966..=0x096F | 0x09E6..=0x09EF | 0x0A66..=0x0A6F | 0x0AE6..=0x0AEF
+            | 0x0B66..=0x0B6F | 0x0BE6..=0x0BEF | 0x0C66..=0x0C6F | 0x0CE6..=0x0CEF
+            | 0x0D66..=0x0D6F | 0x0E50..=0x0E59 | 0x0ED0..=0x0ED9 | 0x0F20..=0x0F29
+            | 0x1040..=0x1049 | 0x17E0..=0x17E9 | 0x1810..=0x1819 | 0xFF10..=0xFF19)
+}
+
+fn has_left_trim_marker(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() >= 2 && b[0] == b'-' && is_space(b[1] as char)
+}
+
+fn has_right_trim_marker(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() >= 2 && is_space(b[0] as char) && b[1] == b'-'
+}
+
+const SPACE_CHARS: &[char] = &[' ', '\t', '\r', '\n'];
+
+impl<'a> Lexer<'a> {
+    fn new(input: &'a str) -> Lexer<'a> {
+        Lexer {
+            input,
+            pos: 0,
+            start: 0,
+            at_eof: false,
+            paren_depth: 0,
+            line: 1,
+            start_line: 1,
+            state: State::Text,
+            ready: Default::default(),
+        }
+    }
+
+    fn rest(&self) -> &'a str {
+        &self.input[self.pos..]
+    }
+
+    fn next(&mut self) -> Option<char> {
+        let Some(c) = self.rest().chars().next() else {
+            self.at_eof = true;
+            return None;
+        };
+        self.pos += c.len_utf8();
+        if c == '\n' {
+            self.line += 1;
+        }
+        Some(c)
+    }
+
+    fn peek(&mut self) -> Option<char> {
+        let c = self.next();
+        self.backup();
+        c
+    }
+
+    fn backup(&mut self) {
+        if !self.at_eof && self.pos > 0 {
+            let c = self.input[..self.pos].chars().next_back().expect("pos > 0");
+            self.pos -= c.len_utf8();
+            if c == '\n' {
+                self.line -= 1;
+            }
+        }
+    }
+
+    fn emit(&mut self, kind: Kind) {
+        self.ready.push_back(Item {
+            kind,
+            val: self.input[self.start..self.pos].to_owned(),
+            line: self.start_line,
+        });
+        self.start = self.pos;
+        self.start_line = self.line;
+    }
+
+    fn ignore(&mut self) {
+        self.line += self.input[self.start..self.pos].matches('\n').count();
+        self.start = self.pos;
+        self.start_line = self.line;
+    }
+
+    fn accept(&mut self, valid: &str) -> bool {
+        match self.next() {
+            Some(c) if valid.contains(c) => true,
+            _ => {
+                self.backup();
+                false
+            }
+        }
+    }
+
+    fn accept_run(&mut self, valid: &str) {
+        while matches!(self.next(), Some(c) if valid.contains(c)) {}
+        self.backup();
+    }
+
+    fn error(&mut self, message: String) -> State {
+        self.ready.push_back(Item {
+            kind: Kind::Error,
+            val: message,
+            line: self.start_line,
+        });
+        State::Done
+    }
+
+    fn next_item(&mut self) -> Item {
+        loop {
+            if let Some(item) = self.ready.pop_front() {
+                return item;
+            }
+            if self.state == State::Done {
+                // Go's lexer has stopped; the parser never reads past an error or EOF.
+                return Item {
+                    kind: Kind::Eof,
+                    val: String::new(),
+                    line: self.line,
+                };
+            }
+            self.state = self.step(self.state);
+        }
+    }
+
+    fn step(&mut self, state: State) -> State {
+        match state {
+            State::Text => self.lex_text(),
+            State::LeftDelim => self.lex_left_delim(),
+            State::Comment => self.lex_comment(),
+            State::RightDelim => self.lex_right_delim(),
+            State::InsideAction => self.lex_inside_action(),
+            State::Space => self.lex_space(),
+            State::Identifier => self.lex_identifier(),
+            State::Field => self.lex_field_or_variable(Kind::Field),
+            State::Variable => {
+                if self.at_terminator() {
+                    self.emit(Kind::Variable);
+                    State::InsideAction
+                } else {
+                    self.lex_field_or_variable(Kind::Variable)
+                }
+            }
+            State::Char => self.lex_quoted('\'', Kind::CharConstant, "character constant"),
+            State::Number => self.lex_number(),
+            State::Quote => self.lex_quoted('"', Kind::String, "quoted string"),
+            State::RawQuote => self.lex_raw_quote(),
+            State::Done => State::Done,
+        }
+    }
+
+    fn lex_text(&mut self) -> State {
+        if let Some(x) = self.rest().find(LEFT_DELIM) {
+            self.pos += x;
+            let trim = if has_left_trim_marker(&self.input[self.pos + LEFT_DELIM.len()..]) {
+                let text = &self.input[self.start..self.pos];
+                text.len() - text.trim_end_matches(SPACE_CHARS).len()
+            } else {
+                0
+            };
+            self.pos -= trim;
+            if self.pos > self.start {
+                self.line += self.input[self.start..self.pos].matches('\n').count();
+                self.emit(Kind::Text);
+            }
+            self.pos += trim;
+            self.ignore();
+            return State::LeftDelim;
+        }
+        self.pos = self.input.len();
+        if self.pos > self.start {
+            self.line += self.input[self.start..self.pos].matches('\n').count();
+            self.emit(Kind::Text);
+        }
+        self.emit(Kind::Eof);
+        State::Done
+    }
+
+    /// Whether the input is at a right delimiter, and whether it has a trim marker.
+    fn at_right_delim(&self) -> (bool, bool) {
+        let rest = self.rest();
+        if has_right_trim_marker(rest) && rest[TRIM_MARKER_LEN..].starts_with(RIGHT_DELIM) {
+            return (true, true);
+        }
+        (rest.starts_with(RIGHT_DELIM), false)
+    }
+
+    fn lex_left_delim(&mut self) -> State {
+        self.pos += LEFT_DELIM.len();
+        let after_marker = if has_left_trim_marker(self.rest()) {
+            TRIM_MARKER_LEN
+        } else {
+            0
+        };
+        if self.input[self.pos + after_marker..].starts_with(LEFT_COMMENT) {
+            self.pos += after_marker;
+            self.ignore();
+            return State::Comment;
+        }
+        self.emit(Kind::LeftDelim);
+        self.pos += after_marker;
+        self.ignore();
+        self.paren_depth = 0;
+        State::InsideAction
+    }
+
+    fn lex_comment(&mut self) -> State {
+        self.pos += LEFT_COMMENT.len();
+        let Some(i) = self.rest().find(RIGHT_COMMENT) else {
+            return self.error("unclosed comment".into());
+        };
+        self.pos += i + RIGHT_COMMENT.len();
+        let (delim, trim) = self.at_right_delim();
+        if !delim {
+            return self.error("comment ends before closing delimiter".into());
+        }
+        if trim {
+            self.pos += TRIM_MARKER_LEN;
+        }
+        self.pos += RIGHT_DELIM.len();
+        if trim {
+            self.pos += leading_space_len(self.rest());
+        }
+        self.ignore();
+        State::Text
+    }
+
+    fn lex_right_delim(&mut self) -> State {
+        let trim = has_right_trim_marker(self.rest());
+        if trim {
+            self.pos += TRIM_MARKER_LEN;
+            self.ignore();
+        }
+        self.pos += RIGHT_DELIM.len();
+        self.emit(Kind::RightDelim);
+        if trim {
+            self.pos += leading_space_len(self.rest());
+            self.ignore();
+        }
+        State::Text
+    }
+
+    fn lex_inside_action(&mut self) -> State {
+        let (delim, _) = self.at_right_delim();
+        if delim {
+            if self.paren_depth == 0 {
+                return State::RightDelim;
+            }
+            return self.error("unclosed left paren".into());
+        }
+        let Some(c) = self.next() else {
+            return self.error("unclosed action".into());
+        };
+        match c {
+            c if is_space(c) => {
+                self.backup();
+                return State::Space;
+            }
+            '=' => self.emit(Kind::Assign),
+            ':' => {
+                if self.next() != Some('=') {
+                    return self.error("expected :=".into());
+                }
+                self.emit(Kind::Declare);
+            }
+            '|' => self.emit(Kind::Pipe),
+            '"' => return State::Quote,
+            '`' => return State::RawQuote,
+            '$' => return State::Variable,
+            '\'' => return State::Char,
+            '.' if self
+                .rest()
+                .as_bytes()
+                .first()
+                .is_some_and(|b| !b.is_ascii_digit()) =>
+            {
+                return State::Field;
+            }
+            '.' | '+' | '-' | '0'..='9' => {
+                self.backup();
+                return State::Number;
+            }
+            c if is_alphanumeric(c) => {
+                self.backup();
+                return State::Identifier;
+            }
+            '(' => {
+                self.emit(Kind::LeftParen);
+                self.paren_depth += 1;
+            }
+            ')' => {
+                self.emit(Kind::RightParen);
+                self.paren_depth -= 1;
+                if self.paren_depth < 0 {
+                    return self.error(format!("unexpected right paren {}", go_unicode(c)));
+                }
+            }
+            c if c.is_ascii() && (c == ' ' || c.is_ascii_graphic()) => self.emit(Kind::Char),
+            c => {
+                return self.error(format!(
+                    "unrecognized character in action: {}",
+                    go_unicode(c)
+                ));
+            }
+        }
+        State::InsideAction
+    }
+
+    fn lex_space(&mut self) -> State {
+        let mut spaces = 0;
+        while matches!(self.peek(), Some(c) if is_space(c)) {
+            self.next();
+            spaces += 1;
+        }
+        let before = &self.input[self.pos - 1..];
+        if has_right_trim_marker(before) && before[TRIM_MARKER_LEN..].starts_with(RIGHT_DELIM) {
+            self.backup();
+            if spaces == 1 {
+                return State::RightDelim;
+            }
+        }
+        self.emit(Kind::Space);
+        State::InsideAction
+    }
+
+    fn lex_identifier(&mut self) -> State {
+        loop {
+            match self.next() {
+                Some(c) if is_alphanumeric(c) => {}
+                c => {
+                    self.backup();
+                    let word = &self.input[self.start..self.pos];
+                    if !self.at_terminator() {
+                        return self.error(format!("bad character {}", go_unicode_opt(c)));
+                    }
+                    let kind = match Kind::keyword(word) {
+                        Some(k) => k,
+                        None if word.starts_with('.') => Kind::Field,
+                        None if word == "true" || word == "false" => Kind::Bool,
+                        None => Kind::Identifier,
+                    };
+                    self.emit(kind);
+                    return State::InsideAction;
+                }
+            }
+        }
+    }
+
+    fn lex_field_or_variable(&mut self, kind: Kind) -> State {
+        if self.at_terminator() {
+            self.emit(if kind == Kind::Variable {
+                Kind::Variable
+            } else {
+                Kind::Dot
+            });
+            return State::InsideAction;
+        }
+        let last = loop {
+            let c = self.next();
+            match c {
+                Some(c) if is_alphanumeric(c) => {}
+                _ => {
+                    self.backup();
+                    break c;
+                }
+            }
+        };
+        if !self.at_terminator() {
+            return self.error(format!("bad character {}", go_unicode_opt(last)));
+        }
+        self.emit(kind);
+        State::InsideAction
+    }
+
+    fn at_terminator(&mut self) -> bool {
+        match self.peek() {
+            None => true,
+            Some(c) if is_space(c) => true,
+            Some('.' | ',' | '|' | ':' | ')' | '(') => true,
+            Some(_) => self.rest().starts_with(RIGHT_DELIM),
+        }
+    }
+
+    /// A `"…"` string or `'…'` character constant (escapes are checked by the parser).
+    fn lex_quoted(&mut self, quote: char, kind: Kind, what: &str) -> State {
+        loop {
+            match self.next() {
+                Some('\\') => match self.next() {
+                    Some(c) if c != '\n' => {}
+                    _ => return self.error(format!("unterminated {what}")),
+                },
+                None | Some('\n') => return self.error(format!("unterminated {what}")),
+                Some(c) if c == quote => break,
+                Some(_) => {}
+            }
+        }
+        self.emit(kind);
+        State::InsideAction
+    }
+
+    fn lex_raw_quote(&mut self) -> State {
+        loop {
+            match self.next() {
+                None => return self.error("unterminated raw quoted string".into()),
+                Some('`') => break,
+                Some(_) => {}
+            }
+        }
+        self.emit(Kind::RawString);
+        State::InsideAction
+    }
+
+    fn lex_number(&mut self) -> State {
+        if !self.scan_number() {
+            let text = go_quote(&self.input[self.start..self.pos]);
+            return self.error(format!("bad number syntax: {text}"));
+        }
+        if matches!(self.peek(), Some('+' | '-')) {
+            if !self.scan_number() || !self.input[..self.pos].ends_with('i') {
+                let text = go_quote(&self.input[self.start..self.pos]);
+                return self.error(format!("bad number syntax: {text}"));
+            }
+            self.emit(Kind::Complex);
+        } else {
+            self.emit(Kind::Number);
+        }
+        State::InsideAction
+    }
+
+    fn scan_number(&mut self) -> bool {
+        self.accept("+-");
+        let mut digits = "0123456789_";
+        if self.accept("0") {
+            if self.accept("xX") {
+                digits = "0123456789abcdefABCDEF_";
+            } else if self.accept("oO") {
+                digits = "01234567_";
+            } else if self.accept("bB") {
+                digits = "01_";
+            }
+        }
+        self.accept_run(digits);
+        if self.accept(".") {
+            self.accept_run(digits);
+        }
+        if digits.len() == 11 && self.accept("eE") {
+            self.accept("+-");
+            self.accept_run("0123456789_");
+        }
+        if digits.len() == 23 && self.accept("pP") {
+            self.accept("+-");
+            self.accept_run("0123456789_");
+        }
+        self.accept("i");
+        if matches!(self.peek(), Some(c) if is_alphanumeric(c)) {
+            self.next();
+            return false;
+        }
+        true
+    }
+}
+
+fn leading_space_len(s: &str) -> usize {
+    s.len() - s.trim_start_matches(SPACE_CHARS).len()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Parser
+
+/// The parts of a parse-tree node the checks look at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Node {
+    Text { blank: bool },
+    Action,
+    Control,
+    Template,
+    End,
+    Else,
+}
+
+/// An operand's kind (Go's node types that the checks distinguish).
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Operand {
+    Bool(bool),
+    Dot,
+    Nil,
+    Number(String),
+    String(String),
+    Field,
+    Variable,
+    Identifier,
+    Pipe,
+    Chain,
+}
+
+impl Operand {
+    /// Go's `Node.String()` for the literal kinds.
+    fn text(&self) -> String {
+        match self {
+            Operand::Bool(b) => b.to_string(),
+            Operand::Dot => ".".into(),
+            Operand::Nil => "nil".into(),
+            Operand::Number(s) | Operand::String(s) => s.clone(),
+            _ => String::new(),
+        }
+    }
+
+    fn is_literal(&self) -> bool {
+        matches!(
+            self,
+            Operand::Bool(_)
+                | Operand::Dot
+                | Operand::Nil
+                | Operand::Number(_)
+                | Operand::String(_)
+        )
+    }
+}
+
+/// Per-tree parser state (Go keeps a lookahead buffer per `Tree`; `{{define}}` and `{{block}}`
+/// parse with a fresh one over the same lexer).
+struct Tree {
+    token: [Item; 3],
+    peek_count: usize,
+    vars: Vec<String>,
+    range_depth: usize,
+    action_line: usize,
+    depth: usize,
+}
+
+impl Tree {
+    fn new() -> Tree {
+        Tree {
+            token: [
+                Item::placeholder(),
+                Item::placeholder(),
+                Item::placeholder(),
+            ],
+            peek_count: 0,
+            vars: vec!["$".into()],
+            range_depth: 0,
+            action_line: 0,
+            depth: 0,
+        }
+    }
+}
+
+struct Parser<'a> {
+    lex: Lexer<'a>,
+    funcs: &'a [&'a str],
+    trees: Vec<Tree>,
+    /// Template name → whether its tree is empty.
+    defined: HashMap<String, bool>,
+    found: Parsed,
+}
+
+type Result<T, E = SyntaxError> = std::result::Result<T, E>;
+
+impl<'a> Parser<'a> {
+    fn tree(&mut self) -> &mut Tree {
+        self.trees.last_mut().expect("a tree is being parsed")
+    }
+
+    fn next(&mut self) -> Item {
+        let t = self.trees.last_mut().expect("a tree is being parsed");
+        if t.peek_count > 0 {
+            t.peek_count -= 1;
+        } else {
+            t.token[0] = self.lex.next_item();
+        }
+        t.token[t.peek_count].clone()
+    }
+
+    fn backup(&mut self) {
+        self.tree().peek_count += 1;
+    }
+
+    fn backup2(&mut self, t1: Item) {
+        let t = self.tree();
+        t.token[1] = t1;
+        t.peek_count = 2;
+    }
+
+    fn backup3(&mut self, t2: Item, t1: Item) {
+        let t = self.tree();
+        t.token[1] = t1;
+        t.token[2] = t2;
+        t.peek_count = 3;
+    }
+
+    fn peek(&mut self) -> Item {
+        let t = self.trees.last_mut().expect("a tree is being parsed");
+        if t.peek_count > 0 {
+            return t.token[t.peek_count - 1].clone();
+        }
+        t.peek_count = 1;
+        t.token[0] = self.lex.next_item();
+        t.token[0].clone()
+    }
+
+    fn next_non_space(&mut self) -> Item {
+        loop {
+            let token = self.next();
+            if token.kind != Kind::Space {
+                return token;
+            }
+        }
+    }
+
+    fn peek_non_space(&mut self) -> Item {
+        let token = self.next_non_space();
+        self.backup();
+        token
+    }
+
+    fn error<T>(&mut self, message: impl fmt::Display) -> Result<T> {
+        let line = self.tree().token[0].line;
+        Err(SyntaxError(format!("template: :{line}: {message}")))
+    }
+
+    fn expect(&mut self, kind: Kind, context: &str) -> Result<Item> {
+        let token = self.next_non_space();
+        if token.kind != kind {
+            return self.unexpected(&token, context);
+        }
+        Ok(token)
+    }
+
+    fn unexpected<T>(&mut self, token: &Item, context: &str) -> Result<T> {
+        if token.kind == Kind::Error {
+            let action_line = self.tree().action_line;
+            let mut extra = String::new();
+            if action_line != 0 && action_line != token.line {
+                extra = format!(" in action started at :{action_line}");
+                if token.val.ends_with(" action") {
+                    extra = extra[" in action".len()..].to_owned();
+                }
+            }
+            return self.error(format_args!("{token}{extra}"));
+        }
+        self.error(format_args!("unexpected {token} in {context}"))
+    }
+
+    fn has_function(&self, name: &str) -> bool {
+        GO_BUILTINS.contains(&name) || self.funcs.contains(&name)
+    }
+
+    /// Records a finished tree under `name`, as Go's `Tree.add`.
+    fn add(&mut self, name: String, empty: bool) -> Result<()> {
+        match self.defined.get(&name) {
+            Some(false) if !empty => self.error(format_args!(
+                "template: multiple definition of template {}",
+                go_quote(&name)
+            )),
+            Some(false) => Ok(()),
+            _ => {
+                self.defined.insert(name, empty);
+                Ok(())
+            }
+        }
+    }
+
+    fn parse_top(&mut self) -> Result<()> {
+        self.trees.push(Tree::new());
+        let mut empty = true;
+        while self.peek().kind != Kind::Eof {
+            if self.peek().kind == Kind::LeftDelim {
+                let delim = self.next();
+                if self.next_non_space().kind == Kind::Define {
+                    self.trees.push(Tree::new());
+                    let result = self.parse_definition();
+                    self.trees.pop();
+                    result?;
+                    continue;
+                }
+                self.backup2(delim);
+            }
+            match self.text_or_action()? {
+                node @ (Node::End | Node::Else) => {
+                    return self.error(format_args!("unexpected {}", node_text(node)));
+                }
+                node => empty &= node_is_empty(node),
+            }
+        }
+        self.add(String::new(), empty)
+    }
+
+    fn parse_definition(&mut self) -> Result<()> {
+        const CONTEXT: &str = "define clause";
+        let name = self.next_non_space();
+        if name.kind != Kind::String && name.kind != Kind::RawString {
+            return self.unexpected(&name, CONTEXT);
+        }
+        let name = match go_unquote(&name.val) {
+            Ok(s) => s,
+            Err(e) => return self.error(e),
+        };
+        self.expect(Kind::RightDelim, CONTEXT)?;
+        let (empty, end) = self.item_list()?;
+        if end != Node::End {
+            return self.error(format_args!("unexpected {} in {CONTEXT}", node_text(end)));
+        }
+        self.add(name, empty)
+    }
+
+    /// Nodes up to `{{end}}` or `{{else}}` (returned); whether the list is empty.
+    fn item_list(&mut self) -> Result<(bool, Node)> {
+        let mut empty = true;
+        while self.peek_non_space().kind != Kind::Eof {
+            match self.text_or_action()? {
+                node @ (Node::End | Node::Else) => return Ok((empty, node)),
+                node => empty &= node_is_empty(node),
+            }
+        }
+        self.error("unexpected EOF")
+    }
+
+    fn text_or_action(&mut self) -> Result<Node> {
+        let token = self.next_non_space();
+        match token.kind {
+            Kind::Text => Ok(Node::Text {
+                blank: token.val.trim().is_empty(),
+            }),
+            Kind::LeftDelim => {
+                self.tree().action_line = token.line;
+                let node = self.action();
+                self.tree().action_line = 0;
+                node
+            }
+            _ => self.unexpected(&token, "input"),
+        }
+    }
+
+    fn action(&mut self) -> Result<Node> {
+        let token = self.next_non_space();
+        match token.kind {
+            Kind::Block => return self.block_control(),
+            Kind::Break | Kind::Continue => {
+                let word = if token.kind == Kind::Break {
+                    "break"
+                } else {
+                    "continue"
+                };
+                let next = self.next_non_space();
+                if next.kind != Kind::RightDelim {
+                    return self.unexpected(&next, &format!("{{{{{word}}}}}"));
+                }
+                if self.tree().range_depth == 0 {
+                    return self.error(format_args!("{{{{{word}}}}} outside {{{{range}}}}"));
+                }
+                return Ok(Node::Action);
+            }
+            Kind::Else => return self.else_control(),
+            Kind::End => {
+                self.expect(Kind::RightDelim, "end")?;
+                return Ok(Node::End);
+            }
+            Kind::If => return self.control("if"),
+            Kind::Range => return self.control("range"),
+            Kind::Template => return self.template_control(),
+            Kind::With => return self.control("with"),
+            _ => {}
+        }
+        self.backup();
+        self.pipeline("command", Kind::RightDelim)?;
+        Ok(Node::Action)
+    }
+
+    fn pipeline(&mut self, context: &str, end: Kind) -> Result<()> {
+        let mut decls = 0;
+        let mut commands: Vec<Operand> = Vec::new();
+        loop {
+            let v = self.peek_non_space();
+            if v.kind != Kind::Variable {
+                break;
+            }
+            self.next();
+            let after_variable = self.peek();
+            let next = self.peek_non_space();
+            if next.kind == Kind::Assign || next.kind == Kind::Declare {
+                self.next_non_space();
+                self.tree().vars.push(variable_name(&v.val));
+                break;
+            } else if next.kind == Kind::Char && next.val == "," {
+                self.next_non_space();
+                decls += 1;
+                self.tree().vars.push(variable_name(&v.val));
+                if context == "range" && decls < 2 {
+                    match self.peek_non_space().kind {
+                        Kind::Variable | Kind::RightDelim | Kind::RightParen => continue,
+                        _ => return self.error("range can only initialize variables"),
+                    }
+                }
+                return self.error(format_args!("too many declarations in {context}"));
+            } else if after_variable.kind == Kind::Space {
+                self.backup3(v, after_variable);
+                break;
+            } else {
+                self.backup2(v);
+                break;
+            }
+        }
+        loop {
+            let token = self.next_non_space();
+            match token.kind {
+                k if k == end => {
+                    if commands.is_empty() {
+                        return self.error(format_args!("missing value for {context}"));
+                    }
+                    for (i, first) in commands.iter().enumerate().skip(1) {
+                        if first.is_literal() {
+                            return self.error(format_args!(
+                                "non executable command in pipeline stage {}",
+                                i + 1
+                            ));
+                        }
+                    }
+                    return Ok(());
+                }
+                Kind::Bool
+                | Kind::CharConstant
+                | Kind::Complex
+                | Kind::Dot
+                | Kind::Field
+                | Kind::Identifier
+                | Kind::Number
+                | Kind::Nil
+                | Kind::RawString
+                | Kind::String
+                | Kind::Variable
+                | Kind::LeftParen => {
+                    self.backup();
+                    commands.push(self.command()?);
+                }
+                _ => return self.unexpected(&token, context),
+            }
+        }
+    }
+
+    /// Parses a command; returns its first operand.
+    fn command(&mut self) -> Result<Operand> {
+        let mut first = None;
+        loop {
+            self.peek_non_space();
+            if let Some(operand) = self.operand()? {
+                first.get_or_insert(operand);
+            }
+            let token = self.next();
+            match token.kind {
+                Kind::Space => continue,
+                Kind::RightDelim | Kind::RightParen => self.backup(),
+                Kind::Pipe => {}
+                _ => return self.unexpected(&token, "operand"),
+            }
+            break;
+        }
+        match first {
+            Some(operand) => Ok(operand),
+            None => self.error("empty command"),
+        }
+    }
+
+    fn operand(&mut self) -> Result<Option<Operand>> {
+        let Some(node) = self.term()? else {
+            return Ok(None);
+        };
+        if self.peek().kind != Kind::Field {
+            return Ok(Some(node));
+        }
+        while self.peek().kind == Kind::Field {
+            self.next();
+        }
+        match node {
+            Operand::Field | Operand::Variable => Ok(Some(node)),
+            literal if literal.is_literal() => self.error(format_args!(
+                "unexpected . after term {}",
+                go_quote(&literal.text())
+            )),
+            _ => Ok(Some(Operand::Chain)),
+        }
+    }
+
+    fn term(&mut self) -> Result<Option<Operand>> {
+        let token = self.next_non_space();
+        let operand = match token.kind {
+            Kind::Identifier => {
+                if !self.has_function(&token.val) {
+                    return self.error(format_args!(
+                        "function {} not defined",
+                        go_quote(&token.val)
+                    ));
+                }
+                Operand::Identifier
+            }
+            Kind::Dot => Operand::Dot,
+            Kind::Nil => Operand::Nil,
+            Kind::Variable => {
+                let name = variable_name(&token.val);
+                if !self.tree().vars.contains(&name) {
+                    return self.error(format_args!("undefined variable {}", go_quote(&name)));
+                }
+                Operand::Variable
+            }
+            Kind::Field => Operand::Field,
+            Kind::Bool => Operand::Bool(token.val == "true"),
+            Kind::CharConstant | Kind::Complex | Kind::Number => {
+                if let Err(e) = check_number(&token.val, token.kind) {
+                    return self.error(e);
+                }
+                Operand::Number(token.val)
+            }
+            Kind::LeftParen => {
+                self.enter()?;
+                let result = self.pipeline("parenthesized pipeline", Kind::RightParen);
+                self.tree().depth -= 1;
+                result?;
+                Operand::Pipe
+            }
+            Kind::String | Kind::RawString => {
+                if let Err(e) = go_unquote(&token.val) {
+                    return self.error(e);
+                }
+                Operand::String(token.val)
+            }
+            _ => {
+                self.backup();
+                return Ok(None);
+            }
+        };
+        Ok(Some(operand))
+    }
+
+    /// One more level of nesting, refused past [`MAX_DEPTH`].
+    fn enter(&mut self) -> Result<()> {
+        if self.tree().depth >= MAX_DEPTH {
+            return self.error("max expression depth exceeded");
+        }
+        self.tree().depth += 1;
+        Ok(())
+    }
+
+    /// `if`, `range` and `with`: pipeline, list, optional else list (or else-if/else-with chain).
+    fn control(&mut self, context: &str) -> Result<Node> {
+        self.enter()?;
+        let vars = self.tree().vars.len();
+        let result = self.control_body(context);
+        let tree = self.tree();
+        tree.vars.truncate(vars);
+        tree.depth -= 1;
+        result.map(|()| Node::Control)
+    }
+
+    fn control_body(&mut self, context: &str) -> Result<()> {
+        self.pipeline(context, Kind::RightDelim)?;
+        let ranging = context == "range";
+        if ranging {
+            self.tree().range_depth += 1;
+        }
+        let listed = self.item_list();
+        if ranging {
+            self.tree().range_depth -= 1;
+        }
+        let (_, next) = listed?;
+        if next == Node::Else {
+            let chained = match (context, self.peek().kind) {
+                ("if", Kind::If) => Some("if"),
+                ("with", Kind::With) => Some("with"),
+                _ => None,
+            };
+            if let Some(inner) = chained {
+                self.next();
+                self.control(inner)?;
+            } else {
+                let (_, next) = self.item_list()?;
+                if next != Node::End {
+                    return self.error(format_args!("expected end; found {}", node_text(next)));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn else_control(&mut self) -> Result<Node> {
+        let peek = self.peek_non_space();
+        if peek.kind == Kind::If || peek.kind == Kind::With {
+            return Ok(Node::Else);
+        }
+        self.expect(Kind::RightDelim, "else")?;
+        Ok(Node::Else)
+    }
+
+    fn template_name(&mut self, token: &Item, context: &str) -> Result<String> {
+        match token.kind {
+            Kind::String | Kind::RawString => match go_unquote(&token.val) {
+                Ok(name) => Ok(name),
+                Err(e) => self.error(e),
+            },
+            _ => self.unexpected(token, context),
+        }
+    }
+
+    fn block_control(&mut self) -> Result<Node> {
+        const CONTEXT: &str = "block clause";
+        let token = self.next_non_space();
+        let name = self.template_name(&token, CONTEXT)?;
+        self.pipeline(CONTEXT, Kind::RightDelim)?;
+        // The block's body is a tree of its own (fresh lookahead and variables), nested here.
+        let depth = self.tree().depth + 1;
+        if depth > MAX_DEPTH {
+            return self.error("max expression depth exceeded");
+        }
+        let mut body = Tree::new();
+        body.depth = depth;
+        self.trees.push(body);
+        let listed = self.item_list();
+        self.trees.pop();
+        let (empty, end) = listed?;
+        if end != Node::End {
+            return self.error(format_args!("unexpected {} in {CONTEXT}", node_text(end)));
+        }
+        self.add(name, empty)?;
+        Ok(Node::Template)
+    }
+
+    fn template_control(&mut self) -> Result<Node> {
+        const CONTEXT: &str = "template clause";
+        let token = self.next_non_space();
+        self.template_name(&token, CONTEXT)?;
+        if self.next_non_space().kind != Kind::RightDelim {
+            self.backup();
+            self.pipeline(CONTEXT, Kind::RightDelim)?;
+        } else {
+            self.found.template_without_pipeline = true;
+        }
+        Ok(Node::Template)
+    }
+}
+
+/// The variable a `$name` token refers to (Go splits on `.`; the lexer never includes one).
+fn variable_name(token: &str) -> String {
+    token.split('.').next().unwrap_or(token).to_owned()
+}
+
+fn node_text(node: Node) -> &'static str {
+    match node {
+        Node::End => "{{end}}",
+        Node::Else => "{{else}}",
+        _ => "",
+    }
+}
+
+/// Go's `IsEmptyTree` for one node: only blank text is empty.
+fn node_is_empty(node: Node) -> bool {
+    matches!(node, Node::Text { blank: true })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Go's literal syntax
+
+/// Go's `strconv.Unquote` for `"…"`, `` `…` `` and `'…'` literals.
+pub fn go_unquote(s: &str) -> Result<String, &'static str> {
+    const SYNTAX: &str = "invalid syntax";
+    let b = s.as_bytes();
+    if b.len() < 2 {
+        return Err(SYNTAX);
+    }
+    let quote = b[0];
+    if b[b.len() - 1] != quote {
+        return Err(SYNTAX);
+    }
+    let body = &s[1..s.len() - 1];
+    match quote {
+        b'`' => {
+            if body.contains('`') {
+                return Err(SYNTAX);
+            }
+            Ok(body.replace('\r', ""))
+        }
+        b'"' | b'\'' => {
+            let quote = quote as char;
+            if body.contains('\n') {
+                return Err(SYNTAX);
+            }
+            let mut out = String::new();
+            let mut rest = body;
+            while !rest.is_empty() {
+                let (c, tail) = unquote_char(rest, quote)?;
+                out.push_str(&c);
+                rest = tail;
+                if quote == '\'' && !rest.is_empty() {
+                    return Err(SYNTAX);
+                }
+            }
+            if quote == '\'' && out.is_empty() {
+                return Err(SYNTAX);
+            }
+            Ok(out)
+        }
+        _ => Err(SYNTAX),
+    }
+}
+
+/// Go's `strconv.UnquoteChar`: the first (possibly escaped) character of `s` and the rest.
+/// `\xNN` and octal escapes give raw bytes in Go; here they are kept as U+00NN, which is
+/// enough for validity checks and for telling template names apart.
+fn unquote_char(s: &str, quote: char) -> Result<(String, &str), &'static str> {
+    const SYNTAX: &str = "invalid syntax";
+    let mut chars = s.chars();
+    let c = chars.next().ok_or(SYNTAX)?;
+    if c == quote && (quote == '\'' || quote == '"') {
+        return Err(SYNTAX);
+    }
+    if c != '\\' {
+        return Ok((c.to_string(), chars.as_str()));
+    }
+    let e = chars.next().ok_or(SYNTAX)?;
+    let rest = chars.as_str();
+    let simple = match e {
+        'a' => Some('\x07'),
+        'b' => Some('\x08'),
+        'f' => Some('\x0c'),
+        'n' => Some('\n'),
+        'r' => Some('\r'),
+        't' => Some('\t'),
+        'v' => Some('\x0b'),
+        '\\' => Some('\\'),
+        '\'' | '"' if e == quote => Some(e),
+        _ => None,
+    };
+    if let Some(c) = simple {
+        return Ok((c.to_string(), rest));
+    }
+    let hex = |n: usize| -> Result<(u32, &str), &'static str> {
+        if rest.len() < n || !rest.is_char_boundary(n) {
+            return Err(SYNTAX);
+        }
+        let (digits, tail) = rest.split_at(n);
+        if !digits.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(SYNTAX);
+        }
+        Ok((u32::from_str_radix(digits, 16).map_err(|_| SYNTAX)?, tail))
+    };
+    match e {
+        'x' => {
+            let (v, tail) = hex(2)?;
+            Ok((char::from_u32(v).ok_or(SYNTAX)?.to_string(), tail))
+        }
+        'u' | 'U' => {
+            let (v, tail) = hex(if e == 'u' { 4 } else { 8 })?;
+            let c = char::from_u32(v).ok_or(SYNTAX)?;
+            Ok((c.to_string(), tail))
+        }
+        '0'..='7' => {
+            if rest.len() < 2 || !rest.is_char_boundary(2) {
+                return Err(SYNTAX);
+            }
+            let (digits, tail) = rest.split_at(2);
+            if !digits.bytes().all(|b| (b'0'..=b'7').contains(&b)) {
+                return Err(SYNTAX);
+            }
+            let v = (e as u32 - '0' as u32) * 64 + u32::from_str_radix(digits, 8).unwrap_or(0);
+            if v > 255 {
+                return Err(SYNTAX);
+            }
+            Ok((char::from_u32(v).ok_or(SYNTAX)?.to_string(), tail))
+        }
+        _ => Err(SYNTAX),
+    }
+}
+
+/// Go's `newNumber` checks on a number, complex or character-constant token.
+fn check_number(text: &str, kind: Kind) -> Result<(), String> {
+    match kind {
+        Kind::CharConstant => {
+            let (_, tail) = unquote_char(&text[1..], '\'').map_err(str::to_owned)?;
+            if tail != "'" {
+                return Err(format!("malformed character constant: {text}"));
+            }
+            return Ok(());
+        }
+        Kind::Complex => {
+            // `1+2i`: both parts must be numbers (Go scans it with fmt.Sscan).
+            let split = text[1..]
+                .find(['+', '-'])
+                .map(|i| i + 1)
+                .filter(|&i| !matches!(text.as_bytes()[i - 1], b'e' | b'E' | b'p' | b'P'));
+            let ok = split.is_some_and(|i| {
+                go_float(&text[..i]).is_some() && go_float(&text[i..text.len() - 1]).is_some()
+            });
+            return if ok {
+                Ok(())
+            } else {
+                Err(format!("illegal number syntax: {}", go_quote(text)))
+            };
+        }
+        _ => {}
+    }
+    if let Some(imaginary) = text.strip_suffix('i')
+        && go_float(imaginary).is_some()
+    {
+        return Ok(());
+    }
+    if go_int(text).is_ok() {
+        return Ok(());
+    }
+    if let Some(_f) = go_float(text) {
+        if !text.contains(['.', 'e', 'E', 'p', 'P']) {
+            return Err(format!("integer overflow: {}", go_quote(text)));
+        }
+        return Ok(());
+    }
+    Err(format!("illegal number syntax: {}", go_quote(text)))
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum IntError {
+    Syntax,
+    Range,
+}
+
+/// Whether `s` parses as Go's `ParseInt(s, 0, 64)` or `ParseUint(s, 0, 64)`.
+fn go_int(s: &str) -> Result<(), IntError> {
+    let (negative, digits) = match s.as_bytes().first() {
+        Some(b'+') => (false, &s[1..]),
+        Some(b'-') => (true, &s[1..]),
+        _ => (false, s),
+    };
+    let value = go_uint(digits)?;
+    let limit = if s.starts_with(['+', '-']) {
+        if negative {
+            1u64 << 63
+        } else {
+            (1u64 << 63) - 1
+        }
+    } else {
+        u64::MAX
+    };
+    if value > limit {
+        return Err(IntError::Range);
+    }
+    Ok(())
+}
+
+/// Go's `ParseUint(s, 0, 64)`.
+fn go_uint(s: &str) -> Result<u64, IntError> {
+    if s.is_empty() {
+        return Err(IntError::Syntax);
+    }
+    let lower = s.to_ascii_lowercase();
+    let (base, digits) = if let Some(d) = lower.strip_prefix("0x") {
+        (16, d)
+    } else if let Some(d) = lower.strip_prefix("0o") {
+        (8, d)
+    } else if let Some(d) = lower.strip_prefix("0b") {
+        (2, d)
+    } else if lower.len() > 1 && lower.starts_with('0') {
+        (8, &lower[1..])
+    } else {
+        (10, lower.as_str())
+    };
+    if digits.is_empty() && base != 8 {
+        return Err(IntError::Syntax);
+    }
+    let mut value: u64 = 0;
+    let mut any = false;
+    for b in digits.bytes() {
+        if b == b'_' {
+            continue;
+        }
+        let d = (b as char).to_digit(base).ok_or(IntError::Syntax)?;
+        any = true;
+        value = value
+            .checked_mul(base as u64)
+            .and_then(|v| v.checked_add(d as u64))
+            .ok_or(IntError::Range)?;
+    }
+    if !any && base != 8 {
+        return Err(IntError::Syntax);
+    }
+    if s.contains('_') && !underscores_ok(s) {
+        return Err(IntError::Syntax);
+    }
+    Ok(value)
+}
+
+/// Go's `underscoreOK`: underscores only between digits, or between a base prefix and a digit.
+fn underscores_ok(s: &str) -> bool {
+    let b = s.as_bytes();
+    let mut saw = b'^';
+    let mut i = 0;
+    if matches!(b.first(), Some(b'+' | b'-')) {
+        i = 1;
+    }
+    let mut hex = false;
+    if b.len() - i >= 2 && b[i] == b'0' && matches!(b[i + 1] | 0x20, b'b' | b'o' | b'x') {
+        hex = b[i + 1] | 0x20 == b'x';
+        i += 2;
+        saw = b'0';
+    }
+    while i < b.len() {
+        let c = b[i];
+        if c.is_ascii_digit() || (hex && c.is_ascii_hexdigit()) {
+            saw = b'0';
+        } else if c == b'_' {
+            if saw != b'0' {
+                return false;
+            }
+            saw = b'_';
+        } else {
+            if saw == b'_' {
+                return false;
+            }
+            saw = b'!';
+        }
+        i += 1;
+    }
+    saw != b'_'
+}
+
+/// Go's `ParseFloat(s, 64)` success (finite result), for the syntax the lexer can produce.
+fn go_float(s: &str) -> Option<f64> {
+    if s.contains('_') && !underscores_ok(s) {
+        return None;
+    }
+    let clean: String = s.chars().filter(|&c| c != '_').collect();
+    let (sign, body) = match clean.as_bytes().first() {
+        Some(b'+') => (1.0, &clean[1..]),
+        Some(b'-') => (-1.0, &clean[1..]),
+        _ => (1.0, clean.as_str()),
+    };
+    let lower = body.to_ascii_lowercase();
+    if let Some(hex) = lower.strip_prefix("0x") {
+        let (mantissa, exponent) = hex.split_once('p')?;
+        let exponent: i32 = exponent.parse().ok()?;
+        let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+        if int.is_empty() && frac.is_empty() {
+            return None;
+        }
+        let mut value = 0f64;
+        for c in int.chars().chain(frac.chars()) {
+            value = value * 16.0 + c.to_digit(16)? as f64;
+        }
+        let scale = exponent.checked_sub(4 * frac.len() as i32)?;
+        let v = value * 2f64.powi(scale);
+        return v.is_finite().then_some(sign * v);
+    }
+    // Decimal: digits, optional fraction, optional exponent; no other forms reach here.
+    let valid = {
+        let (mantissa, exponent) = match lower.split_once('e') {
+            Some((m, e)) => (m, Some(e)),
+            None => (lower.as_str(), None),
+        };
+        let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+        let digits_ok = |d: &str| d.bytes().all(|b| b.is_ascii_digit());
+        let exponent_ok = exponent.is_none_or(|e| {
+            let e = e.strip_prefix(['+', '-']).unwrap_or(e);
+            !e.is_empty() && digits_ok(e)
+        });
+        (!int.is_empty() || !frac.is_empty()) && digits_ok(int) && digits_ok(frac) && exponent_ok
+    };
+    if !valid {
+        return None;
+    }
+    let v: f64 = lower.parse().ok()?;
+    v.is_finite().then_some(sign * v)
+}
+
+/// Go's `%q` of a string (`strconv.Quote`).
+pub fn go_quote(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if is_go_print(c) => out.push(c),
+            '\x07' => out.push_str("\\a"),
+            '\x08' => out.push_str("\\b"),
+            '\x0c' => out.push_str("\\f"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\x0b' => out.push_str("\\v"),
+            c if (c as u32) < 0x20 || c == '\x7f' => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c if (c as u32) < 0x10000 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push_str(&format!("\\U{:08x}", c as u32)),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// Go's `%#U`: `U+0041 'A'`, or just `U+0007` for unprintable characters.
+fn go_unicode(c: char) -> String {
+    if is_go_print(c) {
+        format!("U+{:04X} '{c}'", c as u32)
+    } else {
+        format!("U+{:04X}", c as u32)
+    }
+}
+
+fn go_unicode_opt(c: Option<char>) -> String {
+    match c {
+        Some(c) => go_unicode(c),
+        None => "U+FFFFFFFFFFFFFFFF".into(),
+    }
+}
+
+/// An approximation of Go's `strconv.IsPrint` (letters, marks, numbers, punctuation, symbols
+/// and the ASCII space): Rust has no Unicode categories, so controls, non-ASCII spaces and the
+/// common invisible format characters are what is excluded.
+fn is_go_print(c: char) -> bool {
+    if c.is_ascii() {
+        return c == ' ' || c.is_ascii_graphic();
+    }
+    !(c.is_control()
+        || c.is_whitespace()
+        || matches!(c as u32, 0x00AD | 0x061C | 0x180E | 0x200B..=0x200F | 0x202A..=0x202E
+            | 0x2060..=0x206F | 0xFEFF | 0xFFF9..=0xFFFB | 0xE000..=0xF8FF | 0xFFFE | 0xFFFF))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(text: &str) -> String {
+        parse(text, &[]).unwrap_err().0
+    }
+
+    #[test]
+    fn ollamas_bad_templates_fail_with_gos_messages() {
+        assert_eq!(err("{{ .Prompt"), "template: :1: unclosed action");
+        assert_eq!(err("{{ if .Prompt }}"), "template: :1: unexpected EOF");
+        assert_eq!(
+            err("{{ Prompt }}"),
+            "template: :1: function \"Prompt\" not defined"
+        );
+    }
+
+    #[test]
+    fn deep_nesting_is_an_error_not_a_crash() {
+        let parens = format!("{{{{ {}.{} }}}}", "(".repeat(100_000), ")".repeat(100_000));
+        assert_eq!(err(&parens), "template: :1: max expression depth exceeded");
+        let ifs = format!(
+            "{}x{}",
+            "{{if .}}".repeat(100_000),
+            "{{end}}".repeat(100_000)
+        );
+        assert_eq!(err(&ifs), "template: :1: max expression depth exceeded");
+        let fine = format!(
+            "{}x{}",
+            "{{if .}}".repeat(MAX_DEPTH),
+            "{{end}}".repeat(MAX_DEPTH)
+        );
+        assert!(parse(&fine, &[]).is_ok());
+    }
+
+    #[test]
+    fn else_with_chains_parse_as_in_go_1_23() {
+        assert!(parse("{{with .A}}a{{else with .B}}b{{else}}c{{end}}", &[]).is_ok());
+        assert!(parse("{{if .A}}a{{else if .B}}b{{else}}c{{end}}", &[]).is_ok());
+        assert_eq!(
+            err("{{range .A}}a{{else with .B}}b{{end}}"),
+            "template: :1: unexpected <with> in input"
+        );
+    }
+
+    #[test]
+    fn quoting_follows_go() {
+        assert_eq!(
+            go_quote("a\"b\\\n\t\u{7}é\u{200b}"),
+            "\"a\\\"b\\\\\\n\\t\\aé\\u200b\""
+        );
+        assert_eq!(go_unquote(r#""a\x41\101\u00e9""#).unwrap(), "aAAé");
+        assert!(go_unquote(r#""\'""#).is_err());
+        assert!(go_unquote("'ab'").is_err());
+        assert_eq!(go_unquote("`a\rb`").unwrap(), "ab");
+    }
+
+    #[test]
+    fn numbers_follow_go() {
+        for ok in [
+            "1", "-1", "0x1F", "0o17", "0b101", "1_000", "1.5e3", "0x1p-2", "017", "1i", ".5",
+        ] {
+            assert_eq!(check_number(ok, Kind::Number), Ok(()), "{ok}");
+        }
+        assert_eq!(
+            check_number("99999999999999999999", Kind::Number),
+            Err("integer overflow: \"99999999999999999999\"".into())
+        );
+        assert_eq!(
+            check_number("1e400", Kind::Number),
+            Err("illegal number syntax: \"1e400\"".into())
+        );
+        assert_eq!(check_number("'a'", Kind::CharConstant), Ok(()));
+        assert!(check_number("1+2i", Kind::Complex).is_ok());
+    }
+}
