@@ -38,6 +38,16 @@ fn write_model(path: &std::path::Path) -> Result<(), Box<dyn std::error::Error>>
         ("llama.attention.layer_norm_rms_epsilon", Value::F32(1e-5)),
         ("general.file_type", Value::U32(1)),
         ("tokenizer.ggml.model", Value::string("llama")),
+        // A ChatML Jinja template, as Hugging Face models carry it: kiln (like Ollama) recognises
+        // it and stores Ollama's Go template and stop words with the model.
+        (
+            "tokenizer.chat_template",
+            Value::string(
+                "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + \
+                 message['content'] + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt \
+                 %}{{ '<|im_start|>assistant\n' }}{% endif %}",
+            ),
+        ),
         (
             "tokenizer.ggml.tokens",
             Value::Array(Array::new(
@@ -178,10 +188,10 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         bytes.len()
     );
 
-    let body =
-        format!(r#"{{"model":"demo:f16","files":{{"demo-f16.gguf":"{digest}"}},"stream":false}}"#);
+    let body = format!(r#"{{"model":"demo:f16","files":{{"demo-f16.gguf":"{digest}"}}}}"#);
     let (code, reply) = http(addr, "POST", "/api/create", body.as_bytes())?;
-    println!("4. POST /api/create {body}\n   -> {code} {}", reply.trim());
+    println!("4. POST /api/create {body} -> {code}, streamed:");
+    print_statuses(&reply);
 
     let body = format!(
         r#"{{"model":"demo:{}","from":"demo:f16","quantize":"{quantize}"}}"#,
@@ -193,19 +203,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         "5. POST /api/create {body} -> {code}, streamed in {:.2} s:",
         start.elapsed().as_secs_f64()
     );
-    let mut last = String::new();
-    for line in reply.lines() {
-        let status = line
-            .split("\"status\":\"")
-            .nth(1)
-            .and_then(|s| s.split('"').next())
-            .unwrap_or(line)
-            .to_owned();
-        if status != last {
-            println!("   {line}");
-            last = status;
-        }
-    }
+    print_statuses(&reply);
 
     let (_, tags) = http(addr, "GET", "/api/tags", b"")?;
     println!("6. GET /api/tags -> {tags}");
@@ -246,6 +244,23 @@ fn main() -> ExitCode {
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// Prints a create's NDJSON stream, one line per distinct status.
+fn print_statuses(reply: &str) {
+    let mut last = String::new();
+    for line in reply.lines() {
+        let status = line
+            .split("\"status\":\"")
+            .nth(1)
+            .and_then(|s| s.split('"').next())
+            .unwrap_or(line)
+            .to_owned();
+        if status != last {
+            println!("   {line}");
+            last = status;
         }
     }
 }

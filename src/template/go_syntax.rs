@@ -1697,6 +1697,29 @@ mod tests {
         assert_eq!(go_unquote("`a\rb`").unwrap(), "ab");
     }
 
+    proptest::proptest! {
+        /// Any input, however broken, gets a verdict and never a panic.
+        #[test]
+        fn arbitrary_input_never_panics(
+            pieces in proptest::collection::vec(
+                proptest::prop_oneof![
+                    proptest::strategy::Just("{{".to_owned()),
+                    proptest::strategy::Just("}}".to_owned()),
+                    proptest::strategy::Just("{{- ".to_owned()),
+                    proptest::strategy::Just(" -}}".to_owned()),
+                    proptest::strategy::Just("{{/*".to_owned()),
+                    "[ -~\\n\\té\u{2603}]{0,6}",
+                ],
+                0..40,
+            ),
+        ) {
+            let text: String = pieces.concat();
+            let _ = parse(&text, OLLAMA_FUNCS_FOR_TESTS);
+        }
+    }
+
+    const OLLAMA_FUNCS_FOR_TESTS: &[&str] = &["json"];
+
     #[test]
     fn numbers_follow_go() {
         for ok in [
