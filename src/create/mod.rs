@@ -126,6 +126,19 @@ pub enum CreateError {
     /// A bad `info` field.
     #[error("{0}")]
     Info(String),
+    /// The models directory cannot hold the new model (checked before quantizing, from the
+    /// output's exact size).
+    #[error(
+        "not enough disk space in {dir}: the new model needs {needed} bytes, {available} are available"
+    )]
+    NoSpace {
+        /// The blobs directory.
+        dir: String,
+        /// Size of the file that would be written.
+        needed: u64,
+        /// Free bytes there.
+        available: u64,
+    },
     /// A `template` Go's parser rejects (checked before any quantization starts).
     #[error("template error: {0}")]
     BadTemplate(#[from] template::TemplateError),
@@ -563,6 +576,8 @@ impl Engine {
                     ollama_overrides: true,
                     ..Default::default()
                 };
+                let needed = crate::quantize::output_size(&model, ftype, &options)?;
+                check_space(needed, self.store.available_bytes()?, &self.store)?;
                 let mut writer = self.store.blob_writer()?;
                 match quantize_parts(&parts, &mut writer, ftype, &options, &mut progress) {
                     Err(QuantizeError::Cancelled) => return Err(CreateError::Cancelled),
@@ -873,6 +888,19 @@ impl Engine {
     }
 }
 
+/// Refuses a write of `needed` bytes when fewer are `available` (Ollama starts anyway and fails
+/// with ENOSPC part-way, after minutes of work).
+fn check_space(needed: u64, available: u64, store: &Store) -> Result<(), CreateError> {
+    if needed > available {
+        return Err(CreateError::NoSpace {
+            dir: store.root().join("blobs").display().to_string(),
+            needed,
+            available,
+        });
+    }
+    Ok(())
+}
+
 /// A GGUF's Jinja chat template, when it has one as a string (as Ollama reads it).
 fn chat_template_of(gguf: &kiln_gguf::Gguf<'_>) -> Option<String> {
     match gguf.metadata().get("tokenizer.chat_template") {
@@ -1024,6 +1052,25 @@ fn emit(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_create_that_would_not_fit_is_refused_before_it_starts() {
+        let dir = std::env::temp_dir().join(format!("kiln-space-{}", std::process::id()));
+        let store = Store::open(&dir).unwrap();
+        let available = store.available_bytes().unwrap();
+        assert!(available > 0 && available < u64::MAX);
+        assert!(check_space(10, 10, &store).is_ok());
+        let err = check_space(11, 10, &store).unwrap_err();
+        assert_eq!(err.status(), 500);
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "not enough disk space in {}: the new model needs 11 bytes, 10 are available",
+                dir.join("blobs").display()
+            )
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn go_helpers() {

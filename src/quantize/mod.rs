@@ -382,6 +382,37 @@ pub fn quantize_parts<W: Write>(
     quantize_streaming(&model, out, ftype, options, sink, &|_| {})
 }
 
+/// The `general.file_type` the output gets: the requested type's, or the input's for COPY.
+fn output_file_type(model: &SourceModel<'_, '_>, ftype: FileType) -> u32 {
+    match ftype.llama_ftype() {
+        Some(n) => n,
+        None => match model.metadata().file_type().ok().flatten() {
+            Some(n) => n,
+            None => guess_file_type(model),
+        },
+    }
+}
+
+fn output_specs(plans: &[TensorPlan]) -> Vec<TensorSpec<'_>> {
+    plans
+        .iter()
+        .map(|p| TensorSpec::new(p.name.as_str(), p.to, p.dims.clone()))
+        .collect()
+}
+
+/// The exact size of the file quantizing `model` to `ftype` writes, computed from the plan
+/// without quantizing anything (so a caller can check for disk space before starting).
+pub fn output_size(
+    model: &SourceModel<'_, '_>,
+    ftype: FileType,
+    options: &QuantizeOptions,
+) -> Result<u64, QuantizeError> {
+    let plans = plan(model, ftype, options)?;
+    let file_type = output_file_type(model, ftype);
+    let metadata = output_metadata(model.metadata(), file_type, &options.extra_metadata);
+    Ok(kiln_gguf::Layout::compute(&metadata, &output_specs(&plans))?.file_len)
+}
+
 /// [`quantize_gguf`], calling `consumed` with each tensor's input bytes once they are converted
 /// (so a memory-mapped input can give its pages back).
 fn quantize_streaming<W: Write>(
@@ -392,13 +423,7 @@ fn quantize_streaming<W: Write>(
     sink: &mut dyn QuantizeSink,
     consumed: &dyn Fn(&[u8]),
 ) -> Result<QuantizeReport, QuantizeError> {
-    let file_type = match ftype.llama_ftype() {
-        Some(n) => n,
-        None => match model.metadata().file_type().ok().flatten() {
-            Some(n) => n,
-            None => guess_file_type(model),
-        },
-    };
+    let file_type = output_file_type(model, ftype);
     let plans = plan(model, ftype, options)?;
     if let Some(im) = &options.imatrix {
         for (name, values) in im {
@@ -411,10 +436,7 @@ fn quantize_streaming<W: Write>(
         }
     }
     let metadata = output_metadata(model.metadata(), file_type, &options.extra_metadata);
-    let specs: Vec<TensorSpec<'_>> = plans
-        .iter()
-        .map(|p| TensorSpec::new(p.name.as_str(), p.to, p.dims.clone()))
-        .collect();
+    let specs = output_specs(&plans);
     let mut writer = Writer::new(out, &metadata, &specs)?;
     let threads = if options.threads == 0 {
         std::thread::available_parallelism().map_or(1, |n| n.get())
@@ -766,6 +788,41 @@ mod tests {
         .into_iter()
         .map(|p| (p.name, p.to))
         .collect()
+    }
+
+    /// The size announced before quantizing is the size written, for every kind of plan
+    /// (k-quants with fallbacks, legacy, float, COPY, extra metadata).
+    #[test]
+    fn output_size_is_the_written_size() {
+        let bytes = model("llama");
+        let gguf = Gguf::parse(&bytes, &Limits::default()).unwrap();
+        let source = SourceModel::new(std::slice::from_ref(&gguf)).unwrap();
+        for ftype in [
+            FileType::Q4_K_M,
+            FileType::Q2_K,
+            FileType::Q8_0,
+            FileType::Q4_0,
+            FileType::BF16,
+            FileType::F32,
+            FileType::Copy,
+        ] {
+            for extra in [vec![], vec![("kiln.note".to_owned(), Value::string("x"))]] {
+                let options = QuantizeOptions {
+                    threads: 1,
+                    extra_metadata: extra,
+                    ..Default::default()
+                };
+                let announced = output_size(&source, ftype, &options).unwrap();
+                let mut out = Vec::new();
+                let report =
+                    quantize_gguf(&gguf, &mut out, ftype, &options, &mut NoProgress).unwrap();
+                assert_eq!(
+                    (announced, report.file_len),
+                    (out.len() as u64, out.len() as u64),
+                    "{ftype:?}"
+                );
+            }
+        }
     }
 
     /// Ollama's server/quantization.go passes `^token_embd\.weight$=f16` and `^output\.weight$=f16`

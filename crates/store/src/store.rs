@@ -171,6 +171,13 @@ impl Store {
         &self.root
     }
 
+    /// Bytes an unprivileged writer can still store in the blobs directory (`statvfs`'s
+    /// `f_bavail × f_frsize`); `u64::MAX` where the platform cannot tell.
+    pub fn available_bytes(&self) -> Result<u64, StoreError> {
+        let dir = self.blobs_dir();
+        available_bytes_at(&dir).map_err(io_at(&dir))
+    }
+
     fn blobs_dir(&self) -> PathBuf {
         self.root.join("blobs")
     }
@@ -637,4 +644,24 @@ impl Drop for BlobWriter {
         self.file = None;
         let _ = fs::remove_file(&self.path);
     }
+}
+
+#[cfg(unix)]
+fn available_bytes_at(dir: &Path) -> io::Result<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(dir.as_os_str().as_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains a NUL byte"))?;
+    // SAFETY: statvfs only writes the struct we own and reads the NUL-terminated path.
+    let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `path` is a valid C string and `stat` a valid, writable statvfs.
+    if unsafe { libc::statvfs(path.as_ptr(), &mut stat) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    #[allow(clippy::unnecessary_cast)] // the field widths differ between platforms
+    Ok((stat.f_bavail as u64).saturating_mul(stat.f_frsize as u64))
+}
+
+#[cfg(not(unix))]
+fn available_bytes_at(_dir: &Path) -> io::Result<u64> {
+    Ok(u64::MAX)
 }
