@@ -11,6 +11,8 @@ mod remote;
 
 #[cfg(test)]
 mod ollama_fixtures;
+#[cfg(test)]
+mod test_support;
 
 pub use models::{ManageError, copy, delete, list, show};
 pub use remote::{CLOUD_HOST, Source, parse_model_ref, remote_url};
@@ -1055,21 +1057,20 @@ mod tests {
 
     #[test]
     fn a_create_that_would_not_fit_is_refused_before_it_starts() {
-        let dir = std::env::temp_dir().join(format!("kiln-space-{}", std::process::id()));
-        let store = Store::open(&dir).unwrap();
+        let tmp = test_support::TempStore::new("space");
+        let store = &tmp.store;
         let available = store.available_bytes().unwrap();
         assert!(available > 0 && available < u64::MAX);
-        assert!(check_space(10, 10, &store).is_ok());
-        let err = check_space(11, 10, &store).unwrap_err();
+        assert!(check_space(10, 10, store).is_ok());
+        let err = check_space(11, 10, store).unwrap_err();
         assert_eq!(err.status(), 500);
         assert_eq!(
             err.to_string(),
             format!(
                 "not enough disk space in {}: the new model needs 11 bytes, 10 are available",
-                dir.join("blobs").display()
+                tmp.dir.join("blobs").display()
             )
         );
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
@@ -1116,21 +1117,10 @@ mod engine_tests {
         w.finish().unwrap()
     }
 
-    fn blobs(store: &Store) -> Vec<String> {
-        let mut v: Vec<String> = std::fs::read_dir(store.root().join("blobs"))
-            .unwrap()
-            .flatten()
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .collect();
-        v.sort();
-        v
-    }
-
     #[test]
     fn a_cancelled_create_leaves_the_store_as_it_was() {
-        let dir = std::env::temp_dir().join(format!("kiln-engine-cancel-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let store = Store::open(&dir).unwrap();
+        let tmp = test_support::TempStore::new("engine-cancel");
+        let store = tmp.store.clone();
         let engine = Engine::new(store.clone()).with_threads(1);
         let model = tiny_model();
         let digest = store.write_blob(&model[..], None).unwrap().digest;
@@ -1144,7 +1134,7 @@ mod engine_tests {
         engine
             .create(request, &mut |_| ControlFlow::Continue(()))
             .unwrap();
-        let before = blobs(&store);
+        let before = tmp.blob_files();
         let names_before = store.names().unwrap();
 
         // Cancel at each point a client could go away: after the first, second, … progress line.
@@ -1166,7 +1156,11 @@ mod engine_tests {
                 }
             });
             assert!(matches!(result, Err(CreateError::Cancelled)), "{result:?}");
-            assert_eq!(blobs(&store), before, "cancelled after {stop_after} lines");
+            assert_eq!(
+                tmp.blob_files(),
+                before,
+                "cancelled after {stop_after} lines"
+            );
             assert_eq!(store.names().unwrap(), names_before);
         }
         // And an error after blobs were written (a bad license type) also leaves nothing behind.
@@ -1182,15 +1176,13 @@ mod engine_tests {
                 .create(request, &mut |_| ControlFlow::Continue(()))
                 .is_err()
         );
-        assert_eq!(blobs(&store), before);
-        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(tmp.blob_files(), before);
     }
 
     #[test]
     fn validation_errors_use_ollamas_messages_and_codes() {
-        let dir = std::env::temp_dir().join(format!("kiln-engine-errors-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let engine = Engine::new(Store::open(&dir).unwrap());
+        let tmp = test_support::TempStore::new("engine-errors");
+        let engine = Engine::new(tmp.store.clone());
         let check = |req: CreateRequest, status: u16, message: &str| {
             let err = engine
                 .create(req, &mut |_| ControlFlow::Continue(()))
@@ -1253,7 +1245,6 @@ mod engine_tests {
             400,
             "--draft-quantize requires a DRAFT model",
         );
-        let _ = std::fs::remove_dir_all(&dir);
     }
 
     /// A 2-layer model as `count` shards the way gguf-py writes them: the first shard holds all
@@ -1333,9 +1324,8 @@ mod engine_tests {
 
     #[test]
     fn split_uploads_become_one_merged_model() {
-        let dir = std::env::temp_dir().join(format!("kiln-engine-split-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let store = Store::open(&dir).unwrap();
+        let tmp = test_support::TempStore::new("engine-split");
+        let store = tmp.store.clone();
         let engine = Engine::new(store.clone()).with_threads(2);
         let shards = split_model(3);
         let digests: Vec<String> = shards
@@ -1441,14 +1431,12 @@ mod engine_tests {
             &[0],
             "split GGUF \"m-00001-of-00004.gguf\" filename count 4 does not match metadata count 3",
         );
-        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
     fn progress_counts_tensors_as_ollama_does() {
-        let dir = std::env::temp_dir().join(format!("kiln-engine-progress-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let store = Store::open(&dir).unwrap();
+        let tmp = test_support::TempStore::new("engine-progress");
+        let store = tmp.store.clone();
         let engine = Engine::new(store.clone()).with_threads(1);
         let shards = split_model(1);
         let digest = store.write_blob(&shards[0][..], None).unwrap();
@@ -1482,14 +1470,12 @@ mod engine_tests {
             last <= total && last > total * 99 / 100,
             "{last} of {total}"
         );
-        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
     fn info_overrides_config_fields_with_ollamas_checks() {
-        let dir = std::env::temp_dir().join(format!("kiln-engine-info-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let store = Store::open(&dir).unwrap();
+        let tmp = test_support::TempStore::new("engine-info");
+        let store = tmp.store.clone();
         let engine = Engine::new(store.clone()).with_threads(1);
         let digest = store.write_blob(&tiny_model()[..], None).unwrap().digest;
         let base = |info: serde_json::Value| CreateRequest {
@@ -1565,14 +1551,12 @@ mod engine_tests {
             let err = result.unwrap_err();
             assert_eq!((err.status(), err.to_string()), (400, message.to_owned()));
         }
-        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
     fn draft_models_are_stored_and_quantized_as_ollama_does() {
-        let dir = std::env::temp_dir().join(format!("kiln-engine-draft-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let store = Store::open(&dir).unwrap();
+        let tmp = test_support::TempStore::new("engine-draft");
+        let store = tmp.store.clone();
         let engine = Engine::new(store.clone()).with_threads(1);
         let model = store.write_blob(&tiny_model()[..], None).unwrap().digest;
         let draft_bytes = split_model(1).remove(0);
@@ -1644,16 +1628,14 @@ mod engine_tests {
             (err.status(), err.to_string()),
             (400, "unknown type".to_owned())
         );
-        let _ = std::fs::remove_dir_all(&dir);
     }
 
     /// Ollama's TestCreateAndShowRemoteModel, TestCreateFromCloudSourceSuffix and
     /// TestCreateRemoteModelRejectsDraftFiles, through kiln's engine and show.
     #[test]
     fn remote_models_store_only_their_config() {
-        let dir = std::env::temp_dir().join(format!("kiln-engine-remote-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let store = Store::open(&dir).unwrap();
+        let tmp = test_support::TempStore::new("engine-remote");
+        let store = tmp.store.clone();
         let engine = Engine::new(store.clone());
         let info = serde_json::json!({
             "capabilities": ["completion", "tools", "thinking"],
@@ -1753,6 +1735,5 @@ mod engine_tests {
             let err = result.unwrap_err();
             assert_eq!((err.status(), err.to_string()), (400, message.to_owned()));
         }
-        let _ = std::fs::remove_dir_all(&dir);
     }
 }

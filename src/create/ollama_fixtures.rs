@@ -8,6 +8,7 @@ use kiln_api::{CreateRequest, ProgressResponse};
 use kiln_store::{ModelName, Store};
 use serde_json::json;
 
+use super::test_support::TempStore;
 use super::{CreateError, Engine};
 
 /// The blob Ollama's `createBinFile` writes: a tensor-less GGUF v3 whose string metadata is
@@ -36,30 +37,15 @@ fn bin_file(store: &Store, extra: &[(&str, &str)]) -> String {
 }
 
 struct Fixture {
-    _dir: tempdir::Dir,
-    store: Store,
+    tmp: TempStore,
     engine: Engine,
 }
 
-mod tempdir {
-    /// A directory removed on drop.
-    pub struct Dir(pub std::path::PathBuf);
-    impl Drop for Dir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-}
-
 fn fixture(tag: &str) -> Fixture {
-    let dir =
-        std::env::temp_dir().join(format!("kiln-ollama-fixture-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let store = Store::open(&dir).unwrap();
+    let tmp = TempStore::new(&format!("ollama-{tag}"));
     Fixture {
-        _dir: tempdir::Dir(dir),
-        engine: Engine::new(store.clone()).with_threads(1),
-        store,
+        engine: Engine::new(tmp.store.clone()).with_threads(1),
+        tmp,
     }
 }
 
@@ -77,14 +63,11 @@ impl Fixture {
 
     /// The blob digests on disk, as Ollama's `checkFileExists` compares them (sorted).
     fn blobs(&self) -> Vec<String> {
-        let mut v: Vec<String> = std::fs::read_dir(self.store.root().join("blobs"))
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .filter(|n| n.starts_with("sha256-"))
-            .map(|n| n["sha256-".len()..].to_owned())
-            .collect();
-        v.sort();
-        v
+        self.tmp
+            .blob_files()
+            .iter()
+            .filter_map(|n| n.strip_prefix("sha256-").map(str::to_owned))
+            .collect()
     }
 
     /// `digests` plus the model layer of every stored model. Ollama's tests stub out
@@ -94,7 +77,7 @@ impl Fixture {
     /// the model layer is a second blob here.
     fn expected(&self, digests: &[&str]) -> Vec<String> {
         let mut v: Vec<String> = digests.iter().map(|d| (*d).to_owned()).collect();
-        for m in self.store.list().unwrap() {
+        for m in self.tmp.store.list().unwrap() {
             for l in &m.manifest.layers {
                 if l.media_type == kiln_store::MEDIA_TYPE_MODEL {
                     v.push(l.digest.trim_start_matches("sha256:").to_owned());
@@ -108,6 +91,7 @@ impl Fixture {
 
     fn manifests(&self) -> Vec<String> {
         let mut names: Vec<String> = self
+            .tmp
             .store
             .list()
             .unwrap()
@@ -120,7 +104,8 @@ impl Fixture {
 
     fn blob(&self, digest: &str) -> Vec<u8> {
         std::fs::read(
-            self.store
+            self.tmp
+                .store
                 .root()
                 .join("blobs")
                 .join(format!("sha256-{digest}")),
@@ -135,7 +120,7 @@ const CONFIG: &str = "99759ad5b91e723db0393d698ffbb448b1b7df5ff6377a108c49254583
 #[test]
 fn create_from_bin() {
     let f = fixture("bin");
-    let digest = bin_file(&f.store, &[]);
+    let digest = bin_file(&f.tmp.store, &[]);
     assert_eq!(digest, format!("sha256:{GGUF}"));
     f.create(json!({"name": "test", "files": {"test.gguf": digest}, "stream": false}))
         .unwrap();
@@ -156,7 +141,7 @@ fn create_from_bin() {
 #[test]
 fn create_from_model_adds_no_blobs() {
     let f = fixture("from");
-    let digest = bin_file(&f.store, &[]);
+    let digest = bin_file(&f.tmp.store, &[]);
     f.create(json!({"name": "test", "files": {"test.gguf": digest}}))
         .unwrap();
     f.create(json!({"name": "test2", "from": "test"})).unwrap();
@@ -173,7 +158,7 @@ fn create_from_model_adds_no_blobs() {
 #[test]
 fn recreating_with_a_new_template_prunes_the_old_one() {
     let f = fixture("removes");
-    let digest = bin_file(&f.store, &[]);
+    let digest = bin_file(&f.tmp.store, &[]);
     f.create(json!({"name": "test", "files": {"test.gguf": digest}, "template": "{{ .Prompt }}"}))
         .unwrap();
     assert_eq!(
@@ -200,7 +185,7 @@ fn recreating_with_a_new_template_prunes_the_old_one() {
 #[test]
 fn recreating_without_system_drops_it() {
     let f = fixture("unsets");
-    let digest = bin_file(&f.store, &[]);
+    let digest = bin_file(&f.tmp.store, &[]);
     f.create(json!({"name": "test", "files": {"test.gguf": digest}, "system": "Say hi!"}))
         .unwrap();
     assert_eq!(
@@ -219,7 +204,7 @@ fn recreating_without_system_drops_it() {
 #[test]
 fn parameters_merge_with_the_base_model() {
     let f = fixture("params");
-    let digest = bin_file(&f.store, &[]);
+    let digest = bin_file(&f.tmp.store, &[]);
     let first = "1d0ad71299d48c2fb7ae2b98e683643e771f8a5b72be34942af90d97a91c1e37";
     f.create(json!({"name": "test", "files": {"test.gguf": digest},
                     "parameters": {"temperature": 1, "top_k": 10, "stop": ["USER:", "ASSISTANT:"]}}))
@@ -252,7 +237,7 @@ fn parameters_merge_with_the_base_model() {
 #[test]
 fn messages_replace_the_base_models() {
     let f = fixture("messages");
-    let digest = bin_file(&f.store, &[]);
+    let digest = bin_file(&f.tmp.store, &[]);
     let first = "298baeaf6928a60cf666d88d64a1ba606feb43a2865687c39e40652e407bffc4";
     f.create(
         json!({"name": "test", "files": {"test.gguf": digest}, "messages": [
@@ -283,7 +268,7 @@ fn messages_replace_the_base_models() {
 #[test]
 fn template_and_system_blobs_hold_the_raw_text() {
     let f = fixture("template");
-    let digest = bin_file(&f.store, &[]);
+    let digest = bin_file(&f.tmp.store, &[]);
     f.create(json!({"name": "test", "files": {"test.gguf": digest},
                     "template": "{{ .System }} {{ .Prompt }}", "system": "Say bye!"}))
         .unwrap();
@@ -297,7 +282,7 @@ fn template_and_system_blobs_hold_the_raw_text() {
 #[test]
 fn bad_templates_are_rejected_with_400() {
     let f = fixture("bad-template");
-    let digest = bin_file(&f.store, &[]);
+    let digest = bin_file(&f.tmp.store, &[]);
     // Ollama's three cases, with the messages Go's parser gives for them.
     for (template, message) in [
         ("{{ .Prompt", "template: :1: unclosed action"),
@@ -322,7 +307,7 @@ fn bad_templates_are_rejected_with_400() {
 #[test]
 fn licenses_each_get_a_blob() {
     let f = fixture("licenses");
-    let digest = bin_file(&f.store, &[]);
+    let digest = bin_file(&f.tmp.store, &[]);
     f.create(json!({"name": "test", "files": {"test.gguf": digest},
                     "license": ["MIT", "Apache-2.0"]}))
         .unwrap();
@@ -332,7 +317,7 @@ fn licenses_each_get_a_blob() {
     assert_eq!(f.blob(mit), b"MIT");
     assert_eq!(f.blob(apache), b"Apache-2.0");
     let name = ModelName::parse("test").unwrap();
-    let layers = f.store.manifest(&name).unwrap().manifest.layers;
+    let layers = f.tmp.store.manifest(&name).unwrap().manifest.layers;
     let licenses: Vec<String> = layers
         .iter()
         .filter(|l| l.media_type == kiln_store::MEDIA_TYPE_LICENSE)
@@ -349,7 +334,7 @@ fn a_known_chat_template_is_detected() {
     let f = fixture("detect");
     // Phi-3's Jinja template, as in Ollama's TestCreateDetectTemplate.
     let jinja = "{{ bos_token }}{% for message in messages %}{{'<|' + message['role'] + '|>' + '\n' + message['content'] + '<|end|>\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|assistant|>\n' }}{% else %}{{ eos_token }}{% endif %}";
-    let digest = bin_file(&f.store, &[("tokenizer.chat_template", jinja)]);
+    let digest = bin_file(&f.tmp.store, &[("tokenizer.chat_template", jinja)]);
     let statuses = f
         .create(json!({"name": "test", "files": {"test.gguf": digest}}))
         .unwrap();
@@ -387,13 +372,13 @@ fn a_known_chat_template_is_detected() {
 fn an_unknown_chat_template_adds_nothing() {
     let f = fixture("undetected");
     let digest = bin_file(
-        &f.store,
+        &f.tmp.store,
         &[("tokenizer.chat_template", "{{ messages | tojson }}")],
     );
     f.create(json!({"name": "test", "files": {"test.gguf": digest}}))
         .unwrap();
     let name = ModelName::parse("test").unwrap();
-    let layers = f.store.manifest(&name).unwrap().manifest.layers;
+    let layers = f.tmp.store.manifest(&name).unwrap().manifest.layers;
     assert_eq!(layers.len(), 1);
     assert_eq!(layers[0].media_type, kiln_store::MEDIA_TYPE_MODEL);
 }

@@ -687,13 +687,15 @@ fn leading_space_len(s: &str) -> usize {
 // ---------------------------------------------------------------------------------------------
 // Parser
 
-/// The parts of a parse-tree node the checks look at.
+/// What the checks need to know of a parsed node: `{{end}}`/`{{else}}` close a list, and a list
+/// is empty (Go's `IsEmptyTree`) when it holds only blank text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Node {
-    Text { blank: bool },
+    Text {
+        blank: bool,
+    },
+    /// An action, control structure or template call.
     Action,
-    Control,
-    Template,
     End,
     Else,
 }
@@ -1167,7 +1169,7 @@ impl<'a> Parser<'a> {
         let tree = self.tree();
         tree.vars.truncate(vars);
         tree.depth -= 1;
-        result.map(|()| Node::Control)
+        result.map(|()| Node::Action)
     }
 
     fn control_body(&mut self, context: &str) -> Result<()> {
@@ -1239,7 +1241,7 @@ impl<'a> Parser<'a> {
             return self.error(format_args!("unexpected {} in {CONTEXT}", node_text(end)));
         }
         self.add(name, empty)?;
-        Ok(Node::Template)
+        Ok(Node::Action)
     }
 
     fn template_control(&mut self) -> Result<Node> {
@@ -1252,7 +1254,7 @@ impl<'a> Parser<'a> {
         } else {
             self.found.template_without_pipeline = true;
         }
-        Ok(Node::Template)
+        Ok(Node::Action)
     }
 }
 
