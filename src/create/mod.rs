@@ -490,58 +490,32 @@ impl Engine {
             apply_info(&mut config, info)?;
         }
 
-        // Ollama checks the template after quantizing; checking it first gives the same error
-        // without minutes of wasted work.
-        if !req.template.is_empty() {
-            template::check(&req.template)?;
-        }
         let quantize = req.quantize_type().to_ascii_uppercase();
         let draft_quantize = req.draft_quantize.to_ascii_uppercase();
+        // Ollama refuses a bad quantize request, then a bad template, each only once it gets
+        // there (after minutes of quantizing, for the template); both are checked here, in that
+        // order, before any work starts.
+        let mut planned = Vec::with_capacity(models.len());
         for slot in models {
-            let index = slot.index;
-            let digest = layers[index]
-                .layer
-                .digest()
-                .map_err(|_| CreateError::InvalidDigest)?;
-            let part_digests = if slot.parts.is_empty() {
-                vec![digest]
-            } else {
-                slot.parts.clone()
-            };
-            let files = part_digests
-                .iter()
-                .map(|d| self.map_blob(d))
-                .collect::<Result<Vec<_>, _>>()?;
-            let parts = files
-                .iter()
-                .map(|f| f.parse(&Limits::default()))
-                .collect::<Result<Vec<_>, _>>()?;
-            let model = SourceModel::new(&parts).map_err(QuantizeError::from)?;
-            let source_ft = model.metadata().file_type().ok().flatten();
-            let source_name = file_type_name(source_ft);
             let wanted = if slot.draft {
                 &draft_quantize
             } else {
                 &quantize
             };
-            let job = if wanted.is_empty() {
-                slot.rewrite
-                    .then(|| (FileType::Copy, "validating GGUF model".to_owned()))
-            } else {
-                let want: FileType = wanted.parse()?;
-                let source_quantized = source_ft
-                    .and_then(FileType::from_llama_ftype)
-                    .and_then(|f| f.default_tensor_type())
-                    .is_some_and(|t| t.is_quantized());
-                if slot.draft && source_quantized {
-                    return Err(CreateError::DraftAlreadyQuantized(source_name));
-                }
-                if !matches!(source_name.as_str(), "F16" | "BF16" | "F32") {
-                    return Err(CreateError::AlreadyQuantized);
-                }
-                (want.llama_ftype() != source_ft)
-                    .then(|| (want, format!("quantizing {source_name} model to {wanted}")))
-            };
+            let files = self.slot_files(&slot, &layers)?;
+            let parts = parse_all(&files)?;
+            let model = SourceModel::new(&parts).map_err(QuantizeError::from)?;
+            let job = plan_job(&slot, &model, wanted)?;
+            planned.push((slot, job));
+        }
+        if !req.template.is_empty() {
+            template::check(&req.template)?;
+        }
+        for (slot, job) in planned {
+            let index = slot.index;
+            let files = self.slot_files(&slot, &layers)?;
+            let parts = parse_all(&files)?;
+            let model = SourceModel::new(&parts).map_err(QuantizeError::from)?;
             if let Some((ftype, status)) = job {
                 // Ollama's figures: llama-quantize's "[i/n]" tensor counter scaled to the first
                 // file's tensor bytes, then to the layer size over its size past the header.
@@ -805,6 +779,28 @@ impl Engine {
         Ok(layers)
     }
 
+    /// The mapped blobs of a model slot, in part order.
+    fn slot_files(
+        &self,
+        slot: &ModelSlot,
+        layers: &[Pending],
+    ) -> Result<Vec<GgufFile>, CreateError> {
+        let digests = if slot.parts.is_empty() {
+            vec![
+                layers[slot.index]
+                    .layer
+                    .digest()
+                    .map_err(|_| CreateError::InvalidDigest)?,
+            ]
+        } else {
+            slot.parts.clone()
+        };
+        Ok(digests
+            .iter()
+            .map(|d| self.map_blob(d))
+            .collect::<Result<Vec<_>, _>>()?)
+    }
+
     /// Memory-maps a blob for parsing.
     fn map_blob(&self, digest: &Digest) -> Result<GgufFile, StoreError> {
         let path = self.store.blob_path(digest);
@@ -888,6 +884,42 @@ impl Engine {
         layers.push(self.new_layer(&bytes, MEDIA_TYPE_PARAMS, created)?);
         Ok(())
     }
+}
+
+fn parse_all(files: &[GgufFile]) -> Result<Vec<kiln_gguf::Gguf<'_>>, CreateError> {
+    Ok(files
+        .iter()
+        .map(|f| f.parse(&Limits::default()))
+        .collect::<Result<Vec<_>, _>>()?)
+}
+
+/// What a model slot needs: a file type to write and its status line, or nothing (kept as
+/// uploaded). Errors are Ollama's refusals of the `quantize` / `draft_quantize` value.
+fn plan_job(
+    slot: &ModelSlot,
+    model: &SourceModel<'_, '_>,
+    wanted: &str,
+) -> Result<Option<(FileType, String)>, CreateError> {
+    let source_ft = model.metadata().file_type().ok().flatten();
+    let source_name = file_type_name(source_ft);
+    if wanted.is_empty() {
+        return Ok(slot
+            .rewrite
+            .then(|| (FileType::Copy, "validating GGUF model".to_owned())));
+    }
+    let want: FileType = wanted.parse()?;
+    let source_quantized = source_ft
+        .and_then(FileType::from_llama_ftype)
+        .and_then(|f| f.default_tensor_type())
+        .is_some_and(|t| t.is_quantized());
+    if slot.draft && source_quantized {
+        return Err(CreateError::DraftAlreadyQuantized(source_name));
+    }
+    if !matches!(source_name.as_str(), "F16" | "BF16" | "F32") {
+        return Err(CreateError::AlreadyQuantized);
+    }
+    Ok((want.llama_ftype() != source_ft)
+        .then(|| (want, format!("quantizing {source_name} model to {wanted}"))))
 }
 
 /// Refuses a write of `needed` bytes when fewer are `available` (Ollama starts anyway and fails

@@ -299,6 +299,15 @@ fn bad_templates_are_rejected_with_400() {
         assert_eq!(err.status(), 400, "{template}: {err}");
         assert_eq!(err.to_string(), format!("template error: {message}"));
     }
+    // Ollama refuses the quantize request before it reaches the template.
+    let err = f
+        .create(json!({"name": "test", "files": {"test.gguf": digest},
+                        "quantize": "q4_K_M", "template": "{{ .Prompt"}))
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "quantization is only supported for F16, BF16 and F32 models"
+    );
     // Nothing was stored: the GGUF was already there.
     assert_eq!(f.blobs(), [GGUF]);
     assert!(f.manifests().is_empty());
