@@ -2,9 +2,11 @@
 //!
 //! - [`quantize`]: whole-model quantization, GGUF in and GGUF out, byte-identical to llama.cpp's
 //!   `llama_model_quantize`.
+//! - [`convert`]: Hugging Face safetensors folders to GGUF, as Ollama's converter writes them.
 //! - [`create`]: Ollama's `/api/create` flow on top of a models directory.
 //! - [`template`]: Ollama's built-in chat templates and its Go template syntax check.
 
+pub mod convert;
 pub mod create;
 pub mod quantize;
 pub mod template;

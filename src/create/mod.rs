@@ -15,6 +15,7 @@ mod ollama_fixtures;
 mod test_support;
 
 pub use models::{ManageError, copy, delete, list, show};
+pub(crate) use remote::clean_path as go_clean_path;
 pub use remote::{CLOUD_HOST, Source, parse_model_ref, remote_url};
 
 use std::collections::BTreeMap;
@@ -28,6 +29,7 @@ use kiln_store::{
     MEDIA_TYPE_TEMPLATE, Manifest, ModelConfig, ModelName, Store, StoreError,
 };
 
+use crate::convert::{Conversion, ConvertError, ModelFolder};
 use crate::quantize::{
     FileType, QuantizeError, QuantizeEvent, QuantizeOptions, SourceModel, UnknownFileType,
     parse_split_file_name, quantize_parts,
@@ -98,8 +100,8 @@ pub enum CreateError {
     /// A license of the wrong JSON type.
     #[error("{0}")]
     License(String),
-    /// Safetensors and other formats kiln does not convert yet.
-    #[error("kiln cannot convert {0} models yet; upload a GGUF file")]
+    /// Safetensors inputs kiln does not convert yet (adapters, drafts).
+    #[error("kiln cannot convert {0} yet; upload a GGUF file")]
     Unsupported(String),
     /// The model file could not be parsed.
     #[error("{0}")]
@@ -144,6 +146,9 @@ pub enum CreateError {
     /// A `template` Go's parser rejects (checked before any quantization starts).
     #[error("template error: {0}")]
     BadTemplate(#[from] template::TemplateError),
+    /// A safetensors model folder that could not be converted.
+    #[error("{0}")]
+    Convert(#[from] ConvertError),
     /// The client went away.
     #[error("create cancelled")]
     Cancelled,
@@ -288,12 +293,13 @@ impl Engine {
         let old = self.store.manifest(&prepared.name).ok();
         let result = self.build(&prepared, sink, &mut created);
         match result {
-            Ok(()) => {
+            Ok(intermediates) => {
                 if let Some(old) = old {
                     self.remove_unused(
                         old.manifest.digests().filter_map(|d| Digest::parse(d).ok()),
                     );
                 }
+                self.remove_unused(intermediates.into_iter());
                 emit(sink, ProgressResponse::status("success"))
             }
             Err(e) => {
@@ -343,12 +349,14 @@ impl Engine {
         })
     }
 
+    /// Builds and stores the model; returns the intermediate blobs (converted models) to remove
+    /// once the store lock is released.
     fn build(
         &self,
         prepared: &Prepared,
         sink: &mut dyn FnMut(ProgressResponse) -> ControlFlow<()>,
         created: &mut Vec<Digest>,
-    ) -> Result<(), CreateError> {
+    ) -> Result<Vec<Digest>, CreateError> {
         let req = &prepared.request;
         let _guard = self.store.create_guard()?;
         let mut config = ModelConfig::new();
@@ -357,6 +365,8 @@ impl Engine {
         config.requires = req.requires.clone();
         let mut layers: Vec<Pending> = Vec::new();
         let mut models: Vec<ModelSlot> = Vec::new();
+        // Converted models: rewritten like uploaded GGUFs, then no longer needed.
+        let mut intermediates: Vec<Digest> = Vec::new();
 
         let mut remote = false;
         if !req.from.is_empty() {
@@ -412,7 +422,9 @@ impl Engine {
                 });
             }
         } else if let Some(files) = &req.files {
-            for (pending, parts) in self.gguf_layers(files, None, sink, created)? {
+            for (pending, parts) in
+                self.gguf_layers(files, None, sink, created, &mut intermediates)?
+            {
                 if pending.layer.media_type == MEDIA_TYPE_MODEL {
                     models.push(ModelSlot {
                         index: layers.len(),
@@ -453,7 +465,7 @@ impl Engine {
                 }
                 if !has_gguf_magic(&blob) {
                     return Err(if path.ends_with(".safetensors") {
-                        CreateError::Unsupported("safetensors".into())
+                        CreateError::Unsupported("safetensors adapters".into())
                     } else {
                         CreateError::NotGguf
                     });
@@ -474,7 +486,13 @@ impl Engine {
 
         if let Some(draft_files) = req.draft_files.as_ref().filter(|_| !remote) {
             let drafts = self
-                .gguf_layers(draft_files, Some(MEDIA_TYPE_DRAFT), sink, created)
+                .gguf_layers(
+                    draft_files,
+                    Some(MEDIA_TYPE_DRAFT),
+                    sink,
+                    created,
+                    &mut intermediates,
+                )
                 .map_err(|e| CreateError::Draft(Box::new(e)))?;
             for (pending, parts) in drafts {
                 models.push(ModelSlot {
@@ -628,7 +646,67 @@ impl Engine {
             layers.into_iter().map(|p| p.layer).collect(),
         );
         self.store.write_manifest(&prepared.name, &manifest)?;
-        Ok(())
+        Ok(intermediates)
+    }
+
+    /// Ollama's safetensors `files`: the folder they make is converted to an F16 GGUF blob
+    /// (status `converting model`, with byte progress while it is written), which then goes
+    /// through the same validation or quantization as an uploaded GGUF.
+    fn converted_layers(
+        &self,
+        files: &BTreeMap<String, String>,
+        sink: &mut dyn FnMut(ProgressResponse) -> ControlFlow<()>,
+        created: &mut Vec<Digest>,
+        intermediates: &mut Vec<Digest>,
+    ) -> Result<Vec<(Pending, Vec<Digest>)>, CreateError> {
+        let mut paths = BTreeMap::new();
+        for (path, digest) in files {
+            let d = Digest::parse(digest).map_err(|_| CreateError::InvalidDigest)?;
+            let blob = self.store.blob_path(&d);
+            if !blob.is_file() {
+                return Err(CreateError::MissingBlob(blob.display().to_string()));
+            }
+            paths.insert(path.clone(), blob);
+        }
+        emit(sink, ProgressResponse::status("converting model"))?;
+        // SAFETY: blobs are content-addressed and written once; nothing modifies them in place.
+        let folder = unsafe { ModelFolder::map_files(paths) }?;
+        let conversion = Conversion::plan(&folder)?;
+        let total = conversion.output_len()?;
+        check_space(total, self.store.available_bytes()?, &self.store)?;
+        let mut writer = self.store.blob_writer()?;
+        let mut progress = |done: u64, total: u64| {
+            sink(ProgressResponse {
+                status: "converting model".into(),
+                digest: String::new(),
+                total: total as i64,
+                completed: done as i64,
+            })
+        };
+        match conversion.write_with_progress(&mut writer, &mut progress) {
+            Err(ConvertError::Cancelled) => return Err(CreateError::Cancelled),
+            Err(e) => return Err(e.into()),
+            Ok(_) => {}
+        }
+        let stored = writer.commit()?;
+        if stored.created {
+            created.push(stored.digest);
+            intermediates.push(stored.digest);
+        }
+        let file = self.map_blob(&stored.digest)?;
+        let chat_template = chat_template_of(&file.parse(&Limits::default())?);
+        let layer = Layer::new(MEDIA_TYPE_MODEL, stored.digest, stored.size);
+        let mut out = vec![(
+            Pending {
+                layer,
+                status: format!("using existing layer {}", stored.digest),
+            },
+            Vec::new(),
+        )];
+        for pending in self.detected_template_layers(chat_template.as_deref(), created)? {
+            out.push((pending, Vec::new()));
+        }
+        Ok(out)
     }
 
     /// Ollama's GGUF `files` handling: detect the kind, parse every file (each one must be a GGUF
@@ -641,11 +719,16 @@ impl Engine {
         media_type: Option<&'static str>,
         sink: &mut dyn FnMut(ProgressResponse) -> ControlFlow<()>,
         created: &mut Vec<Digest>,
+        intermediates: &mut Vec<Digest>,
     ) -> Result<Vec<(Pending, Vec<Digest>)>, CreateError> {
         let mut is_gguf = false;
         for (path, digest) in files {
             if path.ends_with(".safetensors") {
-                return Err(CreateError::Unsupported("safetensors".into()));
+                if media_type.is_some() {
+                    // Ollama converts only Qwen 3.5 multi-token-prediction drafts.
+                    return Err(CreateError::Unsupported("safetensors draft models".into()));
+                }
+                return self.converted_layers(files, sink, created, intermediates);
             }
             if path.ends_with(".gguf") {
                 is_gguf = true;

@@ -48,7 +48,7 @@ fn split_source_suffix(raw: &str) -> (String, Source) {
 }
 
 /// Go's `path.Clean` for slash-separated paths.
-fn clean_path(p: &str) -> String {
+pub(crate) fn clean_path(p: &str) -> String {
     let rooted = p.starts_with('/');
     let mut parts: Vec<&str> = Vec::new();
     for element in p.split('/') {

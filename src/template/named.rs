@@ -4,7 +4,7 @@
 //! Ollama keeps a list of known Jinja chat templates, each mapped to one of its own Go templates. A
 //! model whose Jinja template is within edit distance 100 of a known one gets that Go template (and
 //! its stop words) as layers. The templates in `ollama/` are Ollama's files, byte for byte, because
-//! the stored blobs must have Ollama's digests (see `scripts/vendor-ollama-templates.sh`).
+//! the stored blobs must have Ollama's digests (see `scripts/vendor-ollama.sh`).
 
 use std::sync::OnceLock;
 

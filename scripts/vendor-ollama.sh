@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
-# Copies Ollama's built-in chat templates (data, MIT licensed) into src/template/ollama/ from a git
-# checkout or bare mirror of github.com/ollama/ollama at a pinned commit. kiln needs the exact bytes:
-# an autodetected template is stored as a blob, and its digest must equal the one Ollama writes.
+# Copies data from github.com/ollama/ollama (MIT licensed) at a pinned commit, from a git checkout
+# or bare mirror:
+# - its built-in chat templates into src/template/ollama/. kiln needs the exact bytes: an
+#   autodetected template is stored as a blob, and its digest must equal the one Ollama writes;
+# - its converter's expected output for all-MiniLM-L6-v2 (every metadata value and tensor digest)
+#   into testdata/ollama-convert/, which tests/convert.rs checks kiln's converter against.
 #
-#   scripts/vendor-ollama-templates.sh /path/to/ollama/.git [commit]
+#   scripts/vendor-ollama.sh /path/to/ollama/.git [commit]
 set -euo pipefail
 git_dir=${1:?usage: $0 OLLAMA_GIT_DIR [COMMIT]}
 commit=${2:-fb30760996871fa9460115c753afd2c60d4ab0f7}
@@ -21,3 +24,11 @@ for name in $(show template/index.json | python3 -c 'import json,sys; print("\n"
 done
 echo "$commit" > "$out/COMMIT"
 echo "vendored $(ls "$out"/*.gotmpl | wc -l) templates from ollama@$commit into $out"
+
+fixtures=$here/testdata/ollama-convert
+rm -rf "$fixtures"
+mkdir -p "$fixtures"
+show LICENSE > "$fixtures/LICENSE"
+show convert/testdata/all-MiniLM-L6-v2.json > "$fixtures/all-MiniLM-L6-v2.json"
+echo "$commit" > "$fixtures/COMMIT"
+echo "vendored the converter fixture into $fixtures"

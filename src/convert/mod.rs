@@ -1,0 +1,901 @@
+//! Hugging Face model folders (safetensors weights, `config.json`, tokenizer files) → an F16
+//! GGUF, as Ollama's converter writes it for `/api/create` with safetensors `files`.
+//!
+//! The output carries the same metadata (keys, types and values), the same tensors (names,
+//! types, shapes and bytes) in the same order as Ollama's `convert.ConvertModel`; Ollama's own
+//! fixture for `sentence-transformers/all-MiniLM-L6-v2` is checked key by key and tensor by
+//! tensor in the tests. Architectures: BERT (`BertModel`) so far; the others Ollama converts are
+//! refused with [`ConvertError::NotYet`].
+//!
+//! ```no_run
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! // SAFETY: nothing modifies the folder's files while they are converted.
+//! let folder = unsafe { kiln::convert::ModelFolder::map_dir("all-MiniLM-L6-v2")? };
+//! let conversion = kiln::convert::Conversion::plan(&folder)?;
+//! let file = std::fs::File::create("all-minilm-f16.gguf")?;
+//! conversion.write(std::io::BufWriter::new(file))?;
+//! # Ok(())
+//! # }
+//! ```
+
+mod bert;
+pub mod safetensors;
+mod tokenizer;
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
+
+use kiln_gguf::{GgmlType, GgufFile, TensorSpec, Value, WriteError, Writer};
+use serde_json::value::RawValue;
+
+pub use safetensors::{Dtype, Safetensors, SafetensorsError, TensorView};
+use tokenizer::Tokenizer;
+
+/// JSON files larger than this are refused (the largest real `tokenizer.json` files are tens of
+/// megabytes).
+pub const MAX_JSON_BYTES: u64 = 256 << 20;
+
+/// Why a model folder could not be converted. `Display` uses Ollama's messages where Ollama has
+/// one.
+#[derive(Debug, thiserror::Error)]
+pub enum ConvertError {
+    /// A file could not be opened or read.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+    /// A file the architecture needs is not in the folder.
+    #[error("open {0}: file does not exist")]
+    MissingFile(String),
+    /// A JSON file that does not parse, or a field of the wrong type.
+    #[error("parse {file}: {message}")]
+    Json {
+        /// The file.
+        file: String,
+        /// What was wrong.
+        message: String,
+    },
+    /// A JSON file over [`MAX_JSON_BYTES`].
+    #[error("{file} is {len} bytes, over the {MAX_JSON_BYTES}-byte limit for JSON files")]
+    TooLarge {
+        /// The file.
+        file: String,
+        /// Its size.
+        len: u64,
+    },
+    /// `config.json` names no architecture.
+    #[error("unknown architecture")]
+    UnknownArchitecture,
+    /// An architecture Ollama does not convert either.
+    #[error("unsupported architecture {0:?}")]
+    UnsupportedArchitecture(String),
+    /// Something Ollama converts and kiln does not yet.
+    #[error("kiln cannot convert {0} yet; convert it to GGUF with llama.cpp and upload that")]
+    NotYet(String),
+    /// Neither `tokenizer.model` nor `tokenizer.json`.
+    #[error("unknown tokenizer format")]
+    UnknownTokenizer,
+    /// No `*.safetensors` file.
+    #[error("unknown tensor format")]
+    UnknownTensorFormat,
+    /// `tokenizer.json` merges that are neither strings nor pairs.
+    #[error("could not parse tokenizer merges. expected []string or [][]string: {0}")]
+    Merges(String),
+    /// A `chat_template` that is neither a string nor a list of named templates.
+    #[error("invalid chat_template: {0}")]
+    ChatTemplate(String),
+    /// A weights file that is not valid safetensors.
+    #[error("{file}: {source}")]
+    Safetensors {
+        /// The file.
+        file: String,
+        /// What was wrong.
+        source: Box<SafetensorsError>,
+    },
+    /// Two tensors that map to one GGUF name.
+    #[error("duplicate tensor name '{0}' was found for this model")]
+    DuplicateTensor(String),
+    /// A tensor whose element type is not F32, F16 or BF16.
+    #[error("unknown data type: {dtype} (tensor {name:?})")]
+    UnsupportedDtype {
+        /// The GGUF tensor name.
+        name: String,
+        /// Its safetensors dtype.
+        dtype: Dtype,
+    },
+    /// The GGUF could not be laid out or written.
+    #[error(transparent)]
+    Write(#[from] WriteError),
+    /// The progress callback asked to stop.
+    #[error("conversion cancelled")]
+    Cancelled,
+}
+
+/// The files of a model folder, by path relative to the folder (`/`-separated), each mapped
+/// read-only.
+pub struct ModelFolder {
+    files: BTreeMap<String, Source>,
+}
+
+enum Source {
+    File(GgufFile),
+    #[cfg(test)]
+    Bytes(Vec<u8>),
+}
+
+impl Source {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Source::File(bytes) => bytes.bytes(),
+            #[cfg(test)]
+            Source::Bytes(b) => b,
+        }
+    }
+}
+
+impl ModelFolder {
+    /// Maps every file under `dir` (recursively).
+    ///
+    /// # Safety
+    /// As [`GgufFile::map`]: the files must not be modified or truncated while the folder is
+    /// alive.
+    pub unsafe fn map_dir(dir: impl AsRef<Path>) -> Result<ModelFolder, ConvertError> {
+        let mut files = BTreeMap::new();
+        let mut pending = vec![(dir.as_ref().to_path_buf(), String::new())];
+        while let Some((path, prefix)) = pending.pop() {
+            let io = |source| ConvertError::Io {
+                path: path.clone(),
+                source,
+            };
+            for entry in std::fs::read_dir(&path).map_err(io)? {
+                let entry = entry.map_err(io)?;
+                let name = entry.file_name().to_string_lossy().into_owned();
+                let rel = format!("{prefix}{name}");
+                if entry.file_type().map_err(io)?.is_dir() {
+                    pending.push((entry.path(), format!("{rel}/")));
+                } else {
+                    files.insert(rel, entry.path());
+                }
+            }
+        }
+        // SAFETY: forwarded to the caller.
+        unsafe { ModelFolder::map_files(files) }
+    }
+
+    /// Maps the given files, named by their path in the model folder (Ollama's `files` map,
+    /// resolved to blob paths).
+    ///
+    /// # Safety
+    /// As [`GgufFile::map`]: the files must not be modified or truncated while the folder is
+    /// alive (content-addressed blobs meet this).
+    pub unsafe fn map_files(files: BTreeMap<String, PathBuf>) -> Result<ModelFolder, ConvertError> {
+        let mut mapped = BTreeMap::new();
+        for (name, path) in files {
+            // SAFETY: forwarded to the caller.
+            let bytes = unsafe { GgufFile::map(&path) }.map_err(|source| ConvertError::Io {
+                path: path.clone(),
+                source,
+            })?;
+            mapped.insert(name, Source::File(bytes));
+        }
+        Ok(ModelFolder { files: mapped })
+    }
+
+    #[cfg(test)]
+    pub(crate) fn from_bytes(files: BTreeMap<String, Vec<u8>>) -> ModelFolder {
+        ModelFolder {
+            files: files
+                .into_iter()
+                .map(|(k, v)| (k, Source::Bytes(v)))
+                .collect(),
+        }
+    }
+
+    /// Whether the folder has this file.
+    pub fn contains(&self, name: &str) -> bool {
+        self.files.contains_key(name)
+    }
+
+    /// A JSON file's bytes, `None` when absent.
+    fn read(&self, name: &str) -> Result<Option<&[u8]>, ConvertError> {
+        let Some(source) = self.files.get(name) else {
+            return Ok(None);
+        };
+        let bytes = source.bytes();
+        if bytes.len() as u64 > MAX_JSON_BYTES {
+            return Err(ConvertError::TooLarge {
+                file: name.to_owned(),
+                len: bytes.len() as u64,
+            });
+        }
+        Ok(Some(bytes))
+    }
+
+    fn require(&self, name: &str) -> Result<&[u8], ConvertError> {
+        self.read(name)?
+            .ok_or_else(|| ConvertError::MissingFile(name.to_owned()))
+    }
+
+    /// Top-level files ending in `suffix`, in name order (Go's `fs.Glob("*<suffix>")`).
+    fn top_level(&self, suffix: &str) -> impl Iterator<Item = (&str, &[u8])> {
+        self.files
+            .iter()
+            .filter(move |(k, _)| !k.contains('/') && k.ends_with(suffix))
+            .map(|(k, s)| (k.as_str(), s.bytes()))
+    }
+}
+
+impl std::fmt::Debug for ModelFolder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.files.keys()).finish()
+    }
+}
+
+/// Parses a JSON file of the folder, naming it in the error.
+fn parse_json<'de, T: serde::Deserialize<'de>>(
+    file: &str,
+    bytes: &'de [u8],
+) -> Result<T, ConvertError> {
+    serde_json::from_slice(bytes).map_err(|e| ConvertError::Json {
+        file: file.to_owned(),
+        message: e.to_string(),
+    })
+}
+
+/// `config.json`, with Go's `encoding/json` rules for the fields the converters read: a number
+/// field must be a literal of its Go type, a missing or null field reads as zero.
+pub(crate) struct Config {
+    fields: BTreeMap<String, Box<RawValue>>,
+}
+
+impl Config {
+    fn parse(bytes: &[u8]) -> Result<Config, ConvertError> {
+        let bytes = replace_non_finite(bytes);
+        let fields = serde_json::from_slice(&bytes).map_err(|e| ConvertError::Json {
+            file: "config.json".into(),
+            message: e.to_string(),
+        })?;
+        Ok(Config { fields })
+    }
+
+    fn bad(key: &str, raw: &str, ty: &str) -> ConvertError {
+        ConvertError::Json {
+            file: "config.json".into(),
+            message: format!("cannot unmarshal {raw} into field {key} of type {ty}"),
+        }
+    }
+
+    fn raw(&self, key: &str) -> Option<&str> {
+        self.fields
+            .get(key)
+            .map(|r| r.get().trim())
+            .filter(|r| *r != "null")
+    }
+
+    /// A `uint32` field (0 when absent).
+    pub fn u32(&self, key: &str) -> Result<u32, ConvertError> {
+        match self.raw(key) {
+            None => Ok(0),
+            Some(raw) => raw.parse().map_err(|_| Self::bad(key, raw, "uint32")),
+        }
+    }
+
+    /// A `float32` field (0 when absent), rounded once from its decimal text as Go does.
+    pub fn f32(&self, key: &str) -> Result<f32, ConvertError> {
+        match self.raw(key) {
+            None => Ok(0.0),
+            Some(raw)
+                if raw.starts_with(['-', '0', '1', '2', '3', '4', '5', '6', '7', '8', '9']) =>
+            {
+                raw.parse().map_err(|_| Self::bad(key, raw, "float32"))
+            }
+            Some(raw) => Err(Self::bad(key, raw, "float32")),
+        }
+    }
+
+    fn strings(&self, key: &str) -> Result<Vec<String>, ConvertError> {
+        match self.raw(key) {
+            None => Ok(Vec::new()),
+            Some(raw) => serde_json::from_str::<Vec<Option<String>>>(raw)
+                .map(|v| v.into_iter().map(Option::unwrap_or_default).collect())
+                .map_err(|_| Self::bad(key, raw, "[]string")),
+        }
+    }
+
+    /// `vocab_size`, or `text_config.vocab_size` (Go's `cmp.Or`).
+    fn vocab_size(&self) -> Result<u32, ConvertError> {
+        let own = self.u32("vocab_size")?;
+        if own != 0 {
+            return Ok(own);
+        }
+        match self.raw("text_config") {
+            None => Ok(0),
+            Some(raw) => Config {
+                fields: serde_json::from_str(raw)
+                    .map_err(|_| Self::bad("text_config", raw, "struct"))?,
+            }
+            .u32("vocab_size"),
+        }
+    }
+}
+
+/// Ollama's `sanitizeNonFiniteJSON`: bare `NaN`, `Infinity` and `-Infinity` tokens outside strings
+/// become `0`, so configs that Python's json wrote still parse.
+fn replace_non_finite(input: &[u8]) -> Vec<u8> {
+    let before = |b: u8| matches!(b, b' ' | b'\t' | b'\n' | b'\r' | b':' | b',' | b'[');
+    let after = |b: u8| matches!(b, b' ' | b'\t' | b'\n' | b'\r' | b',' | b']' | b'}');
+    let mut out = Vec::with_capacity(input.len());
+    let (mut in_string, mut escaped) = (false, false);
+    let mut i = 0;
+    'outer: while i < input.len() {
+        let c = input[i];
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if c == b'\\' {
+                escaped = true;
+            } else if c == b'"' {
+                in_string = false;
+            }
+        } else if c == b'"' {
+            in_string = true;
+        } else {
+            for token in [&b"-Infinity"[..], b"Infinity", b"NaN"] {
+                let end = i + token.len();
+                if input.get(i..end) == Some(token)
+                    && (i == 0 || before(input[i - 1]))
+                    && input.get(end).is_none_or(|&b| after(b))
+                {
+                    out.push(b'0');
+                    i = end;
+                    continue 'outer;
+                }
+            }
+        }
+        out.push(c);
+        i += 1;
+    }
+    out
+}
+
+/// Go's `strings.NewReplacer(pairs...).Replace(s)`: left to right, at each position the earliest
+/// listed old string that matches there is replaced, and scanning resumes after it.
+pub(crate) fn go_replace(pairs: &[(&str, &str)], s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(c) = rest.chars().next() {
+        match pairs
+            .iter()
+            .find(|(old, _)| !old.is_empty() && rest.starts_with(old))
+        {
+            Some((old, new)) => {
+                out.push_str(new);
+                rest = &rest[old.len()..];
+            }
+            None => {
+                out.push(c);
+                rest = &rest[c.len_utf8()..];
+            }
+        }
+    }
+    out
+}
+
+/// GGUF storage Ollama picks for a converted tensor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    F32,
+    F16,
+    BF16,
+}
+
+impl Kind {
+    fn ggml(self) -> GgmlType {
+        match self {
+            Kind::F32 => GgmlType::F32,
+            Kind::F16 => GgmlType::F16,
+            Kind::BF16 => GgmlType::BF16,
+        }
+    }
+
+    /// Ollama's `tensorBase.Kind` and `safetensor.Kind`: biases, norms and other 1-D tensors
+    /// (and a few named ones) stay F32, other tensors are F16, or BF16 when they were BF16.
+    fn for_tensor(name: &str, dims: usize, dtype: Dtype) -> Kind {
+        const F32_SUFFIXES: [&str; 6] = [
+            ".ffn_gate_inp.weight",
+            ".bias",
+            ".shortconv.conv.weight",
+            ".ssm_conv1d.weight",
+            "rel_pos_h",
+            "rel_pos_w",
+        ];
+        const F32_PREFIXES: [&str; 3] = ["a.feature_extractor.", "a.conv1d.", "a.subsampling."];
+        const F32_NAMES: [&str; 7] = [
+            "token_types.weight",
+            "v.positional_embedding_vlm",
+            "v.position_embd.weight",
+            "v.tile_position_embd.weight",
+            "v.pre_tile_position_embd.weight",
+            "v.post_tile_position_embd.weight",
+            "s.position_embd",
+        ];
+        let always_f32 = F32_SUFFIXES.iter().any(|s| name.ends_with(s))
+            || F32_PREFIXES.iter().any(|p| name.starts_with(p))
+            || name.contains(".conv_dw.")
+            || F32_NAMES.contains(&name);
+        if always_f32 || dims <= 1 {
+            return Kind::F32;
+        }
+        let keeps_bf16 = !["v.", "s.", "mm."].iter().any(|p| name.starts_with(p))
+            && !name.contains("ffn_gate_inp_shexp.weight");
+        if dtype == Dtype::BF16 && keeps_bf16 {
+            Kind::BF16
+        } else {
+            Kind::F16
+        }
+    }
+}
+
+/// A tensor of the output: its GGUF name and storage, and where its values come from.
+struct Planned<'f> {
+    name: String,
+    kind: Kind,
+    source: TensorView<'f>,
+}
+
+impl Planned<'_> {
+    fn spec(&self) -> TensorSpec<'_> {
+        TensorSpec::new(
+            self.name.as_str(),
+            self.kind.ggml(),
+            self.source.shape.iter().rev().copied().collect::<Vec<_>>(),
+        )
+    }
+
+    /// Streams the converted bytes to `writer`, a bounded chunk at a time.
+    fn write<W: Write>(&self, writer: &mut Writer<W>) -> Result<(), ConvertError> {
+        let src = self.source.data;
+        let same = matches!(
+            (self.source.dtype, self.kind),
+            (Dtype::F32, Kind::F32) | (Dtype::F16, Kind::F16) | (Dtype::BF16, Kind::BF16)
+        );
+        if same {
+            for chunk in src.chunks(1 << 20) {
+                writer.write_tensor_data(chunk)?;
+            }
+            return Ok(());
+        }
+        let width = self.source.dtype.size() as usize;
+        let mut out = Vec::with_capacity(CHUNK * 4);
+        for chunk in src.chunks(CHUNK * width) {
+            out.clear();
+            for bytes in chunk.chunks_exact(width) {
+                let value = match self.source.dtype {
+                    Dtype::F32 => f32::from_le_bytes(bytes.try_into().expect("4 bytes")),
+                    Dtype::F16 => {
+                        kiln_quant::f16_bits_to_f32(u16::from_le_bytes([bytes[0], bytes[1]]))
+                    }
+                    _ => kiln_quant::bf16_bits_to_f32(u16::from_le_bytes([bytes[0], bytes[1]])),
+                };
+                match self.kind {
+                    Kind::F32 => out.extend_from_slice(&value.to_le_bytes()),
+                    Kind::F16 => {
+                        out.extend_from_slice(&kiln_quant::f32_to_f16_bits(value).to_le_bytes())
+                    }
+                    // Go's bfloat16 encoder truncates (only BF16 sources get here, exactly).
+                    Kind::BF16 => out.extend_from_slice(&value.to_le_bytes()[2..]),
+                }
+            }
+            writer.write_tensor_data(&out)?;
+        }
+        Ok(())
+    }
+}
+
+const CHUNK: usize = 1 << 16;
+
+/// Ollama's `ggml.Tensor.block`: the layer number of a `blk.N.` name, `None` sorts last.
+fn block_of(name: &str) -> Option<i64> {
+    let rest = name.strip_prefix("blk.")?.trim_start_matches([' ', '\t']);
+    let digits_end = rest
+        .char_indices()
+        .find(|&(i, c)| !(c.is_ascii_digit() || (i == 0 && (c == '+' || c == '-'))))
+        .map_or(rest.len(), |(i, _)| i);
+    let (number, tail) = rest.split_at(digits_end);
+    if !tail.starts_with('.') {
+        return None;
+    }
+    number.parse().ok()
+}
+
+/// A planned conversion: the metadata and tensors of the output, ready to be written.
+pub struct Conversion<'f> {
+    architecture: String,
+    metadata: Vec<(String, Value<'static>)>,
+    tensors: Vec<Planned<'f>>,
+}
+
+impl<'f> Conversion<'f> {
+    /// Reads the folder's configuration, tokenizer and safetensors headers and decides every
+    /// output tensor; no tensor data is read yet.
+    pub fn plan(folder: &'f ModelFolder) -> Result<Conversion<'f>, ConvertError> {
+        let config = Config::parse(folder.require("config.json")?)?;
+        let architectures = config.strings("architectures")?;
+        let Some(architecture) = architectures.first() else {
+            return Err(ConvertError::UnknownArchitecture);
+        };
+        let arch: &dyn Architecture = match architecture.as_str() {
+            "BertModel" => &bert::Bert,
+            other if OLLAMA_ARCHITECTURES.contains(&other) => {
+                return Err(ConvertError::NotYet(format!("{other} models")));
+            }
+            other => return Err(ConvertError::UnsupportedArchitecture(other.to_owned())),
+        };
+        let params = arch.parameters(&config, folder)?;
+        let mut tokenizer = tokenizer::parse(folder, arch.special_kinds())?;
+        let vocab_size = config.vocab_size()? as usize;
+        let have = tokenizer.vocab.tokens.len();
+        if vocab_size > have {
+            for i in 0..vocab_size - have {
+                tokenizer.vocab.tokens.push(format!("[PAD{i}]"));
+                tokenizer.vocab.scores.push(-1.0);
+                tokenizer.vocab.types.push(tokenizer::TOKEN_USER_DEFINED);
+            }
+        }
+
+        let mut sources = Vec::new();
+        let mut seen = std::collections::BTreeSet::new();
+        for (file, bytes) in folder.top_level(".safetensors") {
+            let parsed = Safetensors::parse(bytes).map_err(|source| ConvertError::Safetensors {
+                file: file.to_owned(),
+                source: Box::new(source),
+            })?;
+            for tensor in parsed.tensors {
+                let name = go_replace(arch.replacements(), &tensor.name);
+                if !seen.insert(name.clone()) {
+                    return Err(ConvertError::DuplicateTensor(name));
+                }
+                sources.push((name, tensor));
+            }
+        }
+        if sources.is_empty() && folder.top_level(".safetensors").next().is_none() {
+            return Err(ConvertError::UnknownTensorFormat);
+        }
+        let mut tensors = Vec::new();
+        for (name, source) in sources {
+            if arch.skip_tensor(&name) {
+                continue;
+            }
+            if source.dtype == Dtype::F8E4M3 {
+                return Err(ConvertError::NotYet("FP8 (F8_E4M3) weights".into()));
+            }
+            if !matches!(source.dtype, Dtype::F32 | Dtype::F16 | Dtype::BF16) {
+                return Err(ConvertError::UnsupportedDtype {
+                    name,
+                    dtype: source.dtype,
+                });
+            }
+            let kind = Kind::for_tensor(&name, source.shape.len(), source.dtype);
+            tensors.push(Planned { name, kind, source });
+        }
+        tensors.sort_by(|a, b| {
+            let block = |t: &Planned<'_>| block_of(&t.name).unwrap_or(i64::MAX);
+            block(a).cmp(&block(b)).then_with(|| a.name.cmp(&b.name))
+        });
+
+        let mut kv = base_metadata(&tokenizer);
+        arch.metadata(&params, &mut tokenizer, &mut kv);
+        Ok(Conversion {
+            architecture: architecture.clone(),
+            metadata: kv.into_iter().collect(),
+            tensors,
+        })
+    }
+
+    /// The Hugging Face architecture (`config.json`'s first `architectures` entry).
+    pub fn architecture(&self) -> &str {
+        &self.architecture
+    }
+
+    /// The metadata that will be written, in file order.
+    pub fn metadata(&self) -> &[(String, Value<'static>)] {
+        &self.metadata
+    }
+
+    /// The output tensors' names, in file order.
+    pub fn tensor_names(&self) -> impl Iterator<Item = &str> {
+        self.tensors.iter().map(|t| t.name.as_str())
+    }
+
+    fn specs(&self) -> Vec<TensorSpec<'_>> {
+        self.tensors.iter().map(Planned::spec).collect()
+    }
+
+    /// Exact size of the GGUF [`write`](Self::write) produces.
+    pub fn output_len(&self) -> Result<u64, ConvertError> {
+        Ok(kiln_gguf::Layout::compute(&self.metadata, &self.specs())?.file_len)
+    }
+
+    /// Writes the GGUF, converting tensor data chunk by chunk.
+    pub fn write<W: Write>(&self, out: W) -> Result<W, ConvertError> {
+        self.write_with_progress(out, &mut |_, _| ControlFlow::Continue(()))
+    }
+
+    /// [`write`](Self::write), calling `progress(bytes written, total bytes)` after the header and
+    /// after each tensor; `ControlFlow::Break` stops with [`ConvertError::Cancelled`].
+    pub fn write_with_progress<W: Write>(
+        &self,
+        out: W,
+        progress: &mut dyn FnMut(u64, u64) -> ControlFlow<()>,
+    ) -> Result<W, ConvertError> {
+        let specs = self.specs();
+        let mut writer = Writer::new(out, &self.metadata, &specs)?;
+        let layout = writer.layout().clone();
+        let mut report = |done: u64| match progress(done, layout.file_len) {
+            ControlFlow::Continue(()) => Ok(()),
+            ControlFlow::Break(()) => Err(ConvertError::Cancelled),
+        };
+        report(layout.data_offset)?;
+        for (i, tensor) in self.tensors.iter().enumerate() {
+            tensor.write(&mut writer)?;
+            let end = layout.data_offset + layout.offsets[i] + layout.sizes[i];
+            report(end.next_multiple_of(layout.alignment).min(layout.file_len))?;
+        }
+        Ok(writer.finish()?)
+    }
+}
+
+/// Metadata keys sorted as Ollama writes them.
+pub(crate) type Metadata = BTreeMap<String, Value<'static>>;
+
+/// What differs between architectures.
+pub(crate) trait Architecture {
+    /// Architecture parameters, from `config.json` and any other file the architecture reads.
+    fn parameters(
+        &self,
+        config: &Config,
+        folder: &ModelFolder,
+    ) -> Result<BTreeMap<&'static str, Value<'static>>, ConvertError>;
+    /// Special tokens looked up in `tokenizer_config.json`, in key order.
+    fn special_kinds(&self) -> &'static [&'static str] {
+        &["bos", "eos", "unk", "sep", "pad", "cls", "mask"]
+    }
+    /// Hugging Face → GGUF tensor-name replacements, in priority order.
+    fn replacements(&self) -> &'static [(&'static str, &'static str)];
+    /// Tensors the GGUF leaves out (by GGUF name).
+    fn skip_tensor(&self, name: &str) -> bool;
+    /// Adds the architecture's keys (and adjusts the tokenizer's).
+    fn metadata(
+        &self,
+        params: &BTreeMap<&'static str, Value<'static>>,
+        tokenizer: &mut Tokenizer,
+        kv: &mut Metadata,
+    );
+}
+
+/// Keys every converted model has (Ollama's `ModelParameters.KV`).
+fn base_metadata(t: &Tokenizer) -> Metadata {
+    let mut kv = Metadata::new();
+    let strings = |v: &[String]| {
+        Value::Array(kiln_gguf::Array::new(
+            kiln_gguf::ValueType::String,
+            v.iter().map(|s| Value::string(s.clone())).collect(),
+        ))
+    };
+    kv.insert("general.file_type".into(), Value::U32(1));
+    kv.insert("general.quantization_version".into(), Value::U32(2));
+    kv.insert("tokenizer.ggml.pre".into(), Value::string(t.pre.clone()));
+    kv.insert(
+        "tokenizer.ggml.model".into(),
+        Value::string(t.vocab.model.clone()),
+    );
+    kv.insert("tokenizer.ggml.tokens".into(), strings(&t.vocab.tokens));
+    kv.insert(
+        "tokenizer.ggml.scores".into(),
+        Value::Array(kiln_gguf::Array::new(
+            kiln_gguf::ValueType::F32,
+            t.vocab.scores.iter().map(|&s| Value::F32(s)).collect(),
+        )),
+    );
+    kv.insert(
+        "tokenizer.ggml.token_type".into(),
+        Value::Array(kiln_gguf::Array::new(
+            kiln_gguf::ValueType::I32,
+            t.vocab.types.iter().map(|&s| Value::I32(s)).collect(),
+        )),
+    );
+    if !t.merges.is_empty() {
+        kv.insert("tokenizer.ggml.merges".into(), strings(&t.merges));
+    }
+    if !t.template.is_empty() {
+        kv.insert(
+            "tokenizer.chat_template".into(),
+            Value::string(t.template.clone()),
+        );
+    }
+    for s in &t.special {
+        if let Some(add) = s.add_token {
+            kv.insert(
+                format!("tokenizer.ggml.add_{}_token", s.key()),
+                Value::Bool(add),
+            );
+        }
+        kv.insert(
+            format!("tokenizer.ggml.{}_token_id", s.key()),
+            Value::U32(s.id as u32),
+        );
+        if !s.ids.is_empty() {
+            kv.insert(
+                format!("tokenizer.ggml.{}_token_ids", s.key()),
+                Value::Array(kiln_gguf::Array::new(
+                    kiln_gguf::ValueType::I32,
+                    s.ids.iter().map(|&i| Value::I32(i)).collect(),
+                )),
+            );
+        }
+    }
+    kv
+}
+
+/// `config.json` architectures Ollama's converter handles (kiln refuses the ones it does not
+/// convert yet with [`ConvertError::NotYet`] rather than calling them unsupported).
+const OLLAMA_ARCHITECTURES: [&str; 36] = [
+    "LlamaForCausalLM",
+    "MllamaForConditionalGeneration",
+    "Llama4ForConditionalGeneration",
+    "Mistral3ForConditionalGeneration",
+    "Ministral3ForCausalLM",
+    "MixtralForCausalLM",
+    "GemmaForCausalLM",
+    "Gemma2ForCausalLM",
+    "Gemma3ForCausalLM",
+    "Gemma3ForConditionalGeneration",
+    "Gemma3TextModel",
+    "Gemma3nForConditionalGeneration",
+    "Gemma4ForCausalLM",
+    "Gemma4ForConditionalGeneration",
+    "Phi3ForCausalLM",
+    "Qwen2ForCausalLM",
+    "Qwen2_5_VLForConditionalGeneration",
+    "Qwen3VLForConditionalGeneration",
+    "Qwen3VLMoeForConditionalGeneration",
+    "Olmo3ForCausalLM",
+    "NomicBertModel",
+    "NomicBertMoEModel",
+    "CohereForCausalLM",
+    "GptOssForCausalLM",
+    "DeepseekOCRForCausalLM",
+    "DeepseekV3ForCausalLM",
+    "Glm4MoeLiteForCausalLM",
+    "LagunaForCausalLM",
+    "GlmOcrForConditionalGeneration",
+    "Lfm2ForCausalLM",
+    "Lfm2MoeForCausalLM",
+    "Lfm2VlForConditionalGeneration",
+    "Qwen3NextForCausalLM",
+    "Qwen3_5ForConditionalGeneration",
+    "Qwen3_5MoeForConditionalGeneration",
+    "NemotronHForCausalLM",
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn go_replacer_semantics() {
+        let pairs = [
+            ("encoder.layer", "blk"),
+            ("encoder.layers", "blk"),
+            ("attention.output.dense", "attn_output"),
+            ("output.dense", "ffn_down"),
+        ];
+        assert_eq!(
+            go_replace(&pairs, "encoder.layer.3.attention.output.dense.weight"),
+            "blk.3.attn_output.weight"
+        );
+        assert_eq!(
+            go_replace(&pairs, "encoder.layer.3.output.dense.bias"),
+            "blk.3.ffn_down.bias"
+        );
+        // The earlier pair wins at a position even when a later one is longer (Go's priority).
+        assert_eq!(go_replace(&pairs, "encoder.layers.0"), "blks.0");
+        assert_eq!(go_replace(&pairs, "héllo"), "héllo");
+    }
+
+    #[test]
+    fn block_numbers_as_gos_sscanf_reads_them() {
+        assert_eq!(block_of("blk.0.attn_q.weight"), Some(0));
+        assert_eq!(block_of("blk.12.ffn_up.bias"), Some(12));
+        assert_eq!(block_of("blk.x.y"), None);
+        assert_eq!(block_of("blk.3"), None);
+        assert_eq!(block_of("token_embd.weight"), None);
+    }
+
+    #[test]
+    fn storage_kinds_follow_ollamas_rules() {
+        assert_eq!(
+            Kind::for_tensor("blk.0.attn_q.weight", 2, Dtype::F32),
+            Kind::F16
+        );
+        assert_eq!(
+            Kind::for_tensor("blk.0.attn_q.weight", 2, Dtype::BF16),
+            Kind::BF16
+        );
+        assert_eq!(
+            Kind::for_tensor("blk.0.attn_q.bias", 2, Dtype::BF16),
+            Kind::F32
+        );
+        assert_eq!(
+            Kind::for_tensor("output_norm.weight", 1, Dtype::F16),
+            Kind::F32
+        );
+        assert_eq!(
+            Kind::for_tensor("token_types.weight", 2, Dtype::F32),
+            Kind::F32
+        );
+        assert_eq!(
+            Kind::for_tensor("v.blk.0.attn_q.weight", 2, Dtype::BF16),
+            Kind::F16
+        );
+    }
+
+    #[test]
+    fn non_finite_tokens_outside_strings_become_zero() {
+        let input = br#"{"a": NaN, "b": [-Infinity,Infinity], "c": "NaN", "d": NaNx}"#;
+        assert_eq!(
+            String::from_utf8(replace_non_finite(input)).unwrap(),
+            r#"{"a": 0, "b": [0,0], "c": "NaN", "d": NaNx}"#
+        );
+    }
+
+    #[test]
+    fn config_fields_follow_gos_types() {
+        let c = Config::parse(
+            br#"{"a": 384, "b": 1e-12, "c": -1, "d": 1.5, "e": null, "f": "x",
+                                   "text_config": {"vocab_size": 7}}"#,
+        )
+        .unwrap();
+        assert_eq!(c.u32("a").unwrap(), 384);
+        assert_eq!(c.f32("b").unwrap(), 1e-12);
+        assert_eq!(c.u32("e").unwrap(), 0);
+        assert_eq!(c.u32("missing").unwrap(), 0);
+        assert!(c.u32("c").is_err() && c.u32("d").is_err() && c.f32("f").is_err());
+        assert_eq!(c.vocab_size().unwrap(), 7);
+    }
+
+    #[test]
+    fn architectures_ollama_has_and_kiln_lacks_are_not_yet() {
+        let folder = |arch: &str| {
+            ModelFolder::from_bytes(BTreeMap::from([(
+                "config.json".to_owned(),
+                format!(r#"{{"architectures": ["{arch}"]}}"#).into_bytes(),
+            )]))
+        };
+        let err = |arch: &str| Conversion::plan(&folder(arch)).err().unwrap().to_string();
+        assert_eq!(
+            err("LlamaForCausalLM"),
+            "kiln cannot convert LlamaForCausalLM models yet; convert it to GGUF with llama.cpp and upload that"
+        );
+        assert_eq!(
+            err("Frobnicator"),
+            "unsupported architecture \"Frobnicator\""
+        );
+        let empty =
+            ModelFolder::from_bytes(BTreeMap::from([("config.json".to_owned(), b"{}".to_vec())]));
+        assert_eq!(
+            Conversion::plan(&empty).err().unwrap().to_string(),
+            "unknown architecture"
+        );
+        let none = ModelFolder::from_bytes(BTreeMap::new());
+        assert_eq!(
+            Conversion::plan(&none).err().unwrap().to_string(),
+            "open config.json: file does not exist"
+        );
+    }
+}

