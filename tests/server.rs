@@ -119,10 +119,12 @@ fn the_official_python_client_drives_kiln_like_ollama() {
     let host = format!("http://{addr}");
 
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/oracle/ollama_client.py");
+    let minilm = common::minilm_folder().unwrap();
     let out = std::process::Command::new(&python)
         .arg(script)
         .arg(&host)
         .arg(&gguf_path)
+        .arg(&minilm)
         .output()
         .unwrap();
     assert!(
@@ -284,6 +286,16 @@ fn the_official_python_client_drives_kiln_like_ollama() {
             .starts_with("digest mismatch, expected")
     );
     assert_eq!(r["chat"], 501);
+
+    // A Hugging Face folder uploaded file by file, converted and quantized in one create.
+    let st = statuses(&r["create_safetensors"]);
+    assert_eq!(st[0], "converting model", "{st:?}");
+    assert_eq!(st[1], "quantizing F16 model to Q8_0", "{st:?}");
+    assert_eq!(&st[st.len() - 2..], ["writing manifest", "success"]);
+    assert_eq!(
+        r["show_safetensors"],
+        json!({"arch": "bert", "quantization_level": "Q8_0", "family": "bert"})
+    );
 
     // Everything the store holds is consistent and nothing is left over.
     let report = store.verify().unwrap();

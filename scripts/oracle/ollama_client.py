@@ -1,9 +1,12 @@
 #!/usr/bin/env python3
 """Drives a server with the official Ollama Python client (ollama==0.6.3), unchanged.
 
-  ollama_client.py HOST MODEL.gguf     prints one JSON document with everything observed
+  ollama_client.py HOST MODEL.gguf [SAFETENSORS_DIR]
+      prints one JSON document with everything observed; with a Hugging Face folder, also uploads
+      its files and creates a quantized model from them, as `ollama create` does for a directory
 """
 import json
+import os
 import sys
 
 import httpx
@@ -71,6 +74,18 @@ def main():
     r["head_missing_blob"] = httpx.head(host + "/api/blobs/sha256:" + "0" * 64).status_code
     r["bad_digest_upload"] = httpx.post(host + "/api/blobs/sha256:" + "1" * 64, content=b"abc").json()
     r["chat"] = httpx.post(host + "/api/chat", json={"model": "x"}).status_code
+    if len(sys.argv) > 3:
+        folder = sys.argv[3]
+        files = {}
+        for root, _, names in os.walk(folder):
+            for name in names:
+                full = os.path.join(root, name)
+                files[os.path.relpath(full, folder).replace(os.sep, "/")] = c.create_blob(full)
+        r["create_safetensors"] = statuses(c.create(model="minilm:q8_0", files=files, quantize="q8_0", stream=True))
+        show = c.show("minilm:q8_0")
+        r["show_safetensors"] = {"arch": (show.modelinfo or {}).get("general.architecture"),
+                                 "quantization_level": show.details.quantization_level,
+                                 "family": show.details.family}
     print(json.dumps(r))
 
 

