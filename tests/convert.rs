@@ -261,3 +261,138 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
     }
     out
 }
+
+/// kiln's Llama conversion against llama.cpp's own converter (`convert_hf_to_gguf.py`, golden
+/// vectors from `scripts/oracle/gen_convert_golden.py`) on the synthetic Llama of
+/// `scripts/oracle/hf_llama.py`, from F32 and from BF16 weights: every tensor's type, shape and
+/// bytes (rotary row regrouping of q/k included), the vocabulary and merges; rope frequency
+/// factors to float32 precision; and llama.cpp's logits of kiln's file against those of its own.
+#[test]
+fn llama_matches_llama_cpps_converter() {
+    let Some(python) = common::oracle_python() else {
+        return;
+    };
+    let golden: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/convert-golden/llama.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let work = std::env::temp_dir().join(format!("kiln-convert-llama-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work).unwrap();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/oracle/hf_llama.py");
+    let tokens = golden["tokens_for_logits"].clone();
+    let mut jobs = Vec::new();
+    for dtype in ["f32", "bf16"] {
+        let folder = work.join(dtype);
+        let status = std::process::Command::new(&python)
+            .arg(&script)
+            .args(["make"])
+            .arg(&folder)
+            .arg(dtype)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        // SAFETY: the folder was just written and is not modified while it is read.
+        let mapped = unsafe { ModelFolder::map_dir(&folder) }.unwrap();
+        let conversion = Conversion::plan(&mapped).unwrap();
+        let out = conversion.write(Vec::new()).unwrap();
+        let path = work.join(format!("kiln-{dtype}.gguf"));
+        std::fs::write(&path, &out).unwrap();
+        let gguf = Gguf::parse(&out, &Limits::default()).unwrap();
+
+        let expected = &golden[dtype];
+        let tensors = expected["tensors"].as_object().unwrap();
+        assert_eq!(gguf.tensors().len(), tensors.len(), "{dtype}: tensor count");
+        for t in gguf.tensors() {
+            let want = &tensors[t.name()];
+            assert_eq!(
+                t.ggml_type().name().unwrap().to_ascii_uppercase(),
+                want["type"].as_str().unwrap(),
+                "{dtype} {}",
+                t.name()
+            );
+            assert_eq!(
+                t.dims(),
+                want["shape"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|d| d.as_u64().unwrap())
+                    .collect::<Vec<_>>(),
+                "{dtype} {}",
+                t.name()
+            );
+            if t.name() == "rope_freqs.weight" {
+                for (got, want) in t
+                    .data()
+                    .chunks_exact(4)
+                    .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+                    .zip(want["values"].as_array().unwrap())
+                {
+                    let want = want.as_f64().unwrap() as f32;
+                    assert!(
+                        (got - want).abs() <= want.abs() * 1e-6,
+                        "rope factor {got} vs {want}"
+                    );
+                }
+            } else {
+                assert_eq!(
+                    hex(&Sha256::digest(t.data())),
+                    want["sha256"].as_str().unwrap(),
+                    "{dtype} {} bytes",
+                    t.name()
+                );
+            }
+        }
+        for key in [
+            "tokenizer.ggml.tokens",
+            "tokenizer.ggml.token_type",
+            "tokenizer.ggml.merges",
+        ] {
+            let items: Vec<String> = gguf
+                .metadata()
+                .get(key)
+                .and_then(Value::as_array)
+                .unwrap_or_else(|| panic!("{key} missing"))
+                .iter()
+                .map(|v| match v {
+                    Value::String(s) => s.to_string(),
+                    Value::I32(n) => n.to_string(),
+                    other => panic!("{other:?}"),
+                })
+                .collect();
+            assert_eq!(
+                hex(&Sha256::digest(items.join("\n"))),
+                expected[key].as_str().unwrap(),
+                "{dtype} {key}"
+            );
+        }
+        jobs.push(serde_json::json!({"op": "logits", "model": path,
+            "output": work.join(format!("logits-{dtype}.f32")), "tokens": tokens}));
+    }
+    common::run_llama_oracle(&python, &jobs, &work);
+    for dtype in ["f32", "bf16"] {
+        let got: Vec<f32> = std::fs::read(work.join(format!("logits-{dtype}.f32")))
+            .unwrap()
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+            .collect();
+        let want: Vec<f32> = golden[dtype]["logits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap() as f32)
+            .collect();
+        assert_eq!(got.len(), want.len());
+        let worst = got
+            .iter()
+            .zip(&want)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        assert!(worst < 1e-3, "{dtype}: logits differ by up to {worst}");
+    }
+    let _ = std::fs::remove_dir_all(&work);
+}

@@ -2,10 +2,12 @@
 //! GGUF, as Ollama's converter writes it for `/api/create` with safetensors `files`.
 //!
 //! The output carries the same metadata (keys, types and values), the same tensors (names,
-//! types, shapes and bytes) in the same order as Ollama's `convert.ConvertModel`; Ollama's own
-//! fixture for `sentence-transformers/all-MiniLM-L6-v2` is checked key by key and tensor by
-//! tensor in the tests. Architectures: BERT (`BertModel`) so far; the others Ollama converts are
-//! refused with [`ConvertError::NotYet`].
+//! types, shapes and bytes) in the same order as Ollama's `convert.ConvertModel`. Architectures:
+//! BERT (`BertModel`: Ollama's own fixture for `sentence-transformers/all-MiniLM-L6-v2` is
+//! checked key by key and tensor by tensor in the tests) and Llama (`LlamaForCausalLM` with a
+//! `tokenizer.json`: tensors, vocabulary and merges checked against llama.cpp's own converter,
+//! and llama.cpp's logits of the result against those of llama.cpp's conversion). The others
+//! Ollama converts are refused with [`ConvertError::NotYet`].
 //!
 //! ```no_run
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -19,9 +21,11 @@
 //! ```
 
 mod bert;
+mod llama;
 pub mod safetensors;
 mod tokenizer;
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::ops::ControlFlow;
@@ -111,6 +115,16 @@ pub enum ConvertError {
     /// The GGUF could not be laid out or written.
     #[error(transparent)]
     Write(#[from] WriteError),
+    /// An attention weight whose rows do not split evenly into its heads' rotary halves.
+    #[error("cannot regroup {name:?}: {rows} rows do not split into {heads} heads of two halves")]
+    Permute {
+        /// The GGUF tensor name.
+        name: String,
+        /// Its rows.
+        rows: u64,
+        /// The head count.
+        heads: u64,
+    },
     /// The progress callback asked to stop.
     #[error("conversion cancelled")]
     Cancelled,
@@ -307,20 +321,33 @@ impl Config {
         }
     }
 
+    /// A `string` field ("" when absent).
+    pub fn string(&self, key: &str) -> Result<String, ConvertError> {
+        match self.raw(key) {
+            None => Ok(String::new()),
+            Some(raw) => serde_json::from_str(raw).map_err(|_| Self::bad(key, raw, "string")),
+        }
+    }
+
+    /// A nested object (empty when absent or null).
+    pub fn object(&self, key: &str) -> Result<Config, ConvertError> {
+        match self.raw(key) {
+            None => Ok(Config {
+                fields: BTreeMap::new(),
+            }),
+            Some(raw) => Ok(Config {
+                fields: serde_json::from_str(raw).map_err(|_| Self::bad(key, raw, "struct"))?,
+            }),
+        }
+    }
+
     /// `vocab_size`, or `text_config.vocab_size` (Go's `cmp.Or`).
     fn vocab_size(&self) -> Result<u32, ConvertError> {
         let own = self.u32("vocab_size")?;
         if own != 0 {
             return Ok(own);
         }
-        match self.raw("text_config") {
-            None => Ok(0),
-            Some(raw) => Config {
-                fields: serde_json::from_str(raw)
-                    .map_err(|_| Self::bad("text_config", raw, "struct"))?,
-            }
-            .u32("vocab_size"),
-        }
+        self.object("text_config")?.u32("vocab_size")
     }
 }
 
@@ -442,56 +469,116 @@ impl Kind {
 }
 
 /// A tensor of the output: its GGUF name and storage, and where its values come from.
-struct Planned<'f> {
-    name: String,
+pub(crate) struct Planned<'f> {
+    pub name: String,
     kind: Kind,
-    source: TensorView<'f>,
+    dtype: Dtype,
+    /// Source shape, outermost first.
+    shape: Vec<u64>,
+    data: Cow<'f, [u8]>,
+    /// Rows regrouped per attention head (`Some(heads)`): llama.cpp's rotary layout for the
+    /// interleaved halves Hugging Face stores.
+    pub permute_heads: Option<u64>,
 }
 
-impl Planned<'_> {
+impl<'f> Planned<'f> {
+    fn from_view(name: String, view: TensorView<'f>) -> Planned<'f> {
+        Planned {
+            kind: Kind::for_tensor(&name, view.shape.len(), view.dtype),
+            name,
+            dtype: view.dtype,
+            shape: view.shape,
+            data: Cow::Borrowed(view.data),
+            permute_heads: None,
+        }
+    }
+
+    /// A computed F32 vector (e.g. rope frequency factors).
+    pub fn f32_vector(name: &str, values: &[f32]) -> Planned<'static> {
+        Planned {
+            name: name.to_owned(),
+            kind: Kind::F32,
+            dtype: Dtype::F32,
+            shape: vec![values.len() as u64],
+            data: Cow::Owned(values.iter().flat_map(|v| v.to_le_bytes()).collect()),
+            permute_heads: None,
+        }
+    }
+
     fn spec(&self) -> TensorSpec<'_> {
         TensorSpec::new(
             self.name.as_str(),
             self.kind.ggml(),
-            self.source.shape.iter().rev().copied().collect::<Vec<_>>(),
+            self.shape.iter().rev().copied().collect::<Vec<_>>(),
         )
+    }
+
+    /// The source bytes in output order: whole, or row by row when heads are regrouped.
+    fn pieces(&self) -> Result<Vec<&[u8]>, ConvertError> {
+        let Some(heads) = self.permute_heads else {
+            return Ok(vec![&self.data[..]]);
+        };
+        let rows = self.shape[0];
+        if rows == 0 {
+            return Ok(Vec::new());
+        }
+        if heads == 0 || !rows.is_multiple_of(heads * 2) {
+            return Err(ConvertError::Permute {
+                name: self.name.clone(),
+                rows,
+                heads,
+            });
+        }
+        let row_bytes = self.data.len() / rows as usize;
+        let half = rows / heads / 2;
+        let mut pieces = Vec::with_capacity(rows as usize);
+        for head in 0..heads {
+            for i in 0..half {
+                for j in 0..2 {
+                    let row = (head * 2 * half + j * half + i) as usize;
+                    pieces.push(&self.data[row * row_bytes..(row + 1) * row_bytes]);
+                }
+            }
+        }
+        Ok(pieces)
     }
 
     /// Streams the converted bytes to `writer`, a bounded chunk at a time.
     fn write<W: Write>(&self, writer: &mut Writer<W>) -> Result<(), ConvertError> {
-        let src = self.source.data;
         let same = matches!(
-            (self.source.dtype, self.kind),
+            (self.dtype, self.kind),
             (Dtype::F32, Kind::F32) | (Dtype::F16, Kind::F16) | (Dtype::BF16, Kind::BF16)
         );
-        if same {
-            for chunk in src.chunks(1 << 20) {
-                writer.write_tensor_data(chunk)?;
-            }
-            return Ok(());
-        }
-        let width = self.source.dtype.size() as usize;
+        let width = self.dtype.size() as usize;
         let mut out = Vec::with_capacity(CHUNK * 4);
-        for chunk in src.chunks(CHUNK * width) {
-            out.clear();
-            for bytes in chunk.chunks_exact(width) {
-                let value = match self.source.dtype {
-                    Dtype::F32 => f32::from_le_bytes(bytes.try_into().expect("4 bytes")),
-                    Dtype::F16 => {
-                        kiln_quant::f16_bits_to_f32(u16::from_le_bytes([bytes[0], bytes[1]]))
-                    }
-                    _ => kiln_quant::bf16_bits_to_f32(u16::from_le_bytes([bytes[0], bytes[1]])),
-                };
-                match self.kind {
-                    Kind::F32 => out.extend_from_slice(&value.to_le_bytes()),
-                    Kind::F16 => {
-                        out.extend_from_slice(&kiln_quant::f32_to_f16_bits(value).to_le_bytes())
-                    }
-                    // Go's bfloat16 encoder truncates (only BF16 sources get here, exactly).
-                    Kind::BF16 => out.extend_from_slice(&value.to_le_bytes()[2..]),
+        for piece in self.pieces()? {
+            if same {
+                for chunk in piece.chunks(1 << 20) {
+                    writer.write_tensor_data(chunk)?;
                 }
+                continue;
             }
-            writer.write_tensor_data(&out)?;
+            for chunk in piece.chunks(CHUNK * width) {
+                out.clear();
+                for bytes in chunk.chunks_exact(width) {
+                    let value = match self.dtype {
+                        Dtype::F32 => f32::from_le_bytes(bytes.try_into().expect("4 bytes")),
+                        Dtype::F16 => {
+                            kiln_quant::f16_bits_to_f32(u16::from_le_bytes([bytes[0], bytes[1]]))
+                        }
+                        _ => kiln_quant::bf16_bits_to_f32(u16::from_le_bytes([bytes[0], bytes[1]])),
+                    };
+                    match self.kind {
+                        Kind::F32 => out.extend_from_slice(&value.to_le_bytes()),
+                        Kind::F16 => {
+                            out.extend_from_slice(&kiln_quant::f32_to_f16_bits(value).to_le_bytes())
+                        }
+                        // Go's bfloat16 encoder truncates (only BF16 sources get here, exactly).
+                        Kind::BF16 => out.extend_from_slice(&value.to_le_bytes()[2..]),
+                    }
+                }
+                writer.write_tensor_data(&out)?;
+            }
         }
         Ok(())
     }
@@ -531,6 +618,7 @@ impl<'f> Conversion<'f> {
         };
         let arch: &dyn Architecture = match architecture.as_str() {
             "BertModel" => &bert::Bert,
+            "LlamaForCausalLM" => &llama::Llama,
             other if OLLAMA_ARCHITECTURES.contains(&other) => {
                 return Err(ConvertError::NotYet(format!("{other} models")));
             }
@@ -580,9 +668,9 @@ impl<'f> Conversion<'f> {
                     dtype: source.dtype,
                 });
             }
-            let kind = Kind::for_tensor(&name, source.shape.len(), source.dtype);
-            tensors.push(Planned { name, kind, source });
+            tensors.push(Planned::from_view(name, source));
         }
+        arch.adjust_tensors(&config, &mut tensors)?;
         tensors.sort_by(|a, b| {
             let block = |t: &Planned<'_>| block_of(&t.name).unwrap_or(i64::MAX);
             block(a).cmp(&block(b)).then_with(|| a.name.cmp(&b.name))
@@ -669,6 +757,14 @@ pub(crate) trait Architecture {
     fn replacements(&self) -> &'static [(&'static str, &'static str)];
     /// Tensors the GGUF leaves out (by GGUF name).
     fn skip_tensor(&self, name: &str) -> bool;
+    /// Regroups or adds tensors once all are known.
+    fn adjust_tensors(
+        &self,
+        _config: &Config,
+        _tensors: &mut Vec<Planned<'_>>,
+    ) -> Result<(), ConvertError> {
+        Ok(())
+    }
     /// Adds the architecture's keys (and adjusts the tokenizer's).
     fn metadata(
         &self,
@@ -846,6 +942,35 @@ mod tests {
     }
 
     #[test]
+    fn head_regrouping_interleaves_each_heads_halves() {
+        let rows: Vec<f32> = (0..6).map(|r| r as f32).collect();
+        let mut t = Planned::f32_vector("blk.0.attn_q.weight", &rows);
+        t.shape = vec![6, 1];
+        t.permute_heads = Some(1);
+        let values: Vec<f32> = t
+            .pieces()
+            .unwrap()
+            .iter()
+            .map(|p| f32::from_le_bytes((*p).try_into().unwrap()))
+            .collect();
+        assert_eq!(values, [0.0, 3.0, 1.0, 4.0, 2.0, 5.0]);
+        t.permute_heads = Some(4);
+        assert!(matches!(
+            t.pieces(),
+            Err(ConvertError::Permute {
+                rows: 6,
+                heads: 4,
+                ..
+            })
+        ));
+        t.permute_heads = Some(0);
+        assert!(t.pieces().is_err());
+        let mut empty = Planned::f32_vector("blk.0.attn_k.weight", &[]);
+        empty.permute_heads = Some(2);
+        assert!(empty.pieces().unwrap().is_empty());
+    }
+
+    #[test]
     fn non_finite_tokens_outside_strings_become_zero() {
         let input = br#"{"a": NaN, "b": [-Infinity,Infinity], "c": "NaN", "d": NaNx}"#;
         assert_eq!(
@@ -879,8 +1004,8 @@ mod tests {
         };
         let err = |arch: &str| Conversion::plan(&folder(arch)).err().unwrap().to_string();
         assert_eq!(
-            err("LlamaForCausalLM"),
-            "kiln cannot convert LlamaForCausalLM models yet; convert it to GGUF with llama.cpp and upload that"
+            err("MixtralForCausalLM"),
+            "kiln cannot convert MixtralForCausalLM models yet; convert it to GGUF with llama.cpp and upload that"
         );
         assert_eq!(
             err("Frobnicator"),

@@ -1,0 +1,72 @@
+#!/usr/bin/env python3
+"""Golden vectors for kiln's Llama converter, from llama.cpp's own converter.
+
+  gen_convert_golden.py TORCH_PYTHON CONVERT_HF_TO_GGUF.py ORACLE_PYTHON OUT.json
+
+TORCH_PYTHON: a Python with torch, transformers 4.57.6 and llama.cpp's gguf-py (the converter's own
+requirements; too large for CI, so this runs by hand). CONVERT_HF_TO_GGUF.py: from the
+llama-cpp-python 0.3.36 sdist (vendor/llama.cpp/). ORACLE_PYTHON: the test venv's Python
+(target/oracle-venv), which makes the synthetic folders and runs llama.cpp for logits.
+
+For each source dtype (f32 → llama.cpp --outtype f16, bf16 → --outtype bf16) it records what
+llama.cpp's converter writes for the synthetic Llama of hf_llama.py: every tensor's type, shape
+and SHA-256 (rope_freqs also as values: Ollama computes them partly in float32, llama.cpp in
+float64), the SHA-256 of the tokens, token types and merges (one per line), and llama.cpp's logits
+of that file for a fixed token sequence. tests/convert.rs compares kiln's conversion against all of it.
+"""
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+TOKENS = [300, 5, 77, 261, 263, 40, 290, 120, 265, 299]
+
+
+def main():
+    torch_python, script, oracle_python, out = sys.argv[1:5]
+    golden = {"tokens_for_logits": TOKENS}
+    with tempfile.TemporaryDirectory() as tmp:
+        for dtype, outtype in (("f32", "f16"), ("bf16", "bf16")):
+            folder = os.path.join(tmp, dtype)
+            gguf_path = os.path.join(tmp, f"llama-{dtype}.gguf")
+            subprocess.run([oracle_python, os.path.join(HERE, "hf_llama.py"), "make", folder, dtype], check=True)
+            subprocess.run([torch_python, os.path.join(HERE, "hf_llama.py"), "reference", folder, gguf_path,
+                            outtype, script], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            logits_path = os.path.join(tmp, f"logits-{dtype}.f32")
+            jobs = os.path.join(tmp, "jobs.json")
+            json.dump([{"op": "logits", "model": gguf_path, "output": logits_path, "tokens": TOKENS}], open(jobs, "w"))
+            subprocess.run([oracle_python, os.path.join(HERE, "llama_oracle.py"), "batch", jobs], check=True)
+            golden[dtype] = describe(oracle_python, gguf_path)
+            golden[dtype]["logits"] = [round(float(x), 6) for x in np.fromfile(logits_path, dtype=np.float32)]
+    with open(out, "w") as f:
+        json.dump(golden, f, indent=1, sort_keys=True)
+        f.write("\n")
+
+
+def describe(oracle_python, path):
+    code = r'''
+import gguf, hashlib, json, sys
+r = gguf.GGUFReader(sys.argv[1])
+out = {"tensors": {}}
+for t in r.tensors:
+    entry = {"type": t.tensor_type.name, "shape": [int(x) for x in t.shape],
+             "sha256": hashlib.sha256(bytes(t.data.tobytes())).hexdigest()}
+    if t.name == "rope_freqs.weight":
+        entry["values"] = [float(x) for x in t.data]
+    out["tensors"][t.name] = entry
+for key in ("tokenizer.ggml.tokens", "tokenizer.ggml.token_type", "tokenizer.ggml.merges"):
+    f = r.fields[key]
+    vals = f.contents()
+    out[key] = hashlib.sha256("\n".join(str(v) for v in vals).encode()).hexdigest()
+print(json.dumps(out))
+'''
+    return json.loads(subprocess.run([oracle_python, "-c", code, path], check=True, capture_output=True, text=True).stdout)
+
+
+if __name__ == "__main__":
+    main()

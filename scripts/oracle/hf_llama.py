@@ -1,0 +1,166 @@
+#!/usr/bin/env python3
+"""A small synthetic Hugging Face Llama folder, and llama.cpp's own conversion of it.
+
+  hf_llama.py make DIR DTYPE
+      writes DIR/{config.json, model.safetensors, tokenizer.json, tokenizer_config.json,
+      generation_config.json}: a 2-layer GQA Llama (Llama 3 rope scaling, byte-level BPE tokenizer
+      with Llama 3's pre-tokenizer regex) whose weights are DTYPE ("f32" or "bf16"). Deterministic:
+      weights come from integer hashing, not a random generator, so every numpy gives the same bytes.
+
+  hf_llama.py reference DIR OUT.gguf OUTTYPE CONVERT_HF_TO_GGUF.py
+      runs llama.cpp's convert_hf_to_gguf.py (from the llama-cpp-python 0.3.36 sdist, with torch and
+      transformers installed) on DIR. Its BPE pre-tokenizer check (a hash of how the tokenizer splits
+      a sample text) cannot know a synthetic tokenizer, so it is told "llama-bpe"; nothing else is
+      changed. Used by gen_convert_golden.py, not by the tests (torch is too large for CI).
+"""
+import json
+import os
+import struct
+import sys
+
+import numpy as np
+
+LLAMA3_REGEX = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}|"
+                r" ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
+HIDDEN, FF, HEADS, KV_HEADS, LAYERS = 64, 160, 4, 2, 2
+WORDS = ["the", "and", "ing", "kiln", "fire", "clay", "Ollama", "model"]
+
+
+def byte_chars():
+    """GPT-2's byte-to-unicode table (the byte-level BPE alphabet)."""
+    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    cs = bs[:]
+    n = 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    return [chr(c) for _, c in sorted(zip(bs, cs))]
+
+
+def tokenizer():
+    vocab = {c: i for i, c in enumerate(byte_chars())}
+    merges = []
+    for word in WORDS:
+        for prefix in ("", "Ġ"):
+            pieces = list(prefix + word) if not prefix else ["Ġ"] + list(word)
+            while len(pieces) > 1:
+                a, b = pieces[0], pieces[1]
+                if a + b not in vocab:
+                    vocab[a + b] = len(vocab)
+                    merges.append([a, b])
+                pieces = [a + b] + pieces[2:]
+    specials = ["<|begin_of_text|>", "<|end_of_text|>", "<|eot_id|>"]
+    added = []
+    for s in specials:
+        added.append({"id": len(vocab), "content": s, "single_word": False, "lstrip": False,
+                      "rstrip": False, "normalized": False, "special": True})
+        vocab[s] = len(vocab)
+    return {
+        "version": "1.0", "truncation": None, "padding": None, "added_tokens": added,
+        "normalizer": None,
+        "pre_tokenizer": {"type": "Sequence", "pretokenizers": [
+            {"type": "Split", "pattern": {"Regex": LLAMA3_REGEX}, "behavior": "Isolated", "invert": False},
+            {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": False}]},
+        "post_processor": {"type": "ByteLevel", "add_prefix_space": True, "trim_offsets": False, "use_regex": True},
+        "decoder": {"type": "ByteLevel", "add_prefix_space": True, "trim_offsets": True, "use_regex": True},
+        "model": {"type": "BPE", "dropout": None, "unk_token": None, "continuing_subword_prefix": None,
+                  "end_of_word_suffix": None, "fuse_unk": False, "byte_fallback": False,
+                  "ignore_merges": False, "vocab": vocab, "merges": merges},
+    }
+
+
+def values(name, shape, scale):
+    """Deterministic pseudo-random values in [-scale, scale): a multiplicative hash of the index."""
+    n = int(np.prod(shape))
+    seed = sum(ord(c) * 131 ** i for i, c in enumerate(name)) % (1 << 32)
+    i = np.arange(n, dtype=np.uint64) + np.uint64(seed)
+    h = (i * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(40)
+    return ((h.astype(np.float64) / float(1 << 24)) * 2 - 1).astype(np.float32).reshape(shape) * np.float32(scale)
+
+
+def write_safetensors(path, tensors, dtype):
+    header, blobs, offset = {}, [], 0
+    for name in sorted(tensors):
+        a = tensors[name]
+        if dtype == "bf16":
+            raw = (a.astype(np.float32).view(np.uint32) >> 16).astype(np.uint16).tobytes()
+            st = "BF16"
+        else:
+            raw = a.astype(np.float32).tobytes()
+            st = "F32"
+        header[name] = {"dtype": st, "shape": list(a.shape), "data_offsets": [offset, offset + len(raw)]}
+        blobs.append(raw)
+        offset += len(raw)
+    header["__metadata__"] = {"format": "pt"}
+    h = json.dumps(header, separators=(",", ":")).encode()
+    h += b" " * (-len(h) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(h)))
+        f.write(h)
+        for b in blobs:
+            f.write(b)
+
+
+def make(out, dtype):
+    os.makedirs(out, exist_ok=True)
+    tok = tokenizer()
+    vocab_size = len(tok["model"]["vocab"])
+    head_dim = HIDDEN // HEADS
+    t = {"model.embed_tokens.weight": values("embed", (vocab_size, HIDDEN), 1.0),
+         "model.norm.weight": 1 + values("norm", (HIDDEN,), 0.1),
+         "lm_head.weight": values("head", (vocab_size, HIDDEN), 0.2)}
+    for l in range(LAYERS):
+        p = f"model.layers.{l}."
+        t[p + "input_layernorm.weight"] = 1 + values(p + "n1", (HIDDEN,), 0.1)
+        t[p + "post_attention_layernorm.weight"] = 1 + values(p + "n2", (HIDDEN,), 0.1)
+        t[p + "self_attn.q_proj.weight"] = values(p + "q", (HEADS * head_dim, HIDDEN), 0.3)
+        t[p + "self_attn.k_proj.weight"] = values(p + "k", (KV_HEADS * head_dim, HIDDEN), 0.3)
+        t[p + "self_attn.v_proj.weight"] = values(p + "v", (KV_HEADS * head_dim, HIDDEN), 0.3)
+        t[p + "self_attn.o_proj.weight"] = values(p + "o", (HIDDEN, HEADS * head_dim), 0.3)
+        t[p + "mlp.gate_proj.weight"] = values(p + "g", (FF, HIDDEN), 0.3)
+        t[p + "mlp.up_proj.weight"] = values(p + "u", (FF, HIDDEN), 0.3)
+        t[p + "mlp.down_proj.weight"] = values(p + "d", (HIDDEN, FF), 0.3)
+    write_safetensors(os.path.join(out, "model.safetensors"), t, dtype)
+    bos, eos, eot = vocab_size - 3, vocab_size - 2, vocab_size - 1
+    config = {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": HIDDEN,
+              "intermediate_size": FF, "num_attention_heads": HEADS, "num_key_value_heads": KV_HEADS,
+              "num_hidden_layers": LAYERS, "max_position_embeddings": 2048, "rms_norm_eps": 1e-5,
+              "rope_theta": 500000.0, "vocab_size": vocab_size, "tie_word_embeddings": False,
+              "bos_token_id": bos, "eos_token_id": eos, "hidden_act": "silu",
+              "torch_dtype": "bfloat16" if dtype == "bf16" else "float32",
+              "rope_scaling": {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
+                               "high_freq_factor": 4.0, "original_max_position_embeddings": 64}}
+    template = ("{{ bos_token }}{% for message in messages %}{{ '<|start_header_id|>' + message['role'] + "
+                "'<|end_header_id|>\\n\\n' + message['content'] | trim + '<|eot_id|>' }}{% endfor %}"
+                "{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}{% endif %}")
+    tok_config = {"bos_token": "<|begin_of_text|>", "eos_token": "<|end_of_text|>", "add_bos_token": True,
+                  "add_eos_token": False, "chat_template": template, "model_max_length": 2048,
+                  "tokenizer_class": "PreTrainedTokenizerFast", "clean_up_tokenization_spaces": True}
+    files = {"config.json": config, "tokenizer.json": tok, "tokenizer_config.json": tok_config,
+             "generation_config.json": {"bos_token_id": bos, "eos_token_id": [eos, eot]}}
+    for name, value in files.items():
+        with open(os.path.join(out, name), "w") as f:
+            json.dump(value, f, indent=1)
+
+
+def reference(folder, out, outtype, script):
+    sys.path.insert(0, os.path.dirname(script))
+    sys.argv = [script, folder, "--outfile", out, "--outtype", outtype]
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("convert_hf_to_gguf", script)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    import conversion.base
+    conversion.base.TextModel.get_vocab_base_pre = lambda self, tokenizer: "llama-bpe"
+    mod.main()
+
+
+if __name__ == "__main__":
+    if sys.argv[1] == "make":
+        make(sys.argv[2], sys.argv[3])
+    elif sys.argv[1] == "reference":
+        reference(*sys.argv[2:6])
+    else:
+        sys.exit(__doc__)
