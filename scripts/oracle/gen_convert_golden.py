@@ -8,10 +8,11 @@ requirements; too large for CI, so this runs by hand). CONVERT_HF_TO_GGUF.py: fr
 llama-cpp-python 0.3.36 sdist (vendor/llama.cpp/). ORACLE_PYTHON: the test venv's Python
 (target/oracle-venv), which makes the synthetic folders and runs llama.cpp for logits.
 
-For each source dtype (f32 → llama.cpp --outtype f16, bf16 → --outtype bf16) it records what
+For each case (f32 weights → llama.cpp --outtype f16, bf16 → --outtype bf16, and f32 with a
+SentencePiece tokenizer.model instead of tokenizer.json) it records what
 llama.cpp's converter writes for the synthetic Llama of hf_llama.py: every tensor's type, shape
 and SHA-256 (rope_freqs also as values: Ollama computes them partly in float32, llama.cpp in
-float64), the SHA-256 of the tokens, token types and merges (one per line), and llama.cpp's logits
+float64), the SHA-256 of the tokens, scores, token types and merges (one per line; null when absent), and llama.cpp's logits
 of that file for a fixed token sequence. tests/convert.rs compares kiln's conversion against all of it.
 """
 import hashlib
@@ -31,18 +32,20 @@ def main():
     torch_python, script, oracle_python, out = sys.argv[1:5]
     golden = {"tokens_for_logits": TOKENS}
     with tempfile.TemporaryDirectory() as tmp:
-        for dtype, outtype in (("f32", "f16"), ("bf16", "bf16")):
-            folder = os.path.join(tmp, dtype)
-            gguf_path = os.path.join(tmp, f"llama-{dtype}.gguf")
-            subprocess.run([oracle_python, os.path.join(HERE, "hf_llama.py"), "make", folder, dtype], check=True)
+        for case, dtype, outtype, extra in (("f32", "f32", "f16", []), ("bf16", "bf16", "bf16", []),
+                                             ("spm", "f32", "f16", ["spm"])):
+            folder = os.path.join(tmp, case)
+            gguf_path = os.path.join(tmp, f"llama-{case}.gguf")
+            subprocess.run([oracle_python, os.path.join(HERE, "hf_llama.py"), "make", folder, dtype] + extra,
+                           check=True)
             subprocess.run([torch_python, os.path.join(HERE, "hf_llama.py"), "reference", folder, gguf_path,
                             outtype, script], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            logits_path = os.path.join(tmp, f"logits-{dtype}.f32")
+            logits_path = os.path.join(tmp, f"logits-{case}.f32")
             jobs = os.path.join(tmp, "jobs.json")
             json.dump([{"op": "logits", "model": gguf_path, "output": logits_path, "tokens": TOKENS}], open(jobs, "w"))
             subprocess.run([oracle_python, os.path.join(HERE, "llama_oracle.py"), "batch", jobs], check=True)
-            golden[dtype] = describe(oracle_python, gguf_path)
-            golden[dtype]["logits"] = [round(float(x), 6) for x in np.fromfile(logits_path, dtype=np.float32)]
+            golden[case] = describe(oracle_python, gguf_path)
+            golden[case]["logits"] = [round(float(x), 6) for x in np.fromfile(logits_path, dtype=np.float32)]
     with open(out, "w") as f:
         json.dump(golden, f, indent=1, sort_keys=True)
         f.write("\n")
@@ -59,9 +62,14 @@ for t in r.tensors:
     if t.name == "rope_freqs.weight":
         entry["values"] = [float(x) for x in t.data]
     out["tensors"][t.name] = entry
-for key in ("tokenizer.ggml.tokens", "tokenizer.ggml.token_type", "tokenizer.ggml.merges"):
-    f = r.fields[key]
+for key in ("tokenizer.ggml.tokens", "tokenizer.ggml.scores", "tokenizer.ggml.token_type", "tokenizer.ggml.merges"):
+    f = r.fields.get(key)
+    if f is None:
+        out[key] = None
+        continue
     vals = f.contents()
+    if key == "tokenizer.ggml.scores":
+        vals = [repr(float(v)) for v in vals]
     out[key] = hashlib.sha256("\n".join(str(v) for v in vals).encode()).hexdigest()
 print(json.dumps(out))
 '''

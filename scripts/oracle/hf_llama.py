@@ -1,11 +1,13 @@
 #!/usr/bin/env python3
 """A small synthetic Hugging Face Llama folder, and llama.cpp's own conversion of it.
 
-  hf_llama.py make DIR DTYPE
+  hf_llama.py make DIR DTYPE [spm]
       writes DIR/{config.json, model.safetensors, tokenizer.json, tokenizer_config.json,
       generation_config.json}: a 2-layer GQA Llama (Llama 3 rope scaling, byte-level BPE tokenizer
-      with Llama 3's pre-tokenizer regex) whose weights are DTYPE ("f32" or "bf16"). Deterministic:
-      weights come from integer hashing, not a random generator, so every numpy gives the same bytes.
+      with Llama 3's pre-tokenizer regex) whose weights are DTYPE ("f32" or "bf16"). With "spm", a
+      Llama 2 style SentencePiece tokenizer.model (unigram, byte fallback) replaces tokenizer.json.
+      Deterministic: weights come from integer hashing, not a random generator, so every numpy
+      gives the same bytes.
 
   hf_llama.py reference DIR OUT.gguf OUTTYPE CONVERT_HF_TO_GGUF.py
       runs llama.cpp's convert_hf_to_gguf.py (from the llama-cpp-python 0.3.36 sdist, with torch and
@@ -71,6 +73,43 @@ def tokenizer():
     }
 
 
+def varint(v):
+    out = b""
+    while v >= 0x80:
+        out += bytes([(v & 0x7F) | 0x80])
+        v >>= 7
+    return out + bytes([v])
+
+
+def field(number, wire, payload):
+    key = varint(number << 3 | wire)
+    return key + (varint(len(payload)) + payload if wire == 2 else payload)
+
+
+def spm_model():
+    """A SentencePiece ModelProto written by hand: <unk>, <s>, </s>, 256 byte pieces, some words."""
+    pieces = [("<unk>", 0.0, 2), ("<s>", 0.0, 3), ("</s>", 0.0, 3)]
+    pieces += [(f"<0x{b:02X}>", 0.0, 6) for b in range(256)]
+    words = ["\u2581" + w for w in WORDS] + ["\u2581" + w[:2] for w in WORDS] + list("abcdefghijklmnopqrstuvwxyz")
+    seen = set()
+    for i, w in enumerate(words):
+        if w not in seen:
+            seen.add(w)
+            pieces.append((w, -1.0 - i * 0.25, 1))
+    body = b""
+    for piece, score, kind in pieces:
+        m = field(1, 2, piece.encode()) + field(2, 5, struct.pack("<f", score))
+        if kind != 1:
+            m += field(3, 0, varint(kind))
+        body += field(1, 2, m)
+    # trainer_spec: unigram, vocab size, byte fallback, unk/bos/eos/pad ids
+    trainer = (field(3, 0, varint(1)) + field(4, 0, varint(len(pieces))) + field(35, 0, varint(1))
+               + field(40, 0, varint(0)) + field(41, 0, varint(1)) + field(42, 0, varint(2))
+               + field(43, 0, varint((1 << 64) - 1)))
+    normalizer = field(1, 2, b"identity") + field(3, 0, varint(1)) + field(4, 0, varint(0))
+    return body + field(2, 2, trainer) + field(3, 2, normalizer), len(pieces)
+
+
 def values(name, shape, scale):
     """Deterministic pseudo-random values in [-scale, scale): a multiplicative hash of the index."""
     n = int(np.prod(shape))
@@ -103,10 +142,14 @@ def write_safetensors(path, tensors, dtype):
             f.write(b)
 
 
-def make(out, dtype):
+def make(out, dtype, spm=False):
     os.makedirs(out, exist_ok=True)
     tok = tokenizer()
     vocab_size = len(tok["model"]["vocab"])
+    if spm:
+        model, vocab_size = spm_model()
+        with open(os.path.join(out, "tokenizer.model"), "wb") as f:
+            f.write(model)
     head_dim = HIDDEN // HEADS
     t = {"model.embed_tokens.weight": values("embed", (vocab_size, HIDDEN), 1.0),
          "model.norm.weight": 1 + values("norm", (HIDDEN,), 0.1),
@@ -123,7 +166,7 @@ def make(out, dtype):
         t[p + "mlp.up_proj.weight"] = values(p + "u", (FF, HIDDEN), 0.3)
         t[p + "mlp.down_proj.weight"] = values(p + "d", (HIDDEN, FF), 0.3)
     write_safetensors(os.path.join(out, "model.safetensors"), t, dtype)
-    bos, eos, eot = vocab_size - 3, vocab_size - 2, vocab_size - 1
+    bos, eos, eot = (1, 2, 2) if spm else (vocab_size - 3, vocab_size - 2, vocab_size - 1)
     config = {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": HIDDEN,
               "intermediate_size": FF, "num_attention_heads": HEADS, "num_key_value_heads": KV_HEADS,
               "num_hidden_layers": LAYERS, "max_position_embeddings": 2048, "rms_norm_eps": 1e-5,
@@ -140,6 +183,10 @@ def make(out, dtype):
                   "tokenizer_class": "PreTrainedTokenizerFast", "clean_up_tokenization_spaces": True}
     files = {"config.json": config, "tokenizer.json": tok, "tokenizer_config.json": tok_config,
              "generation_config.json": {"bos_token_id": bos, "eos_token_id": [eos, eot]}}
+    if spm:
+        del files["tokenizer.json"]
+        tok_config.update({"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>",
+                           "tokenizer_class": "LlamaTokenizer", "legacy": False})
     for name, value in files.items():
         with open(os.path.join(out, name), "w") as f:
             json.dump(value, f, indent=1)
@@ -159,7 +206,7 @@ def reference(folder, out, outtype, script):
 
 if __name__ == "__main__":
     if sys.argv[1] == "make":
-        make(sys.argv[2], sys.argv[3])
+        make(sys.argv[2], sys.argv[3], sys.argv[4:] == ["spm"])
     elif sys.argv[1] == "reference":
         reference(*sys.argv[2:6])
     else:

@@ -1,5 +1,5 @@
-//! Llama (`LlamaForCausalLM`: Llama 3.x, SmolLM and other Llama-architecture models with a
-//! `tokenizer.json`), as Ollama converts it.
+//! Llama (`LlamaForCausalLM`: Llama 2 and 3.x, TinyLlama, SmolLM and other Llama-architecture
+//! models), as Ollama converts it.
 
 use std::collections::BTreeMap;
 

@@ -4,9 +4,10 @@
 //! The output carries the same metadata (keys, types and values), the same tensors (names,
 //! types, shapes and bytes) in the same order as Ollama's `convert.ConvertModel`. Architectures:
 //! BERT (`BertModel`: Ollama's own fixture for `sentence-transformers/all-MiniLM-L6-v2` is
-//! checked key by key and tensor by tensor in the tests) and Llama (`LlamaForCausalLM` with a
-//! `tokenizer.json`: tensors, vocabulary and merges checked against llama.cpp's own converter,
-//! and llama.cpp's logits of the result against those of llama.cpp's conversion). The others
+//! checked key by key and tensor by tensor in the tests) and Llama (`LlamaForCausalLM` with a BPE
+//! `tokenizer.json` or a SentencePiece `tokenizer.model`: tensors, vocabulary and merges checked
+//! against llama.cpp's own converter, and llama.cpp's logits of the result against those of
+//! llama.cpp's conversion). The others
 //! Ollama converts are refused with [`ConvertError::NotYet`].
 //!
 //! ```no_run
@@ -23,6 +24,7 @@
 mod bert;
 mod llama;
 pub mod safetensors;
+mod sentencepiece;
 mod tokenizer;
 
 use std::borrow::Cow;
@@ -81,6 +83,9 @@ pub enum ConvertError {
     /// Something Ollama converts and kiln does not yet.
     #[error("kiln cannot convert {0} yet; convert it to GGUF with llama.cpp and upload that")]
     NotYet(String),
+    /// A tokenizer whose files contradict each other (Ollama's messages).
+    #[error("{0}")]
+    Tokenizer(String),
     /// Neither `tokenizer.model` nor `tokenizer.json`.
     #[error("unknown tokenizer format")]
     UnknownTokenizer,
@@ -228,6 +233,11 @@ impl ModelFolder {
             });
         }
         Ok(Some(bytes))
+    }
+
+    /// A binary file's bytes (any size: tensor and tokenizer model files), `None` when absent.
+    fn read_binary(&self, name: &str) -> Option<&[u8]> {
+        self.files.get(name).map(Source::bytes)
     }
 
     fn require(&self, name: &str) -> Result<&[u8], ConvertError> {

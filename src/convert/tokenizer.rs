@@ -8,7 +8,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 
-use super::{ConvertError, ModelFolder, parse_json as json};
+use super::{ConvertError, ModelFolder, parse_json as json, sentencepiece};
 
 /// GGUF token types (llama.cpp's `llama_token_type`).
 pub(crate) const TOKEN_NORMAL: i32 = 1;
@@ -138,40 +138,22 @@ pub(crate) fn parse(
     folder: &ModelFolder,
     special_kinds: &[&'static str],
 ) -> Result<Tokenizer, ConvertError> {
-    if folder.contains("tokenizer.model") {
-        return Err(ConvertError::NotYet(
-            "SentencePiece (tokenizer.model) tokenizers".into(),
-        ));
-    }
-    let Some(bytes) = folder.read("tokenizer.json")? else {
-        return Err(ConvertError::UnknownTokenizer);
+    let parsed: Option<TokenizerJson> = match folder.read("tokenizer.json")? {
+        Some(bytes) => Some(json("tokenizer.json", bytes)?),
+        None => None,
     };
-    let parsed: TokenizerJson = json("tokenizer.json", bytes)?;
+    // Ollama takes the vocabulary from tokenizer.model when there is one.
+    let vocab = if let Some(bytes) = folder.read_binary("tokenizer.model") {
+        sentencepiece_vocabulary(folder, bytes)?
+    } else {
+        match &parsed {
+            Some(parsed) => json_vocabulary(parsed),
+            None => return Err(ConvertError::UnknownTokenizer),
+        }
+    };
+    let parsed = parsed.unwrap_or_default();
     let added = parsed.added_tokens.unwrap_or_default();
     let model = parsed.model.unwrap_or_default();
-
-    let mut by_id: BTreeMap<i64, (String, i32)> = BTreeMap::new();
-    for (content, id) in model.vocab.unwrap_or_default() {
-        by_id.insert(id, (content, TOKEN_NORMAL));
-    }
-    for t in &added {
-        let kind = if t.special {
-            TOKEN_CONTROL
-        } else {
-            TOKEN_USER_DEFINED
-        };
-        by_id.insert(t.id, (t.content.clone(), kind));
-    }
-    let mut vocab = Vocabulary {
-        model: "gpt2".into(),
-        ..Default::default()
-    };
-    for (id, (content, kind)) in by_id {
-        vocab.tokens.push(content);
-        // Ollama scores a tokenizer.json vocabulary by token id.
-        vocab.scores.push(id as f32);
-        vocab.types.push(kind);
-    }
 
     let merges = match model.merges {
         None => Vec::new(),
@@ -272,6 +254,122 @@ pub(crate) fn parse(
     Ok(tokenizer)
 }
 
+/// A `tokenizer.json` vocabulary: its model's vocabulary with the added tokens over it, in id
+/// order, scored by id.
+fn json_vocabulary(parsed: &TokenizerJson) -> Vocabulary {
+    let mut by_id: BTreeMap<i64, (String, i32)> = BTreeMap::new();
+    if let Some(vocab) = parsed.model.as_ref().and_then(|m| m.vocab.as_ref()) {
+        for (content, &id) in vocab {
+            by_id.insert(id, (content.clone(), TOKEN_NORMAL));
+        }
+    }
+    for t in parsed.added_tokens.iter().flatten() {
+        let kind = if t.special {
+            TOKEN_CONTROL
+        } else {
+            TOKEN_USER_DEFINED
+        };
+        by_id.insert(t.id, (t.content.clone(), kind));
+    }
+    let mut vocab = Vocabulary {
+        model: "gpt2".into(),
+        ..Default::default()
+    };
+    for (id, (content, kind)) in by_id {
+        vocab.tokens.push(content);
+        // Ollama scores a tokenizer.json vocabulary by token id.
+        vocab.scores.push(id as f32);
+        vocab.types.push(kind);
+    }
+    vocab
+}
+
+/// Pieces Ollama marks as control tokens because Gemma 3's configs do not.
+const GEMMA_CONTROL: [&str; 9] = [
+    "<end_of_turn>",
+    "<start_of_turn>",
+    "<start_function_declaration>",
+    "<end_function_declaration>",
+    "<start_function_call>",
+    "<end_function_call>",
+    "<start_function_response>",
+    "<end_function_response>",
+    "<escape>",
+];
+
+/// A SentencePiece vocabulary (Ollama's `parseSentencePiece`): the model's pieces with their
+/// scores; unknown, control, unused and byte pieces keep their type, the rest are normal unless
+/// `special_tokens_map.json` lists them as additional special tokens; then `added_tokens.json`
+/// entries are appended in id order.
+fn sentencepiece_vocabulary(
+    folder: &ModelFolder,
+    bytes: &[u8],
+) -> Result<Vocabulary, ConvertError> {
+    let mut specials: Vec<String> = Vec::new();
+    if let Some(map) = folder.read("special_tokens_map.json")? {
+        let map: BTreeMap<String, serde_json::Value> = json("special_tokens_map.json", map)?;
+        if let Some(list) = map
+            .get("additional_special_tokens")
+            .and_then(|v| v.as_array())
+        {
+            for item in list {
+                match item {
+                    serde_json::Value::String(s) => specials.push(s.clone()),
+                    serde_json::Value::Object(o) => specials.push(
+                        o.get("content")
+                            .and_then(|c| c.as_str())
+                            .unwrap_or_default()
+                            .to_owned(),
+                    ),
+                    _ => {}
+                }
+            }
+        }
+    }
+    let mut vocab = Vocabulary {
+        model: "llama".into(),
+        ..Default::default()
+    };
+    for p in sentencepiece::pieces(bytes)? {
+        let kind = match p.kind {
+            2 | 3 | 5 | 6 => p.kind,
+            _ if GEMMA_CONTROL.contains(&p.piece.as_str()) || specials.contains(&p.piece) => {
+                TOKEN_CONTROL
+            }
+            _ => sentencepiece::NORMAL,
+        };
+        vocab.tokens.push(p.piece);
+        vocab.scores.push(p.score);
+        vocab.types.push(kind);
+    }
+    if let Some(added) = folder.read("added_tokens.json")? {
+        let added: BTreeMap<String, i64> = json("added_tokens.json", added)?;
+        let mut by_id: Vec<(i64, String)> = added.into_iter().map(|(c, id)| (id, c)).collect();
+        by_id.sort();
+        for (id, content) in by_id {
+            let len = vocab.tokens.len() as i64;
+            if (0..len).contains(&id) {
+                if vocab.tokens[id as usize] == content {
+                    continue;
+                }
+                return Err(ConvertError::Tokenizer(format!(
+                    "token mismatch: {content} != {} at pos [{id}]",
+                    vocab.tokens[id as usize]
+                )));
+            }
+            if id != len {
+                return Err(ConvertError::Tokenizer(format!(
+                    "invalid token id: [{id}] as pos [{len}]"
+                )));
+            }
+            vocab.tokens.push(content);
+            vocab.scores.push(-1000.0);
+            vocab.types.push(TOKEN_USER_DEFINED);
+        }
+    }
+    Ok(vocab)
+}
+
 /// `chat_template` is a string or a list of named templates (the one named "default" is used).
 fn chat_template(raw: &str) -> Result<String, ConvertError> {
     #[derive(Deserialize)]
@@ -361,6 +459,62 @@ mod tests {
     }
 
     #[test]
+    fn sentencepiece_vocabularies_follow_ollamas_rules() {
+        let model = sentencepiece::encode(&[
+            ("<unk>", 0.0, 2),
+            ("<s>", 0.0, 3),
+            ("<0x41>", 0.0, 6),
+            ("<start_of_turn>", 0.0, 1),
+            ("<tool>", -2.0, 1),
+            ("<user>", 0.0, 4),
+            ("▁a", -1.0, 1),
+        ]);
+        let with_model = |files: &[(&str, &str)]| {
+            let mut map: BTreeMap<String, Vec<u8>> = files
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), v.as_bytes().to_vec()))
+                .collect();
+            map.insert("tokenizer.model".into(), model.clone());
+            ModelFolder::from_bytes(map)
+        };
+        let f = with_model(&[
+            (
+                "special_tokens_map.json",
+                r#"{"additional_special_tokens": ["<tool>", {"content": "x"}]}"#,
+            ),
+            ("added_tokens.json", r#"{"<extra>": 7, "<s>": 1}"#),
+        ]);
+        let t = parse(&f, &KINDS).unwrap();
+        assert_eq!(t.vocab.model, "llama");
+        assert_eq!(
+            t.vocab.tokens,
+            [
+                "<unk>",
+                "<s>",
+                "<0x41>",
+                "<start_of_turn>",
+                "<tool>",
+                "<user>",
+                "▁a",
+                "<extra>"
+            ]
+        );
+        assert_eq!(
+            t.vocab.scores,
+            [0.0, 0.0, 0.0, 0.0, -2.0, 0.0, -1.0, -1000.0]
+        );
+        // Gemma's turn markers and listed specials become control; user-defined becomes normal.
+        assert_eq!(t.vocab.types, [2, 3, 6, 3, 3, 1, 1, 4]);
+        for (added, message) in [
+            (r#"{"<x>": 0}"#, "token mismatch: <x> != <unk> at pos [0]"),
+            (r#"{"<x>": 9}"#, "invalid token id: [9] as pos [7]"),
+        ] {
+            let f = with_model(&[("added_tokens.json", added)]);
+            assert_eq!(parse(&f, &KINDS).unwrap_err().to_string(), message);
+        }
+    }
+
+    #[test]
     fn unusual_files_get_ollamas_answers() {
         // No tokenizer at all.
         assert!(matches!(
@@ -392,8 +546,8 @@ mod tests {
         // A Unigram vocabulary (a list) is not a map of ids.
         let f = folder(&[("tokenizer.json", r#"{"model": {"vocab": [["a", 0.0]]}}"#)]);
         assert!(matches!(parse(&f, &KINDS), Err(ConvertError::Json { .. })));
-        // SentencePiece models are refused by name.
-        let f = folder(&[("tokenizer.model", "x"), ("tokenizer.json", "{}")]);
-        assert!(matches!(parse(&f, &KINDS), Err(ConvertError::NotYet(_))));
+        // A tokenizer.model that is not a protobuf.
+        let f = folder(&[("tokenizer.model", "\u{b}"), ("tokenizer.json", "{}")]);
+        assert!(matches!(parse(&f, &KINDS), Err(ConvertError::Json { .. })));
     }
 }
