@@ -1,23 +1,15 @@
 //! BERT (`BertModel`), e.g. sentence-transformers embedding models, as Ollama converts it.
 
-use std::collections::BTreeMap;
-
 use kiln_gguf::{Array, Value, ValueType};
 use serde::Deserialize;
 
 use super::tokenizer::Tokenizer;
-use super::{Architecture, Config, ConvertError, Metadata, ModelFolder, parse_json as json};
+use super::{
+    Architecture, Config, ConvertError, Metadata, ModelFolder, Parameters, parse_json as json,
+    shared_parameters,
+};
 
 pub(crate) struct Bert;
-
-/// The first non-zero value (Go's `cmp.Or`).
-fn first_set<T: PartialEq + Default + Copy>(values: &[T]) -> T {
-    values
-        .iter()
-        .copied()
-        .find(|v| *v != T::default())
-        .unwrap_or_default()
-}
 
 #[derive(Deserialize)]
 struct Module {
@@ -36,11 +28,7 @@ struct Pooling {
 }
 
 impl Architecture for Bert {
-    fn parameters(
-        &self,
-        c: &Config,
-        folder: &ModelFolder,
-    ) -> Result<BTreeMap<&'static str, Value<'static>>, ConvertError> {
+    fn parameters(&self, c: &Config, folder: &ModelFolder) -> Result<Parameters, ConvertError> {
         // sentence-transformers' modules.json names the pooling and normalisation steps.
         let modules: Vec<Module> = json("modules.json", folder.require("modules.json")?)?;
         let mut pooling_dir = "";
@@ -63,41 +51,15 @@ impl Architecture for Bert {
             }
         }
 
-        let mut p = BTreeMap::new();
+        let mut p = shared_parameters(c)?;
         p.insert("pooling_type", Value::U32(pooling_type));
         p.insert("normalize_embeddings", Value::Bool(normalize));
-        let u32s = |keys: &[&str]| -> Result<u32, ConvertError> {
-            let values = keys
-                .iter()
-                .map(|k| c.u32(k))
-                .collect::<Result<Vec<_>, _>>()?;
-            Ok(first_set(&values))
-        };
-        p.insert(
-            "block_count",
-            Value::U32(u32s(&["n_layers", "num_hidden_layers", "n_layer"])?),
-        );
-        for (key, names) in [
-            ("context_length", &["max_position_embeddings", "n_ctx"][..]),
-            ("embedding_length", &["hidden_size", "n_embd"]),
-            ("feed_forward_length", &["intermediate_size", "n_inner"]),
-            ("attention.head_count", &["num_attention_heads", "n_head"]),
-        ] {
-            let v = u32s(names)?;
-            if v > 0 {
-                p.insert(key, Value::U32(v));
-            }
+        let heads = c.first_u32(&["num_attention_heads", "n_head"])?;
+        if heads > 0 {
+            p.insert("attention.head_count", Value::U32(heads));
         }
         // Go decodes every field of the struct, so a mistyped num_key_value_heads fails too.
         c.u32("num_key_value_heads")?;
-        let eps = first_set(&[
-            c.f32("layer_norm_eps")?,
-            c.f32("layer_norm_epsilon")?,
-            c.f32("norm_epsilon")?,
-        ]);
-        if eps > 0.0 {
-            p.insert("attention.layer_norm_epsilon", Value::F32(eps));
-        }
         Ok(p)
     }
 
@@ -127,12 +89,7 @@ impl Architecture for Bert {
         )
     }
 
-    fn metadata(
-        &self,
-        params: &BTreeMap<&'static str, Value<'static>>,
-        tokenizer: &mut Tokenizer,
-        kv: &mut Metadata,
-    ) {
+    fn metadata(&self, params: &Parameters, tokenizer: &mut Tokenizer, kv: &mut Metadata) {
         kv.insert("general.architecture".into(), Value::string("bert"));
         kv.insert("bert.attention.causal".into(), Value::Bool(false));
         for (key, value) in params {

@@ -1,23 +1,15 @@
 //! Llama (`LlamaForCausalLM`: Llama 2 and 3.x, TinyLlama, SmolLM and other Llama-architecture
 //! models), as Ollama converts it.
 
-use std::collections::BTreeMap;
-
 use kiln_gguf::Value;
 
 use super::tokenizer::Tokenizer;
-use super::{Architecture, Config, ConvertError, Metadata, ModelFolder, Planned};
+use super::{
+    Architecture, Config, ConvertError, Metadata, ModelFolder, Parameters, Planned,
+    shared_parameters,
+};
 
 pub(crate) struct Llama;
-
-/// The first non-zero value (Go's `cmp.Or`).
-fn first_set<T: PartialEq + Default + Copy>(values: &[T]) -> T {
-    values
-        .iter()
-        .copied()
-        .find(|v| *v != T::default())
-        .unwrap_or_default()
-}
 
 /// Llama 3's rope frequency factors (`rope_scaling.rope_type == "llama3"`), computed in Ollama's
 /// mix of float64 and float32.
@@ -59,35 +51,10 @@ fn rope_factors(config: &Config) -> Result<Option<Vec<f32>>, ConvertError> {
 }
 
 impl Architecture for Llama {
-    fn parameters(
-        &self,
-        c: &Config,
-        _folder: &ModelFolder,
-    ) -> Result<BTreeMap<&'static str, Value<'static>>, ConvertError> {
-        let mut p = BTreeMap::new();
-        let u32s = |keys: &[&str]| -> Result<u32, ConvertError> {
-            let values = keys
-                .iter()
-                .map(|k| c.u32(k))
-                .collect::<Result<Vec<_>, _>>()?;
-            Ok(first_set(&values))
-        };
+    fn parameters(&self, c: &Config, _folder: &ModelFolder) -> Result<Parameters, ConvertError> {
+        let mut p = shared_parameters(c)?;
         p.insert("vocab_size", Value::U32(c.u32("vocab_size")?));
-        p.insert(
-            "block_count",
-            Value::U32(u32s(&["n_layers", "num_hidden_layers", "n_layer"])?),
-        );
-        for (key, names) in [
-            ("context_length", &["max_position_embeddings", "n_ctx"][..]),
-            ("embedding_length", &["hidden_size", "n_embd"]),
-            ("feed_forward_length", &["intermediate_size", "n_inner"]),
-        ] {
-            let v = u32s(names)?;
-            if v > 0 {
-                p.insert(key, Value::U32(v));
-            }
-        }
-        let heads = u32s(&["num_attention_heads", "n_head"])?;
+        let heads = c.first_u32(&["num_attention_heads", "n_head"])?;
         if heads > 0 {
             p.insert("attention.head_count", Value::U32(heads));
             // Ollama divides hidden_size (not n_embd) by the head count.
@@ -123,14 +90,6 @@ impl Architecture for Llama {
         let rms = c.f32("rms_norm_eps")?;
         if rms > 0.0 {
             p.insert("attention.layer_norm_rms_epsilon", Value::F32(rms));
-        }
-        let eps = first_set(&[
-            c.f32("layer_norm_eps")?,
-            c.f32("layer_norm_epsilon")?,
-            c.f32("norm_epsilon")?,
-        ]);
-        if eps > 0.0 {
-            p.insert("attention.layer_norm_epsilon", Value::F32(eps));
         }
         Ok(p)
     }
@@ -180,12 +139,7 @@ impl Architecture for Llama {
         Ok(())
     }
 
-    fn metadata(
-        &self,
-        params: &BTreeMap<&'static str, Value<'static>>,
-        _tokenizer: &mut Tokenizer,
-        kv: &mut Metadata,
-    ) {
+    fn metadata(&self, params: &Parameters, _tokenizer: &mut Tokenizer, kv: &mut Metadata) {
         kv.insert("general.architecture".into(), Value::string("llama"));
         for (key, value) in params {
             kv.insert(format!("llama.{key}"), value.clone());

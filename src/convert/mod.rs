@@ -331,6 +331,30 @@ impl Config {
         }
     }
 
+    /// The first of these `uint32` fields that is set (Go's `cmp.Or`); all must be well-typed.
+    pub fn first_u32(&self, keys: &[&str]) -> Result<u32, ConvertError> {
+        let mut first = 0;
+        for key in keys {
+            let v = self.u32(key)?;
+            if first == 0 {
+                first = v;
+            }
+        }
+        Ok(first)
+    }
+
+    /// The first of these `float32` fields that is set (Go's `cmp.Or`); all must be well-typed.
+    pub fn first_f32(&self, keys: &[&str]) -> Result<f32, ConvertError> {
+        let mut first = 0.0;
+        for key in keys {
+            let v = self.f32(key)?;
+            if first == 0.0 {
+                first = v;
+            }
+        }
+        Ok(first)
+    }
+
     /// A `string` field ("" when absent).
     pub fn string(&self, key: &str) -> Result<String, ConvertError> {
         match self.raw(key) {
@@ -748,17 +772,42 @@ impl<'f> Conversion<'f> {
     }
 }
 
+/// Architecture parameters by key (without the architecture prefix).
+pub(crate) type Parameters = BTreeMap<&'static str, Value<'static>>;
+
+/// The keys Ollama's BERT and Llama converters read alike, field for field: block count, and
+/// context, embedding and feed-forward lengths and layer-norm epsilon when set.
+fn shared_parameters(c: &Config) -> Result<Parameters, ConvertError> {
+    let mut p = Parameters::new();
+    p.insert(
+        "block_count",
+        Value::U32(c.first_u32(&["n_layers", "num_hidden_layers", "n_layer"])?),
+    );
+    for (key, names) in [
+        ("context_length", &["max_position_embeddings", "n_ctx"][..]),
+        ("embedding_length", &["hidden_size", "n_embd"]),
+        ("feed_forward_length", &["intermediate_size", "n_inner"]),
+    ] {
+        let v = c.first_u32(names)?;
+        if v > 0 {
+            p.insert(key, Value::U32(v));
+        }
+    }
+    let eps = c.first_f32(&["layer_norm_eps", "layer_norm_epsilon", "norm_epsilon"])?;
+    if eps > 0.0 {
+        p.insert("attention.layer_norm_epsilon", Value::F32(eps));
+    }
+    Ok(p)
+}
+
 /// Metadata keys sorted as Ollama writes them.
 pub(crate) type Metadata = BTreeMap<String, Value<'static>>;
 
 /// What differs between architectures.
 pub(crate) trait Architecture {
     /// Architecture parameters, from `config.json` and any other file the architecture reads.
-    fn parameters(
-        &self,
-        config: &Config,
-        folder: &ModelFolder,
-    ) -> Result<BTreeMap<&'static str, Value<'static>>, ConvertError>;
+    fn parameters(&self, config: &Config, folder: &ModelFolder)
+    -> Result<Parameters, ConvertError>;
     /// Special tokens looked up in `tokenizer_config.json`, in key order.
     fn special_kinds(&self) -> &'static [&'static str] {
         &["bos", "eos", "unk", "sep", "pad", "cls", "mask"]
@@ -776,12 +825,7 @@ pub(crate) trait Architecture {
         Ok(())
     }
     /// Adds the architecture's keys (and adjusts the tokenizer's).
-    fn metadata(
-        &self,
-        params: &BTreeMap<&'static str, Value<'static>>,
-        tokenizer: &mut Tokenizer,
-        kv: &mut Metadata,
-    );
+    fn metadata(&self, params: &Parameters, tokenizer: &mut Tokenizer, kv: &mut Metadata);
 }
 
 /// Keys every converted model has (Ollama's `ModelParameters.KV`).
@@ -925,30 +969,16 @@ mod tests {
 
     #[test]
     fn storage_kinds_follow_ollamas_rules() {
-        assert_eq!(
-            Kind::for_tensor("blk.0.attn_q.weight", 2, Dtype::F32),
-            Kind::F16
-        );
-        assert_eq!(
-            Kind::for_tensor("blk.0.attn_q.weight", 2, Dtype::BF16),
-            Kind::BF16
-        );
-        assert_eq!(
-            Kind::for_tensor("blk.0.attn_q.bias", 2, Dtype::BF16),
-            Kind::F32
-        );
-        assert_eq!(
-            Kind::for_tensor("output_norm.weight", 1, Dtype::F16),
-            Kind::F32
-        );
-        assert_eq!(
-            Kind::for_tensor("token_types.weight", 2, Dtype::F32),
-            Kind::F32
-        );
-        assert_eq!(
-            Kind::for_tensor("v.blk.0.attn_q.weight", 2, Dtype::BF16),
-            Kind::F16
-        );
+        for (name, dims, dtype, kind) in [
+            ("blk.0.attn_q.weight", 2, Dtype::F32, Kind::F16),
+            ("blk.0.attn_q.weight", 2, Dtype::BF16, Kind::BF16),
+            ("blk.0.attn_q.bias", 2, Dtype::BF16, Kind::F32),
+            ("output_norm.weight", 1, Dtype::F16, Kind::F32),
+            ("token_types.weight", 2, Dtype::F32, Kind::F32),
+            ("v.blk.0.attn_q.weight", 2, Dtype::BF16, Kind::F16),
+        ] {
+            assert_eq!(Kind::for_tensor(name, dims, dtype), kind, "{name} {dtype}");
+        }
     }
 
     #[test]
