@@ -331,28 +331,31 @@ impl Config {
         }
     }
 
-    /// The first of these `uint32` fields that is set (Go's `cmp.Or`); all must be well-typed.
-    pub fn first_u32(&self, keys: &[&str]) -> Result<u32, ConvertError> {
-        let mut first = 0;
+    /// The first of these fields that is set (Go's `cmp.Or`); every one must be well-typed, as
+    /// Go decodes them all.
+    fn first_set<T: Copy + Default + PartialEq>(
+        &self,
+        keys: &[&str],
+        read: fn(&Config, &str) -> Result<T, ConvertError>,
+    ) -> Result<T, ConvertError> {
+        let mut first = T::default();
         for key in keys {
-            let v = self.u32(key)?;
-            if first == 0 {
+            let v = read(self, key)?;
+            if first == T::default() {
                 first = v;
             }
         }
         Ok(first)
     }
 
-    /// The first of these `float32` fields that is set (Go's `cmp.Or`); all must be well-typed.
+    /// [`first_set`](Self::first_set) for `uint32` fields.
+    pub fn first_u32(&self, keys: &[&str]) -> Result<u32, ConvertError> {
+        self.first_set(keys, Config::u32)
+    }
+
+    /// [`first_set`](Self::first_set) for `float32` fields.
     pub fn first_f32(&self, keys: &[&str]) -> Result<f32, ConvertError> {
-        let mut first = 0.0;
-        for key in keys {
-            let v = self.f32(key)?;
-            if first == 0.0 {
-                first = v;
-            }
-        }
-        Ok(first)
+        self.first_set(keys, Config::f32)
     }
 
     /// A `string` field ("" when absent).
