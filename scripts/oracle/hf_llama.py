@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
 """A small synthetic Hugging Face Llama folder, and llama.cpp's own conversion of it.
 
-  hf_llama.py make DIR DTYPE [spm]
+  hf_llama.py make DIR DTYPE [spm|qwen2]
       writes DIR/{config.json, model.safetensors, tokenizer.json, tokenizer_config.json,
       generation_config.json}: a 2-layer GQA Llama (Llama 3 rope scaling, byte-level BPE tokenizer
       with Llama 3's pre-tokenizer regex) whose weights are DTYPE ("f32" or "bf16"). With "spm", a
-      Llama 2 style SentencePiece tokenizer.model (unigram, byte fallback) replaces tokenizer.json.
+      Llama 2 style SentencePiece tokenizer.model (unigram, byte fallback) replaces tokenizer.json;
+      with "qwen2", the model is a Qwen2ForCausalLM (q/k/v biases, no rope scaling).
       Deterministic: weights come from integer hashing, not a random generator, so every numpy
       gives the same bytes.
 
@@ -142,7 +143,8 @@ def write_safetensors(path, tensors, dtype):
             f.write(b)
 
 
-def make(out, dtype, spm=False):
+def make(out, dtype, variant=None):
+    spm, qwen2 = variant == "spm", variant == "qwen2"
     os.makedirs(out, exist_ok=True)
     tok = tokenizer()
     vocab_size = len(tok["model"]["vocab"])
@@ -165,6 +167,10 @@ def make(out, dtype, spm=False):
         t[p + "mlp.gate_proj.weight"] = values(p + "g", (FF, HIDDEN), 0.3)
         t[p + "mlp.up_proj.weight"] = values(p + "u", (FF, HIDDEN), 0.3)
         t[p + "mlp.down_proj.weight"] = values(p + "d", (HIDDEN, FF), 0.3)
+        if qwen2:
+            t[p + "self_attn.q_proj.bias"] = values(p + "qb", (HEADS * head_dim,), 0.1)
+            t[p + "self_attn.k_proj.bias"] = values(p + "kb", (KV_HEADS * head_dim,), 0.1)
+            t[p + "self_attn.v_proj.bias"] = values(p + "vb", (KV_HEADS * head_dim,), 0.1)
     write_safetensors(os.path.join(out, "model.safetensors"), t, dtype)
     bos, eos, eot = (1, 2, 2) if spm else (vocab_size - 3, vocab_size - 2, vocab_size - 1)
     config = {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": HIDDEN,
@@ -175,6 +181,10 @@ def make(out, dtype, spm=False):
               "torch_dtype": "bfloat16" if dtype == "bf16" else "float32",
               "rope_scaling": {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
                                "high_freq_factor": 4.0, "original_max_position_embeddings": 64}}
+    if qwen2:
+        config.update({"architectures": ["Qwen2ForCausalLM"], "model_type": "qwen2", "rope_theta": 1000000.0,
+                       "use_sliding_window": False, "sliding_window": 2048, "max_window_layers": LAYERS})
+        del config["rope_scaling"]
     template = ("{{ bos_token }}{% for message in messages %}{{ '<|start_header_id|>' + message['role'] + "
                 "'<|end_header_id|>\\n\\n' + message['content'] | trim + '<|eot_id|>' }}{% endfor %}"
                 "{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}{% endif %}")
@@ -200,13 +210,14 @@ def reference(folder, out, outtype, script):
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     import conversion.base
-    conversion.base.TextModel.get_vocab_base_pre = lambda self, tokenizer: "llama-bpe"
+    pre = "qwen2" if json.load(open(os.path.join(folder, "config.json")))["model_type"] == "qwen2" else "llama-bpe"
+    conversion.base.TextModel.get_vocab_base_pre = lambda self, tokenizer: pre
     mod.main()
 
 
 if __name__ == "__main__":
     if sys.argv[1] == "make":
-        make(sys.argv[2], sys.argv[3], sys.argv[4:] == ["spm"])
+        make(sys.argv[2], sys.argv[3], sys.argv[4] if len(sys.argv) > 4 else None)
     elif sys.argv[1] == "reference":
         reference(*sys.argv[2:6])
     else:

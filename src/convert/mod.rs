@@ -23,6 +23,7 @@
 
 mod bert;
 mod llama;
+mod qwen2;
 pub mod safetensors;
 mod sentencepiece;
 mod tokenizer;
@@ -366,6 +367,19 @@ impl Config {
         }
     }
 
+    /// Whether the field is present and not null.
+    pub fn contains(&self, key: &str) -> bool {
+        self.raw(key).is_some()
+    }
+
+    /// An `[]int32` field (empty when absent).
+    pub fn i32s(&self, key: &str) -> Result<Vec<i32>, ConvertError> {
+        match self.raw(key) {
+            None => Ok(Vec::new()),
+            Some(raw) => serde_json::from_str(raw).map_err(|_| Self::bad(key, raw, "[]int32")),
+        }
+    }
+
     /// A nested object (empty when absent or null).
     pub fn object(&self, key: &str) -> Result<Config, ConvertError> {
         match self.raw(key) {
@@ -656,6 +670,7 @@ impl<'f> Conversion<'f> {
         let arch: &dyn Architecture = match architecture.as_str() {
             "BertModel" => &bert::Bert,
             "LlamaForCausalLM" => &llama::Llama,
+            "Qwen2ForCausalLM" => &qwen2::Qwen2,
             other if OLLAMA_ARCHITECTURES.contains(&other) => {
                 return Err(ConvertError::NotYet(format!("{other} models")));
             }

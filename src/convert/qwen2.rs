@@ -1,0 +1,87 @@
+//! Qwen2 (`Qwen2ForCausalLM`: Qwen2 and Qwen2.5 language models), as Ollama converts it.
+
+use kiln_gguf::{Array, Value, ValueType};
+
+use super::tokenizer::Tokenizer;
+use super::{Architecture, Config, ConvertError, Metadata, ModelFolder, Parameters};
+
+pub(crate) struct Qwen2;
+
+impl Architecture for Qwen2 {
+    fn parameters(&self, c: &Config, _folder: &ModelFolder) -> Result<Parameters, ConvertError> {
+        // Ollama writes these whether or not config.json sets them.
+        let mut p = Parameters::new();
+        for (key, field) in [
+            ("block_count", "num_hidden_layers"),
+            ("context_length", "max_position_embeddings"),
+            ("embedding_length", "hidden_size"),
+            ("feed_forward_length", "intermediate_size"),
+            ("attention.head_count", "num_attention_heads"),
+            ("attention.head_count_kv", "num_key_value_heads"),
+        ] {
+            p.insert(key, Value::U32(c.u32(field)?));
+        }
+        p.insert("rope.freq_base", Value::F32(c.f32("rope_theta")?));
+        p.insert(
+            "attention.layer_norm_rms_epsilon",
+            Value::F32(c.f32("rms_norm_eps")?),
+        );
+        let scaling = c.object("rope_scaling")?;
+        scaling.u32("original_max_position_embeddings")?;
+        if scaling.contains("factor") {
+            // Ollama declares the factor as a list and cannot decode the number configs hold,
+            // nor write a list for yarn: it fails on every such config.
+            return Err(ConvertError::NotYet(
+                "Qwen2 models with a rope_scaling factor".into(),
+            ));
+        }
+        match scaling.string("type")?.as_str() {
+            "" => {}
+            "mrope" | "default" => {
+                let section = scaling.i32s("mrope_section")?;
+                p.insert(
+                    "rope.mrope_section",
+                    Value::Array(Array::new(
+                        ValueType::I32,
+                        section.into_iter().map(Value::I32).collect(),
+                    )),
+                );
+            }
+            other => {
+                return Err(ConvertError::NotYet(format!(
+                    "Qwen2 models with {other:?} rope scaling"
+                )));
+            }
+        }
+        Ok(p)
+    }
+
+    fn replacements(&self) -> &'static [(&'static str, &'static str)] {
+        &[
+            ("lm_head", "output"),
+            ("model.embed_tokens", "token_embd"),
+            ("model.layers", "blk"),
+            ("input_layernorm", "attn_norm"),
+            ("self_attn.k_proj", "attn_k"),
+            ("self_attn.v_proj", "attn_v"),
+            ("self_attn.q_proj", "attn_q"),
+            ("self_attn.o_proj", "attn_output"),
+            ("mlp.down_proj", "ffn_down"),
+            ("mlp.gate_proj", "ffn_gate"),
+            ("mlp.up_proj", "ffn_up"),
+            ("post_attention_layernorm", "ffn_norm"),
+            ("model.norm", "output_norm"),
+        ]
+    }
+
+    fn skip_tensor(&self, _name: &str) -> bool {
+        false
+    }
+
+    fn metadata(&self, params: &Parameters, _tokenizer: &mut Tokenizer, kv: &mut Metadata) {
+        kv.insert("general.architecture".into(), Value::string("qwen2"));
+        for (key, value) in params {
+            kv.insert(format!("qwen2.{key}"), value.clone());
+        }
+    }
+}
