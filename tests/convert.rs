@@ -268,9 +268,11 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
 /// `tokenizer.json`, and from F32 weights with a SentencePiece `tokenizer.model`: every tensor's
 /// type, shape and bytes (rotary row regrouping of q/k included), the vocabulary (with scores for
 /// SentencePiece) and merges; rope frequency factors to float32 precision; and llama.cpp's logits
-/// of kiln's file against those of its own. The same for a Qwen2 (q/k/v biases) from BF16.
+/// of kiln's file against those of its own. The same for a Qwen2 (q/k/v biases) from BF16, and
+/// for Gemma, Gemma 2 and Gemma 3 text models from F32 (norm weights shifted by one, tied
+/// embeddings, Gemma 3's embedding rows past the vocabulary dropped).
 #[test]
-fn llama_and_qwen2_match_llama_cpps_converter() {
+fn causal_lms_match_llama_cpps_converter() {
     let Some(python) = common::oracle_python() else {
         return;
     };
@@ -287,11 +289,14 @@ fn llama_and_qwen2_match_llama_cpps_converter() {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/oracle/hf_llama.py");
     let tokens = golden["tokens_for_logits"].clone();
     let mut jobs = Vec::new();
-    let cases: [(&str, &[&str]); 4] = [
+    let cases: [(&str, &[&str]); 7] = [
         ("f32", &["f32"]),
         ("bf16", &["bf16"]),
         ("spm", &["f32", "spm"]),
         ("qwen2", &["bf16", "qwen2"]),
+        ("gemma", &["f32", "gemma"]),
+        ("gemma2", &["f32", "gemma2"]),
+        ("gemma3", &["f32", "gemma3"]),
     ];
     for (dtype, make_args) in cases {
         let folder = work.join(dtype);

@@ -9,7 +9,9 @@ llama-cpp-python 0.3.36 sdist (vendor/llama.cpp/). ORACLE_PYTHON: the test venv'
 (target/oracle-venv), which makes the synthetic folders and runs llama.cpp for logits.
 
 For each case (f32 weights → llama.cpp --outtype f16, bf16 → --outtype bf16, and f32 with a
-SentencePiece tokenizer.model instead of tokenizer.json, and a Qwen2 from bf16) it records what
+SentencePiece tokenizer.model instead of tokenizer.json, a Qwen2 from bf16, and Gemma, Gemma 2 and
+Gemma 3 text models from f32: llama.cpp adds Gemma's norm offset in the source dtype, Ollama in
+float32, so only f32 sources can agree bit for bit) it records what
 llama.cpp's converter writes for the synthetic Llama of hf_llama.py: every tensor's type, shape
 and SHA-256 (rope_freqs also as values: Ollama computes them partly in float32, llama.cpp in
 float64), the SHA-256 of the tokens, scores, token types and merges (one per line; null when absent), and llama.cpp's logits
@@ -33,7 +35,9 @@ def main():
     golden = {"tokens_for_logits": TOKENS}
     with tempfile.TemporaryDirectory() as tmp:
         for case, dtype, outtype, extra in (("f32", "f32", "f16", []), ("bf16", "bf16", "bf16", []),
-                                             ("spm", "f32", "f16", ["spm"]), ("qwen2", "bf16", "bf16", ["qwen2"])):
+                                             ("spm", "f32", "f16", ["spm"]), ("qwen2", "bf16", "bf16", ["qwen2"]),
+                                             ("gemma", "f32", "f16", ["gemma"]), ("gemma2", "f32", "f16", ["gemma2"]),
+                                             ("gemma3", "f32", "f16", ["gemma3"])):
             folder = os.path.join(tmp, case)
             gguf_path = os.path.join(tmp, f"llama-{case}.gguf")
             subprocess.run([oracle_python, os.path.join(HERE, "hf_llama.py"), "make", folder, dtype] + extra,

@@ -1,12 +1,15 @@
 #!/usr/bin/env python3
 """A small synthetic Hugging Face Llama folder, and llama.cpp's own conversion of it.
 
-  hf_llama.py make DIR DTYPE [spm|qwen2]
+  hf_llama.py make DIR DTYPE [spm|qwen2|gemma|gemma2|gemma3]
       writes DIR/{config.json, model.safetensors, tokenizer.json, tokenizer_config.json,
       generation_config.json}: a 2-layer GQA Llama (Llama 3 rope scaling, byte-level BPE tokenizer
       with Llama 3's pre-tokenizer regex) whose weights are DTYPE ("f32" or "bf16"). With "spm", a
       Llama 2 style SentencePiece tokenizer.model (unigram, byte fallback) replaces tokenizer.json;
-      with "qwen2", the model is a Qwen2ForCausalLM (q/k/v biases, no rope scaling).
+      with "qwen2", the model is a Qwen2ForCausalLM (q/k/v biases, no rope scaling); "gemma",
+      "gemma2" and "gemma3" make Gemma, Gemma 2 and Gemma 3 text models with the SentencePiece
+      tokenizer (tied embeddings, head size 24, Gemma's norm layout; Gemma 3 with q/k norms and
+      16 embedding rows past the vocabulary).
       Deterministic: weights come from integer hashing, not a random generator, so every numpy
       gives the same bytes.
 
@@ -144,7 +147,8 @@ def write_safetensors(path, tensors, dtype):
 
 
 def make(out, dtype, variant=None):
-    spm, qwen2 = variant == "spm", variant == "qwen2"
+    gemma = variant if variant in ("gemma", "gemma2", "gemma3") else None
+    spm, qwen2 = variant == "spm" or gemma is not None, variant == "qwen2"
     os.makedirs(out, exist_ok=True)
     tok = tokenizer()
     vocab_size = len(tok["model"]["vocab"])
@@ -152,14 +156,25 @@ def make(out, dtype, variant=None):
         model, vocab_size = spm_model()
         with open(os.path.join(out, "tokenizer.model"), "wb") as f:
             f.write(model)
-    head_dim = HIDDEN // HEADS
-    t = {"model.embed_tokens.weight": values("embed", (vocab_size, HIDDEN), 1.0),
-         "model.norm.weight": 1 + values("norm", (HIDDEN,), 0.1),
-         "lm_head.weight": values("head", (vocab_size, HIDDEN), 0.2)}
+    # Gemma: a head size that is not hidden / heads, embeddings tied to the output, norm weights
+    # stored as (weight - 1); Gemma 3 also with embedding rows past the vocabulary.
+    head_dim = 24 if gemma else HIDDEN // HEADS
+    norm_base = 0 if gemma else 1
+    embed_rows = vocab_size + 16 if gemma == "gemma3" else vocab_size
+    t = {"model.embed_tokens.weight": values("embed", (embed_rows, HIDDEN), 1.0),
+         "model.norm.weight": norm_base + values("norm", (HIDDEN,), 0.1)}
+    if not gemma:
+        t["lm_head.weight"] = values("head", (vocab_size, HIDDEN), 0.2)
     for l in range(LAYERS):
         p = f"model.layers.{l}."
-        t[p + "input_layernorm.weight"] = 1 + values(p + "n1", (HIDDEN,), 0.1)
-        t[p + "post_attention_layernorm.weight"] = 1 + values(p + "n2", (HIDDEN,), 0.1)
+        t[p + "input_layernorm.weight"] = norm_base + values(p + "n1", (HIDDEN,), 0.1)
+        t[p + "post_attention_layernorm.weight"] = norm_base + values(p + "n2", (HIDDEN,), 0.1)
+        if gemma in ("gemma2", "gemma3"):
+            t[p + "pre_feedforward_layernorm.weight"] = values(p + "n3", (HIDDEN,), 0.1)
+            t[p + "post_feedforward_layernorm.weight"] = values(p + "n4", (HIDDEN,), 0.1)
+        if gemma == "gemma3":
+            t[p + "self_attn.q_norm.weight"] = values(p + "qn", (head_dim,), 0.1)
+            t[p + "self_attn.k_norm.weight"] = values(p + "kn", (head_dim,), 0.1)
         t[p + "self_attn.q_proj.weight"] = values(p + "q", (HEADS * head_dim, HIDDEN), 0.3)
         t[p + "self_attn.k_proj.weight"] = values(p + "k", (KV_HEADS * head_dim, HIDDEN), 0.3)
         t[p + "self_attn.v_proj.weight"] = values(p + "v", (KV_HEADS * head_dim, HIDDEN), 0.3)
@@ -185,6 +200,23 @@ def make(out, dtype, variant=None):
         config.update({"architectures": ["Qwen2ForCausalLM"], "model_type": "qwen2", "rope_theta": 1000000.0,
                        "use_sliding_window": False, "sliding_window": 2048, "max_window_layers": LAYERS})
         del config["rope_scaling"]
+    if gemma:
+        config.update({"architectures": [{"gemma": "GemmaForCausalLM", "gemma2": "Gemma2ForCausalLM",
+                                          "gemma3": "Gemma3ForCausalLM"}[gemma]],
+                       "model_type": {"gemma3": "gemma3_text"}.get(gemma, gemma), "head_dim": head_dim,
+                       "rope_theta": 10000.0, "rms_norm_eps": 1e-6, "tie_word_embeddings": True,
+                       "hidden_activation": "gelu_pytorch_tanh", "hidden_act": "gelu_pytorch_tanh",
+                       "pad_token_id": 0, "attention_bias": False})
+        del config["rope_scaling"]
+        if gemma in ("gemma2", "gemma3"):
+            config.update({"sliding_window": 512, "query_pre_attn_scalar": head_dim,
+                           "final_logit_softcapping": 30.0})
+        if gemma == "gemma2":
+            config["attn_logit_softcapping"] = 50.0
+        if gemma == "gemma3":
+            config.update({"rope_theta": 1000000.0, "rope_local_base_freq": 10000.0,
+                           "sliding_window_pattern": 6, "attn_logit_softcapping": None,
+                           "final_logit_softcapping": None})
     template = ("{{ bos_token }}{% for message in messages %}{{ '<|start_header_id|>' + message['role'] + "
                 "'<|end_header_id|>\\n\\n' + message['content'] | trim + '<|eot_id|>' }}{% endfor %}"
                 "{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}{% endif %}")

@@ -119,6 +119,7 @@ impl Architecture for Llama {
     fn adjust_tensors(
         &self,
         c: &Config,
+        _vocab_len: usize,
         tensors: &mut Vec<Planned<'_>>,
     ) -> Result<(), ConvertError> {
         let heads = u64::from(c.u32("num_attention_heads")?);

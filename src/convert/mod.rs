@@ -4,10 +4,12 @@
 //! The output carries the same metadata (keys, types and values), the same tensors (names,
 //! types, shapes and bytes) in the same order as Ollama's `convert.ConvertModel`. Architectures:
 //! BERT (`BertModel`: Ollama's own fixture for `sentence-transformers/all-MiniLM-L6-v2` is
-//! checked key by key and tensor by tensor in the tests) and Llama (`LlamaForCausalLM` with a BPE
-//! `tokenizer.json` or a SentencePiece `tokenizer.model`: tensors, vocabulary and merges checked
-//! against llama.cpp's own converter, and llama.cpp's logits of the result against those of
-//! llama.cpp's conversion). The others
+//! checked key by key and tensor by tensor in the tests), Llama (`LlamaForCausalLM` with a BPE
+//! `tokenizer.json` or a SentencePiece `tokenizer.model`), Qwen2 (`Qwen2ForCausalLM`) and Gemma 1,
+//! 2 and 3 (`GemmaForCausalLM`, `Gemma2ForCausalLM`, `Gemma3ForCausalLM`): tensors, vocabulary
+//! and merges checked against llama.cpp's own converter, and llama.cpp's logits of the result
+//! against those of llama.cpp's conversion; the keys Ollama writes checked against its Go source
+//! in unit tests. The others
 //! Ollama converts are refused with [`ConvertError::NotYet`].
 //!
 //! ```no_run
@@ -22,6 +24,7 @@
 //! ```
 
 mod bert;
+mod gemma;
 mod llama;
 mod qwen2;
 pub mod safetensors;
@@ -530,6 +533,8 @@ pub(crate) struct Planned<'f> {
     /// Rows regrouped per attention head (`Some(heads)`): llama.cpp's rotary layout for the
     /// interleaved halves Hugging Face stores.
     pub permute_heads: Option<u64>,
+    /// One added to every value, in float32 (Gemma's norm weights are stored as `weight - 1`).
+    pub add_one: bool,
 }
 
 impl<'f> Planned<'f> {
@@ -541,6 +546,7 @@ impl<'f> Planned<'f> {
             shape: view.shape,
             data: Cow::Borrowed(view.data),
             permute_heads: None,
+            add_one: false,
         }
     }
 
@@ -553,6 +559,30 @@ impl<'f> Planned<'f> {
             shape: vec![values.len() as u64],
             data: Cow::Owned(values.iter().flat_map(|v| v.to_le_bytes()).collect()),
             permute_heads: None,
+            add_one: false,
+        }
+    }
+
+    /// Number of dimensions.
+    pub fn dims(&self) -> usize {
+        self.shape.len()
+    }
+
+    /// Keeps only the first `rows` rows (outermost dimension) when there are more.
+    pub fn truncate_rows(&mut self, rows: u64) {
+        let Some(&have) = self.shape.first() else {
+            return;
+        };
+        if have > rows {
+            let row_bytes = self.data.len() as u64 / have;
+            self.data = match std::mem::take(&mut self.data) {
+                Cow::Borrowed(d) => Cow::Borrowed(&d[..(rows * row_bytes) as usize]),
+                Cow::Owned(mut d) => {
+                    d.truncate((rows * row_bytes) as usize);
+                    Cow::Owned(d)
+                }
+            };
+            self.shape[0] = rows;
         }
     }
 
@@ -596,10 +626,11 @@ impl<'f> Planned<'f> {
 
     /// Streams the converted bytes to `writer`, a bounded chunk at a time.
     fn write<W: Write>(&self, writer: &mut Writer<W>) -> Result<(), ConvertError> {
-        let same = matches!(
-            (self.dtype, self.kind),
-            (Dtype::F32, Kind::F32) | (Dtype::F16, Kind::F16) | (Dtype::BF16, Kind::BF16)
-        );
+        let same = !self.add_one
+            && matches!(
+                (self.dtype, self.kind),
+                (Dtype::F32, Kind::F32) | (Dtype::F16, Kind::F16) | (Dtype::BF16, Kind::BF16)
+            );
         let width = self.dtype.size() as usize;
         let mut out = Vec::with_capacity(CHUNK * 4);
         for piece in self.pieces()? {
@@ -619,12 +650,15 @@ impl<'f> Planned<'f> {
                         }
                         _ => kiln_quant::bf16_bits_to_f32(u16::from_le_bytes([bytes[0], bytes[1]])),
                     };
+                    // Only when asked: adding zero would turn -0.0 into +0.0.
+                    let value = if self.add_one { value + 1.0 } else { value };
                     match self.kind {
                         Kind::F32 => out.extend_from_slice(&value.to_le_bytes()),
                         Kind::F16 => {
                             out.extend_from_slice(&kiln_quant::f32_to_f16_bits(value).to_le_bytes())
                         }
-                        // Go's bfloat16 encoder truncates (only BF16 sources get here, exactly).
+                        // Go's bfloat16 encoder truncates (exact for BF16 sources; only 1-D
+                        // tensors, stored as F32, are shifted).
                         Kind::BF16 => out.extend_from_slice(&value.to_le_bytes()[2..]),
                     }
                 }
@@ -671,6 +705,9 @@ impl<'f> Conversion<'f> {
             "BertModel" => &bert::Bert,
             "LlamaForCausalLM" => &llama::Llama,
             "Qwen2ForCausalLM" => &qwen2::Qwen2,
+            "GemmaForCausalLM" => &gemma::Gemma::One,
+            "Gemma2ForCausalLM" => &gemma::Gemma::Two,
+            "Gemma3ForCausalLM" => &gemma::Gemma::Three,
             other if OLLAMA_ARCHITECTURES.contains(&other) => {
                 return Err(ConvertError::NotYet(format!("{other} models")));
             }
@@ -722,7 +759,7 @@ impl<'f> Conversion<'f> {
             }
             tensors.push(Planned::from_view(name, source));
         }
-        arch.adjust_tensors(&config, &mut tensors)?;
+        arch.adjust_tensors(&config, tokenizer.vocab.tokens.len(), &mut tensors)?;
         tensors.sort_by(|a, b| {
             let block = |t: &Planned<'_>| block_of(&t.name).unwrap_or(i64::MAX);
             block(a).cmp(&block(b)).then_with(|| a.name.cmp(&b.name))
@@ -838,6 +875,7 @@ pub(crate) trait Architecture {
     fn adjust_tensors(
         &self,
         _config: &Config,
+        _vocab_len: usize,
         _tensors: &mut Vec<Planned<'_>>,
     ) -> Result<(), ConvertError> {
         Ok(())
