@@ -270,7 +270,9 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
 /// SentencePiece) and merges; rope frequency factors to float32 precision; and llama.cpp's logits
 /// of kiln's file against those of its own. The same for a Qwen2 (q/k/v biases) from BF16, and
 /// for Gemma, Gemma 2 and Gemma 3 text models from F32 (norm weights shifted by one, tied
-/// embeddings, Gemma 3's embedding rows past the vocabulary dropped).
+/// embeddings, Gemma 3's embedding rows past the vocabulary dropped), and for a Phi-3 (fused qkv
+/// and gate_up, longrope factors) from BF16. Each conversion, quantized to Q4_K_M by kiln, equals
+/// llama.cpp's Q4_K_M of it.
 #[test]
 fn causal_lms_match_llama_cpps_converter() {
     let Some(python) = common::oracle_python() else {
@@ -289,7 +291,8 @@ fn causal_lms_match_llama_cpps_converter() {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/oracle/hf_llama.py");
     let tokens = golden["tokens_for_logits"].clone();
     let mut jobs = Vec::new();
-    let cases: [(&str, &[&str]); 7] = [
+    let mut quantized = Vec::new();
+    let cases: [(&str, &[&str]); 8] = [
         ("f32", &["f32"]),
         ("bf16", &["bf16"]),
         ("spm", &["f32", "spm"]),
@@ -297,6 +300,7 @@ fn causal_lms_match_llama_cpps_converter() {
         ("gemma", &["f32", "gemma"]),
         ("gemma2", &["f32", "gemma2"]),
         ("gemma3", &["f32", "gemma3"]),
+        ("phi3", &["bf16", "phi3"]),
     ];
     for (dtype, make_args) in cases {
         let folder = work.join(dtype);
@@ -393,8 +397,29 @@ fn causal_lms_match_llama_cpps_converter() {
         }
         jobs.push(serde_json::json!({"op": "logits", "model": path,
             "output": work.join(format!("logits-{dtype}.f32")), "tokens": tokens}));
+        // What Ollama does next with its conversion: llama.cpp's Q4_K_M of it (15), which
+        // kiln's quantizer must equal byte for byte (fused qkv, tied embeddings and all).
+        jobs.push(serde_json::json!({"op": "quantize", "input": path,
+            "output": work.join(format!("llama-q4_k_m-{dtype}.gguf")), "ftype": 15, "threads": 2}));
+        let mut ours = Vec::new();
+        kiln::quantize_gguf(
+            &gguf,
+            &mut ours,
+            kiln::FileType::Q4_K_M,
+            &kiln::QuantizeOptions::default(),
+            &mut kiln::NoProgress,
+        )
+        .unwrap();
+        quantized.push((dtype, ours));
     }
     common::run_llama_oracle(&python, &jobs, &work);
+    for (dtype, ours) in &quantized {
+        let theirs = std::fs::read(work.join(format!("llama-q4_k_m-{dtype}.gguf"))).unwrap();
+        assert!(
+            *ours == theirs,
+            "{dtype}: kiln's Q4_K_M of the conversion differs from llama.cpp's"
+        );
+    }
     for (dtype, _) in cases {
         let got: Vec<f32> = std::fs::read(work.join(format!("logits-{dtype}.f32")))
             .unwrap()
@@ -414,6 +439,110 @@ fn causal_lms_match_llama_cpps_converter() {
             .map(|(a, b)| (a - b).abs())
             .fold(0f32, f32::max);
         assert!(worst < 1e-3, "{dtype}: logits differ by up to {worst}");
+    }
+    let _ = std::fs::remove_dir_all(&work);
+}
+
+/// Ollama's fixtures for gemma-2b-it, gemma-2-2b-it, gemma-2-9b-it and Phi-3-mini-128k-instruct
+/// list the architecture keys its converter wrote for those models. The weights are too large
+/// for CI, but those keys come from `config.json` alone: converting a folder with each model's
+/// published hyperparameters (and a one-tensor stand-in for its weights) must give every
+/// architecture key of the fixture, value for value, in Go's formatting.
+#[test]
+fn architecture_keys_match_ollamas_fixtures() {
+    let phi3_factors = |step: f64| -> Vec<f64> { (0..48).map(|i| 1.0 + step * i as f64).collect() };
+    let cases = [
+        (
+            "gemma-2b-it",
+            serde_json::json!({"architectures": ["GemmaForCausalLM"], "head_dim": 256,
+                "hidden_size": 2048, "intermediate_size": 16384, "max_position_embeddings": 8192,
+                "num_attention_heads": 8, "num_hidden_layers": 18, "num_key_value_heads": 1,
+                "rms_norm_eps": 1e-06, "rope_theta": 10000.0}),
+        ),
+        (
+            "gemma-2-2b-it",
+            serde_json::json!({"architectures": ["Gemma2ForCausalLM"], "head_dim": 256,
+                "hidden_size": 2304, "intermediate_size": 9216, "max_position_embeddings": 8192,
+                "num_attention_heads": 8, "num_hidden_layers": 26, "num_key_value_heads": 4,
+                "rms_norm_eps": 1e-06, "rope_theta": 10000.0, "sliding_window": 4096,
+                "attn_logit_softcapping": 50.0, "final_logit_softcapping": 30.0,
+                "query_pre_attn_scalar": 256}),
+        ),
+        (
+            "gemma-2-9b-it",
+            serde_json::json!({"architectures": ["Gemma2ForCausalLM"], "head_dim": 256,
+                "hidden_size": 3584, "intermediate_size": 14336, "max_position_embeddings": 8192,
+                "num_attention_heads": 16, "num_hidden_layers": 42, "num_key_value_heads": 8,
+                "rms_norm_eps": 1e-06, "rope_theta": 10000.0, "sliding_window": 4096,
+                "attn_logit_softcapping": 50.0, "final_logit_softcapping": 30.0}),
+        ),
+        (
+            "Phi-3-mini-128k-instruct",
+            serde_json::json!({"architectures": ["Phi3ForCausalLM"], "hidden_size": 3072,
+                "intermediate_size": 8192, "max_position_embeddings": 131072,
+                "original_max_position_embeddings": 4096, "num_attention_heads": 32,
+                "num_hidden_layers": 32, "num_key_value_heads": 32, "rms_norm_eps": 1e-05,
+                "rope_theta": 10000.0, "sliding_window": 262144,
+                "rope_scaling": {"type": "longrope", "long_factor": phi3_factors(0.5),
+                                 "short_factor": phi3_factors(0.01)}}),
+        ),
+    ];
+    let work = std::env::temp_dir().join(format!("kiln-convert-keys-{}", std::process::id()));
+    for (name, config) in cases {
+        let dir = work.join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("config.json"), config.to_string()).unwrap();
+        std::fs::write(
+            dir.join("tokenizer.json"),
+            r#"{"model": {"vocab": {"a": 0, "b": 1}}}"#,
+        )
+        .unwrap();
+        // One norm weight of two F32 values: enough for a layer to exist.
+        let header = br#"{"model.layers.0.input_layernorm.weight":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}"#;
+        let mut st = (header.len() as u64).to_le_bytes().to_vec();
+        st.extend_from_slice(header);
+        st.extend_from_slice(&[0; 8]);
+        std::fs::write(dir.join("model.safetensors"), st).unwrap();
+
+        // SAFETY: the folder was just written and is not modified while it is read.
+        let folder = unsafe { ModelFolder::map_dir(&dir) }.unwrap();
+        let out = Conversion::plan(&folder)
+            .unwrap()
+            .write(Vec::new())
+            .unwrap();
+        let gguf = Gguf::parse(&out, &Limits::default()).unwrap();
+        let fixture: BTreeMap<String, String> = serde_json::from_slice(
+            &std::fs::read(
+                Path::new(env!("CARGO_MANIFEST_DIR"))
+                    .join(format!("testdata/ollama-convert/{name}.json")),
+            )
+            .unwrap(),
+        )
+        .unwrap();
+        let arch = &fixture["general.architecture"];
+        let mut checked = 0;
+        for (key, want) in &fixture {
+            if !(key.starts_with(&format!("{arch}.")) || key.starts_with("general.")) {
+                continue;
+            }
+            let got = gguf.metadata().get(key.as_str()).map(ollama_form);
+            assert_eq!(got.as_deref(), Some(want.as_str()), "{name}: {key}");
+            checked += 1;
+        }
+        assert!(checked >= 4, "{name}: only {checked} keys");
+        if arch == "phi3" {
+            // Ollama adds the rope factors as two F32 tensors.
+            let names: Vec<&str> = gguf.tensors().iter().map(|t| t.name()).collect();
+            assert_eq!(
+                names,
+                [
+                    "blk.0.attn_norm.weight",
+                    "rope_factors_long.weight",
+                    "rope_factors_short.weight"
+                ]
+            );
+            assert_eq!(gguf.tensors()[1].dims(), [48]);
+        }
     }
     let _ = std::fs::remove_dir_all(&work);
 }

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """A small synthetic Hugging Face Llama folder, and llama.cpp's own conversion of it.
 
-  hf_llama.py make DIR DTYPE [spm|qwen2|gemma|gemma2|gemma3]
+  hf_llama.py make DIR DTYPE [spm|qwen2|gemma|gemma2|gemma3|phi3]
       writes DIR/{config.json, model.safetensors, tokenizer.json, tokenizer_config.json,
       generation_config.json}: a 2-layer GQA Llama (Llama 3 rope scaling, byte-level BPE tokenizer
       with Llama 3's pre-tokenizer regex) whose weights are DTYPE ("f32" or "bf16"). With "spm", a
@@ -9,7 +9,8 @@
       with "qwen2", the model is a Qwen2ForCausalLM (q/k/v biases, no rope scaling); "gemma",
       "gemma2" and "gemma3" make Gemma, Gemma 2 and Gemma 3 text models with the SentencePiece
       tokenizer (tied embeddings, head size 24, Gemma's norm layout; Gemma 3 with q/k norms and
-      16 embedding rows past the vocabulary).
+      16 embedding rows past the vocabulary); "phi3" a Phi3ForCausalLM with the SentencePiece
+      tokenizer, fused qkv and gate_up weights and longrope factors.
       Deterministic: weights come from integer hashing, not a random generator, so every numpy
       gives the same bytes.
 
@@ -148,7 +149,8 @@ def write_safetensors(path, tensors, dtype):
 
 def make(out, dtype, variant=None):
     gemma = variant if variant in ("gemma", "gemma2", "gemma3") else None
-    spm, qwen2 = variant == "spm" or gemma is not None, variant == "qwen2"
+    phi3 = variant == "phi3"
+    spm, qwen2 = variant in ("spm", "phi3") or gemma is not None, variant == "qwen2"
     os.makedirs(out, exist_ok=True)
     tok = tokenizer()
     vocab_size = len(tok["model"]["vocab"])
@@ -156,6 +158,12 @@ def make(out, dtype, variant=None):
         model, vocab_size = spm_model()
         with open(os.path.join(out, "tokenizer.model"), "wb") as f:
             f.write(model)
+    if phi3:
+        # Phi-3's end-of-text token comes from added_tokens.json (llama.cpp also requires it of
+        # any model named phi3).
+        with open(os.path.join(out, "added_tokens.json"), "w") as f:
+            json.dump({"<|endoftext|>": vocab_size}, f)
+        vocab_size += 1
     # Gemma: a head size that is not hidden / heads, embeddings tied to the output, norm weights
     # stored as (weight - 1); Gemma 3 also with embedding rows past the vocabulary.
     head_dim = 24 if gemma else HIDDEN // HEADS
@@ -186,6 +194,14 @@ def make(out, dtype, variant=None):
             t[p + "self_attn.q_proj.bias"] = values(p + "qb", (HEADS * head_dim,), 0.1)
             t[p + "self_attn.k_proj.bias"] = values(p + "kb", (KV_HEADS * head_dim,), 0.1)
             t[p + "self_attn.v_proj.bias"] = values(p + "vb", (KV_HEADS * head_dim,), 0.1)
+    if phi3:
+        # Phi-3 stores q, k and v as one matrix, and gate and up as another.
+        for l in range(LAYERS):
+            p = f"model.layers.{l}."
+            t[p + "self_attn.qkv_proj.weight"] = np.concatenate(
+                [t.pop(p + f"self_attn.{x}_proj.weight") for x in "qkv"])
+            t[p + "mlp.gate_up_proj.weight"] = np.concatenate(
+                [t.pop(p + "mlp.gate_proj.weight"), t.pop(p + "mlp.up_proj.weight")])
     write_safetensors(os.path.join(out, "model.safetensors"), t, dtype)
     bos, eos, eot = (1, 2, 2) if spm else (vocab_size - 3, vocab_size - 2, vocab_size - 1)
     config = {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": HIDDEN,
@@ -217,6 +233,14 @@ def make(out, dtype, variant=None):
             config.update({"rope_theta": 1000000.0, "rope_local_base_freq": 10000.0,
                            "sliding_window_pattern": 6, "attn_logit_softcapping": None,
                            "final_logit_softcapping": None})
+    if phi3:
+        half = head_dim // 2
+        config.update({"architectures": ["Phi3ForCausalLM"], "model_type": "phi3", "rope_theta": 10000.0,
+                       "max_position_embeddings": 4096, "original_max_position_embeddings": 256,
+                       "sliding_window": 2047, "attention_bias": False, "resid_pdrop": 0.0,
+                       "rope_scaling": {"type": "longrope",
+                                        "long_factor": [1.0 + 0.5 * i for i in range(half)],
+                                        "short_factor": [1.0 + 0.125 * i for i in range(half)]}})
     template = ("{{ bos_token }}{% for message in messages %}{{ '<|start_header_id|>' + message['role'] + "
                 "'<|end_header_id|>\\n\\n' + message['content'] | trim + '<|eot_id|>' }}{% endfor %}"
                 "{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}{% endif %}")

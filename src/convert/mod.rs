@@ -5,8 +5,9 @@
 //! types, shapes and bytes) in the same order as Ollama's `convert.ConvertModel`. Architectures:
 //! BERT (`BertModel`: Ollama's own fixture for `sentence-transformers/all-MiniLM-L6-v2` is
 //! checked key by key and tensor by tensor in the tests), Llama (`LlamaForCausalLM` with a BPE
-//! `tokenizer.json` or a SentencePiece `tokenizer.model`), Qwen2 (`Qwen2ForCausalLM`) and Gemma 1,
-//! 2 and 3 (`GemmaForCausalLM`, `Gemma2ForCausalLM`, `Gemma3ForCausalLM`): tensors, vocabulary
+//! `tokenizer.json` or a SentencePiece `tokenizer.model`), Qwen2 (`Qwen2ForCausalLM`), Gemma 1,
+//! 2 and 3 (`GemmaForCausalLM`, `Gemma2ForCausalLM`, `Gemma3ForCausalLM`) and Phi-3
+//! (`Phi3ForCausalLM`): tensors, vocabulary
 //! and merges checked against llama.cpp's own converter, and llama.cpp's logits of the result
 //! against those of llama.cpp's conversion; the keys Ollama writes checked against its Go source
 //! in unit tests. The others
@@ -26,6 +27,7 @@
 mod bert;
 mod gemma;
 mod llama;
+mod phi3;
 mod qwen2;
 pub mod safetensors;
 mod sentencepiece;
@@ -84,6 +86,9 @@ pub enum ConvertError {
     /// An architecture Ollama does not convert either.
     #[error("unsupported architecture {0:?}")]
     UnsupportedArchitecture(String),
+    /// A configuration Ollama's converter crashes on (it panics); kiln says what is wrong.
+    #[error("config.json: {0}")]
+    InvalidConfig(String),
     /// Something Ollama converts and kiln does not yet.
     #[error("kiln cannot convert {0} yet; convert it to GGUF with llama.cpp and upload that")]
     NotYet(String),
@@ -373,6 +378,29 @@ impl Config {
     /// Whether the field is present and not null.
     pub fn contains(&self, key: &str) -> bool {
         self.raw(key).is_some()
+    }
+
+    /// A `[]float32` field (empty when absent), each element rounded once from its text as Go
+    /// does (a null element reads as zero).
+    pub fn f32s(&self, key: &str) -> Result<Vec<f32>, ConvertError> {
+        let Some(raw) = self.raw(key) else {
+            return Ok(Vec::new());
+        };
+        let bad = || Self::bad(key, raw, "[]float32");
+        let items: Vec<Option<Box<RawValue>>> = serde_json::from_str(raw).map_err(|_| bad())?;
+        items
+            .iter()
+            .map(|item| match item.as_deref().map(|r| r.get().trim()) {
+                None => Ok(0.0),
+                Some(text)
+                    if text
+                        .starts_with(['-', '0', '1', '2', '3', '4', '5', '6', '7', '8', '9']) =>
+                {
+                    text.parse().map_err(|_| bad())
+                }
+                Some(_) => Err(bad()),
+            })
+            .collect()
     }
 
     /// An `[]int32` field (empty when absent).
@@ -708,6 +736,7 @@ impl<'f> Conversion<'f> {
             "GemmaForCausalLM" => &gemma::Gemma::One,
             "Gemma2ForCausalLM" => &gemma::Gemma::Two,
             "Gemma3ForCausalLM" => &gemma::Gemma::Three,
+            "Phi3ForCausalLM" => &phi3::Phi3,
             other if OLLAMA_ARCHITECTURES.contains(&other) => {
                 return Err(ConvertError::NotYet(format!("{other} models")));
             }
