@@ -10,7 +10,8 @@ llama-cpp-python 0.3.36 sdist (vendor/llama.cpp/). ORACLE_PYTHON: the test venv'
 
 For each case (f32 weights → llama.cpp --outtype f16, bf16 → --outtype bf16, and f32 with a
 SentencePiece tokenizer.model instead of tokenizer.json, a Qwen2 from bf16, and Gemma, Gemma 2 and
-Gemma 3 text models from f32, and a Phi-3 from bf16: llama.cpp adds Gemma's norm offset in the source dtype, Ollama in
+Gemma 3 text models from f32, a Phi-3 from bf16, and a Gemma3ForConditionalGeneration from f32 whose
+text tensors come from llama.cpp and vision tensors from numpy, see vision_golden: llama.cpp adds Gemma's norm offset in the source dtype, Ollama in
 float32, so only f32 sources can agree bit for bit) it records what
 llama.cpp's converter writes for the synthetic Llama of hf_llama.py: every tensor's type, shape
 and SHA-256 (rope_freqs also as values: Ollama computes them partly in float32, llama.cpp in
@@ -37,13 +38,22 @@ def main():
         for case, dtype, outtype, extra in (("f32", "f32", "f16", []), ("bf16", "bf16", "bf16", []),
                                              ("spm", "f32", "f16", ["spm"]), ("qwen2", "bf16", "bf16", ["qwen2"]),
                                              ("gemma", "f32", "f16", ["gemma"]), ("gemma2", "f32", "f16", ["gemma2"]),
-                                             ("gemma3", "f32", "f16", ["gemma3"]), ("phi3", "bf16", "bf16", ["phi3"])):
+                                             ("gemma3", "f32", "f16", ["gemma3"]), ("phi3", "bf16", "bf16", ["phi3"]),
+                                             ("gemma3v", "f32", "f16", ["gemma3v"])):
             folder = os.path.join(tmp, case)
             gguf_path = os.path.join(tmp, f"llama-{case}.gguf")
             subprocess.run([oracle_python, os.path.join(HERE, "hf_llama.py"), "make", folder, dtype] + extra,
                            check=True)
             subprocess.run([torch_python, os.path.join(HERE, "hf_llama.py"), "reference", folder, gguf_path,
                             outtype, script], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            if case == "gemma3v":
+                # llama.cpp converts only the text model here (the tower goes to a separate
+                # mmproj file under its own names), and cannot load a file holding both, so the
+                # text tensors come from it and the vision tensors from vision_golden().
+                golden[case] = describe(oracle_python, gguf_path)
+                golden[case]["logits"] = None
+                golden[case]["vision"] = vision_golden()
+                continue
             logits_path = os.path.join(tmp, f"logits-{case}.f32")
             jobs = os.path.join(tmp, "jobs.json")
             json.dump([{"op": "logits", "model": gguf_path, "output": logits_path, "tokens": TOKENS}], open(jobs, "w"))
@@ -53,6 +63,35 @@ def main():
     with open(out, "w") as f:
         json.dump(golden, f, indent=1, sort_keys=True)
         f.write("\n")
+
+
+def vision_golden():
+    """The vision tower and projector as Ollama's Gemma 3 converter stores them, computed here
+    with numpy from the same deterministic values: its tensor names (the Go replacer's output for
+    the official checkpoint names), F32 for 1-D tensors and F16 for the rest, and one added to
+    the projector's soft-embedding norm (a Gemma norm; the SigLIP norms are not)."""
+    sys.path.insert(0, HERE)
+    import hf_llama
+    names = {"embeddings.patch_embedding": "patch_embedding", "embeddings.position_embedding": "position_embedding",
+             "post_layernorm": "post_layernorm", "encoder.layers.0.layer_norm1": "blk.0.layer_norm1",
+             "encoder.layers.0.layer_norm2": "blk.0.layer_norm2", "encoder.layers.0.self_attn.q_proj": "blk.0.attn_q",
+             "encoder.layers.0.self_attn.k_proj": "blk.0.attn_k", "encoder.layers.0.self_attn.v_proj": "blk.0.attn_v",
+             "encoder.layers.0.self_attn.out_proj": "blk.0.attn_output", "encoder.layers.0.mlp.fc1": "blk.0.mlp.fc1",
+             "encoder.layers.0.mlp.fc2": "blk.0.mlp.fc2"}
+    out = {}
+    for name, a in hf_llama.vision_tensors().items():
+        a = a.astype(np.float32)
+        if name == "multi_modal_projector.mm_input_projection_weight":
+            gguf_name = "mm.mm_input_projection.weight"
+        elif name == "multi_modal_projector.mm_soft_emb_norm.weight":
+            gguf_name, a = "mm.mm_soft_emb_norm.weight", a + np.float32(1)
+        else:
+            stem, _, suffix = name[len("vision_tower.vision_model."):].rpartition(".")
+            gguf_name = f"v.{names[stem]}.{suffix}"
+        data = a if a.ndim == 1 else a.astype(np.float16)
+        out[gguf_name] = {"type": "F32" if a.ndim == 1 else "F16", "shape": list(reversed(a.shape)),
+                          "sha256": hashlib.sha256(data.tobytes()).hexdigest()}
+    return out
 
 
 def describe(oracle_python, path):

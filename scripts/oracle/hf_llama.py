@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """A small synthetic Hugging Face Llama folder, and llama.cpp's own conversion of it.
 
-  hf_llama.py make DIR DTYPE [spm|qwen2|gemma|gemma2|gemma3|phi3]
+  hf_llama.py make DIR DTYPE [spm|qwen2|gemma|gemma2|gemma3|gemma3v|phi3]
       writes DIR/{config.json, model.safetensors, tokenizer.json, tokenizer_config.json,
       generation_config.json}: a 2-layer GQA Llama (Llama 3 rope scaling, byte-level BPE tokenizer
       with Llama 3's pre-tokenizer regex) whose weights are DTYPE ("f32" or "bf16"). With "spm", a
@@ -9,7 +9,8 @@
       with "qwen2", the model is a Qwen2ForCausalLM (q/k/v biases, no rope scaling); "gemma",
       "gemma2" and "gemma3" make Gemma, Gemma 2 and Gemma 3 text models with the SentencePiece
       tokenizer (tied embeddings, head size 24, Gemma's norm layout; Gemma 3 with q/k norms and
-      16 embedding rows past the vocabulary); "phi3" a Phi3ForCausalLM with the SentencePiece
+      16 embedding rows past the vocabulary; "gemma3v" the same text model inside a
+      Gemma3ForConditionalGeneration with a one-layer SigLIP vision tower); "phi3" a Phi3ForCausalLM with the SentencePiece
       tokenizer, fused qkv and gate_up weights and longrope factors.
       Deterministic: weights come from integer hashing, not a random generator, so every numpy
       gives the same bytes.
@@ -124,6 +125,36 @@ def values(name, shape, scale):
     return ((h.astype(np.float64) / float(1 << 24)) * 2 - 1).astype(np.float32).reshape(shape) * np.float32(scale)
 
 
+VISION = {"model_type": "siglip_vision_model", "hidden_size": 16, "intermediate_size": 32,
+          "num_hidden_layers": 1, "num_attention_heads": 2, "image_size": 28, "patch_size": 14,
+          "num_channels": 3, "layer_norm_eps": 1e-6, "vision_use_head": False}
+
+
+def vision_tensors():
+    """A one-layer SigLIP tower and Gemma 3's projector, under the official checkpoints' names."""
+    h, ff, p = VISION["hidden_size"], VISION["intermediate_size"], "vision_tower.vision_model."
+    n_pos = (VISION["image_size"] // VISION["patch_size"]) ** 2
+    t = {p + "embeddings.patch_embedding.weight": values("patch", (h, 3, 14, 14), 0.2),
+         p + "embeddings.patch_embedding.bias": values("patchb", (h,), 0.1),
+         p + "embeddings.position_embedding.weight": values("pos", (n_pos, h), 0.2),
+         p + "post_layernorm.weight": 1 + values("post", (h,), 0.1),
+         p + "post_layernorm.bias": values("postb", (h,), 0.1),
+         "multi_modal_projector.mm_input_projection_weight": values("proj", (h, HIDDEN), 0.2),
+         "multi_modal_projector.mm_soft_emb_norm.weight": values("soft", (h,), 0.1)}
+    l = p + "encoder.layers.0."
+    for n in ("layer_norm1", "layer_norm2"):
+        t[l + n + ".weight"] = 1 + values(l + n, (h,), 0.1)
+        t[l + n + ".bias"] = values(l + n + "b", (h,), 0.1)
+    for n in ("q_proj", "k_proj", "v_proj", "out_proj"):
+        t[l + "self_attn." + n + ".weight"] = values(l + n, (h, h), 0.2)
+        t[l + "self_attn." + n + ".bias"] = values(l + n + "b", (h,), 0.1)
+    t[l + "mlp.fc1.weight"] = values(l + "fc1", (ff, h), 0.2)
+    t[l + "mlp.fc1.bias"] = values(l + "fc1b", (ff,), 0.1)
+    t[l + "mlp.fc2.weight"] = values(l + "fc2", (h, ff), 0.2)
+    t[l + "mlp.fc2.bias"] = values(l + "fc2b", (h,), 0.1)
+    return t
+
+
 def write_safetensors(path, tensors, dtype):
     header, blobs, offset = {}, [], 0
     for name in sorted(tensors):
@@ -148,7 +179,9 @@ def write_safetensors(path, tensors, dtype):
 
 
 def make(out, dtype, variant=None):
-    gemma = variant if variant in ("gemma", "gemma2", "gemma3") else None
+    # "gemma3v": Gemma3ForConditionalGeneration, the Gemma 3 text model with a SigLIP vision tower.
+    vision = variant == "gemma3v"
+    gemma = "gemma3" if vision else variant if variant in ("gemma", "gemma2", "gemma3") else None
     phi3 = variant == "phi3"
     spm, qwen2 = variant in ("spm", "phi3") or gemma is not None, variant == "qwen2"
     os.makedirs(out, exist_ok=True)
@@ -194,6 +227,9 @@ def make(out, dtype, variant=None):
             t[p + "self_attn.q_proj.bias"] = values(p + "qb", (HEADS * head_dim,), 0.1)
             t[p + "self_attn.k_proj.bias"] = values(p + "kb", (KV_HEADS * head_dim,), 0.1)
             t[p + "self_attn.v_proj.bias"] = values(p + "vb", (KV_HEADS * head_dim,), 0.1)
+    if vision:
+        t = {"language_model." + k: v for k, v in t.items()}
+        t.update(vision_tensors())
     if phi3:
         # Phi-3 stores q, k and v as one matrix, and gate and up as another.
         for l in range(LAYERS):
@@ -233,6 +269,13 @@ def make(out, dtype, variant=None):
             config.update({"rope_theta": 1000000.0, "rope_local_base_freq": 10000.0,
                            "sliding_window_pattern": 6, "attn_logit_softcapping": None,
                            "final_logit_softcapping": None})
+    if vision:
+        text = {k: v for k, v in config.items() if k not in ("architectures", "torch_dtype")}
+        text["model_type"] = "gemma3_text"
+        config = {"architectures": ["Gemma3ForConditionalGeneration"], "model_type": "gemma3",
+                  "torch_dtype": config["torch_dtype"], "text_config": text, "vision_config": VISION,
+                  "mm_tokens_per_image": 4, "boi_token_index": 3, "eoi_token_index": 4,
+                  "image_token_index": 5, "initializer_range": 0.02}
     if phi3:
         half = head_dim // 2
         config.update({"architectures": ["Phi3ForCausalLM"], "model_type": "phi3", "rope_theta": 10000.0,

@@ -15,7 +15,11 @@ use super::{Architecture, Config, ConvertError, Metadata, ModelFolder, Parameter
 pub(crate) enum Gemma {
     One,
     Two,
+    /// `Gemma3ForCausalLM`: the text model alone (Gemma 3 1B).
     Three,
+    /// `Gemma3ForConditionalGeneration`: the text model with its SigLIP vision tower and
+    /// projector, all in one GGUF as Ollama writes it (Gemma 3 4B, 12B, 27B).
+    ThreeVision,
 }
 
 /// Gemma's fill-in-the-middle and end-of-turn token ids, which Ollama writes for Gemma 1 and 2
@@ -55,19 +59,28 @@ fn or_f32(v: f32, default: f32) -> f32 {
     if v == 0.0 { default } else { v }
 }
 
-/// Gemma 3 text models (`Gemma3ForCausalLM`): their keys, with the head counts Ollama fixes
-/// for the 4B, 12B and 27B layer counts.
-fn gemma3_parameters(c: &Config) -> Result<Parameters, ConvertError> {
+/// Go's `cmp.Or` for one value and its default.
+fn or_u32(v: u32, default: u32) -> u32 {
+    if v == 0 { default } else { v }
+}
+
+/// Gemma 3's keys, with the head counts Ollama fixes for the 4B, 12B and 27B layer counts. A
+/// text model (`Gemma3ForCausalLM`) reads its sizes from the top level, with rope and window
+/// keys; a vision model takes them from `text_config` and adds the vision tower's.
+fn gemma3_parameters(c: &Config, vision_model: bool) -> Result<Parameters, ConvertError> {
     // Go decodes every field of its struct, so mistyped ones fail even when unused here.
     let text = c.object("text_config")?;
     for field in [
         "head_dim",
         "hidden_size",
+        "num_hidden_layers",
         "intermediate_size",
         "sliding_window",
     ] {
         text.u32(field)?;
     }
+    c.u32("hidden_size")?;
+    c.u32("intermediate_size")?;
     let vision = c.object("vision_config")?;
     for field in [
         "num_attention_heads",
@@ -98,78 +111,107 @@ fn gemma3_parameters(c: &Config) -> Result<Parameters, ConvertError> {
     c.u32("num_key_value_heads")?;
     p.insert("attention.head_count", Value::U32(heads));
     p.insert("attention.head_count_kv", Value::U32(kv_heads));
-    p.insert(
-        "context_length",
-        Value::U32(c.u32("max_position_embeddings")?),
-    );
-    p.insert(
-        "attention.layer_norm_rms_epsilon",
-        Value::F32(c.f32("rms_norm_eps")?),
-    );
-    let head_dim = c.u32("head_dim")?;
-    p.insert("attention.key_length", Value::U32(head_dim));
-    p.insert("attention.value_length", Value::U32(head_dim));
-    p.insert(
-        "attention.sliding_window",
-        Value::U32(c.u32("sliding_window")?),
-    );
-
-    // Which layers attend locally: from layer_types when given, else every layer but each
-    // sliding_window_pattern-th.
-    let layer_types = c.strings("layer_types")?;
-    let pattern = c.u32("sliding_window_pattern")?;
-    if c.contains("sliding_window_pattern") || !layer_types.is_empty() {
-        let local = (0..blocks)
-            .map(|i| {
-                let is_local = match layer_types.get(i as usize) {
-                    Some(kind) => kind == "sliding_attention",
-                    None => pattern > 0 && (i + 1) % pattern != 0,
-                };
-                Value::Bool(is_local)
-            })
-            .collect();
-        p.insert(
-            "attention.sliding_window_pattern",
-            Value::Array(Array::new(ValueType::Bool, local)),
-        );
-    }
-    let softcap = c.f32("final_logit_softcapping")?;
-    if softcap > 0.0 {
-        p.insert("final_logit_softcapping", Value::F32(softcap));
-    }
-    p.insert(
-        "rope.local.freq_base",
-        Value::F32(or_f32(c.f32("rope_local_base_freq")?, 10000.0)),
-    );
-    p.insert(
-        "rope.freq_base",
-        Value::F32(or_f32(c.f32("rope_theta")?, 1_000_000.0)),
-    );
+    // Go decodes these whatever the branch.
     let scaling = c.object("rope_scaling")?;
     let factor = scaling.f32("factor")?;
     let original = scaling.u32("original_max_position_embeddings")?;
     let extrapolation = scaling.f32("extrapolation_factor")?;
     let beta_fast = scaling.f32("beta_fast")?;
     let beta_slow = scaling.f32("beta_slow")?;
-    if scaling.string("rope_type")? == "yarn" && factor > 0.0 {
-        p.insert("rope.scaling.type", Value::string("yarn"));
-        p.insert("rope.scaling.factor", Value::F32(factor));
-        p.insert("rope.scaling.original_context_length", Value::U32(original));
+    let rope_type = scaling.string("rope_type")?;
+    let layer_types = c.strings("layer_types")?;
+    let pattern = c.u32("sliding_window_pattern")?;
+    let softcap = c.f32("final_logit_softcapping")?;
+    let local_theta = c.f32("rope_local_base_freq")?;
+    let theta = c.f32("rope_theta")?;
+    let eps = c.f32("rms_norm_eps")?;
+    let head_dim = c.u32("head_dim")?;
+    let window = c.u32("sliding_window")?;
+    let context = c.u32("max_position_embeddings")?;
+    if vision_model {
+        p.insert("context_length", Value::U32(or_u32(context, 131072)));
+        p.insert("embedding_length", Value::U32(text.u32("hidden_size")?));
         p.insert(
-            "rope.scaling.extrapolation_factor",
-            Value::F32(or_f32(extrapolation, 1.0)),
+            "feed_forward_length",
+            Value::U32(text.u32("intermediate_size")?),
         );
         p.insert(
-            "rope.scaling.beta_fast",
-            Value::F32(or_f32(beta_fast, 64.0)),
+            "attention.sliding_window",
+            Value::U32(text.u32("sliding_window")?),
         );
-        p.insert("rope.scaling.beta_slow", Value::F32(or_f32(beta_slow, 1.0)));
+        for (key, field) in [
+            ("vision.block_count", "num_hidden_layers"),
+            ("vision.embedding_length", "hidden_size"),
+            ("vision.feed_forward_length", "intermediate_size"),
+            ("vision.image_size", "image_size"),
+            ("vision.patch_size", "patch_size"),
+            ("vision.attention.head_count", "num_attention_heads"),
+        ] {
+            p.insert(key, Value::U32(vision.u32(field)?));
+        }
+        p.insert(
+            "vision.num_channels",
+            Value::U32(or_u32(vision.u32("num_channels")?, 3)),
+        );
+        p.insert(
+            "vision.attention.layer_norm_epsilon",
+            Value::F32(or_f32(vision.f32("layer_norm_eps")?, 1e-6)),
+        );
+        let text_head_dim = or_u32(text.u32("head_dim")?, 256);
+        p.insert("attention.key_length", Value::U32(text_head_dim));
+        p.insert("attention.value_length", Value::U32(text_head_dim));
+    } else {
+        p.insert("context_length", Value::U32(context));
+        p.insert("attention.layer_norm_rms_epsilon", Value::F32(eps));
+        p.insert("attention.key_length", Value::U32(head_dim));
+        p.insert("attention.value_length", Value::U32(head_dim));
+        p.insert("attention.sliding_window", Value::U32(window));
+        // Which layers attend locally: from layer_types when given, else every layer but each
+        // sliding_window_pattern-th.
+        if c.contains("sliding_window_pattern") || !layer_types.is_empty() {
+            super::generated("sliding-window layer flags", u64::from(blocks))?;
+            let local = (0..blocks)
+                .map(|i| {
+                    let is_local = match layer_types.get(i as usize) {
+                        Some(kind) => kind == "sliding_attention",
+                        None => pattern > 0 && (i + 1) % pattern != 0,
+                    };
+                    Value::Bool(is_local)
+                })
+                .collect();
+            p.insert(
+                "attention.sliding_window_pattern",
+                Value::Array(Array::new(ValueType::Bool, local)),
+            );
+        }
+        if softcap > 0.0 {
+            p.insert("final_logit_softcapping", Value::F32(softcap));
+        }
+        p.insert(
+            "rope.local.freq_base",
+            Value::F32(or_f32(local_theta, 10000.0)),
+        );
+        p.insert("rope.freq_base", Value::F32(or_f32(theta, 1_000_000.0)));
+        if rope_type == "yarn" && factor > 0.0 {
+            p.insert("rope.scaling.type", Value::string("yarn"));
+            p.insert("rope.scaling.factor", Value::F32(factor));
+            p.insert("rope.scaling.original_context_length", Value::U32(original));
+            p.insert(
+                "rope.scaling.extrapolation_factor",
+                Value::F32(or_f32(extrapolation, 1.0)),
+            );
+            p.insert(
+                "rope.scaling.beta_fast",
+                Value::F32(or_f32(beta_fast, 64.0)),
+            );
+            p.insert("rope.scaling.beta_slow", Value::F32(or_f32(beta_slow, 1.0)));
+        }
+        p.insert("embedding_length", Value::U32(c.u32("hidden_size")?));
+        p.insert(
+            "feed_forward_length",
+            Value::U32(c.u32("intermediate_size")?),
+        );
     }
-    p.insert("embedding_length", Value::U32(c.u32("hidden_size")?));
-    p.insert(
-        "feed_forward_length",
-        Value::U32(c.u32("intermediate_size")?),
-    );
     let per_image = c.u32("mm_tokens_per_image")?;
     if per_image > 0 {
         p.insert("mm.tokens_per_image", Value::U32(per_image));
@@ -182,7 +224,7 @@ impl Gemma {
         match self {
             Gemma::One => "gemma",
             Gemma::Two => "gemma2",
-            Gemma::Three => "gemma3",
+            Gemma::Three | Gemma::ThreeVision => "gemma3",
         }
     }
 }
@@ -207,7 +249,8 @@ impl Architecture for Gemma {
                 );
                 Ok(p)
             }
-            Gemma::Three => gemma3_parameters(c),
+            Gemma::Three => gemma3_parameters(c, false),
+            Gemma::ThreeVision => gemma3_parameters(c, true),
         }
     }
 
@@ -243,7 +286,7 @@ impl Architecture for Gemma {
                 ("pre_feedforward_layernorm", "ffn_norm"),
                 ("post_feedforward_layernorm", "post_ffw_norm"),
             ],
-            Gemma::Three => &[
+            Gemma::Three | Gemma::ThreeVision => &[
                 ("lm_head", "output"),
                 ("model.embed_tokens", "token_embd"),
                 ("model.norm", "output_norm"),
@@ -289,7 +332,7 @@ impl Architecture for Gemma {
                 t.add_one = true;
             }
             // Gemma 3 checkpoints may carry embedding rows past the vocabulary; Ollama drops them.
-            if *self == Gemma::Three
+            if matches!(self, Gemma::Three | Gemma::ThreeVision)
                 && t.name == "token_embd.weight"
                 && t.dims() >= 2
                 && vocab_len > 0
@@ -306,7 +349,7 @@ impl Architecture for Gemma {
         for (key, value) in params {
             kv.insert(format!("{arch}.{key}"), value.clone());
         }
-        if *self != Gemma::Three {
+        if matches!(self, Gemma::One | Gemma::Two) {
             for (key, id) in FIXED_TOKEN_IDS {
                 kv.insert(key.into(), Value::U32(id));
             }

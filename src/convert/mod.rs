@@ -6,7 +6,8 @@
 //! BERT (`BertModel`: Ollama's own fixture for `sentence-transformers/all-MiniLM-L6-v2` is
 //! checked key by key and tensor by tensor in the tests), Llama (`LlamaForCausalLM` with a BPE
 //! `tokenizer.json` or a SentencePiece `tokenizer.model`), Qwen2 (`Qwen2ForCausalLM`), Gemma 1,
-//! 2 and 3 (`GemmaForCausalLM`, `Gemma2ForCausalLM`, `Gemma3ForCausalLM`) and Phi-3
+//! 2 and 3 (`GemmaForCausalLM`, `Gemma2ForCausalLM`, `Gemma3ForCausalLM`,
+//! `Gemma3ForConditionalGeneration` with its vision tower) and Phi-3
 //! (`Phi3ForCausalLM`): tensors, vocabulary
 //! and merges checked against llama.cpp's own converter, and llama.cpp's logits of the result
 //! against those of llama.cpp's conversion; the keys Ollama writes checked against its Go source
@@ -142,6 +143,28 @@ pub enum ConvertError {
     /// The progress callback asked to stop.
     #[error("conversion cancelled")]
     Cancelled,
+    /// `config.json` asks kiln to generate more items than [`MAX_GENERATED_ITEMS`] (a hostile
+    /// or broken count would otherwise exhaust memory).
+    #[error("config.json asks for {count} {what}, over kiln's limit of {MAX_GENERATED_ITEMS}")]
+    TooMany {
+        /// What would be generated.
+        what: &'static str,
+        /// How many the configuration implies.
+        count: u64,
+    },
+}
+
+/// The most items a count from `config.json` may make kiln generate (vocabulary padding,
+/// rope factors, per-layer flags): far above any real model (the largest vocabularies are
+/// near 2^18), far below what would exhaust memory.
+pub const MAX_GENERATED_ITEMS: u64 = 1 << 22;
+
+/// `count` as a length, or [`ConvertError::TooMany`] over [`MAX_GENERATED_ITEMS`].
+pub(crate) fn generated(what: &'static str, count: u64) -> Result<usize, ConvertError> {
+    if count > MAX_GENERATED_ITEMS {
+        return Err(ConvertError::TooMany { what, count });
+    }
+    Ok(count as usize)
 }
 
 /// The files of a model folder, by path relative to the folder (`/`-separated), each mapped
@@ -152,7 +175,6 @@ pub struct ModelFolder {
 
 enum Source {
     File(GgufFile),
-    #[cfg(test)]
     Bytes(Vec<u8>),
 }
 
@@ -160,7 +182,6 @@ impl Source {
     fn bytes(&self) -> &[u8] {
         match self {
             Source::File(bytes) => bytes.bytes(),
-            #[cfg(test)]
             Source::Bytes(b) => b,
         }
     }
@@ -214,8 +235,9 @@ impl ModelFolder {
         Ok(ModelFolder { files: mapped })
     }
 
-    #[cfg(test)]
-    pub(crate) fn from_bytes(files: BTreeMap<String, Vec<u8>>) -> ModelFolder {
+    /// A folder whose files are already in memory, by relative path (for embedders that hold
+    /// them, tests and fuzzing).
+    pub fn from_bytes(files: BTreeMap<String, Vec<u8>>) -> ModelFolder {
         ModelFolder {
             files: files
                 .into_iter()
@@ -628,7 +650,8 @@ impl<'f> Planned<'f> {
             return Ok(vec![&self.data[..]]);
         };
         let rows = self.shape[0];
-        if rows == 0 {
+        // No bytes, no rows to regroup (however many the shape claims).
+        if rows == 0 || self.data.is_empty() {
             return Ok(Vec::new());
         }
         if heads == 0 || !rows.is_multiple_of(heads * 2) {
@@ -736,6 +759,7 @@ impl<'f> Conversion<'f> {
             "GemmaForCausalLM" => &gemma::Gemma::One,
             "Gemma2ForCausalLM" => &gemma::Gemma::Two,
             "Gemma3ForCausalLM" => &gemma::Gemma::Three,
+            "Gemma3ForConditionalGeneration" => &gemma::Gemma::ThreeVision,
             "Phi3ForCausalLM" => &phi3::Phi3,
             other if OLLAMA_ARCHITECTURES.contains(&other) => {
                 return Err(ConvertError::NotYet(format!("{other} models")));
@@ -747,6 +771,7 @@ impl<'f> Conversion<'f> {
         let vocab_size = config.vocab_size()? as usize;
         let have = tokenizer.vocab.tokens.len();
         if vocab_size > have {
+            generated("vocabulary entries", vocab_size as u64)?;
             for i in 0..vocab_size - have {
                 tokenizer.vocab.tokens.push(format!("[PAD{i}]"));
                 tokenizer.vocab.scores.push(-1.0);
@@ -1117,6 +1142,60 @@ mod tests {
         assert_eq!(c.u32("missing").unwrap(), 0);
         assert!(c.u32("c").is_err() && c.u32("d").is_err() && c.f32("f").is_err());
         assert_eq!(c.vocab_size().unwrap(), 7);
+    }
+
+    #[test]
+    fn counts_from_config_cannot_exhaust_memory() {
+        let folder = |config: &str| {
+            ModelFolder::from_bytes(BTreeMap::from([
+                ("config.json".to_owned(), config.as_bytes().to_vec()),
+                (
+                    "tokenizer.json".to_owned(),
+                    br#"{"model": {"vocab": {"a": 0}}}"#.to_vec(),
+                ),
+                (
+                    "model.safetensors".to_owned(),
+                    safetensors::encode(&[("x.weight", "F32", &[1], &[0; 4])]),
+                ),
+            ]))
+        };
+        let too_many = |config: &str| match Conversion::plan(&folder(config)) {
+            Err(ConvertError::TooMany { what, count }) => (what, count),
+            other => panic!("{:?}", other.err()),
+        };
+        assert_eq!(
+            too_many(r#"{"architectures": ["LlamaForCausalLM"], "vocab_size": 4294967295}"#),
+            ("vocabulary entries", 4294967295)
+        );
+        assert_eq!(
+            too_many(
+                r#"{"architectures": ["LlamaForCausalLM"], "hidden_size": 4294967295,
+                    "num_attention_heads": 1, "rope_theta": 10000,
+                    "rope_scaling": {"rope_type": "llama3"}}"#
+            ),
+            ("rope frequency factors", 2147483648)
+        );
+        assert_eq!(
+            too_many(
+                r#"{"architectures": ["Gemma3ForCausalLM"], "num_hidden_layers": 4294967295,
+                    "sliding_window_pattern": 6}"#
+            ),
+            ("sliding-window layer flags", 4294967295)
+        );
+        // At the limit itself, padding goes ahead.
+        let limit = MAX_GENERATED_ITEMS;
+        let at_limit = folder(&format!(
+            r#"{{"architectures": ["LlamaForCausalLM"], "vocab_size": {limit}}}"#
+        ));
+        assert!(Conversion::plan(&at_limit).is_ok());
+    }
+
+    #[test]
+    fn regrouping_an_empty_tensor_reads_nothing_whatever_its_shape() {
+        let mut t = Planned::f32_vector("blk.0.attn_q.weight", &[]);
+        t.shape = vec![1 << 40, 0];
+        t.permute_heads = Some(2);
+        assert!(t.pieces().unwrap().is_empty());
     }
 
     #[test]

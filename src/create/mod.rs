@@ -672,6 +672,15 @@ impl Engine {
         // SAFETY: blobs are content-addressed and written once; nothing modifies them in place.
         let folder = unsafe { ModelFolder::map_files(paths) }?;
         let conversion = Conversion::plan(&folder)?;
+        // Ollama keeps an embedded vision tower out of llama-quantize (its llama.cpp
+        // compatibility layer hides the tensors, then they are copied back and the file is
+        // rewritten); kiln does not reproduce that yet, so it does not guess.
+        if conversion.tensor_names().any(|n| n.starts_with("v.")) {
+            return Err(CreateError::Unsupported(format!(
+                "{} models with a vision tower",
+                conversion.architecture()
+            )));
+        }
         let total = conversion.output_len()?;
         check_space(total, self.store.available_bytes()?, &self.store)?;
         let mut writer = self.store.blob_writer()?;
