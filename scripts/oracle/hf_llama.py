@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """A small synthetic Hugging Face Llama folder, and llama.cpp's own conversion of it.
 
-  hf_llama.py make DIR DTYPE [spm|qwen2|gemma|gemma2|gemma3|gemma3v|phi3]
+  hf_llama.py make DIR DTYPE [spm|qwen2|gemma|gemma2|gemma3|gemma3v|phi3|olmo3]
       writes DIR/{config.json, model.safetensors, tokenizer.json, tokenizer_config.json,
       generation_config.json}: a 2-layer GQA Llama (Llama 3 rope scaling, byte-level BPE tokenizer
       with Llama 3's pre-tokenizer regex) whose weights are DTYPE ("f32" or "bf16"). With "spm", a
@@ -11,7 +11,8 @@
       tokenizer (tied embeddings, head size 24, Gemma's norm layout; Gemma 3 with q/k norms and
       16 embedding rows past the vocabulary; "gemma3v" the same text model inside a
       Gemma3ForConditionalGeneration with a one-layer SigLIP vision tower); "phi3" a Phi3ForCausalLM with the SentencePiece
-      tokenizer, fused qkv and gate_up weights and longrope factors.
+      tokenizer, fused qkv and gate_up weights and longrope factors; "olmo3" an Olmo3ForCausalLM
+      (post-norms, whole-projection q/k norms, sliding-window layer types, yarn rope scaling).
       Deterministic: weights come from integer hashing, not a random generator, so every numpy
       gives the same bytes.
 
@@ -182,7 +183,7 @@ def make(out, dtype, variant=None):
     # "gemma3v": Gemma3ForConditionalGeneration, the Gemma 3 text model with a SigLIP vision tower.
     vision = variant == "gemma3v"
     gemma = "gemma3" if vision else variant if variant in ("gemma", "gemma2", "gemma3") else None
-    phi3 = variant == "phi3"
+    phi3, olmo3 = variant == "phi3", variant == "olmo3"
     spm, qwen2 = variant in ("spm", "phi3") or gemma is not None, variant == "qwen2"
     os.makedirs(out, exist_ok=True)
     tok = tokenizer()
@@ -227,6 +228,14 @@ def make(out, dtype, variant=None):
             t[p + "self_attn.q_proj.bias"] = values(p + "qb", (HEADS * head_dim,), 0.1)
             t[p + "self_attn.k_proj.bias"] = values(p + "kb", (KV_HEADS * head_dim,), 0.1)
             t[p + "self_attn.v_proj.bias"] = values(p + "vb", (KV_HEADS * head_dim,), 0.1)
+    if olmo3:
+        # OLMo 2/3: norms after attention and feed-forward, q/k norms over whole projections.
+        for l in range(LAYERS):
+            p = f"model.layers.{l}."
+            del t[p + "input_layernorm.weight"]
+            t[p + "post_feedforward_layernorm.weight"] = 1 + values(p + "n4", (HIDDEN,), 0.1)
+            t[p + "self_attn.q_norm.weight"] = 1 + values(p + "qn", (HEADS * head_dim,), 0.1)
+            t[p + "self_attn.k_norm.weight"] = 1 + values(p + "kn", (KV_HEADS * head_dim,), 0.1)
     if vision:
         t = {"language_model." + k: v for k, v in t.items()}
         t.update(vision_tensors())
@@ -276,6 +285,12 @@ def make(out, dtype, variant=None):
                   "torch_dtype": config["torch_dtype"], "text_config": text, "vision_config": VISION,
                   "mm_tokens_per_image": 4, "boi_token_index": 3, "eoi_token_index": 4,
                   "image_token_index": 5, "initializer_range": 0.02}
+    if olmo3:
+        config.update({"architectures": ["Olmo3ForCausalLM"], "model_type": "olmo3", "rms_norm_eps": 1e-6,
+                       "sliding_window": 4096, "layer_types": ["sliding_attention", "full_attention"],
+                       "attention_bias": False, "pad_token_id": vocab_size - 1,
+                       "rope_scaling": {"rope_type": "yarn", "factor": 8.0, "original_max_position_embeddings": 64,
+                                        "beta_fast": 32.0, "beta_slow": 1.0}})
     if phi3:
         half = head_dim // 2
         config.update({"architectures": ["Phi3ForCausalLM"], "model_type": "phi3", "rope_theta": 10000.0,
