@@ -271,7 +271,9 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
 /// of kiln's file against those of its own. The same for a Qwen2 (q/k/v biases) from BF16, and
 /// for Gemma, Gemma 2 and Gemma 3 text models from F32 (norm weights shifted by one, tied
 /// embeddings, Gemma 3's embedding rows past the vocabulary dropped), and for a Phi-3 (fused qkv
-/// and gate_up, longrope factors) and an OLMo 3 (post-norms, sliding-window layers, yarn) from BF16. Each conversion, quantized to Q4_K_M by kiln, equals
+/// and gate_up, longrope factors), an OLMo 3 (post-norms, sliding-window layers, yarn) and a
+/// Ministral 3 (q/k regrouping with a head size that is not hidden / heads, yarn
+/// rope_parameters with Llama 4 temperature scaling) from BF16. Each conversion, quantized to Q4_K_M by kiln, equals
 /// llama.cpp's Q4_K_M of it. A Gemma3ForConditionalGeneration converts its text model exactly as
 /// llama.cpp does and its SigLIP tower and projector as Ollama's converter names and stores them.
 #[test]
@@ -293,7 +295,7 @@ fn causal_lms_match_llama_cpps_converter() {
     let tokens = golden["tokens_for_logits"].clone();
     let mut jobs = Vec::new();
     let mut quantized = Vec::new();
-    let cases: [(&str, &[&str]); 10] = [
+    let cases: [(&str, &[&str]); 11] = [
         ("f32", &["f32"]),
         ("bf16", &["bf16"]),
         ("spm", &["f32", "spm"]),
@@ -304,6 +306,7 @@ fn causal_lms_match_llama_cpps_converter() {
         ("phi3", &["bf16", "phi3"]),
         ("gemma3v", &["f32", "gemma3v"]),
         ("olmo3", &["bf16", "olmo3"]),
+        ("ministral3", &["bf16", "ministral3"]),
     ];
     for (dtype, make_args) in cases {
         let folder = work.join(dtype);

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """A small synthetic Hugging Face Llama folder, and llama.cpp's own conversion of it.
 
-  hf_llama.py make DIR DTYPE [spm|qwen2|gemma|gemma2|gemma3|gemma3v|phi3|olmo3]
+  hf_llama.py make DIR DTYPE [spm|qwen2|gemma|gemma2|gemma3|gemma3v|phi3|olmo3|ministral3]
       writes DIR/{config.json, model.safetensors, tokenizer.json, tokenizer_config.json,
       generation_config.json}: a 2-layer GQA Llama (Llama 3 rope scaling, byte-level BPE tokenizer
       with Llama 3's pre-tokenizer regex) whose weights are DTYPE ("f32" or "bf16"). With "spm", a
@@ -12,7 +12,8 @@
       16 embedding rows past the vocabulary; "gemma3v" the same text model inside a
       Gemma3ForConditionalGeneration with a one-layer SigLIP vision tower); "phi3" a Phi3ForCausalLM with the SentencePiece
       tokenizer, fused qkv and gate_up weights and longrope factors; "olmo3" an Olmo3ForCausalLM
-      (post-norms, whole-projection q/k norms, sliding-window layer types, yarn rope scaling).
+      (post-norms, whole-projection q/k norms, sliding-window layer types, yarn rope scaling);
+      "ministral3" a Ministral3ForCausalLM (head size 24, yarn rope_parameters with Llama 4 scaling).
       Deterministic: weights come from integer hashing, not a random generator, so every numpy
       gives the same bytes.
 
@@ -183,7 +184,7 @@ def make(out, dtype, variant=None):
     # "gemma3v": Gemma3ForConditionalGeneration, the Gemma 3 text model with a SigLIP vision tower.
     vision = variant == "gemma3v"
     gemma = "gemma3" if vision else variant if variant in ("gemma", "gemma2", "gemma3") else None
-    phi3, olmo3 = variant == "phi3", variant == "olmo3"
+    phi3, olmo3, ministral3 = variant == "phi3", variant == "olmo3", variant == "ministral3"
     spm, qwen2 = variant in ("spm", "phi3") or gemma is not None, variant == "qwen2"
     os.makedirs(out, exist_ok=True)
     tok = tokenizer()
@@ -200,7 +201,7 @@ def make(out, dtype, variant=None):
         vocab_size += 1
     # Gemma: a head size that is not hidden / heads, embeddings tied to the output, norm weights
     # stored as (weight - 1); Gemma 3 also with embedding rows past the vocabulary.
-    head_dim = 24 if gemma else HIDDEN // HEADS
+    head_dim = 24 if gemma or ministral3 else HIDDEN // HEADS
     norm_base = 0 if gemma else 1
     embed_rows = vocab_size + 16 if gemma == "gemma3" else vocab_size
     t = {"model.embed_tokens.weight": values("embed", (embed_rows, HIDDEN), 1.0),
@@ -285,6 +286,14 @@ def make(out, dtype, variant=None):
                   "torch_dtype": config["torch_dtype"], "text_config": text, "vision_config": VISION,
                   "mm_tokens_per_image": 4, "boi_token_index": 3, "eoi_token_index": 4,
                   "image_token_index": 5, "initializer_range": 0.02}
+    if ministral3:
+        del config["rope_scaling"]
+        del config["rope_theta"]
+        config.update({"architectures": ["Ministral3ForCausalLM"], "model_type": "ministral3", "head_dim": head_dim,
+                       "sliding_window": None, "rope_parameters": {
+                           "rope_type": "yarn", "factor": 16.0, "original_max_position_embeddings": 64,
+                           "llama_4_scaling_beta": 0.1, "mscale": 1.0, "mscale_all_dim": 1.0,
+                           "beta_fast": 32.0, "beta_slow": 1.0, "rope_theta": 1000000.0}})
     if olmo3:
         config.update({"architectures": ["Olmo3ForCausalLM"], "model_type": "olmo3", "rms_norm_eps": 1e-6,
                        "sliding_window": 4096, "layer_types": ["sliding_attention", "full_attention"],

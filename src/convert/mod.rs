@@ -7,8 +7,8 @@
 //! checked key by key and tensor by tensor in the tests), Llama (`LlamaForCausalLM` with a BPE
 //! `tokenizer.json` or a SentencePiece `tokenizer.model`), Qwen2 (`Qwen2ForCausalLM`), Gemma 1,
 //! 2 and 3 (`GemmaForCausalLM`, `Gemma2ForCausalLM`, `Gemma3ForCausalLM`,
-//! `Gemma3ForConditionalGeneration` with its vision tower), Phi-3 (`Phi3ForCausalLM`) and
-//! OLMo 3 (`Olmo3ForCausalLM`): tensors, vocabulary
+//! `Gemma3ForConditionalGeneration` with its vision tower), Phi-3 (`Phi3ForCausalLM`), OLMo 3
+//! (`Olmo3ForCausalLM`) and Ministral 3 (`Ministral3ForCausalLM`): tensors, vocabulary
 //! and merges checked against llama.cpp's own converter, and llama.cpp's logits of the result
 //! against those of llama.cpp's conversion; the keys Ollama writes checked against its Go source
 //! in unit tests. The others
@@ -28,6 +28,7 @@
 mod bert;
 mod gemma;
 mod llama;
+mod mistral;
 mod olmo;
 mod phi3;
 mod qwen2;
@@ -763,6 +764,7 @@ impl<'f> Conversion<'f> {
             "Gemma3ForConditionalGeneration" => &gemma::Gemma::ThreeVision,
             "Phi3ForCausalLM" => &phi3::Phi3,
             "Olmo3ForCausalLM" => &olmo::Olmo3,
+            "Ministral3ForCausalLM" => &mistral::Ministral3,
             other if OLLAMA_ARCHITECTURES.contains(&other) => {
                 return Err(ConvertError::NotYet(format!("{other} models")));
             }
