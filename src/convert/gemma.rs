@@ -34,16 +34,18 @@ const FIXED_TOKEN_IDS: [(&str, u32); 4] = [
 /// The keys Gemma 1 and 2 write unconditionally (zero when the config leaves them out).
 fn gemma_parameters(c: &Config) -> Result<Parameters, ConvertError> {
     let mut p = Parameters::new();
-    for (key, field) in [
-        ("context_length", "max_position_embeddings"),
-        ("embedding_length", "hidden_size"),
-        ("block_count", "num_hidden_layers"),
-        ("feed_forward_length", "intermediate_size"),
-        ("attention.head_count", "num_attention_heads"),
-        ("attention.head_count_kv", "num_key_value_heads"),
-    ] {
-        p.insert(key, Value::U32(c.u32(field)?));
-    }
+    super::insert_u32s(
+        &mut p,
+        c,
+        &[
+            ("context_length", "max_position_embeddings"),
+            ("embedding_length", "hidden_size"),
+            ("block_count", "num_hidden_layers"),
+            ("feed_forward_length", "intermediate_size"),
+            ("attention.head_count", "num_attention_heads"),
+            ("attention.head_count_kv", "num_key_value_heads"),
+        ],
+    )?;
     p.insert(
         "attention.layer_norm_rms_epsilon",
         Value::F32(c.f32("rms_norm_eps")?),
@@ -139,16 +141,18 @@ fn gemma3_parameters(c: &Config, vision_model: bool) -> Result<Parameters, Conve
             "attention.sliding_window",
             Value::U32(text.u32("sliding_window")?),
         );
-        for (key, field) in [
-            ("vision.block_count", "num_hidden_layers"),
-            ("vision.embedding_length", "hidden_size"),
-            ("vision.feed_forward_length", "intermediate_size"),
-            ("vision.image_size", "image_size"),
-            ("vision.patch_size", "patch_size"),
-            ("vision.attention.head_count", "num_attention_heads"),
-        ] {
-            p.insert(key, Value::U32(vision.u32(field)?));
-        }
+        super::insert_u32s(
+            &mut p,
+            &vision,
+            &[
+                ("vision.block_count", "num_hidden_layers"),
+                ("vision.embedding_length", "hidden_size"),
+                ("vision.feed_forward_length", "intermediate_size"),
+                ("vision.image_size", "image_size"),
+                ("vision.patch_size", "patch_size"),
+                ("vision.attention.head_count", "num_attention_heads"),
+            ],
+        )?;
         p.insert(
             "vision.num_channels",
             Value::U32(or_u32(vision.u32("num_channels")?, 3)),
@@ -359,13 +363,8 @@ impl Architecture for Gemma {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-
-    use super::super::safetensors::encode;
-    use super::super::{Conversion, ModelFolder};
+    use super::super::{Conversion, ModelFolder, test_folder};
     use kiln_gguf::{Gguf, Limits, Value};
-
-    const TOKENIZER: &str = r#"{"model": {"vocab": {"a": 0, "b": 1, "c": 2, "d": 3}}}"#;
 
     /// A folder with `config` and these tensors (F32 or BF16 values), and a 4-token vocabulary.
     fn folder(config: &str, tensors: &[(&str, &str, &[u64], Vec<u8>)]) -> ModelFolder {
@@ -373,11 +372,7 @@ mod tests {
             .iter()
             .map(|(n, d, s, b)| (*n, *d, *s, b.as_slice()))
             .collect();
-        ModelFolder::from_bytes(BTreeMap::from([
-            ("config.json".to_owned(), config.as_bytes().to_vec()),
-            ("tokenizer.json".to_owned(), TOKENIZER.as_bytes().to_vec()),
-            ("model.safetensors".to_owned(), encode(&views)),
-        ]))
+        test_folder(config, &views)
     }
 
     fn f32s(values: &[f32]) -> Vec<u8> {

@@ -125,11 +125,7 @@ impl Architecture for Llama {
         _vocab_len: usize,
         tensors: &mut Vec<Planned<'_>>,
     ) -> Result<(), ConvertError> {
-        let heads = u64::from(c.u32("num_attention_heads")?);
-        let kv_heads = match c.u32("num_key_value_heads")? {
-            0 => heads,
-            n => u64::from(n),
-        };
+        let (heads, kv_heads) = super::rotary_head_counts(c)?;
         for t in tensors.iter_mut() {
             if t.name.ends_with("attn_q.weight") || t.name.ends_with("attn_q_proj.weight") {
                 t.permute_heads = Some(heads);

@@ -18,17 +18,19 @@ impl Architecture for Ministral3 {
         rope.f32("mscale")?;
 
         let mut p = Parameters::new();
-        for (key, field) in [
-            ("vocab_size", "vocab_size"),
-            ("block_count", "num_hidden_layers"),
-            ("context_length", "max_position_embeddings"),
-            ("embedding_length", "hidden_size"),
-            ("feed_forward_length", "intermediate_size"),
-            ("attention.head_count", "num_attention_heads"),
-            ("attention.head_count_kv", "num_key_value_heads"),
-        ] {
-            p.insert(key, Value::U32(c.u32(field)?));
-        }
+        super::insert_u32s(
+            &mut p,
+            c,
+            &[
+                ("vocab_size", "vocab_size"),
+                ("block_count", "num_hidden_layers"),
+                ("context_length", "max_position_embeddings"),
+                ("embedding_length", "hidden_size"),
+                ("feed_forward_length", "intermediate_size"),
+                ("attention.head_count", "num_attention_heads"),
+                ("attention.head_count_kv", "num_key_value_heads"),
+            ],
+        )?;
         p.insert(
             "attention.layer_norm_rms_epsilon",
             Value::F32(c.f32("rms_norm_eps")?),
@@ -129,11 +131,7 @@ impl Architecture for Ministral3 {
         _vocab_len: usize,
         tensors: &mut Vec<Planned<'_>>,
     ) -> Result<(), ConvertError> {
-        let heads = u64::from(c.u32("num_attention_heads")?);
-        let kv_heads = match c.u32("num_key_value_heads")? {
-            0 => heads,
-            n => u64::from(n),
-        };
+        let (heads, kv_heads) = super::rotary_head_counts(c)?;
         for t in tensors.iter_mut().filter(|t| !t.name.starts_with("v.")) {
             if t.name.ends_with(".attn_q.weight") {
                 t.permute_heads = Some(heads);
@@ -154,24 +152,11 @@ impl Architecture for Ministral3 {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-
-    use super::super::safetensors::encode;
-    use super::super::{Conversion, ConvertError, ModelFolder};
+    use super::super::{Conversion, ConvertError, test_folder};
     use kiln_gguf::{Gguf, Limits, Value};
 
     fn plan(config: &str) -> Result<Vec<u8>, ConvertError> {
-        let folder = ModelFolder::from_bytes(BTreeMap::from([
-            ("config.json".to_owned(), config.as_bytes().to_vec()),
-            (
-                "tokenizer.json".to_owned(),
-                br#"{"model": {"vocab": {"a": 0}}}"#.to_vec(),
-            ),
-            (
-                "model.safetensors".to_owned(),
-                encode(&[("model.norm.weight", "F32", &[1], &[0; 4])]),
-            ),
-        ]));
+        let folder = test_folder(config, &[("model.norm.weight", "F32", &[1], &[0; 4])]);
         Conversion::plan(&folder)?.write(Vec::new())
     }
 

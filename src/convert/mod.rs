@@ -888,6 +888,30 @@ impl<'f> Conversion<'f> {
 /// Architecture parameters by key (without the architecture prefix).
 pub(crate) type Parameters = BTreeMap<&'static str, Value<'static>>;
 
+/// Writes each `(key, field)` as Ollama does for a `uint32` struct field: unconditionally, zero
+/// when the config leaves the field out.
+pub(crate) fn insert_u32s(
+    p: &mut Parameters,
+    c: &Config,
+    fields: &[(&'static str, &str)],
+) -> Result<(), ConvertError> {
+    for &(key, field) in fields {
+        p.insert(key, Value::U32(c.u32(field)?));
+    }
+    Ok(())
+}
+
+/// Query and key-value head counts for regrouping rotary rows (no `num_key_value_heads` means
+/// one key-value head per query head).
+pub(crate) fn rotary_head_counts(c: &Config) -> Result<(u64, u64), ConvertError> {
+    let heads = u64::from(c.u32("num_attention_heads")?);
+    let kv_heads = match c.u32("num_key_value_heads")? {
+        0 => heads,
+        n => u64::from(n),
+    };
+    Ok((heads, kv_heads))
+}
+
 /// The keys Ollama's BERT and Llama converters read alike, field for field: block count, and
 /// context, embedding and feed-forward lengths and layer-norm epsilon when set.
 fn shared_parameters(c: &Config) -> Result<Parameters, ConvertError> {
@@ -1047,6 +1071,19 @@ const OLLAMA_ARCHITECTURES: [&str; 36] = [
     "NemotronHForCausalLM",
 ];
 
+/// A model folder for unit tests: `config`, a four-token `tokenizer.json`, and these tensors.
+#[cfg(test)]
+pub(crate) fn test_folder(config: &str, tensors: &[(&str, &str, &[u64], &[u8])]) -> ModelFolder {
+    ModelFolder::from_bytes(BTreeMap::from([
+        ("config.json".to_owned(), config.as_bytes().to_vec()),
+        (
+            "tokenizer.json".to_owned(),
+            br#"{"model": {"vocab": {"a": 0, "b": 1, "c": 2, "d": 3}}}"#.to_vec(),
+        ),
+        ("model.safetensors".to_owned(), safetensors::encode(tensors)),
+    ]))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1150,19 +1187,7 @@ mod tests {
 
     #[test]
     fn counts_from_config_cannot_exhaust_memory() {
-        let folder = |config: &str| {
-            ModelFolder::from_bytes(BTreeMap::from([
-                ("config.json".to_owned(), config.as_bytes().to_vec()),
-                (
-                    "tokenizer.json".to_owned(),
-                    br#"{"model": {"vocab": {"a": 0}}}"#.to_vec(),
-                ),
-                (
-                    "model.safetensors".to_owned(),
-                    safetensors::encode(&[("x.weight", "F32", &[1], &[0; 4])]),
-                ),
-            ]))
-        };
+        let folder = |config: &str| test_folder(config, &[("x.weight", "F32", &[1], &[0; 4])]);
         let too_many = |config: &str| match Conversion::plan(&folder(config)) {
             Err(ConvertError::TooMany { what, count }) => (what, count),
             other => panic!("{:?}", other.err()),

@@ -12,15 +12,17 @@ pub(crate) struct Olmo3;
 impl Architecture for Olmo3 {
     fn parameters(&self, c: &Config, _folder: &ModelFolder) -> Result<Parameters, ConvertError> {
         let mut p = Parameters::new();
-        for (key, field) in [
-            ("block_count", "num_hidden_layers"),
-            ("context_length", "max_position_embeddings"),
-            ("embedding_length", "hidden_size"),
-            ("feed_forward_length", "intermediate_size"),
-            ("attention.head_count", "num_attention_heads"),
-        ] {
-            p.insert(key, Value::U32(c.u32(field)?));
-        }
+        super::insert_u32s(
+            &mut p,
+            c,
+            &[
+                ("block_count", "num_hidden_layers"),
+                ("context_length", "max_position_embeddings"),
+                ("embedding_length", "hidden_size"),
+                ("feed_forward_length", "intermediate_size"),
+                ("attention.head_count", "num_attention_heads"),
+            ],
+        )?;
         p.insert(
             "attention.head_count_kv",
             Value::U32(c.first_u32(&["num_key_value_heads", "num_attention_heads"])?),
@@ -108,22 +110,11 @@ impl Architecture for Olmo3 {
 mod tests {
     use std::collections::BTreeMap;
 
-    use super::super::safetensors::encode;
-    use super::super::{Conversion, ModelFolder};
+    use super::super::{Conversion, test_folder};
     use kiln_gguf::{Gguf, Limits, Value};
 
     fn keys(config: &str) -> BTreeMap<String, String> {
-        let folder = ModelFolder::from_bytes(BTreeMap::from([
-            ("config.json".to_owned(), config.as_bytes().to_vec()),
-            (
-                "tokenizer.json".to_owned(),
-                br#"{"model": {"vocab": {"a": 0}}}"#.to_vec(),
-            ),
-            (
-                "model.safetensors".to_owned(),
-                encode(&[("model.norm.weight", "F32", &[1], &[0; 4])]),
-            ),
-        ]));
+        let folder = test_folder(config, &[("model.norm.weight", "F32", &[1], &[0; 4])]);
         let out = Conversion::plan(&folder)
             .unwrap()
             .write(Vec::new())

@@ -135,27 +135,17 @@ impl Architecture for Phi3 {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-
-    use super::super::safetensors::encode;
-    use super::super::{Conversion, ConvertError, ModelFolder};
+    use super::super::{Conversion, ConvertError, ModelFolder, test_folder};
     use kiln_gguf::{Gguf, Limits, Value};
 
     fn folder(config: &str) -> ModelFolder {
-        let norm = encode(&[(
+        let norm: (&str, &str, &[u64], &[u8]) = (
             "model.layers.0.input_layernorm.weight",
             "F32",
             &[2],
             &[0; 8],
-        )]);
-        ModelFolder::from_bytes(BTreeMap::from([
-            ("config.json".to_owned(), config.as_bytes().to_vec()),
-            (
-                "tokenizer.json".to_owned(),
-                br#"{"model": {"vocab": {"a": 0}}}"#.to_vec(),
-            ),
-            ("model.safetensors".to_owned(), norm),
-        ]))
+        );
+        test_folder(config, &[norm])
     }
 
     fn attn_factor(config: &str) -> Option<f32> {
