@@ -18,16 +18,12 @@ impl Architecture for Ministral3 {
         rope.f32("mscale")?;
 
         let mut p = Parameters::new();
+        super::insert_u32s(&mut p, c, &super::SIZE_FIELDS)?;
         super::insert_u32s(
             &mut p,
             c,
             &[
                 ("vocab_size", "vocab_size"),
-                ("block_count", "num_hidden_layers"),
-                ("context_length", "max_position_embeddings"),
-                ("embedding_length", "hidden_size"),
-                ("feed_forward_length", "intermediate_size"),
-                ("attention.head_count", "num_attention_heads"),
                 ("attention.head_count_kv", "num_key_value_heads"),
             ],
         )?;

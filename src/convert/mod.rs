@@ -888,6 +888,15 @@ impl<'f> Conversion<'f> {
 /// Architecture parameters by key (without the architecture prefix).
 pub(crate) type Parameters = BTreeMap<&'static str, Value<'static>>;
 
+/// The size keys most of Ollama's converters take from the same Hugging Face fields.
+pub(crate) const SIZE_FIELDS: [(&str, &str); 5] = [
+    ("block_count", "num_hidden_layers"),
+    ("context_length", "max_position_embeddings"),
+    ("embedding_length", "hidden_size"),
+    ("feed_forward_length", "intermediate_size"),
+    ("attention.head_count", "num_attention_heads"),
+];
+
 /// Writes each `(key, field)` as Ollama does for a `uint32` struct field: unconditionally, zero
 /// when the config leaves the field out.
 pub(crate) fn insert_u32s(

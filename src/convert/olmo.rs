@@ -12,17 +12,7 @@ pub(crate) struct Olmo3;
 impl Architecture for Olmo3 {
     fn parameters(&self, c: &Config, _folder: &ModelFolder) -> Result<Parameters, ConvertError> {
         let mut p = Parameters::new();
-        super::insert_u32s(
-            &mut p,
-            c,
-            &[
-                ("block_count", "num_hidden_layers"),
-                ("context_length", "max_position_embeddings"),
-                ("embedding_length", "hidden_size"),
-                ("feed_forward_length", "intermediate_size"),
-                ("attention.head_count", "num_attention_heads"),
-            ],
-        )?;
+        super::insert_u32s(&mut p, c, &super::SIZE_FIELDS)?;
         p.insert(
             "attention.head_count_kv",
             Value::U32(c.first_u32(&["num_key_value_heads", "num_attention_heads"])?),

@@ -11,17 +11,11 @@ impl Architecture for Qwen2 {
     fn parameters(&self, c: &Config, _folder: &ModelFolder) -> Result<Parameters, ConvertError> {
         // Ollama writes these whether or not config.json sets them.
         let mut p = Parameters::new();
+        super::insert_u32s(&mut p, c, &super::SIZE_FIELDS)?;
         super::insert_u32s(
             &mut p,
             c,
-            &[
-                ("block_count", "num_hidden_layers"),
-                ("context_length", "max_position_embeddings"),
-                ("embedding_length", "hidden_size"),
-                ("feed_forward_length", "intermediate_size"),
-                ("attention.head_count", "num_attention_heads"),
-                ("attention.head_count_kv", "num_key_value_heads"),
-            ],
+            &[("attention.head_count_kv", "num_key_value_heads")],
         )?;
         p.insert("rope.freq_base", Value::F32(c.f32("rope_theta")?));
         p.insert(
