@@ -103,14 +103,13 @@ fn gemma3_parameters(c: &Config, vision_model: bool) -> Result<Parameters, Conve
         n => n,
     };
     p.insert("block_count", Value::U32(blocks));
+    let configured = (c.u32("num_attention_heads")?, c.u32("num_key_value_heads")?);
     let (heads, kv_heads) = match blocks {
         34 => (8, 4),
         48 => (16, 8),
         62 => (32, 16),
-        _ => (c.u32("num_attention_heads")?, c.u32("num_key_value_heads")?),
+        _ => configured,
     };
-    c.u32("num_attention_heads")?;
-    c.u32("num_key_value_heads")?;
     p.insert("attention.head_count", Value::U32(heads));
     p.insert("attention.head_count_kv", Value::U32(kv_heads));
     // Go decodes these whatever the branch.
@@ -570,6 +569,57 @@ mod tests {
             key(&g, "gemma3.rope.scaling.original_context_length"),
             Some(Value::U32(32768))
         ));
+    }
+
+    #[test]
+    fn gemma3_vision_model_keys_as_ollama_writes_them() {
+        let config = r#"{"architectures": ["Gemma3ForConditionalGeneration"],
+            "text_config": {"hidden_size": 2560, "intermediate_size": 10240,
+                            "num_hidden_layers": 34, "sliding_window": 1024},
+            "vision_config": {"hidden_size": 1152, "intermediate_size": 4304, "image_size": 896,
+                              "num_hidden_layers": 27, "num_attention_heads": 16, "patch_size": 14},
+            "mm_tokens_per_image": 256, "rope_theta": 1e6, "rms_norm_eps": 1e-6}"#;
+        let out = convert(&folder(
+            config,
+            &[(
+                "language_model.model.norm.weight",
+                "F32",
+                &[2],
+                f32s(&[0.0; 2]),
+            )],
+        ));
+        let g = Gguf::parse(&out, &Limits::default()).unwrap();
+        for (k, v) in [
+            ("gemma3.block_count", 34),
+            ("gemma3.attention.head_count", 8),
+            ("gemma3.attention.head_count_kv", 4),
+            // Defaults Ollama fills in for a vision model's config.
+            ("gemma3.context_length", 131072),
+            ("gemma3.attention.key_length", 256),
+            ("gemma3.vision.num_channels", 3),
+            ("gemma3.embedding_length", 2560),
+            ("gemma3.feed_forward_length", 10240),
+            ("gemma3.attention.sliding_window", 1024),
+            ("gemma3.vision.block_count", 27),
+            ("gemma3.vision.image_size", 896),
+            ("gemma3.mm.tokens_per_image", 256),
+        ] {
+            assert!(
+                matches!(key(&g, k), Some(Value::U32(n)) if *n == v),
+                "{k}: {:?}",
+                key(&g, k)
+            );
+        }
+        assert!(matches!(
+            key(&g, "gemma3.vision.attention.layer_norm_epsilon"),
+            Some(Value::F32(x)) if *x == 1e-6
+        ));
+        // The text model's rope and epsilon keys are not written for a vision model.
+        assert!(key(&g, "gemma3.rope.freq_base").is_none());
+        assert!(key(&g, "gemma3.attention.layer_norm_rms_epsilon").is_none());
+        // language_model. is dropped from the names, and the norm gains one.
+        assert_eq!(g.tensors()[0].name(), "output_norm.weight");
+        assert_eq!(g.tensors()[0].data(), f32s(&[1.0; 2]));
     }
 
     #[test]

@@ -11,8 +11,7 @@
 //! (`Olmo3ForCausalLM`) and Ministral 3 (`Ministral3ForCausalLM`): tensors, vocabulary
 //! and merges checked against llama.cpp's own converter, and llama.cpp's logits of the result
 //! against those of llama.cpp's conversion; the keys Ollama writes checked against its Go source
-//! in unit tests. The others
-//! Ollama converts are refused with [`ConvertError::NotYet`].
+//! in unit tests. The others Ollama converts are refused with [`ConvertError::NotYet`].
 //!
 //! ```no_run
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
