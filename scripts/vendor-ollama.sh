@@ -4,7 +4,7 @@
 # - its built-in chat templates into src/template/ollama/. kiln needs the exact bytes: an
 #   autodetected template is stored as a blob, and its digest must equal the one Ollama writes;
 # - its converter's expected outputs (every metadata value and tensor digest) for all-MiniLM-L6-v2,
-#   gemma-2b-it, gemma-2-2b-it, gemma-2-9b-it and Phi-3-mini-128k-instruct
+#   gemma-2b-it, gemma-2-2b-it, gemma-2-9b-it, Phi-3-mini-128k-instruct and c4ai-command-r-v01
 #   into testdata/ollama-convert/, which tests/convert.rs checks kiln's converter against.
 #
 #   scripts/vendor-ollama.sh /path/to/ollama/.git [commit]
@@ -30,7 +30,8 @@ fixtures=$here/testdata/ollama-convert
 rm -rf "$fixtures"
 mkdir -p "$fixtures"
 show LICENSE > "$fixtures/LICENSE"
-for fixture in all-MiniLM-L6-v2 gemma-2b-it gemma-2-2b-it gemma-2-9b-it Phi-3-mini-128k-instruct; do
+for fixture in all-MiniLM-L6-v2 gemma-2b-it gemma-2-2b-it gemma-2-9b-it Phi-3-mini-128k-instruct \
+    c4ai-command-r-v01; do
     show "convert/testdata/$fixture.json" > "$fixtures/$fixture.json"
 done
 echo "$commit" > "$fixtures/COMMIT"

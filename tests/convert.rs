@@ -273,7 +273,8 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
 /// embeddings, Gemma 3's embedding rows past the vocabulary dropped), and for a Phi-3 (fused qkv
 /// and gate_up, longrope factors), an OLMo 3 (post-norms, sliding-window layers, yarn) and a
 /// Ministral 3 (q/k regrouping with a head size that is not hidden / heads, yarn
-/// rope_parameters with Llama 4 temperature scaling) from BF16. Each conversion, quantized to Q4_K_M by kiln, equals
+/// rope_parameters with Llama 4 temperature scaling) and a Command-R (one layer norm per layer,
+/// tied embeddings) from BF16. Each conversion, quantized to Q4_K_M by kiln, equals
 /// llama.cpp's Q4_K_M of it. A Gemma3ForConditionalGeneration converts its text model exactly as
 /// llama.cpp does and its SigLIP tower and projector as Ollama's converter names and stores them.
 #[test]
@@ -295,7 +296,7 @@ fn causal_lms_match_llama_cpps_converter() {
     let tokens = golden["tokens_for_logits"].clone();
     let mut jobs = Vec::new();
     let mut quantized = Vec::new();
-    let cases: [(&str, &[&str]); 11] = [
+    let cases: [(&str, &[&str]); 12] = [
         ("f32", &["f32"]),
         ("bf16", &["bf16"]),
         ("spm", &["f32", "spm"]),
@@ -307,6 +308,7 @@ fn causal_lms_match_llama_cpps_converter() {
         ("gemma3v", &["f32", "gemma3v"]),
         ("olmo3", &["bf16", "olmo3"]),
         ("ministral3", &["bf16", "ministral3"]),
+        ("cohere", &["bf16", "cohere"]),
     ];
     for (dtype, make_args) in cases {
         let folder = work.join(dtype);
@@ -469,7 +471,8 @@ fn causal_lms_match_llama_cpps_converter() {
     let _ = std::fs::remove_dir_all(&work);
 }
 
-/// Ollama's fixtures for gemma-2b-it, gemma-2-2b-it, gemma-2-9b-it and Phi-3-mini-128k-instruct
+/// Ollama's fixtures for gemma-2b-it, gemma-2-2b-it, gemma-2-9b-it, Phi-3-mini-128k-instruct and
+/// c4ai-command-r-v01
 /// list the architecture keys its converter wrote for those models. The weights are too large
 /// for CI, but those keys come from `config.json` alone: converting a folder with each model's
 /// published hyperparameters (and a one-tensor stand-in for its weights) must give every
@@ -511,6 +514,14 @@ fn architecture_keys_match_ollamas_fixtures() {
                 "rope_theta": 10000.0, "sliding_window": 262144,
                 "rope_scaling": {"type": "longrope", "long_factor": phi3_factors(0.5),
                                  "short_factor": phi3_factors(0.01)}}),
+        ),
+        (
+            "c4ai-command-r-v01",
+            serde_json::json!({"architectures": ["CohereForCausalLM"], "hidden_size": 8192,
+                "intermediate_size": 22528, "layer_norm_eps": 1e-05, "logit_scale": 0.0625,
+                "max_position_embeddings": 8192, "model_max_length": 131072,
+                "num_attention_heads": 64, "num_hidden_layers": 40, "num_key_value_heads": 64,
+                "rope_theta": 8000000.0, "use_qk_norm": false}),
         ),
     ];
     let work = std::env::temp_dir().join(format!("kiln-convert-keys-{}", std::process::id()));

@@ -11,8 +11,8 @@ llama-cpp-python 0.3.36 sdist (vendor/llama.cpp/). ORACLE_PYTHON: the test venv'
 For each case (f32 weights → llama.cpp --outtype f16, bf16 → --outtype bf16, and f32 with a
 SentencePiece tokenizer.model instead of tokenizer.json, a Qwen2 from bf16, and Gemma, Gemma 2 and
 Gemma 3 text models from f32, a Phi-3 from bf16, and a Gemma3ForConditionalGeneration from f32 whose
-text tensors come from llama.cpp and vision tensors from numpy, see vision_golden, and an OLMo 3 and a
-Ministral 3 from bf16: llama.cpp adds Gemma's norm offset in the source dtype, Ollama in
+text tensors come from llama.cpp and vision tensors from numpy, see vision_golden, and an OLMo 3, a
+Ministral 3 and a Command-R from bf16: llama.cpp adds Gemma's norm offset in the source dtype, Ollama in
 float32, so only f32 sources can agree bit for bit) it records what
 llama.cpp's converter writes for the synthetic Llama of hf_llama.py: every tensor's type, shape
 and SHA-256 (rope_freqs also as values: Ollama computes them partly in float32, llama.cpp in
@@ -41,7 +41,8 @@ def main():
                                              ("gemma", "f32", "f16", ["gemma"]), ("gemma2", "f32", "f16", ["gemma2"]),
                                              ("gemma3", "f32", "f16", ["gemma3"]), ("phi3", "bf16", "bf16", ["phi3"]),
                                              ("gemma3v", "f32", "f16", ["gemma3v"]), ("olmo3", "bf16", "bf16", ["olmo3"]),
-                                             ("ministral3", "bf16", "bf16", ["ministral3"])):
+                                             ("ministral3", "bf16", "bf16", ["ministral3"]),
+                                             ("cohere", "bf16", "bf16", ["cohere"])):
             folder = os.path.join(tmp, case)
             gguf_path = os.path.join(tmp, f"llama-{case}.gguf")
             subprocess.run([oracle_python, os.path.join(HERE, "hf_llama.py"), "make", folder, dtype] + extra,

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """A small synthetic Hugging Face Llama folder, and llama.cpp's own conversion of it.
 
-  hf_llama.py make DIR DTYPE [spm|qwen2|gemma|gemma2|gemma3|gemma3v|phi3|olmo3|ministral3]
+  hf_llama.py make DIR DTYPE [spm|qwen2|gemma|gemma2|gemma3|gemma3v|phi3|olmo3|ministral3|cohere]
       writes DIR/{config.json, model.safetensors, tokenizer.json, tokenizer_config.json,
       generation_config.json}: a 2-layer GQA Llama (Llama 3 rope scaling, byte-level BPE tokenizer
       with Llama 3's pre-tokenizer regex) whose weights are DTYPE ("f32" or "bf16"). With "spm", a
@@ -13,7 +13,8 @@
       Gemma3ForConditionalGeneration with a one-layer SigLIP vision tower); "phi3" a Phi3ForCausalLM with the SentencePiece
       tokenizer, fused qkv and gate_up weights and longrope factors; "olmo3" an Olmo3ForCausalLM
       (post-norms, whole-projection q/k norms, sliding-window layer types, yarn rope scaling);
-      "ministral3" a Ministral3ForCausalLM (head size 24, yarn rope_parameters with Llama 4 scaling).
+      "ministral3" a Ministral3ForCausalLM (head size 24, yarn rope_parameters with Llama 4 scaling);
+      "cohere" a CohereForCausalLM (Command-R: one layer norm per layer, tied embeddings, logit scale).
       Deterministic: weights come from integer hashing, not a random generator, so every numpy
       gives the same bytes.
 
@@ -185,6 +186,7 @@ def make(out, dtype, variant=None):
     vision = variant == "gemma3v"
     gemma = "gemma3" if vision else variant if variant in ("gemma", "gemma2", "gemma3") else None
     phi3, olmo3, ministral3 = variant == "phi3", variant == "olmo3", variant == "ministral3"
+    cohere = variant == "cohere"
     spm, qwen2 = variant in ("spm", "phi3") or gemma is not None, variant == "qwen2"
     os.makedirs(out, exist_ok=True)
     tok = tokenizer()
@@ -229,6 +231,12 @@ def make(out, dtype, variant=None):
             t[p + "self_attn.q_proj.bias"] = values(p + "qb", (HEADS * head_dim,), 0.1)
             t[p + "self_attn.k_proj.bias"] = values(p + "kb", (KV_HEADS * head_dim,), 0.1)
             t[p + "self_attn.v_proj.bias"] = values(p + "vb", (KV_HEADS * head_dim,), 0.1)
+    if cohere:
+        # Command-R: one layer norm per layer (attention and MLP run in parallel on it), tied
+        # embeddings.
+        del t["lm_head.weight"]
+        for l in range(LAYERS):
+            del t[f"model.layers.{l}.post_attention_layernorm.weight"]
     if olmo3:
         # OLMo 2/3: norms after attention and feed-forward, q/k norms over whole projections.
         for l in range(LAYERS):
@@ -286,6 +294,12 @@ def make(out, dtype, variant=None):
                   "torch_dtype": config["torch_dtype"], "text_config": text, "vision_config": VISION,
                   "mm_tokens_per_image": 4, "boi_token_index": 3, "eoi_token_index": 4,
                   "image_token_index": 5, "initializer_range": 0.02}
+    if cohere:
+        del config["rope_scaling"]
+        del config["rms_norm_eps"]
+        config.update({"architectures": ["CohereForCausalLM"], "model_type": "cohere", "layer_norm_eps": 1e-5,
+                       "logit_scale": 0.0625, "rope_theta": 8000000.0, "use_qk_norm": False,
+                       "tie_word_embeddings": True, "attention_bias": False})
     if ministral3:
         del config["rope_scaling"]
         del config["rope_theta"]

@@ -8,7 +8,8 @@
 //! `tokenizer.json` or a SentencePiece `tokenizer.model`), Qwen2 (`Qwen2ForCausalLM`), Gemma 1,
 //! 2 and 3 (`GemmaForCausalLM`, `Gemma2ForCausalLM`, `Gemma3ForCausalLM`,
 //! `Gemma3ForConditionalGeneration` with its vision tower), Phi-3 (`Phi3ForCausalLM`), OLMo 3
-//! (`Olmo3ForCausalLM`) and Ministral 3 (`Ministral3ForCausalLM`): tensors, vocabulary
+//! (`Olmo3ForCausalLM`), Ministral 3 (`Ministral3ForCausalLM`) and Command-R
+//! (`CohereForCausalLM`): tensors, vocabulary
 //! and merges checked against llama.cpp's own converter, and llama.cpp's logits of the result
 //! against those of llama.cpp's conversion; the keys Ollama writes checked against its Go source
 //! in unit tests. The others Ollama converts are refused with [`ConvertError::NotYet`].
@@ -25,6 +26,7 @@
 //! ```
 
 mod bert;
+mod command_r;
 mod gemma;
 mod llama;
 mod mistral;
@@ -398,6 +400,14 @@ impl Config {
         }
     }
 
+    /// A `bool` field (false when absent).
+    pub fn bool(&self, key: &str) -> Result<bool, ConvertError> {
+        match self.raw(key) {
+            None => Ok(false),
+            Some(raw) => serde_json::from_str(raw).map_err(|_| Self::bad(key, raw, "bool")),
+        }
+    }
+
     /// Whether the field is present and not null.
     pub fn contains(&self, key: &str) -> bool {
         self.raw(key).is_some()
@@ -764,6 +774,7 @@ impl<'f> Conversion<'f> {
             "Phi3ForCausalLM" => &phi3::Phi3,
             "Olmo3ForCausalLM" => &olmo::Olmo3,
             "Ministral3ForCausalLM" => &mistral::Ministral3,
+            "CohereForCausalLM" => &command_r::CommandR,
             other if OLLAMA_ARCHITECTURES.contains(&other) => {
                 return Err(ConvertError::NotYet(format!("{other} models")));
             }
