@@ -89,12 +89,12 @@ impl Architecture for Bert {
         )
     }
 
-    fn metadata(&self, params: &Parameters, tokenizer: &mut Tokenizer, kv: &mut Metadata) {
-        kv.insert("general.architecture".into(), Value::string("bert"));
+    fn gguf_name(&self) -> &'static str {
+        "bert"
+    }
+
+    fn extra_metadata(&self, tokenizer: &mut Tokenizer, kv: &mut Metadata) {
         kv.insert("bert.attention.causal".into(), Value::Bool(false));
-        for (key, value) in params {
-            kv.insert(format!("bert.{key}"), value.clone());
-        }
         kv.insert("tokenizer.ggml.model".into(), Value::string("bert"));
         kv.insert("tokenizer.ggml.token_type_count".into(), Value::U32(2));
         // WordPiece continuation pieces lose their "##"; word starts gain llama.cpp's

@@ -56,15 +56,11 @@ impl Architecture for CommandR {
         ]
     }
 
-    fn skip_tensor(&self, _name: &str) -> bool {
-        false
+    fn gguf_name(&self) -> &'static str {
+        "command-r"
     }
 
-    fn metadata(&self, params: &Parameters, _tokenizer: &mut Tokenizer, kv: &mut Metadata) {
-        kv.insert("general.architecture".into(), Value::string("command-r"));
+    fn extra_metadata(&self, _tokenizer: &mut Tokenizer, kv: &mut Metadata) {
         kv.insert("general.name".into(), Value::string("command-r"));
-        for (key, value) in params {
-            kv.insert(format!("command-r.{key}"), value.clone());
-        }
     }
 }

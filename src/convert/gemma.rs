@@ -222,16 +222,6 @@ fn gemma3_parameters(c: &Config, vision_model: bool) -> Result<Parameters, Conve
     Ok(p)
 }
 
-impl Gemma {
-    fn name(self) -> &'static str {
-        match self {
-            Gemma::One => "gemma",
-            Gemma::Two => "gemma2",
-            Gemma::Three | Gemma::ThreeVision => "gemma3",
-        }
-    }
-}
-
 impl Architecture for Gemma {
     fn parameters(&self, c: &Config, _folder: &ModelFolder) -> Result<Parameters, ConvertError> {
         match self {
@@ -346,12 +336,15 @@ impl Architecture for Gemma {
         Ok(())
     }
 
-    fn metadata(&self, params: &Parameters, _tokenizer: &mut Tokenizer, kv: &mut Metadata) {
-        let arch = self.name();
-        kv.insert("general.architecture".into(), Value::string(arch));
-        for (key, value) in params {
-            kv.insert(format!("{arch}.{key}"), value.clone());
+    fn gguf_name(&self) -> &'static str {
+        match self {
+            Gemma::One => "gemma",
+            Gemma::Two => "gemma2",
+            Gemma::Three | Gemma::ThreeVision => "gemma3",
         }
+    }
+
+    fn extra_metadata(&self, _tokenizer: &mut Tokenizer, kv: &mut Metadata) {
         if matches!(self, Gemma::One | Gemma::Two) {
             for (key, id) in FIXED_TOKEN_IDS {
                 kv.insert(key.into(), Value::U32(id));

@@ -3,10 +3,8 @@
 
 use kiln_gguf::Value;
 
-use super::tokenizer::Tokenizer;
 use super::{
-    Architecture, Config, ConvertError, Metadata, ModelFolder, Parameters, Planned,
-    shared_parameters,
+    Architecture, Config, ConvertError, ModelFolder, Parameters, Planned, shared_parameters,
 };
 
 pub(crate) struct Llama;
@@ -115,10 +113,6 @@ impl Architecture for Llama {
         ]
     }
 
-    fn skip_tensor(&self, _name: &str) -> bool {
-        false
-    }
-
     fn adjust_tensors(
         &self,
         c: &Config,
@@ -139,10 +133,7 @@ impl Architecture for Llama {
         Ok(())
     }
 
-    fn metadata(&self, params: &Parameters, _tokenizer: &mut Tokenizer, kv: &mut Metadata) {
-        kv.insert("general.architecture".into(), Value::string("llama"));
-        for (key, value) in params {
-            kv.insert(format!("llama.{key}"), value.clone());
-        }
+    fn gguf_name(&self) -> &'static str {
+        "llama"
     }
 }

@@ -4,8 +4,7 @@
 
 use kiln_gguf::Value;
 
-use super::tokenizer::Tokenizer;
-use super::{Architecture, Config, ConvertError, Metadata, ModelFolder, Parameters, Planned};
+use super::{Architecture, Config, ConvertError, ModelFolder, Parameters, Planned};
 
 pub(crate) struct Ministral3;
 
@@ -117,10 +116,6 @@ impl Architecture for Ministral3 {
         ]
     }
 
-    fn skip_tensor(&self, _name: &str) -> bool {
-        false
-    }
-
     fn adjust_tensors(
         &self,
         c: &Config,
@@ -138,11 +133,8 @@ impl Architecture for Ministral3 {
         Ok(())
     }
 
-    fn metadata(&self, params: &Parameters, _tokenizer: &mut Tokenizer, kv: &mut Metadata) {
-        kv.insert("general.architecture".into(), Value::string("mistral3"));
-        for (key, value) in params {
-            kv.insert(format!("mistral3.{key}"), value.clone());
-        }
+    fn gguf_name(&self) -> &'static str {
+        "mistral3"
     }
 }
 

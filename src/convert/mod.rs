@@ -834,7 +834,12 @@ impl<'f> Conversion<'f> {
         });
 
         let mut kv = base_metadata(&tokenizer);
-        arch.metadata(&params, &mut tokenizer, &mut kv);
+        let name = arch.gguf_name();
+        kv.insert("general.architecture".into(), Value::string(name));
+        for (key, value) in &params {
+            kv.insert(format!("{name}.{key}"), value.clone());
+        }
+        arch.extra_metadata(&mut tokenizer, &mut kv);
         Ok(Conversion {
             architecture: architecture.clone(),
             metadata: kv.into_iter().collect(),
@@ -971,7 +976,9 @@ pub(crate) trait Architecture {
     /// Hugging Face → GGUF tensor-name replacements, in priority order.
     fn replacements(&self) -> &'static [(&'static str, &'static str)];
     /// Tensors the GGUF leaves out (by GGUF name).
-    fn skip_tensor(&self, name: &str) -> bool;
+    fn skip_tensor(&self, _name: &str) -> bool {
+        false
+    }
     /// Regroups or adds tensors once all are known.
     fn adjust_tensors(
         &self,
@@ -981,8 +988,11 @@ pub(crate) trait Architecture {
     ) -> Result<(), ConvertError> {
         Ok(())
     }
-    /// Adds the architecture's keys (and adjusts the tokenizer's).
-    fn metadata(&self, params: &Parameters, tokenizer: &mut Tokenizer, kv: &mut Metadata);
+    /// The GGUF `general.architecture`, which prefixes the parameter keys.
+    fn gguf_name(&self) -> &'static str;
+    /// Keys beyond the prefixed parameters (and adjustments to the tokenizer's), written over
+    /// the rest.
+    fn extra_metadata(&self, _tokenizer: &mut Tokenizer, _kv: &mut Metadata) {}
 }
 
 /// Keys every converted model has (Ollama's `ModelParameters.KV`).

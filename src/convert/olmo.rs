@@ -4,8 +4,7 @@
 
 use kiln_gguf::{Array, Value, ValueType};
 
-use super::tokenizer::Tokenizer;
-use super::{Architecture, Config, ConvertError, Metadata, ModelFolder, Parameters};
+use super::{Architecture, Config, ConvertError, ModelFolder, Parameters};
 
 pub(crate) struct Olmo3;
 
@@ -84,15 +83,8 @@ impl Architecture for Olmo3 {
         ]
     }
 
-    fn skip_tensor(&self, _name: &str) -> bool {
-        false
-    }
-
-    fn metadata(&self, params: &Parameters, _tokenizer: &mut Tokenizer, kv: &mut Metadata) {
-        kv.insert("general.architecture".into(), Value::string("olmo2"));
-        for (key, value) in params {
-            kv.insert(format!("olmo2.{key}"), value.clone());
-        }
+    fn gguf_name(&self) -> &'static str {
+        "olmo2"
     }
 }
 

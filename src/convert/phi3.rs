@@ -4,8 +4,7 @@
 
 use kiln_gguf::Value;
 
-use super::tokenizer::Tokenizer;
-use super::{Architecture, Config, ConvertError, Metadata, ModelFolder, Parameters, Planned};
+use super::{Architecture, Config, ConvertError, ModelFolder, Parameters, Planned};
 
 pub(crate) struct Phi3;
 
@@ -102,10 +101,6 @@ impl Architecture for Phi3 {
         ]
     }
 
-    fn skip_tensor(&self, _name: &str) -> bool {
-        false
-    }
-
     fn adjust_tensors(
         &self,
         c: &Config,
@@ -125,11 +120,8 @@ impl Architecture for Phi3 {
         Ok(())
     }
 
-    fn metadata(&self, params: &Parameters, _tokenizer: &mut Tokenizer, kv: &mut Metadata) {
-        kv.insert("general.architecture".into(), Value::string("phi3"));
-        for (key, value) in params {
-            kv.insert(format!("phi3.{key}"), value.clone());
-        }
+    fn gguf_name(&self) -> &'static str {
+        "phi3"
     }
 }
 

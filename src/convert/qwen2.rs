@@ -2,8 +2,7 @@
 
 use kiln_gguf::{Array, Value, ValueType};
 
-use super::tokenizer::Tokenizer;
-use super::{Architecture, Config, ConvertError, Metadata, ModelFolder, Parameters};
+use super::{Architecture, Config, ConvertError, ModelFolder, Parameters};
 
 pub(crate) struct Qwen2;
 
@@ -70,14 +69,7 @@ impl Architecture for Qwen2 {
         ]
     }
 
-    fn skip_tensor(&self, _name: &str) -> bool {
-        false
-    }
-
-    fn metadata(&self, params: &Parameters, _tokenizer: &mut Tokenizer, kv: &mut Metadata) {
-        kv.insert("general.architecture".into(), Value::string("qwen2"));
-        for (key, value) in params {
-            kv.insert(format!("qwen2.{key}"), value.clone());
-        }
+    fn gguf_name(&self) -> &'static str {
+        "qwen2"
     }
 }
