@@ -28,12 +28,15 @@ impl Architecture for CommandR {
             "max_position_embeddings",
             Value::U32(c.first_u32(&["model_max_length", "max_position_embeddings"])?),
         );
-        p.insert(
-            "attention.layer_norm_epsilon",
-            Value::F32(c.f32("layer_norm_eps")?),
-        );
-        p.insert("rope.freq_base", Value::F32(c.f32("rope_theta")?));
-        p.insert("logit_scale", Value::F32(c.f32("logit_scale")?));
+        super::insert_f32s(
+            &mut p,
+            c,
+            &[
+                ("attention.layer_norm_epsilon", "layer_norm_eps"),
+                ("rope.freq_base", "rope_theta"),
+                ("logit_scale", "logit_scale"),
+            ],
+        )?;
         p.insert("rope.scaling.type", Value::string("none"));
         Ok(p)
     }

@@ -232,14 +232,14 @@ impl Architecture for Gemma {
                     "attention.sliding_window",
                     Value::U32(c.u32("sliding_window")?),
                 );
-                p.insert(
-                    "attn_logit_softcapping",
-                    Value::F32(c.f32("attn_logit_softcapping")?),
-                );
-                p.insert(
-                    "final_logit_softcapping",
-                    Value::F32(c.f32("final_logit_softcapping")?),
-                );
+                super::insert_f32s(
+                    &mut p,
+                    c,
+                    &[
+                        ("attn_logit_softcapping", "attn_logit_softcapping"),
+                        ("final_logit_softcapping", "final_logit_softcapping"),
+                    ],
+                )?;
                 Ok(p)
             }
             Gemma::Three => gemma3_parameters(c, false),

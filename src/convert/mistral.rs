@@ -58,14 +58,14 @@ impl Architecture for Ministral3 {
             "rope.scaling.type",
             Value::string(rope.string("rope_type")?),
         );
-        p.insert(
-            "rope.scaling.yarn_beta_fast",
-            Value::F32(rope.f32("beta_fast")?),
-        );
-        p.insert(
-            "rope.scaling.yarn_beta_slow",
-            Value::F32(rope.f32("beta_slow")?),
-        );
+        super::insert_f32s(
+            &mut p,
+            &rope,
+            &[
+                ("rope.scaling.yarn_beta_fast", "beta_fast"),
+                ("rope.scaling.yarn_beta_slow", "beta_slow"),
+            ],
+        )?;
         let log_multiplier = rope.f32("mscale_all_dim")?;
         if rope.contains("mscale_all_dim") {
             p.insert(

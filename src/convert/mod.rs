@@ -912,17 +912,36 @@ pub(crate) const SIZE_FIELDS: [(&str, &str); 5] = [
     ("attention.head_count", "num_attention_heads"),
 ];
 
-/// Writes each `(key, field)` as Ollama does for a `uint32` struct field: unconditionally, zero
-/// when the config leaves the field out.
+/// Writes each `(key, field)` as Ollama does for a struct field of that type: unconditionally,
+/// zero when the config leaves the field out.
+fn insert_fields<T>(
+    p: &mut Parameters,
+    fields: &[(&'static str, &str)],
+    read: impl Fn(&str) -> Result<T, ConvertError>,
+    value: fn(T) -> Value<'static>,
+) -> Result<(), ConvertError> {
+    for &(key, field) in fields {
+        p.insert(key, value(read(field)?));
+    }
+    Ok(())
+}
+
+/// [`insert_fields`] for `uint32` fields.
 pub(crate) fn insert_u32s(
     p: &mut Parameters,
     c: &Config,
     fields: &[(&'static str, &str)],
 ) -> Result<(), ConvertError> {
-    for &(key, field) in fields {
-        p.insert(key, Value::U32(c.u32(field)?));
-    }
-    Ok(())
+    insert_fields(p, fields, |f| c.u32(f), Value::U32)
+}
+
+/// [`insert_fields`] for `float32` fields.
+pub(crate) fn insert_f32s(
+    p: &mut Parameters,
+    c: &Config,
+    fields: &[(&'static str, &str)],
+) -> Result<(), ConvertError> {
+    insert_fields(p, fields, |f| c.f32(f), Value::F32)
 }
 
 /// Query and key-value head counts for regrouping rotary rows (no `num_key_value_heads` means

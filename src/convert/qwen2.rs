@@ -16,11 +16,14 @@ impl Architecture for Qwen2 {
             c,
             &[("attention.head_count_kv", "num_key_value_heads")],
         )?;
-        p.insert("rope.freq_base", Value::F32(c.f32("rope_theta")?));
-        p.insert(
-            "attention.layer_norm_rms_epsilon",
-            Value::F32(c.f32("rms_norm_eps")?),
-        );
+        super::insert_f32s(
+            &mut p,
+            c,
+            &[
+                ("rope.freq_base", "rope_theta"),
+                ("attention.layer_norm_rms_epsilon", "rms_norm_eps"),
+            ],
+        )?;
         let scaling = c.object("rope_scaling")?;
         scaling.u32("original_max_position_embeddings")?;
         if scaling.contains("factor") {
