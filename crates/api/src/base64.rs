@@ -4,7 +4,7 @@
 const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
 /// Encodes with padding, as Go's `json.Marshal` does for `[]byte`.
-pub(crate) fn encode(data: &[u8]) -> String {
+pub fn encode(data: &[u8]) -> String {
     let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
     for chunk in data.chunks(3) {
         let b = [
@@ -38,7 +38,7 @@ fn value_of(c: u8) -> Option<u32> {
 /// Decodes like Go's `StdEncoding.Decode`: padding is required, `\r` and `\n` are skipped anywhere,
 /// and non-zero bits in the final quantum are ignored. The error is the offset of the offending input
 /// byte (Go's `CorruptInputError`).
-pub(crate) fn decode(input: &str) -> Result<Vec<u8>, usize> {
+pub fn decode(input: &str) -> Result<Vec<u8>, usize> {
     let bytes = input.as_bytes();
     let mut out = Vec::with_capacity(bytes.len() / 4 * 3);
     // Significant characters with their offsets in `input`.

@@ -29,8 +29,8 @@ use serde_json::{Number, Value};
 
 use crate::json::go_float;
 use crate::types::{
-    AnyMap, CopyRequest, CreateRequest, DeleteRequest, ImageData, License, Message, ShowRequest,
-    ToolCall, ToolCallArguments,
+    AnyMap, CopyRequest, CreateRequest, DeleteRequest, ImageData, License, Message, PullRequest,
+    PushRequest, ShowRequest, ToolCall, ToolCallArguments,
 };
 
 /// Why a request body could not be decoded. Display is the message Ollama returns with status 400.
@@ -742,6 +742,41 @@ impl Request for DeleteRequest {
     }
 }
 
+/// Pull and push requests share Go's field layout (`api.PullRequest`, `api.PushRequest`).
+macro_rules! registry_request {
+    ($t:ident, $go:literal) => {
+        impl Request for $t {
+            fn from_go_value(v: GoValue) -> Result<Self, DecodeError> {
+                let mut r = $t::default();
+                let mut dec = Dec::new();
+                dec.object(
+                    v,
+                    stringify!($t),
+                    $go,
+                    &[
+                        "model", "insecure", "username", "password", "stream", "name",
+                    ],
+                    |dec, i, v| {
+                        match i {
+                            0 => dec.string(v, &mut r.model),
+                            1 => dec.boolean(v, &mut r.insecure),
+                            2 => dec.string(v, &mut r.username),
+                            3 => dec.string(v, &mut r.password),
+                            4 => dec.opt_bool(v, &mut r.stream),
+                            _ => dec.string(v, &mut r.name),
+                        }
+                        Ok(())
+                    },
+                )?;
+                dec.finish(r)
+            }
+        }
+    };
+}
+
+registry_request!(PullRequest, "api.PullRequest");
+registry_request!(PushRequest, "api.PushRequest");
+
 impl Request for Message {
     fn from_go_value(v: GoValue) -> Result<Self, DecodeError> {
         decode_message(v)
@@ -766,6 +801,8 @@ go_deserialize!(
     ShowRequest,
     CopyRequest,
     DeleteRequest,
+    PullRequest,
+    PushRequest,
     Message
 );
 

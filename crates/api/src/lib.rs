@@ -1,6 +1,6 @@
 #![doc = include_str!("../README.md")]
 
-mod base64;
+pub mod base64;
 pub mod decode;
 pub mod json;
 pub mod ndjson;
@@ -15,8 +15,8 @@ pub use time::{Timestamp, TimestampError};
 pub use types::{
     AnyMap, CopyRequest, CreateRequest, DeleteRequest, ErrorResponse, ImageData, License,
     LicenseError, ListModelResponse, ListResponse, Message, ModelDetails, ProcessModelResponse,
-    ProcessResponse, ProgressResponse, ShowRequest, ShowResponse, Tensor, ToolCall,
-    ToolCallArguments, ToolCallFunction, VersionResponse,
+    ProcessResponse, ProgressResponse, PullRequest, PushRequest, ShowRequest, ShowResponse, Tensor,
+    ToolCall, ToolCallArguments, ToolCallFunction, VersionResponse,
 };
 
 /// `Content-Type` values Ollama sends (server/routes.go at fb30760), so a server need not guess.

@@ -55,6 +55,8 @@ wire!(
     ListModelResponse,
     CopyRequest,
     DeleteRequest,
+    PullRequest,
+    PushRequest,
     ProcessResponse,
     ProcessModelResponse,
     VersionResponse,
@@ -490,6 +492,69 @@ impl DeleteRequest {
     /// `model`, or the deprecated `name` when `model` is empty.
     pub fn model_name(&self) -> &str {
         or(&self.model, &self.name)
+    }
+}
+
+/// `POST /api/pull`: fetch a model from its registry. Streams [`ProgressResponse`] lines.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct PullRequest {
+    /// Model to pull; see [`PullRequest::model_name`].
+    pub model: String,
+    /// Allow plain HTTP to the registry (Ollama marks it deprecated but still honours it).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub insecure: bool,
+    /// Deprecated and ignored by Ollama; kiln ignores it too (credentials come from the
+    /// environment or a docker-style config file, never from a request).
+    pub username: String,
+    /// Deprecated and ignored, like `username`.
+    pub password: String,
+    /// `None` means stream (the default); `Some(false)` asks for one final object.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stream: Option<bool>,
+    /// Deprecated spelling of `model`.
+    pub name: String,
+}
+
+impl PullRequest {
+    /// `model`, or the deprecated `name` when `model` is empty (Ollama's `cmp.Or`).
+    pub fn model_name(&self) -> &str {
+        or(&self.model, &self.name)
+    }
+
+    /// Whether the response is an NDJSON stream (everything but an explicit `"stream": false`).
+    pub fn is_streaming(&self) -> bool {
+        self.stream != Some(false)
+    }
+}
+
+/// `POST /api/push`: send a model to its registry. Same fields as [`PullRequest`].
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct PushRequest {
+    /// Model to push; see [`PushRequest::model_name`].
+    pub model: String,
+    /// Allow plain HTTP to the registry.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub insecure: bool,
+    /// Deprecated and ignored, as in Ollama.
+    pub username: String,
+    /// Deprecated and ignored, as in Ollama.
+    pub password: String,
+    /// `None` means stream (the default); `Some(false)` asks for one final object.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stream: Option<bool>,
+    /// Deprecated spelling of `model`.
+    pub name: String,
+}
+
+impl PushRequest {
+    /// `model`, or the deprecated `name` when `model` is empty.
+    pub fn model_name(&self) -> &str {
+        or(&self.model, &self.name)
+    }
+
+    /// Whether the response is an NDJSON stream (everything but an explicit `"stream": false`).
+    pub fn is_streaming(&self) -> bool {
+        self.stream != Some(false)
     }
 }
 

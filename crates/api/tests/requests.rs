@@ -4,8 +4,8 @@
 use std::collections::BTreeMap;
 
 use kiln_api::{
-    CopyRequest, CreateRequest, DecodeError, DeleteRequest, License, Message, ShowRequest,
-    decode_request, to_go_json,
+    CopyRequest, CreateRequest, DecodeError, DeleteRequest, License, Message, PullRequest,
+    PushRequest, ShowRequest, decode_request, to_go_json,
 };
 use serde_json::json;
 
@@ -337,4 +337,43 @@ fn syntax_errors_use_go_text() {
     );
     // Garbage after the first value is never looked at.
     assert_eq!(create("{\"model\":\"x\"}{oops").model, "x");
+}
+
+/// `api.PullRequest` / `api.PushRequest` (api/types.go): Go's field names, the deprecated `name`,
+/// `insecure`, `stream`, and Go's type errors with the Go struct name.
+#[test]
+fn pull_and_push_requests() {
+    let p: PullRequest =
+        decode_request(br#"{"Model":"team/m:v1","INSECURE":true,"stream":false}"#).unwrap();
+    assert_eq!(p.model_name(), "team/m:v1");
+    assert!(p.insecure);
+    assert!(!p.is_streaming());
+    let p: PullRequest = decode_request(br#"{"name":"old","username":"u"}"#).unwrap();
+    assert_eq!(p.model_name(), "old");
+    assert!(p.is_streaming());
+    assert!(!p.insecure);
+    let p: PushRequest = decode_request(br#"{"model":"new","name":"old"}"#).unwrap();
+    assert_eq!(p.model_name(), "new");
+    assert_eq!(
+        decode_request::<PullRequest>(br#"{"insecure":"yes"}"#)
+            .unwrap_err()
+            .to_string(),
+        "json: cannot unmarshal string into Go struct field PullRequest.insecure of type bool"
+    );
+    assert_eq!(
+        decode_request::<PushRequest>(br#"{"model":7}"#)
+            .unwrap_err()
+            .to_string(),
+        "json: cannot unmarshal number into Go struct field PushRequest.model of type string"
+    );
+    // Serialized in Go's field order, as the Go client sends it.
+    let body = to_go_json(&PullRequest {
+        model: "m".into(),
+        insecure: true,
+        ..PullRequest::default()
+    });
+    assert_eq!(
+        String::from_utf8(body).unwrap(),
+        r#"{"model":"m","insecure":true,"username":"","password":"","name":""}"#
+    );
 }
