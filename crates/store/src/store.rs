@@ -68,6 +68,8 @@ fn io_at(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
 
 /// Temporary files carry this prefix so a crash leaves only recognisable, prunable debris.
 const TEMP_PREFIX: &str = ".kiln-tmp-";
+/// Suffix of a download in progress (Ollama's naming); part records add `-<n>`.
+const PARTIAL_SUFFIX: &str = "-partial";
 static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
 fn temp_name() -> String {
@@ -344,6 +346,132 @@ impl Store {
         Ok(Digest::of(&bytes))
     }
 
+    /// Writes manifest bytes exactly as given (a registry's answer, whose digest is the sha256 of
+    /// those bytes), after checking that they parse as a manifest and that every blob they
+    /// reference is present. Atomic like [`write_manifest`](Self::write_manifest).
+    pub fn write_manifest_verbatim(
+        &self,
+        name: &ModelName,
+        bytes: &[u8],
+    ) -> Result<Digest, StoreError> {
+        let manifest: Manifest =
+            serde_json::from_slice(bytes).map_err(|e| StoreError::BadManifest {
+                path: self.manifest_path(name),
+                message: e.to_string(),
+            })?;
+        for d in manifest.digests() {
+            let digest = Digest::parse(d)?;
+            if !self.has_blob(&digest) {
+                return Err(StoreError::MissingBlob {
+                    digest: d.to_owned(),
+                });
+            }
+        }
+        self.write_manifest_bytes(name, bytes)?;
+        Ok(Digest::of(bytes))
+    }
+
+    /// Where a download of `digest` accumulates before it is verified: Ollama's
+    /// `blobs/sha256-<hex>-partial`, so either program can resume the other's download.
+    pub fn partial_path(&self, digest: &Digest) -> PathBuf {
+        self.blobs_dir()
+            .join(format!("{}{PARTIAL_SUFFIX}", digest.file_name()))
+    }
+
+    /// The progress record of part `n` of a download (Ollama's `sha256-<hex>-partial-<n>`).
+    pub fn partial_part_path(&self, digest: &Digest, n: usize) -> PathBuf {
+        self.blobs_dir()
+            .join(format!("{}{PARTIAL_SUFFIX}-{n}", digest.file_name()))
+    }
+
+    /// Every partial download in the store: its digest, the bytes its data file holds on disk
+    /// (allocated, not announced: files are sparse) and when it was last written.
+    pub fn partials(&self) -> Result<Vec<PartialDownload>, StoreError> {
+        let blobs = self.blobs_dir();
+        let mut out = Vec::new();
+        for entry in fs::read_dir(&blobs).map_err(io_at(&blobs))?.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some(digest) = name
+                .strip_suffix(PARTIAL_SUFFIX)
+                .and_then(|d| Digest::parse(d).ok())
+            else {
+                continue;
+            };
+            let meta = entry.metadata().map_err(io_at(&entry.path()))?;
+            out.push(PartialDownload {
+                digest,
+                allocated: allocated_bytes(&meta),
+                modified: meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+            });
+        }
+        out.sort_by_key(|p| p.modified);
+        Ok(out)
+    }
+
+    /// Removes a partial download: its data file and every part record.
+    pub fn remove_partial(&self, digest: &Digest) -> Result<(), StoreError> {
+        let mut n = 0;
+        loop {
+            let p = self.partial_part_path(digest, n);
+            match fs::remove_file(&p) {
+                Ok(()) => n += 1,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => break,
+                Err(e) => return Err(StoreError::Io { path: p, source: e }),
+            }
+        }
+        let p = self.partial_path(digest);
+        match fs::remove_file(&p) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(StoreError::Io { path: p, source: e }),
+        }
+    }
+
+    /// Turns a finished partial download into the blob `digest`: the data file is hashed, and
+    /// only when it hashes to `digest` is it fsynced and renamed into place. Otherwise the
+    /// download is removed (it must be fetched again) and the mismatch reported. Part records
+    /// are removed either way.
+    pub fn commit_partial(&self, digest: &Digest) -> Result<StoredBlob, StoreError> {
+        let path = self.partial_path(digest);
+        let (actual, size) = {
+            let mut f = File::open(&path).map_err(io_at(&path))?;
+            let mut h = Hasher::default();
+            let mut buf = vec![0u8; 1 << 20];
+            let mut size = 0u64;
+            loop {
+                let n = match f.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(StoreError::Io { path, source: e }),
+                };
+                h.update(&buf[..n]);
+                size += n as u64;
+            }
+            f.sync_all().map_err(io_at(&path))?;
+            (h.finish(), size)
+        };
+        if actual != *digest {
+            self.remove_partial(digest)?;
+            return Err(StoreError::DigestMismatch {
+                expected: *digest,
+                actual,
+            });
+        }
+        let target = self.blob_path(digest);
+        let created = !target.is_file();
+        if created {
+            fs::rename(&path, &target).map_err(io_at(&target))?;
+            sync_dir(&self.blobs_dir());
+        }
+        self.remove_partial(digest)?;
+        Ok(StoredBlob {
+            digest: *digest,
+            size,
+            created,
+        })
+    }
+
     fn write_manifest_bytes(&self, name: &ModelName, bytes: &[u8]) -> Result<(), StoreError> {
         let path = self.manifest_path(name);
         let dir = path
@@ -496,7 +624,7 @@ impl Store {
             let name = entry.file_name().to_string_lossy().into_owned();
             let orphan = match Digest::parse(&name) {
                 Ok(d) => !used.contains(&d.to_string()),
-                Err(_) => name.starts_with(TEMP_PREFIX),
+                Err(_) => name.starts_with(TEMP_PREFIX) || is_partial_name(&name),
             };
             if orphan {
                 candidates.push(entry.path());
@@ -567,6 +695,41 @@ impl Store {
         }
         Ok(report)
     }
+}
+
+/// A download that has not finished (see [`Store::partials`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartialDownload {
+    /// The blob it will become.
+    pub digest: Digest,
+    /// Bytes allocated on disk for its data file.
+    pub allocated: u64,
+    /// When its data file was last written.
+    pub modified: SystemTime,
+}
+
+/// `sha256-<hex>-partial` or `sha256-<hex>-partial-<n>`: a download in progress, which prune
+/// removes only after the grace period (and never while a pull holds the store's shared lock).
+fn is_partial_name(name: &str) -> bool {
+    let Some((blob, rest)) = name.split_once(PARTIAL_SUFFIX) else {
+        return false;
+    };
+    Digest::parse(blob).is_ok()
+        && (rest.is_empty()
+            || rest
+                .strip_prefix('-')
+                .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())))
+}
+
+#[cfg(unix)]
+fn allocated_bytes(meta: &fs::Metadata) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    meta.blocks().saturating_mul(512)
+}
+
+#[cfg(not(unix))]
+fn allocated_bytes(meta: &fs::Metadata) -> u64 {
+    meta.len()
 }
 
 /// A blob being written: bytes go to a temporary file in `blobs/` while they are hashed; `commit`

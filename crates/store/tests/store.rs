@@ -500,3 +500,91 @@ fn writers_killed_at_random_points_never_corrupt_the_store() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn partial_downloads_enter_the_store_only_when_they_hash_right() {
+    let (store, dir) = temp_store("partials");
+    let good = b"the whole blob".as_slice();
+    let digest = Digest::of(good);
+    // Ollama's file names, so a pull resumes across kiln and Ollama.
+    assert_eq!(
+        store
+            .partial_path(&digest)
+            .file_name()
+            .unwrap()
+            .to_string_lossy(),
+        format!("sha256-{}-partial", &digest.to_string()[7..])
+    );
+    assert_eq!(
+        store
+            .partial_part_path(&digest, 3)
+            .file_name()
+            .unwrap()
+            .to_string_lossy(),
+        format!("sha256-{}-partial-3", &digest.to_string()[7..])
+    );
+
+    // A download whose bytes are wrong is removed, records too, and reported.
+    std::fs::write(store.partial_path(&digest), b"the whole blub").unwrap();
+    std::fs::write(store.partial_part_path(&digest, 0), b"{}").unwrap();
+    assert_eq!(store.partials().unwrap().len(), 1);
+    assert_eq!(store.partials().unwrap()[0].digest, digest);
+    match store.commit_partial(&digest) {
+        Err(StoreError::DigestMismatch { expected, actual }) => {
+            assert_eq!(expected, digest);
+            assert_eq!(actual, Digest::of(b"the whole blub"));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(!store.has_blob(&digest));
+    assert!(store.partials().unwrap().is_empty());
+    assert!(!store.partial_part_path(&digest, 0).exists());
+
+    // The right bytes become the blob.
+    std::fs::write(store.partial_path(&digest), good).unwrap();
+    std::fs::write(store.partial_part_path(&digest, 0), b"{}").unwrap();
+    std::fs::write(store.partial_part_path(&digest, 1), b"{}").unwrap();
+    let stored = store.commit_partial(&digest).unwrap();
+    assert_eq!(
+        (stored.digest, stored.size, stored.created),
+        (digest, good.len() as u64, true)
+    );
+    assert_eq!(std::fs::read(store.blob_path(&digest)).unwrap(), good);
+    assert!(store.partials().unwrap().is_empty());
+    assert!(!store.partial_part_path(&digest, 1).exists());
+
+    // Abandoned downloads are store debris: prune leaves them alone within the grace period
+    // and removes them after it.
+    let other = Digest::of(b"never finished");
+    std::fs::write(store.partial_path(&other), b"never").unwrap();
+    std::fs::write(store.partial_part_path(&other, 0), b"{}").unwrap();
+    assert!(store.prune(Duration::from_secs(3600)).unwrap().is_empty());
+    assert_eq!(store.partials().unwrap().len(), 1);
+    let removed = store.prune(Duration::ZERO).unwrap();
+    assert_eq!(removed.len(), 3, "{removed:?}"); // two partial files and the unreferenced blob
+    assert!(store.partials().unwrap().is_empty());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn manifests_from_a_registry_are_stored_byte_for_byte() {
+    let (store, dir) = temp_store("verbatim");
+    let name: ModelName = "registry.example/team/m:v1".parse().unwrap();
+    let config = store.write_blob(&b"{}"[..], None).unwrap().digest;
+    // Missing blobs are refused: the manifest comes last.
+    let missing = br#"{"schemaVersion":2,"config":{"digest":"sha256:1111111111111111111111111111111111111111111111111111111111111111","size":2},"layers":[]}"#;
+    assert!(matches!(
+        store.write_manifest_verbatim(&name, missing),
+        Err(StoreError::MissingBlob { .. })
+    ));
+    assert!(store.manifest(&name).is_err());
+    // Indented, with a key order and spacing kiln's encoder would not produce.
+    let text = "{\n  \"schemaVersion\": 2,\n  \"mediaType\": \"application/vnd.docker.distribution.manifest.v2+json\",\n  \"config\": {\"mediaType\": \"application/vnd.docker.container.image.v1+json\", \"digest\": \"CONFIG\", \"size\": 2},\n  \"layers\": []\n}\n"
+        .replace("CONFIG", &config.to_string());
+    let bytes = text.as_bytes();
+    store.write_manifest_verbatim(&name, bytes).unwrap();
+    assert_eq!(store.manifest_bytes(&name).unwrap(), bytes);
+    assert!(dir.join("manifests/registry.example/team/m/v1").is_file());
+    assert_eq!(store.manifest(&name).unwrap().manifest.layers.len(), 0);
+    let _ = std::fs::remove_dir_all(&dir);
+}
