@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it: sets up the reference implementations (llama.cpp via
-# llama-cpp-python, gguf-py, the ollama client) in target/oracle-venv, then runs every test with
-# them required, so a conformance test can never pass by skipping its oracle.
+# llama-cpp-python, gguf-py, the ollama client) in target/oracle-venv and a real OCI registry
+# (Debian's docker-registry, which the registry tests start on loopback), then runs every test
+# with them required, so a conformance test can never pass by skipping its oracle.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 py=$(bash scripts/setup-oracle.sh | tail -n 1)
 export KILN_PYTHON="$py"
+KILN_DOCKER_REGISTRY=$(bash scripts/setup-registry.sh | tail -n 1)
+export KILN_DOCKER_REGISTRY
 export KILN_REQUIRE_ORACLE=1
 cargo test --workspace --release "$@"
