@@ -48,7 +48,8 @@ pub struct PullSummary {
     pub cached: usize,
 }
 
-fn emit(
+/// Sends one line; a sink that breaks cancels the transfer.
+pub(crate) fn emit(
     sink: &mut dyn FnMut(ProgressResponse) -> ControlFlow<()>,
     p: ProgressResponse,
 ) -> Result<(), RegistryError> {

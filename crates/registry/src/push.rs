@@ -17,7 +17,7 @@ use reqwest::Method;
 use reqwest::blocking::Body;
 
 use crate::client::{Call, Client, resolve_location};
-use crate::pull::transfer_layers;
+use crate::pull::{emit, transfer_layers};
 use crate::{RegistryError, Remote};
 
 /// Chunk sizing for uploads, as Ollama sizes its parts.
@@ -42,16 +42,6 @@ pub struct PushSummary {
     pub existing: usize,
     /// Blobs mounted from another repository of the registry.
     pub mounted: usize,
-}
-
-fn emit(
-    sink: &mut dyn FnMut(ProgressResponse) -> ControlFlow<()>,
-    p: ProgressResponse,
-) -> Result<(), RegistryError> {
-    match sink(p) {
-        ControlFlow::Continue(()) => Ok(()),
-        ControlFlow::Break(()) => Err(RegistryError::Cancelled),
-    }
 }
 
 /// Pushes `name` from `store` to its registry, streaming Ollama's status lines into `sink`.
