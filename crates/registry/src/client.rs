@@ -33,6 +33,10 @@ pub struct ClientOptions {
     pub connect_timeout: Duration,
     /// `User-Agent` header.
     pub user_agent: String,
+    /// Registries (`host[:port]`, as in a model name) always reached over plain HTTP, as
+    /// Docker's `insecure-registries`: a private registry on a trusted network, including the
+    /// implicit pull of a create's `from`, where no `insecure` flag can be given.
+    pub insecure_hosts: Vec<String>,
 }
 
 impl Default for ClientOptions {
@@ -50,6 +54,7 @@ impl Default for ClientOptions {
                 std::env::consts::ARCH,
                 std::env::consts::OS
             ),
+            insecure_hosts: Vec::new(),
         }
     }
 }
@@ -121,6 +126,15 @@ impl Client {
     /// The options it was built with.
     pub fn options(&self) -> &ClientOptions {
         &self.options
+    }
+
+    /// Whether `host` is reached over plain HTTP even without `insecure`
+    /// ([`ClientOptions::insecure_hosts`]; compared case-insensitively, as hosts are).
+    pub fn plain_http(&self, host: &str) -> bool {
+        self.options
+            .insecure_hosts
+            .iter()
+            .any(|h| h.eq_ignore_ascii_case(host))
     }
 
     fn credentials_for(&self, host: &str) -> Option<Credentials> {

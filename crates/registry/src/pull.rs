@@ -132,7 +132,10 @@ pub fn pull(
     sink: &mut dyn FnMut(ProgressResponse) -> ControlFlow<()>,
 ) -> Result<PullSummary, RegistryError> {
     let name = store.existing_name(name)?;
-    let remote = Remote::new(name.clone(), options.insecure);
+    let remote = Remote::new(
+        name.clone(),
+        options.insecure || client.plain_http(name.host()),
+    );
     let guard = store.create_guard()?;
     let previous: HashSet<String> = match store.manifest(&name) {
         Ok(m) => m.manifest.digests().map(str::to_owned).collect(),

@@ -53,7 +53,10 @@ pub fn push(
     sink: &mut dyn FnMut(ProgressResponse) -> ControlFlow<()>,
 ) -> Result<PushSummary, RegistryError> {
     let name = store.existing_name(name)?;
-    let remote = Remote::new(name.clone(), options.insecure);
+    let remote = Remote::new(
+        name.clone(),
+        options.insecure || client.plain_http(name.host()),
+    );
     emit(sink, ProgressResponse::status("retrieving manifest"))?;
     let stored = match store.manifest(&name) {
         Ok(m) => m,

@@ -962,3 +962,38 @@ fn ollama_keys_made_by_ssh_keygen_sign_as_ollama_signs() {
     )
     .unwrap();
 }
+
+#[test]
+fn insecure_hosts_reach_a_plain_http_registry_without_the_flag() {
+    let registry = registry_or_skip!(None);
+    let src = temp_store("plain-src");
+    let name: ModelName = format!("{}/team/plain:v1", registry.addr).parse().unwrap();
+    put_model(&src.store, &name, 4096, 9);
+    let secure = PushOptions::default();
+    // Without the host listed, kiln speaks TLS to a plain HTTP server, which fails.
+    let refused = push(&quick_client(), &src.store, &name, &secure, &mut |_| {
+        ControlFlow::Continue(())
+    });
+    assert!(refused.is_err(), "{refused:?}");
+    let client = Client::new(ClientOptions {
+        retries: 2,
+        backoff: Duration::from_millis(10),
+        insecure_hosts: vec![registry.addr.to_uppercase()],
+        ..ClientOptions::default()
+    })
+    .unwrap();
+    push(&client, &src.store, &name, &secure, &mut |_| {
+        ControlFlow::Continue(())
+    })
+    .unwrap();
+    let dst = temp_store("plain-dst");
+    pull(
+        &client,
+        &dst.store,
+        &name,
+        &PullOptions::default(),
+        &mut |_| ControlFlow::Continue(()),
+    )
+    .unwrap();
+    assert_eq!(blob_files(&dst.store), blob_files(&src.store));
+}
