@@ -17,24 +17,32 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
-use kiln::create::{self, CreateError, Engine};
+use kiln::create::{self, Engine};
 use kiln_api::{
     CopyRequest, CreateRequest, DeleteRequest, ErrorResponse, ProcessResponse, ProgressResponse,
-    ShowRequest, VersionResponse, Wire, content_type, decode_request, to_go_json, to_ndjson_line,
+    PullRequest, PushRequest, ShowRequest, VersionResponse, Wire, content_type, decode_request,
+    to_go_json, to_ndjson_line,
 };
+use kiln_registry::ClientOptions;
 use kiln_store::{Digest, Store, StoreError};
 use tokio_stream::StreamExt;
 
 /// Set by Ctrl-C: running creates cancel (and clean up) at their next progress line.
 static SHUTTING_DOWN: AtomicBool = AtomicBool::new(false);
 
-const HELP: &str = "kiln serve: the Ollama model-management API (create, blobs, tags, show, copy, delete, ps, version)
+const HELP: &str = "kiln serve: the Ollama model-management API (create, pull, push, blobs, tags, show, copy, delete, ps, version)
 
 Environment:
-  OLLAMA_HOST     address to listen on (default 127.0.0.1:11434)
-  OLLAMA_MODELS   models directory (default ~/.ollama/models), shared with Ollama
-  KILN_THREADS    quantization threads (default: all cores)
-  KILN_VERSION    version reported by /api/version (default 0.33.0)
+  OLLAMA_HOST                address to listen on (default 127.0.0.1:11434)
+  OLLAMA_MODELS              models directory (default ~/.ollama/models), shared with Ollama
+  OLLAMA_NOPRUNE             keep blobs a re-pulled model no longer uses
+  KILN_THREADS               quantization threads (default: all cores)
+  KILN_VERSION               version reported by /api/version (default 0.33.0)
+  KILN_INSECURE_REGISTRIES   comma-separated registries (host[:port]) reached over plain HTTP,
+                             also for the implicit pull of a create's `from`
+  KILN_REGISTRY_USERNAME,    Basic credentials for registries that ask for them (else the
+  KILN_REGISTRY_PASSWORD     auths of $DOCKER_CONFIG/config.json or ~/.docker/config.json);
+                             ~/.ollama/id_ed25519 signs requests to ollama.com as Ollama does
 ";
 
 /// Server state: the engine (which owns the store) and the version it reports.
@@ -185,31 +193,26 @@ async fn post_blob(State(app): State<Shared>, Path(digest): Path<String>, body: 
     }
 }
 
-/// One message from the create worker: a progress line or the error that ended it.
+/// One message from a worker: a progress line or the error that ended it (status, message).
 enum Event {
     Progress(ProgressResponse),
-    Failed(CreateError),
+    Failed(u16, String),
 }
 
-async fn create(State(app): State<Shared>, body: Bytes) -> Response {
-    let req: CreateRequest = match decode_request(&body) {
-        Ok(r) => r,
-        Err(e) => return error(400, e.to_string()),
-    };
-    let streaming = req.is_streaming();
-    let prepared = {
-        let engine = app.engine.clone();
-        match tokio::task::spawn_blocking(move || engine.prepare(req)).await {
-            Ok(Ok(p)) => p,
-            Ok(Err(e)) => return error(e.status(), e.to_string()),
-            Err(e) => return error(500, e.to_string()),
-        }
-    };
+/// A job that streams progress into a sink (which cancels by returning `Break`) and ends with
+/// an error's HTTP status and message, or nothing.
+type Job = Box<
+    dyn FnOnce(&mut dyn FnMut(ProgressResponse) -> ControlFlow<()>) -> Result<(), (u16, String)>
+        + Send,
+>;
+
+/// Runs `job` on a blocking thread and answers as Ollama does: NDJSON lines (`streamResponse`,
+/// where an error before the first line sets the HTTP status), or with `stream: false` the last
+/// line or the error (`waitForStream`). A client that goes away, or Ctrl-C, cancels the job at
+/// its next line.
+async fn respond(streaming: bool, job: Job) -> Response {
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Event>(64);
-    let engine = app.engine.clone();
     tokio::task::spawn_blocking(move || {
-        // A send fails when the client has gone: cancel between chunks.
-        // Ctrl-C cancels too, so shutdown does not wait for a long quantization.
         let mut sink = |p: ProgressResponse| {
             if SHUTTING_DOWN.load(Ordering::Relaxed) {
                 return ControlFlow::Break(());
@@ -219,28 +222,26 @@ async fn create(State(app): State<Shared>, body: Bytes) -> Response {
                 Err(_) => ControlFlow::Break(()),
             }
         };
-        if let Err(e) = engine.run(prepared, &mut sink) {
-            let _ = tx.blocking_send(Event::Failed(e));
+        if let Err((status, message)) = job(&mut sink) {
+            let _ = tx.blocking_send(Event::Failed(status, message));
         }
     });
     if !streaming {
-        // Ollama's waitForStream: the last progress, or the first error with its status.
         let mut last = None;
         while let Some(event) = rx.recv().await {
             match event {
                 Event::Progress(p) => last = Some(p),
-                Event::Failed(e) => return error(e.status(), e.to_string()),
+                Event::Failed(status, message) => return error(status, message),
             }
         }
         return match last {
             Some(p) => json_response(StatusCode::OK, &p),
-            None => error(500, "create ended without a result"),
+            None => error(500, "the request ended without a result"),
         };
     }
-    // Ollama's streamResponse: an error before anything was sent sets the HTTP status.
     let first = match rx.recv().await {
-        Some(Event::Failed(e)) => {
-            let mut r = error(e.status(), e.to_string());
+        Some(Event::Failed(status, message)) => {
+            let mut r = error(status, message);
             r.headers_mut().insert(
                 header::CONTENT_TYPE,
                 HeaderValue::from_static(content_type::JSON_PLAIN),
@@ -248,11 +249,11 @@ async fn create(State(app): State<Shared>, body: Bytes) -> Response {
             return r;
         }
         Some(Event::Progress(p)) => p,
-        None => return error(500, "create ended without a result"),
+        None => return error(500, "the request ended without a result"),
     };
     let rest = tokio_stream::wrappers::ReceiverStream::new(rx).map(|event| match event {
         Event::Progress(p) => to_ndjson_line(&p),
-        Event::Failed(e) => to_ndjson_line(&ErrorResponse::new(e.to_string())),
+        Event::Failed(_, message) => to_ndjson_line(&ErrorResponse::new(message)),
     });
     let lines = tokio_stream::once(to_ndjson_line(&first))
         .chain(rest)
@@ -263,6 +264,80 @@ async fn create(State(app): State<Shared>, body: Bytes) -> Response {
         HeaderValue::from_static(content_type::NDJSON),
     );
     r
+}
+
+async fn create(State(app): State<Shared>, body: Bytes) -> Response {
+    let req: CreateRequest = match decode_request(&body) {
+        Ok(r) => r,
+        Err(e) => return error(400, e.to_string()),
+    };
+    let streaming = req.is_streaming();
+    let engine = app.engine.clone();
+    let prepared = match tokio::task::spawn_blocking(move || engine.prepare(req)).await {
+        Ok(Ok(p)) => p,
+        Ok(Err(e)) => return error(e.status(), e.to_string()),
+        Err(e) => return error(500, e.to_string()),
+    };
+    let engine = app.engine.clone();
+    respond(
+        streaming,
+        Box::new(move |sink| {
+            engine
+                .run(prepared, sink)
+                .map_err(|e| (e.status(), e.to_string()))
+        }),
+    )
+    .await
+}
+
+async fn pull(State(app): State<Shared>, body: Bytes) -> Response {
+    let req: PullRequest = match decode_request(&body) {
+        Ok(r) => r,
+        Err(e) => return error(400, e.to_string()),
+    };
+    let streaming = req.is_streaming();
+    let engine = app.engine.clone();
+    let transfer = match tokio::task::spawn_blocking(move || engine.prepare_pull(&req)).await {
+        Ok(Ok(t)) => t,
+        Ok(Err(e)) => return error(e.status(), e.to_string()),
+        Err(e) => return error(500, e.to_string()),
+    };
+    let engine = app.engine.clone();
+    respond(
+        streaming,
+        Box::new(move |sink| {
+            engine
+                .pull(&transfer, sink)
+                .map(drop)
+                .map_err(|e| (e.status(), e.to_string()))
+        }),
+    )
+    .await
+}
+
+async fn push(State(app): State<Shared>, body: Bytes) -> Response {
+    let req: PushRequest = match decode_request(&body) {
+        Ok(r) => r,
+        Err(e) => return error(400, e.to_string()),
+    };
+    let streaming = req.is_streaming();
+    let engine = app.engine.clone();
+    let transfer = match tokio::task::spawn_blocking(move || engine.prepare_push(&req)).await {
+        Ok(Ok(t)) => t,
+        Ok(Err(e)) => return error(e.status(), e.to_string()),
+        Err(e) => return error(500, e.to_string()),
+    };
+    let engine = app.engine.clone();
+    respond(
+        streaming,
+        Box::new(move |sink| {
+            engine
+                .push(&transfer, sink)
+                .map(drop)
+                .map_err(|e| (e.status(), e.to_string()))
+        }),
+    )
+    .await
 }
 
 async fn log_requests(req: Request, next: Next) -> Response {
@@ -293,10 +368,18 @@ pub fn router(app: Shared) -> Router {
         .route("/api/chat", any(not_served))
         .route("/api/embed", any(not_served))
         .route("/api/embeddings", any(not_served))
-        .route("/api/pull", any(not_served))
-        .route("/api/push", any(not_served))
+        .route("/api/pull", post(pull))
+        .route("/api/push", post(push))
         .layer(middleware::from_fn(log_requests))
         .with_state(app)
+}
+
+/// Ollama's `envconfig.Bool`: trimmed of spaces and quotes; empty is false, anything
+/// `strconv.ParseBool` does not read as false (unparsable values included) is true.
+fn env_bool(key: &str) -> bool {
+    let raw = std::env::var(key).unwrap_or_default();
+    let v = raw.trim().trim_matches(|c| c == '"' || c == '\'');
+    !v.is_empty() && !matches!(v, "0" | "f" | "F" | "false" | "FALSE" | "False")
 }
 
 fn listen_addr() -> Result<SocketAddr, String> {
@@ -344,8 +427,22 @@ async fn main() -> std::process::ExitCode {
         .unwrap_or(0);
     let version = std::env::var("KILN_VERSION").unwrap_or_else(|_| "0.33.0".into());
     eprintln!("[kiln] models at {}", store.root().display());
+    let registry = ClientOptions {
+        insecure_hosts: std::env::var("KILN_INSECURE_REGISTRIES")
+            .unwrap_or_default()
+            .split(',')
+            .map(str::trim)
+            .filter(|h| !h.is_empty())
+            .map(str::to_owned)
+            .collect(),
+        ..ClientOptions::default()
+    };
+    let no_prune = env_bool("OLLAMA_NOPRUNE");
     let app = Arc::new(App {
-        engine: Engine::new(store).with_threads(threads),
+        engine: Engine::new(store)
+            .with_threads(threads)
+            .with_registry_options(registry)
+            .with_no_prune(no_prune),
         version,
     });
     let listener = match tokio::net::TcpListener::bind(addr).await {

@@ -312,6 +312,11 @@ fn the_official_python_client_drives_kiln_like_ollama() {
 /// Starts the reference server on an ephemeral port over `store`; returns the runtime (keep it
 /// alive) and `host:port`.
 fn start_server(store: &Store, threads: usize) -> (tokio::runtime::Runtime, String) {
+    start_engine(Engine::new(store.clone()).with_threads(threads))
+}
+
+/// Starts the reference server over `engine`; as [`start_server`].
+fn start_engine(engine: Engine) -> (tokio::runtime::Runtime, String) {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -322,7 +327,7 @@ fn start_server(store: &Store, threads: usize) -> (tokio::runtime::Runtime, Stri
         .unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     let app = Arc::new(serve::App {
-        engine: Engine::new(store.clone()).with_threads(threads),
+        engine,
         version: "0.33.0".into(),
     });
     rt.spawn(async move { axum::serve(listener, serve::router(app)).await });
@@ -566,4 +571,223 @@ fn ctrl_c_cancels_running_creates_and_leaves_no_partial_files() {
     assert_only_base(&store);
     eprintln!("shut down {took:?} after SIGINT");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The body of a plain GET to the registry (what `curl` would see).
+fn registry_get(addr: &str, path: &str) -> Vec<u8> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: application/vnd.docker.distribution.manifest.v2+json\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    let head = String::from_utf8_lossy(&raw[..split]).to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(!head.contains("transfer-encoding: chunked"), "{head}");
+    raw[split..].to_vec()
+}
+
+/// `pulling 1a2b3c…` → `pulling <digest>`: progress lines of one kind, for comparing sequences.
+fn status_kinds(v: &serde_json::Value) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for s in statuses(v) {
+        let kind = match s.split_once(' ') {
+            Some((verb, rest))
+                if rest.len() == 12 && rest.bytes().all(|b| b.is_ascii_hexdigit()) =>
+            {
+                format!("{verb} <digest>")
+            }
+            _ => s,
+        };
+        if out.last() != Some(&kind) {
+            out.push(kind);
+        }
+    }
+    out
+}
+
+#[test]
+fn the_python_client_pushes_and_pulls_through_a_real_registry() {
+    let Some(python) = oracle_python() else {
+        return;
+    };
+    let Some(registry) = common::registry::Registry::start_or_skip(None) else {
+        return;
+    };
+    let dir = common::registry::TempDir::new("server-transfer");
+    let gguf_path = dir.0.join("model.gguf");
+    synthetic_f16(&gguf_path);
+    let source = Store::open(dir.0.join("source")).unwrap();
+    let dest = Store::open(dir.0.join("dest")).unwrap();
+    let derived = Store::open(dir.0.join("derived")).unwrap();
+    let (_rt_a, a) = start_server(&source, 2);
+    let (_rt_b, b) = start_server(&dest, 2);
+    // The implicit pull of a create's `from` has no insecure flag: the registry is listed.
+    let options = kiln_registry::ClientOptions {
+        insecure_hosts: vec![registry.addr.clone()],
+        ..Default::default()
+    };
+    let (_rt_c, c) = start_engine(
+        Engine::new(derived.clone())
+            .with_threads(2)
+            .with_registry_options(options),
+    );
+
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/oracle/ollama_transfer.py");
+    let out = std::process::Command::new(&python)
+        .arg(script)
+        .args([
+            format!("http://{a}"),
+            format!("http://{b}"),
+            format!("http://{c}"),
+            registry.addr.clone(),
+        ])
+        .arg(&gguf_path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "client failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let name = ModelName::parse(r["name"].as_str().unwrap()).unwrap();
+
+    // Ollama's push lines (server/images.go PushModel): every layer, then the manifest.
+    assert_eq!(
+        status_kinds(&r["push"]),
+        [
+            "retrieving manifest",
+            "pushing <digest>",
+            "pushing manifest",
+            "success"
+        ],
+        "{}",
+        r["push"]
+    );
+    assert_eq!(r["push_again"], json!({"status": "success"}));
+    // Ollama's pull lines (PullModel): manifest, each layer, verification, manifest written.
+    assert_eq!(
+        status_kinds(&r["pull"]),
+        [
+            "pulling manifest",
+            "pulling <digest>",
+            "verifying sha256 digest",
+            "writing manifest",
+            "success"
+        ],
+        "{}",
+        r["pull"]
+    );
+    assert_eq!(r["pull_again"], json!({"status": "success"}));
+    assert_eq!(r["list"], json!([name.display_shortest()]));
+
+    // The pulled model is the pushed one: the manifest as the registry holds it (Ollama pushes
+    // `json.Marshal(manifest)`, the stored file without its final newline, so the digests differ
+    // by that byte, as they do between two Ollamas), and every blob byte for byte.
+    let pushed = source.manifest(&name).unwrap();
+    let pulled = dest.manifest(&name).unwrap();
+    assert_eq!(pulled.manifest, pushed.manifest);
+    let served = registry_get(&registry.addr, "/v2/kiln/tiny/manifests/f16");
+    assert_eq!(pulled.digest, kiln_store::Digest::of(&served));
+    let file = std::fs::read(
+        source
+            .root()
+            .join("manifests")
+            .join(name.host())
+            .join(name.namespace())
+            .join(name.model())
+            .join(name.tag()),
+    )
+    .unwrap();
+    assert_eq!(file.strip_suffix(b"\n").unwrap(), served.as_slice());
+    for digest in pushed.manifest.digests() {
+        let d = kiln_store::Digest::parse(digest).unwrap();
+        assert_eq!(
+            std::fs::read(dest.blob_path(&d)).unwrap(),
+            std::fs::read(source.blob_path(&d)).unwrap()
+        );
+    }
+
+    // Ollama's errors: a missing tag is streamed after `pulling manifest`, so the stream answers
+    // 200 and the client raises on the error line; without streaming it is a 500.
+    assert_eq!(
+        r["pull_missing_tag"]["error"],
+        "pull model manifest: file does not exist"
+    );
+    assert_eq!(
+        r["pull_missing_nostream"],
+        json!({"status": 500, "error": "pull model manifest: file does not exist"})
+    );
+    assert_eq!(
+        r["pull_bad_name"],
+        json!({"status": 400, "error": "invalid model name"})
+    );
+    assert_eq!(
+        r["push_no_model"],
+        json!({"status": 400, "body": {"error": "model is required"}})
+    );
+    assert!(
+        r["push_missing_local"]["error"].is_string(),
+        "{}",
+        r["push_missing_local"]
+    );
+    assert_eq!(blob_files(&dest), {
+        let mut v: Vec<String> = pushed
+            .manifest
+            .digests()
+            .map(|d| d.replace(':', "-"))
+            .collect();
+        v.sort();
+        v
+    });
+
+    // A create whose `from` is not local pulls it first (Ollama's parseFromModel), then
+    // quantizes what it pulled.
+    let kinds = status_kinds(&r["create_from_registry"]);
+    assert_eq!(kinds[0], "pulling manifest", "{kinds:?}");
+    let pulled_at = kinds.iter().position(|k| k == "success").unwrap();
+    assert_eq!(kinds[pulled_at - 1], "writing manifest");
+    assert_eq!(
+        kinds[pulled_at + 1],
+        "quantizing F16 model to Q8_0",
+        "{kinds:?}"
+    );
+    assert_eq!(&kinds[kinds.len() - 2..], ["writing manifest", "success"]);
+    assert_eq!(
+        r["from_list"],
+        json!([name.display_shortest(), "kiln/derived:q8"])
+    );
+    let f16 = std::fs::read(
+        derived.blob_path(
+            &derived
+                .manifest(&name)
+                .unwrap()
+                .manifest
+                .layers_of(MEDIA_TYPE_MODEL)
+                .next()
+                .unwrap()
+                .digest()
+                .unwrap(),
+        ),
+    )
+    .unwrap();
+    let mut expected = Vec::new();
+    let options = QuantizeOptions {
+        ollama_overrides: true,
+        ..Default::default()
+    };
+    quantize_gguf(
+        &Gguf::parse(&f16, &Limits::default()).unwrap(),
+        &mut expected,
+        FileType::Q8_0,
+        &options,
+        &mut NoProgress,
+    )
+    .unwrap();
+    assert!(model_blob(&derived, "kiln/derived:q8") == expected);
 }

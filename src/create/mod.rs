@@ -8,6 +8,7 @@
 
 mod models;
 mod remote;
+mod transfer;
 
 #[cfg(test)]
 mod ollama_fixtures;
@@ -17,12 +18,15 @@ mod test_support;
 pub use models::{ManageError, copy, delete, list, show};
 pub(crate) use remote::clean_path as go_clean_path;
 pub use remote::{CLOUD_HOST, Source, parse_model_ref, remote_url};
+pub use transfer::{Transfer, TransferError};
 
 use std::collections::BTreeMap;
 use std::ops::ControlFlow;
+use std::sync::{Arc, OnceLock};
 
 use kiln_api::{AnyMap, CreateRequest, ProgressResponse};
 use kiln_gguf::{GgufFile, Limits};
+use kiln_registry::{Client, ClientOptions, PullOptions, RegistryError};
 use kiln_store::{
     CONFIG_MEDIA_TYPE, Digest, Layer, MEDIA_TYPE_ADAPTER, MEDIA_TYPE_LICENSE, MEDIA_TYPE_MESSAGES,
     MEDIA_TYPE_MODEL, MEDIA_TYPE_PARAMS, MEDIA_TYPE_PROJECTOR, MEDIA_TYPE_SYSTEM,
@@ -83,11 +87,9 @@ pub enum CreateError {
     /// More than one adapter.
     #[error("only one adapter is currently supported")]
     OnlyOneAdapter,
-    /// The source model is not in the store (kiln does not pull from registries).
-    #[error(
-        "pull model manifest: model '{0}' not found locally and kiln does not pull from registries"
-    )]
-    SourceNotFound(String),
+    /// The source model was not in the store and pulling it failed (Ollama's pull errors).
+    #[error(transparent)]
+    Pull(#[from] RegistryError),
     /// An uploaded blob that is not in the store.
     #[error("open {0}: no such file or directory")]
     MissingBlob(String),
@@ -172,7 +174,7 @@ impl CreateError {
             | CreateError::RemoteDraft
             | CreateError::BadTemplate(_)
             | CreateError::Unsupported(_) => 400,
-            CreateError::SourceNotFound(_) => 404,
+            CreateError::Pull(e) => e.status(),
             CreateError::Cancelled => 499,
             _ => 500,
         }
@@ -197,11 +199,17 @@ impl Prepared {
     }
 }
 
-/// Runs creates against one store.
+/// Runs creates, pulls and pushes against one store.
 #[derive(Debug, Clone)]
 pub struct Engine {
     store: Store,
     threads: usize,
+    /// How the registry client is made, when the first pull or push needs it.
+    registry_options: ClientOptions,
+    /// The registry client, made once and shared by clones (it keeps the tokens it was given).
+    registry: Arc<OnceLock<Client>>,
+    /// Keep blobs a re-pulled model no longer uses (`OLLAMA_NOPRUNE`).
+    no_prune: bool,
 }
 
 /// Ollama's `FileType.String()` for a `general.file_type` value (0 reads as unknown, as in Ollama).
@@ -245,7 +253,37 @@ struct Pending {
 impl Engine {
     /// An engine over `store`, quantizing with all available cores.
     pub fn new(store: Store) -> Engine {
-        Engine { store, threads: 0 }
+        Engine {
+            store,
+            threads: 0,
+            registry_options: ClientOptions::default(),
+            registry: Arc::new(OnceLock::new()),
+            no_prune: false,
+        }
+    }
+
+    /// Sets how the registry client for pulls and pushes is made (credentials, retries,
+    /// plain-HTTP hosts, …).
+    pub fn with_registry_options(mut self, options: ClientOptions) -> Engine {
+        self.registry_options = options;
+        self.registry = Arc::new(OnceLock::new());
+        self
+    }
+
+    /// Keeps the blobs of a model's previous version when a pull replaces it
+    /// (Ollama's `OLLAMA_NOPRUNE`).
+    pub fn with_no_prune(mut self, no_prune: bool) -> Engine {
+        self.no_prune = no_prune;
+        self
+    }
+
+    /// The registry client, made on first use.
+    fn registry_client(&self) -> Result<&Client, RegistryError> {
+        if let Some(c) = self.registry.get() {
+            return Ok(c);
+        }
+        let client = Client::new(self.registry_options.clone())?;
+        Ok(self.registry.get_or_init(|| client))
     }
 
     /// Sets the quantization thread count (0 = all cores).
@@ -387,12 +425,19 @@ impl Engine {
         } else if !req.from.is_empty() {
             let (base, _) = parse_model_ref(&req.from).ok_or(CreateError::InvalidModelName)?;
             let from = ModelName::parse(&base).map_err(|_| CreateError::InvalidModelName)?;
-            let source = self.store.manifest(&from).map_err(|e| match e {
-                StoreError::ModelNotFound { .. } => {
-                    CreateError::SourceNotFound(from.display_shortest())
+            let source = match self.store.manifest(&from) {
+                // Ollama pulls a `from` that is not local, then reads it again.
+                Err(StoreError::ModelNotFound { .. }) => {
+                    let client = self.registry_client()?;
+                    let options = PullOptions {
+                        insecure: false,
+                        no_prune: self.no_prune,
+                    };
+                    kiln_registry::pull(client, &self.store, &from, &options, sink)?;
+                    self.store.manifest(&from)?
                 }
-                other => other.into(),
-            })?;
+                other => other?,
+            };
             if let Ok(base) = self.read_config(&source.manifest) {
                 config.renderer = or(&config.renderer, &base.renderer);
                 config.parser = or(&config.parser, &base.parser);

@@ -1,6 +1,8 @@
 //! Shared by the root crate's integration tests and benches: finding and running the oracles.
 #![allow(dead_code)] // each test binary uses a subset
 
+pub mod registry;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 

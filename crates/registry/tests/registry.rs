@@ -5,13 +5,11 @@
 //! Needs `docker-registry` on PATH (or `KILN_DOCKER_REGISTRY`); without it these tests skip,
 //! unless `KILN_REQUIRE_ORACLE=1` (as `scripts/test.sh` sets), where they fail.
 
-use std::net::TcpListener;
 use std::ops::ControlFlow;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use kiln_api::ProgressResponse;
 use kiln_registry::{
@@ -23,117 +21,17 @@ use kiln_store::{Digest, Layer, Manifest, ModelName, Store};
 // ---------------------------------------------------------------------------------------------
 // Harness
 
-fn registry_binary() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("KILN_DOCKER_REGISTRY") {
-        return Some(PathBuf::from(p));
-    }
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|d| d.join("docker-registry"))
-        .find(|p| p.is_file())
-}
-
-fn required() -> bool {
-    std::env::var("KILN_REQUIRE_ORACLE").is_ok_and(|v| v == "1")
-}
+#[path = "../../../tests/common/registry.rs"]
+mod harness;
+use harness::{Registry, TempDir, required};
 
 macro_rules! registry_or_skip {
     ($auth:expr) => {
-        match Registry::start($auth) {
+        match Registry::start_or_skip($auth) {
             Some(r) => r,
-            None if required() => panic!(
-                "docker-registry is required (KILN_REQUIRE_ORACLE=1) but not found: apt-get install docker-registry"
-            ),
-            None => {
-                eprintln!("skipping: docker-registry not installed");
-                return;
-            }
+            None => return,
         }
     };
-}
-
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        static N: AtomicU64 = AtomicU64::new(0);
-        let p = std::env::temp_dir().join(format!(
-            "kiln-registry-{tag}-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).unwrap();
-        TempDir(p)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A running `docker-registry serve`, killed on drop.
-struct Registry {
-    child: Child,
-    addr: String,
-    _dir: TempDir,
-}
-
-impl Registry {
-    /// `htpasswd`: a file of `user:bcrypt` lines, for Basic auth.
-    fn start(htpasswd: Option<&Path>) -> Option<Registry> {
-        let bin = registry_binary()?;
-        let dir = TempDir::new("server");
-        let port = free_port();
-        let addr = format!("127.0.0.1:{port}");
-        let auth = htpasswd.map_or(String::new(), |p| {
-            format!(
-                "auth:\n  htpasswd:\n    realm: kiln-test\n    path: {}\n",
-                p.display()
-            )
-        });
-        let config = format!(
-            "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {addr}\n{auth}",
-            dir.0.join("data").display()
-        );
-        let config_path = dir.0.join("config.yml");
-        std::fs::write(&config_path, config).unwrap();
-        let child = Command::new(bin)
-            .arg("serve")
-            .arg(&config_path)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .ok()?;
-        let r = Registry {
-            child,
-            addr,
-            _dir: dir,
-        };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(&r.addr).is_err() {
-            assert!(Instant::now() < deadline, "docker-registry did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Some(r)
-    }
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// A store in a temporary directory.
