@@ -155,12 +155,12 @@ impl<'a> Array<'a> {
     /// The elements, decoded one at a time.
     pub fn iter(&self) -> ArrayIter<'_, 'a> {
         match &self.repr {
-            ArrayRepr::Encoded { elem, len, bytes } => ArrayIter::Encoded {
+            ArrayRepr::Encoded { elem, len, bytes } => ArrayIter(IterRepr::Encoded {
                 elem: *elem,
                 remaining: *len,
                 bytes,
-            },
-            ArrayRepr::Owned { values, .. } => ArrayIter::Owned(values.iter()),
+            }),
+            ArrayRepr::Owned { values, .. } => ArrayIter(IterRepr::Owned(values.iter())),
         }
     }
 
@@ -189,15 +189,27 @@ impl<'a> Array<'a> {
     }
 }
 
-/// Iterator over an [`Array`]'s elements.
-pub enum ArrayIter<'s, 'a> {
-    #[doc(hidden)]
+/// Iterator over an [`Array`]'s elements. Made only by [`Array::iter`], so the encoded bytes it
+/// decodes are always ones the parser validated: it cannot be built over arbitrary bytes.
+///
+/// ```compile_fail
+/// // The representation is private: safe code cannot point the decoder at unchecked bytes.
+/// let it = kiln_gguf::ArrayIter::Encoded {
+///     elem: kiln_gguf::ValueType::String,
+///     remaining: 1,
+///     bytes: &[255; 8],
+/// };
+/// ```
+pub struct ArrayIter<'s, 'a>(IterRepr<'s, 'a>);
+
+enum IterRepr<'s, 'a> {
+    /// Elements still in the file's encoding (validated by the parser).
     Encoded {
         elem: ValueType,
         remaining: usize,
         bytes: &'a [u8],
     },
-    #[doc(hidden)]
+    /// Elements built in memory.
     Owned(std::slice::Iter<'s, Value<'a>>),
 }
 
@@ -205,9 +217,9 @@ impl<'a> Iterator for ArrayIter<'_, 'a> {
     type Item = Value<'a>;
 
     fn next(&mut self) -> Option<Value<'a>> {
-        match self {
-            ArrayIter::Owned(it) => it.next().cloned(),
-            ArrayIter::Encoded {
+        match &mut self.0 {
+            IterRepr::Owned(it) => it.next().cloned(),
+            IterRepr::Encoded {
                 elem,
                 remaining,
                 bytes,
@@ -225,9 +237,9 @@ impl<'a> Iterator for ArrayIter<'_, 'a> {
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
-        match self {
-            ArrayIter::Owned(it) => it.size_hint(),
-            ArrayIter::Encoded { remaining, .. } => (*remaining, Some(*remaining)),
+        match &self.0 {
+            IterRepr::Owned(it) => it.size_hint(),
+            IterRepr::Encoded { remaining, .. } => (*remaining, Some(*remaining)),
         }
     }
 }
