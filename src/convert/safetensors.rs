@@ -63,6 +63,29 @@ pub enum SafetensorsError {
         /// Size of the data section.
         len: u64,
     },
+    /// Tensors that overlap or leave a gap: as the `safetensors` crate requires, the tensors,
+    /// in offset order, must tile the data section exactly.
+    #[error(
+        "safetensors tensor {name:?} starts at byte {start} of the data section, but the tensors before it end at byte {expected}: tensors must not overlap or leave gaps"
+    )]
+    NotContiguous {
+        /// The tensor.
+        name: String,
+        /// Its start offset.
+        start: u64,
+        /// Where the previous tensor (in offset order) ends.
+        expected: u64,
+    },
+    /// Data past the last tensor.
+    #[error(
+        "safetensors data section has {len} bytes but its tensors end at byte {end}: trailing bytes belong to no tensor"
+    )]
+    TrailingData {
+        /// Where the last tensor ends.
+        end: u64,
+        /// Size of the data section.
+        len: u64,
+    },
     /// A byte range whose length does not match the dtype and shape.
     #[error(
         "safetensors tensor {name:?} of dtype {dtype} and shape {shape:?} needs {expected} bytes, its data has {actual}"
@@ -209,6 +232,7 @@ impl<'a> Safetensors<'a> {
         let entries: BTreeMap<String, Box<RawValue>> =
             serde_json::from_slice(header).map_err(|e| SafetensorsError::Json(e.to_string()))?;
         let mut tensors = Vec::with_capacity(entries.len());
+        let mut offsets = Vec::with_capacity(entries.len());
         let mut metadata = BTreeMap::new();
         for (name, raw) in entries {
             if name == "__metadata__" {
@@ -257,6 +281,7 @@ impl<'a> Safetensors<'a> {
             } else {
                 entry.shape
             };
+            offsets.push(start);
             tensors.push(TensorView {
                 name,
                 dtype,
@@ -264,8 +289,36 @@ impl<'a> Safetensors<'a> {
                 data: &data[start as usize..end as usize],
             });
         }
+        let spans = tensors
+            .iter()
+            .zip(&offsets)
+            .map(|(t, &start)| (start, start + t.data.len() as u64, t.name.as_str()))
+            .collect();
+        check_contiguous(spans, data.len() as u64)?;
         Ok(Safetensors { tensors, metadata })
     }
+}
+
+/// Refuses overlapping tensors, gaps between them and bytes after the last one, as the
+/// `safetensors` crate does: a tensor's bytes belong to it alone. `spans` are each tensor's
+/// `(start, end, name)` in the data section of `len` bytes.
+fn check_contiguous(mut spans: Vec<(u64, u64, &str)>, len: u64) -> Result<(), SafetensorsError> {
+    spans.sort_unstable();
+    let mut end = 0;
+    for (start, stop, name) in spans {
+        if start != end {
+            return Err(SafetensorsError::NotContiguous {
+                name: name.to_owned(),
+                start,
+                expected: end,
+            });
+        }
+        end = stop;
+    }
+    if end != len {
+        return Err(SafetensorsError::TrailingData { end, len });
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -312,6 +365,65 @@ mod tests {
             "0-d tensors read as [1], as in Ollama"
         );
         assert_eq!(st.metadata["format"], "pt");
+    }
+
+    #[test]
+    fn overlapping_gapped_and_trailing_layouts_are_refused() {
+        let file = |header: &str, data_len: usize| {
+            let mut b = (header.len() as u64).to_le_bytes().to_vec();
+            b.extend(header.as_bytes());
+            b.extend(vec![0u8; data_len]);
+            b
+        };
+        let two = |a: [u64; 2], b: [u64; 2]| {
+            format!(
+                r#"{{"a":{{"dtype":"F32","shape":[1],"data_offsets":[{},{}]}},"b":{{"dtype":"F32","shape":[1],"data_offsets":[{},{}]}}}}"#,
+                a[0], a[1], b[0], b[1]
+            )
+        };
+        // Both tensors read the same four bytes: writing one would change the other.
+        assert_eq!(
+            Safetensors::parse(&file(&two([0, 4], [0, 4]), 4)).unwrap_err(),
+            SafetensorsError::NotContiguous {
+                name: "b".into(),
+                start: 0,
+                expected: 4
+            }
+        );
+        // Partial overlap.
+        assert!(matches!(
+            Safetensors::parse(&file(&two([0, 4], [2, 6]), 6)).unwrap_err(),
+            SafetensorsError::NotContiguous {
+                start: 2,
+                expected: 4,
+                ..
+            }
+        ));
+        // A gap before the first tensor and between tensors.
+        assert!(matches!(
+            Safetensors::parse(&file(&two([4, 8], [8, 12]), 12)).unwrap_err(),
+            SafetensorsError::NotContiguous {
+                start: 4,
+                expected: 0,
+                ..
+            }
+        ));
+        assert!(matches!(
+            Safetensors::parse(&file(&two([0, 4], [6, 10]), 10)).unwrap_err(),
+            SafetensorsError::NotContiguous {
+                start: 6,
+                expected: 4,
+                ..
+            }
+        ));
+        // Bytes after the last tensor.
+        assert_eq!(
+            Safetensors::parse(&file(&two([0, 4], [4, 8]), 9)).unwrap_err(),
+            SafetensorsError::TrailingData { end: 8, len: 9 }
+        );
+        // In any order in the header, tiling tensors are accepted.
+        let tiled = file(&two([4, 8], [0, 4]), 8);
+        assert_eq!(Safetensors::parse(&tiled).unwrap().tensors.len(), 2);
     }
 
     #[test]
