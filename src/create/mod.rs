@@ -338,7 +338,10 @@ impl Engine {
                     );
                 }
                 self.remove_unused(intermediates.into_iter());
-                emit(sink, ProgressResponse::status("success"))
+                // The model is written: a client gone at this last line does not undo that, so
+                // the outcome is success, not a cancellation.
+                let _ = sink(ProgressResponse::status("success"));
+                Ok(())
             }
             Err(e) => {
                 self.remove_unused(created.into_iter());
@@ -538,7 +541,14 @@ impl Engine {
                     created,
                     &mut intermediates,
                 )
-                .map_err(|e| CreateError::Draft(Box::new(e)))?;
+                .map_err(|e| match e {
+                    // A cancellation is not a bad draft, and a failing disk is not the client's
+                    // fault: only the request's own problems become Ollama's draft 400s.
+                    CreateError::Cancelled
+                    | CreateError::Store(_)
+                    | CreateError::NoSpace { .. } => e,
+                    other => CreateError::Draft(Box::new(other)),
+                })?;
             for (pending, parts) in drafts {
                 models.push(ModelSlot {
                     index: layers.len(),
@@ -1306,8 +1316,9 @@ mod engine_tests {
         let before = tmp.blob_files();
         let names_before = store.names().unwrap();
 
-        // Cancel at each point a client could go away: after the first, second, … progress line.
-        for stop_after in 0..4 {
+        // Cancel at each point a client could go away: after the first, second, … progress line,
+        // up to the last. Gone at `success`, the model is written and the create succeeded.
+        for stop_after in 0.. {
             let request = CreateRequest {
                 model: "quantized".into(),
                 from: "base".into(),
@@ -1324,6 +1335,24 @@ mod engine_tests {
                     ControlFlow::Continue(())
                 }
             });
+            if result.is_ok() {
+                assert!(stop_after >= 5, "only {stop_after} lines");
+                assert!(seen > stop_after, "the last line, success, was refused");
+                assert!(
+                    store
+                        .manifest(&ModelName::parse("quantized").unwrap())
+                        .is_ok()
+                );
+                delete(
+                    &store,
+                    &kiln_api::DeleteRequest {
+                        model: "quantized".into(),
+                        ..Default::default()
+                    },
+                )
+                .unwrap();
+                break;
+            }
             assert!(matches!(result, Err(CreateError::Cancelled)), "{result:?}");
             assert_eq!(
                 tmp.blob_files(),
@@ -1332,6 +1361,7 @@ mod engine_tests {
             );
             assert_eq!(store.names().unwrap(), names_before);
         }
+        assert_eq!(tmp.blob_files(), before);
         // And an error after blobs were written (a bad license type) also leaves nothing behind.
         let request = CreateRequest {
             model: "broken".into(),
@@ -1782,6 +1812,43 @@ mod engine_tests {
                 "draft quantization requires an unquantized draft model, got Q8_0".to_owned()
             )
         );
+        // A client that goes away at any line of a draft create cancels it: never a 400 for a
+        // cancelled draft, and nothing of the model is left.
+        let total = collect(&engine, request("q8_0", draft)).1.len();
+        let names = store.names().unwrap();
+        for stop_after in 0..total {
+            let mut seen = 0;
+            let result = engine.create(
+                CreateRequest {
+                    model: "d-cancelled".into(),
+                    ..request("q8_0", draft)
+                },
+                &mut |_| {
+                    seen += 1;
+                    if seen > stop_after {
+                        ControlFlow::Break(())
+                    } else {
+                        ControlFlow::Continue(())
+                    }
+                },
+            );
+            if stop_after + 1 == total {
+                // Gone at `success`: the model is written, so the create succeeded.
+                result.unwrap();
+                assert!(
+                    store
+                        .manifest(&ModelName::parse("d-cancelled").unwrap())
+                        .is_ok()
+                );
+                break;
+            }
+            let err = result.unwrap_err();
+            assert!(
+                matches!(err, CreateError::Cancelled),
+                "cancel after {stop_after} lines: {err:?}"
+            );
+            assert_eq!(store.names().unwrap(), names);
+        }
         // Draft problems are 400s.
         let (result, _) = collect(
             &engine,
@@ -1797,6 +1864,73 @@ mod engine_tests {
             (err.status(), err.to_string()),
             (400, "unknown type".to_owned())
         );
+    }
+
+    /// A model whose blobs are damaged is an error from show, naming the blob, never a response
+    /// with empty fields.
+    #[test]
+    fn show_reports_corrupt_and_missing_blobs() {
+        let tmp = test_support::TempStore::new("engine-show-corrupt");
+        let store = tmp.store.clone();
+        let engine = Engine::new(store.clone()).with_threads(1);
+        let digest = store.write_blob(&tiny_model()[..], None).unwrap().digest;
+        let request = CreateRequest {
+            model: "damaged".into(),
+            files: Some(BTreeMap::from([("m.gguf".to_owned(), digest.to_string())])),
+            system: "You are kiln.".into(),
+            ..Default::default()
+        };
+        engine
+            .create(request, &mut |_| ControlFlow::Continue(()))
+            .unwrap();
+        let name = ModelName::parse("damaged").unwrap();
+        let manifest = store.manifest(&name).unwrap().manifest;
+        let show_it = || {
+            show(
+                &store,
+                &kiln_api::ShowRequest {
+                    model: "damaged".into(),
+                    ..Default::default()
+                },
+            )
+        };
+        let healthy = show_it().unwrap();
+        assert_eq!(healthy.system, "You are kiln.");
+        assert_eq!(healthy.model_info["general.architecture"], "llama");
+
+        let path_of = |media_type: &str| {
+            let layer = manifest.layers_of(media_type).next().unwrap();
+            store.blob_path(&layer.digest().unwrap())
+        };
+        let config_path = store.blob_path(&manifest.config.digest().unwrap());
+        let cases = [
+            ("config", config_path, &b"{not json"[..]),
+            ("model", path_of(MEDIA_TYPE_MODEL), &b"GGUF\x03\0\0\0"[..]),
+            ("system", path_of(MEDIA_TYPE_SYSTEM), &b"\xff\xfe"[..]),
+        ];
+        for (what, path, garbage) in cases {
+            let good = std::fs::read(&path).unwrap();
+            std::fs::write(&path, garbage).unwrap();
+            let err = show_it().unwrap_err();
+            assert_eq!(err.status(), 500, "{what}: {err}");
+            assert!(
+                matches!(&err, ManageError::CorruptBlob { what: w, .. } if *w == what),
+                "{what}: {err}"
+            );
+            assert!(
+                err.to_string().starts_with("model 'damaged:latest': "),
+                "{err}"
+            );
+            std::fs::remove_file(&path).unwrap();
+            let err = show_it().unwrap_err();
+            assert_eq!(err.status(), 404, "{what}: {err}");
+            assert!(
+                matches!(&err, ManageError::MissingBlob { what: w, .. } if *w == what),
+                "{what}: {err}"
+            );
+            std::fs::write(&path, good).unwrap();
+            assert_eq!(show_it().unwrap().system, "You are kiln.");
+        }
     }
 
     /// Ollama's TestCreateAndShowRemoteModel, TestCreateFromCloudSourceSuffix and

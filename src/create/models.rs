@@ -35,6 +35,30 @@ pub enum ManageError {
     /// No such copy source.
     #[error("model \"{0}\" not found")]
     SourceNotFound(String),
+    /// A blob of the model that cannot be read or parsed: show reports it instead of answering
+    /// with empty fields (Ollama answers such models with a 500 too).
+    #[error("model '{model}': {what} blob {digest} is unreadable: {reason}")]
+    CorruptBlob {
+        /// The model.
+        model: String,
+        /// Which layer (`config`, `template`, `model`, …).
+        what: &'static str,
+        /// The blob's digest.
+        digest: String,
+        /// Why it cannot be used.
+        reason: String,
+    },
+    /// A blob the manifest names is not in the store: 404, as Ollama answers (so a client may
+    /// pull the model again), with the blob named.
+    #[error("model '{model}' not found: its {what} blob {digest} is missing")]
+    MissingBlob {
+        /// The model.
+        model: String,
+        /// Which layer.
+        what: &'static str,
+        /// The blob's digest.
+        digest: String,
+    },
     /// The store failed.
     #[error("{0}")]
     Store(#[from] StoreError),
@@ -44,8 +68,10 @@ impl ManageError {
     /// The HTTP status Ollama answers with.
     pub fn status(&self) -> u16 {
         match self {
-            ManageError::NotFound(_) | ManageError::SourceNotFound(_) => 404,
-            ManageError::Store(_) => 500,
+            ManageError::NotFound(_)
+            | ManageError::SourceNotFound(_)
+            | ManageError::MissingBlob { .. } => 404,
+            ManageError::Store(_) | ManageError::CorruptBlob { .. } => 500,
             _ => 400,
         }
     }
@@ -74,12 +100,60 @@ fn details(config: &ModelConfig) -> ModelDetails {
     }
 }
 
-fn layer_text(store: &Store, manifest: &Manifest, media_type: &str) -> Vec<String> {
-    manifest
-        .layers_of(media_type)
-        .filter_map(|l| l.digest().ok())
-        .filter_map(|d| std::fs::read_to_string(store.blob_path(&d)).ok())
-        .collect()
+/// Reads show's inputs strictly: a blob that is missing, unreadable or malformed is an error
+/// naming the model, the layer and the blob, never an empty field.
+struct ShowReader<'s> {
+    store: &'s Store,
+    model: String,
+}
+
+impl ShowReader<'_> {
+    fn corrupt(&self, what: &'static str, digest: &str, reason: impl ToString) -> ManageError {
+        ManageError::CorruptBlob {
+            model: self.model.clone(),
+            what,
+            digest: digest.to_owned(),
+            reason: reason.to_string(),
+        }
+    }
+
+    fn bytes(&self, what: &'static str, layer: &kiln_store::Layer) -> Result<Vec<u8>, ManageError> {
+        let digest = layer
+            .digest()
+            .map_err(|e| self.corrupt(what, &layer.digest, e))?;
+        std::fs::read(self.store.blob_path(&digest)).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => ManageError::MissingBlob {
+                model: self.model.clone(),
+                what,
+                digest: layer.digest.clone(),
+            },
+            _ => self.corrupt(what, &layer.digest, e),
+        })
+    }
+
+    fn texts(
+        &self,
+        manifest: &Manifest,
+        media_type: &str,
+        what: &'static str,
+    ) -> Result<Vec<String>, ManageError> {
+        manifest
+            .layers_of(media_type)
+            .map(|l| {
+                String::from_utf8(self.bytes(what, l)?)
+                    .map_err(|_| self.corrupt(what, &l.digest, "not UTF-8 text"))
+            })
+            .collect()
+    }
+
+    fn config(&self, manifest: &Manifest) -> Result<ModelConfig, ManageError> {
+        if manifest.config.digest.is_empty() {
+            return Ok(ModelConfig::default());
+        }
+        let bytes = self.bytes("config", &manifest.config)?;
+        serde_json::from_slice(&bytes)
+            .map_err(|e| self.corrupt("config", &manifest.config.digest, e))
+    }
 }
 
 /// `/api/tags`: every model, newest first.
@@ -118,14 +192,25 @@ pub fn show(store: &Store, request: &ShowRequest) -> Result<ShowResponse, Manage
         other => other.into(),
     })?;
     let manifest = &stored.manifest;
-    let config = read_config(store, manifest);
-    let template = layer_text(store, manifest, MEDIA_TYPE_TEMPLATE).concat();
-    let system = layer_text(store, manifest, MEDIA_TYPE_SYSTEM).concat();
-    let license = layer_text(store, manifest, MEDIA_TYPE_LICENSE).join("\n");
-    let params: kiln_api::AnyMap = layer_text(store, manifest, MEDIA_TYPE_PARAMS)
-        .first()
-        .and_then(|t| serde_json::from_str(t).ok())
-        .unwrap_or_default();
+    let reader = ShowReader {
+        store,
+        model: name.display_shortest(),
+    };
+    let config = reader.config(manifest)?;
+    let template = reader
+        .texts(manifest, MEDIA_TYPE_TEMPLATE, "template")?
+        .concat();
+    let system = reader
+        .texts(manifest, MEDIA_TYPE_SYSTEM, "system")?
+        .concat();
+    let license = reader
+        .texts(manifest, MEDIA_TYPE_LICENSE, "license")?
+        .join("\n");
+    let params: kiln_api::AnyMap = match manifest.layers_of(MEDIA_TYPE_PARAMS).next() {
+        Some(layer) => serde_json::from_slice(&reader.bytes("params", layer)?)
+            .map_err(|e| reader.corrupt("params", &layer.digest, e))?,
+        None => kiln_api::AnyMap::new(),
+    };
     let parameters = params
         .iter()
         .flat_map(|(k, v)| match v {
@@ -169,12 +254,19 @@ pub fn show(store: &Store, request: &ShowRequest) -> Result<ShowResponse, Manage
             );
         }
     }
-    if let Some(digest) = manifest
-        .layers_of(MEDIA_TYPE_MODEL)
-        .next()
-        .and_then(|l| l.digest().ok())
-    {
-        model_info = gguf_info(store, &digest, request.verbose);
+    if let Some(layer) = manifest.layers_of(MEDIA_TYPE_MODEL).next() {
+        let digest = layer
+            .digest()
+            .map_err(|e| reader.corrupt("model", &layer.digest, e))?;
+        if !store.has_blob(&digest) {
+            return Err(ManageError::MissingBlob {
+                model: reader.model.clone(),
+                what: "model",
+                digest: layer.digest.clone(),
+            });
+        }
+        model_info = gguf_info(store, &digest, request.verbose)
+            .map_err(|e| reader.corrupt("model", &layer.digest, e))?;
     }
     let mut modelfile = format!(
         "# Modelfile generated by \"ollama show\"\n# To build a new Modelfile based on this, replace FROM with:\n# FROM {}\n\n",
@@ -211,15 +303,11 @@ pub fn show(store: &Store, request: &ShowRequest) -> Result<ShowResponse, Manage
 }
 
 /// A GGUF's metadata as Ollama's `model_info` (long arrays only when verbose, as `null` otherwise).
-fn gguf_info(store: &Store, digest: &Digest, verbose: bool) -> kiln_api::AnyMap {
+fn gguf_info(store: &Store, digest: &Digest, verbose: bool) -> Result<kiln_api::AnyMap, String> {
     let mut info = kiln_api::AnyMap::new();
     // SAFETY: blobs are content-addressed and written once; nothing modifies them in place.
-    let Ok(file) = (unsafe { GgufFile::map(store.blob_path(digest)) }) else {
-        return info;
-    };
-    let Ok(gguf) = file.parse(&Limits::default()) else {
-        return info;
-    };
+    let file = unsafe { GgufFile::map(store.blob_path(digest)) }.map_err(|e| e.to_string())?;
+    let gguf = file.parse(&Limits::default()).map_err(|e| e.to_string())?;
     fn json(v: &Value<'_>) -> serde_json::Value {
         match v {
             Value::F32(x) => kiln_api::f32_value(*x),
@@ -244,7 +332,7 @@ fn gguf_info(store: &Store, digest: &Digest, verbose: bool) -> kiln_api::AnyMap 
     let parameters: u64 = gguf.tensors().iter().map(|t| t.n_elements()).sum();
     info.entry("general.parameter_count".to_owned())
         .or_insert(serde_json::json!(parameters));
-    info
+    Ok(info)
 }
 
 /// `/api/copy`.
