@@ -791,3 +791,116 @@ fn the_python_client_pushes_and_pulls_through_a_real_registry() {
     .unwrap();
     assert!(model_blob(&derived, "kiln/derived:q8") == expected);
 }
+
+/// `KILN_JS_CLIENT` (the directory `scripts/setup-js.sh` installs the npm `ollama` client into);
+/// required like the other references when `KILN_REQUIRE_ORACLE` is set.
+fn js_client() -> Option<std::path::PathBuf> {
+    match std::env::var_os("KILN_JS_CLIENT") {
+        Some(p) => Some(p.into()),
+        None if std::env::var_os("KILN_REQUIRE_ORACLE").is_some() => {
+            panic!("KILN_REQUIRE_ORACLE is set but KILN_JS_CLIENT is not: run scripts/test.sh")
+        }
+        None => {
+            eprintln!("skipped: the JS client is not set up (scripts/setup-js.sh)");
+            None
+        }
+    }
+}
+
+#[test]
+fn the_js_client_pushes_and_pulls_through_a_real_registry() {
+    let Some(client_dir) = js_client() else {
+        return;
+    };
+    let Some(registry) = common::registry::Registry::start_or_skip(None) else {
+        return;
+    };
+    let dir = common::registry::TempDir::new("server-js");
+    let source = Store::open(dir.0.join("source")).unwrap();
+    let dest = Store::open(dir.0.join("dest")).unwrap();
+    let gguf_path = dir.0.join("model.gguf");
+    synthetic_f16(&gguf_path);
+    let blob = source
+        .write_blob(std::fs::File::open(&gguf_path).unwrap(), None)
+        .unwrap();
+    let name = format!("{}/kiln/js:f16", registry.addr);
+    Engine::new(source.clone())
+        .with_threads(2)
+        .create(
+            kiln_api::CreateRequest {
+                model: name.clone(),
+                files: Some(std::collections::BTreeMap::from([(
+                    "model.gguf".to_owned(),
+                    blob.digest.to_string(),
+                )])),
+                ..Default::default()
+            },
+            &mut |_| std::ops::ControlFlow::Continue(()),
+        )
+        .unwrap();
+    let (_rt_a, a) = start_server(&source, 2);
+    let (_rt_b, b) = start_server(&dest, 2);
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/oracle/ollama_transfer.mjs");
+    let out = std::process::Command::new("node")
+        .arg(script)
+        .arg(&client_dir)
+        .args([format!("http://{a}"), format!("http://{b}"), name.clone()])
+        .output()
+        .expect("node is needed for the JS client test (scripts/setup-js.sh)");
+    assert!(
+        out.status.success(),
+        "client failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        status_kinds(&r["push"]),
+        [
+            "retrieving manifest",
+            "pushing <digest>",
+            "pushing manifest",
+            "success"
+        ],
+        "{}",
+        r["push"]
+    );
+    assert_eq!(r["push_again"], json!({"status": "success"}));
+    assert_eq!(
+        status_kinds(&r["pull"]),
+        [
+            "pulling manifest",
+            "pulling <digest>",
+            "verifying sha256 digest",
+            "writing manifest",
+            "success"
+        ],
+        "{}",
+        r["pull"]
+    );
+    assert_eq!(r["pull_again"], json!({"status": "success"}));
+    let name = ModelName::parse(&name).unwrap();
+    assert_eq!(r["list"], json!([name.display_shortest()]));
+    let pushed = source.manifest(&name).unwrap().manifest;
+    assert_eq!(dest.manifest(&name).unwrap().manifest, pushed);
+    for digest in pushed.digests() {
+        let d = kiln_store::Digest::parse(digest).unwrap();
+        assert_eq!(
+            std::fs::read(dest.blob_path(&d)).unwrap(),
+            std::fs::read(source.blob_path(&d)).unwrap()
+        );
+    }
+    // The error line of a stream (the client throws it without an HTTP status: the stream had
+    // begun with 200), and Ollama's statuses where it answers before streaming.
+    assert_eq!(
+        r["pull_missing_tag"],
+        json!({"status": null, "error": "pull model manifest: file does not exist"})
+    );
+    assert_eq!(
+        r["pull_missing_nostream"],
+        json!({"status": 500, "error": "pull model manifest: file does not exist"})
+    );
+    assert_eq!(
+        r["pull_bad_name"],
+        json!({"status": 400, "error": "invalid model name"})
+    );
+}
