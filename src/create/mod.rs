@@ -210,6 +210,8 @@ pub struct Engine {
     registry: Arc<OnceLock<Client>>,
     /// Keep blobs a re-pulled model no longer uses (`OLLAMA_NOPRUNE`).
     no_prune: bool,
+    /// Bounds on every GGUF the engine parses (uploads, pulled and existing models).
+    limits: Limits,
 }
 
 /// Ollama's `FileType.String()` for a `general.file_type` value (0 reads as unknown, as in Ollama).
@@ -259,7 +261,15 @@ impl Engine {
             registry_options: ClientOptions::default(),
             registry: Arc::new(OnceLock::new()),
             no_prune: false,
+            limits: Limits::default(),
         }
+    }
+
+    /// Sets the bounds on the GGUF files a create reads (counts, string and array lengths,
+    /// nesting, allocation); a file beyond them is refused before anything is allocated for it.
+    pub fn with_limits(mut self, limits: Limits) -> Engine {
+        self.limits = limits;
+        self
     }
 
     /// Sets how the registry client for pulls and pushes is made (credentials, retries,
@@ -520,7 +530,7 @@ impl Engine {
                 }
                 emit(sink, ProgressResponse::status("parsing GGUF"))?;
                 let file = self.map_blob(&d)?;
-                let chat_template = chat_template_of(&file.parse(&Limits::default())?);
+                let chat_template = chat_template_of(&file.parse(&self.limits)?);
                 let mut layer = Layer::new(MEDIA_TYPE_ADAPTER, d, self.store.blob_size(&d)?);
                 layer.from = path.clone();
                 layers.push(Pending {
@@ -576,7 +586,7 @@ impl Engine {
                 &quantize
             };
             let files = self.slot_files(&slot, &layers)?;
-            let parts = parse_all(&files)?;
+            let parts = parse_all(&files, &self.limits)?;
             let model = SourceModel::new(&parts).map_err(QuantizeError::from)?;
             let job = plan_job(&slot, &model, wanted)?;
             planned.push((slot, job));
@@ -587,7 +597,7 @@ impl Engine {
         for (slot, job) in planned {
             let index = slot.index;
             let files = self.slot_files(&slot, &layers)?;
-            let parts = parse_all(&files)?;
+            let parts = parse_all(&files, &self.limits)?;
             let model = SourceModel::new(&parts).map_err(QuantizeError::from)?;
             if let Some((ftype, status)) = job {
                 // Ollama's figures: llama-quantize's "[i/n]" tensor counter scaled to the first
@@ -758,7 +768,7 @@ impl Engine {
             intermediates.push(stored.digest);
         }
         let file = self.map_blob(&stored.digest)?;
-        let chat_template = chat_template_of(&file.parse(&Limits::default())?);
+        let chat_template = chat_template_of(&file.parse(&self.limits)?);
         let layer = Layer::new(MEDIA_TYPE_MODEL, stored.digest, stored.size);
         let mut out = vec![(
             Pending {
@@ -823,7 +833,7 @@ impl Engine {
                 return Err(CreateError::NotGguf);
             }
             let file = self.map_blob(&d)?;
-            let gguf = file.parse(&Limits::default())?;
+            let gguf = file.parse(&self.limits)?;
             if media_type.is_none() {
                 chat_templates.push((d, chat_template_of(&gguf)));
             }
@@ -979,7 +989,7 @@ impl Engine {
             .digest()
             .map_err(|_| CreateError::InvalidDigest)?;
         let file = self.map_blob(&digest)?;
-        let gguf = file.parse(&Limits::default())?;
+        let gguf = file.parse(&self.limits)?;
         let md = gguf.metadata();
         let arch = md.architecture().unwrap_or("").to_owned();
         // Ollama's GGUF decoder sets general.parameter_count to the tensors' element count.
@@ -1033,10 +1043,13 @@ impl Engine {
     }
 }
 
-fn parse_all(files: &[GgufFile]) -> Result<Vec<kiln_gguf::Gguf<'_>>, CreateError> {
+fn parse_all<'f>(
+    files: &'f [GgufFile],
+    limits: &Limits,
+) -> Result<Vec<kiln_gguf::Gguf<'f>>, CreateError> {
     Ok(files
         .iter()
-        .map(|f| f.parse(&Limits::default()))
+        .map(|f| f.parse(limits))
         .collect::<Result<Vec<_>, _>>()?)
 }
 
@@ -1864,6 +1877,34 @@ mod engine_tests {
             (err.status(), err.to_string()),
             (400, "unknown type".to_owned())
         );
+    }
+
+    /// The engine's limits bound what it parses: an upload within the defaults but beyond a
+    /// tighter limit is refused before anything is written.
+    #[test]
+    fn the_engines_limits_bound_the_files_it_reads() {
+        let tmp = test_support::TempStore::new("engine-limits");
+        let store = tmp.store.clone();
+        let digest = store.write_blob(&tiny_model()[..], None).unwrap().digest;
+        let request = || CreateRequest {
+            model: "limited".into(),
+            files: Some(BTreeMap::from([("m.gguf".to_owned(), digest.to_string())])),
+            ..Default::default()
+        };
+        let strict = Engine::new(store.clone()).with_limits(Limits::default().max_metadata(1));
+        let before = tmp.blob_files();
+        let err = strict
+            .create(request(), &mut |_| ControlFlow::Continue(()))
+            .unwrap_err();
+        assert!(
+            matches!(err, CreateError::Gguf(_)),
+            "two metadata entries, one allowed: {err:?}"
+        );
+        assert_eq!(tmp.blob_files(), before);
+        assert!(store.names().unwrap().is_empty());
+        Engine::new(store.clone())
+            .create(request(), &mut |_| ControlFlow::Continue(()))
+            .unwrap();
     }
 
     /// A model whose blobs are damaged is an error from show, naming the blob, never a response
