@@ -199,10 +199,13 @@ enum Event {
     Failed(u16, String),
 }
 
-/// A job that streams progress into a sink (which cancels by returning `Break`) and ends with
-/// an error's HTTP status and message, or nothing.
+/// A job that streams progress into a sink (which cancels by returning `Break`), may ask between
+/// lines whether it is cancelled, and ends with an error's HTTP status and message, or nothing.
 type Job = Box<
-    dyn FnOnce(&mut dyn FnMut(ProgressResponse) -> ControlFlow<()>) -> Result<(), (u16, String)>
+    dyn FnOnce(
+            &mut dyn FnMut(ProgressResponse) -> ControlFlow<()>,
+            &dyn Fn() -> bool,
+        ) -> Result<(), (u16, String)>
         + Send,
 >;
 
@@ -213,6 +216,8 @@ type Job = Box<
 async fn respond(streaming: bool, job: Job) -> Response {
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Event>(64);
     tokio::task::spawn_blocking(move || {
+        let probe = tx.clone();
+        let cancelled = move || SHUTTING_DOWN.load(Ordering::Relaxed) || probe.is_closed();
         let mut sink = |p: ProgressResponse| {
             if SHUTTING_DOWN.load(Ordering::Relaxed) {
                 return ControlFlow::Break(());
@@ -222,7 +227,7 @@ async fn respond(streaming: bool, job: Job) -> Response {
                 Err(_) => ControlFlow::Break(()),
             }
         };
-        if let Err((status, message)) = job(&mut sink) {
+        if let Err((status, message)) = job(&mut sink, &cancelled) {
             let _ = tx.blocking_send(Event::Failed(status, message));
         }
     });
@@ -281,9 +286,9 @@ async fn create(State(app): State<Shared>, body: Bytes) -> Response {
     let engine = app.engine.clone();
     respond(
         streaming,
-        Box::new(move |sink| {
+        Box::new(move |sink, cancelled| {
             engine
-                .run(prepared, sink)
+                .run_cancellable(prepared, sink, cancelled)
                 .map_err(|e| (e.status(), e.to_string()))
         }),
     )
@@ -305,7 +310,7 @@ async fn pull(State(app): State<Shared>, body: Bytes) -> Response {
     let engine = app.engine.clone();
     respond(
         streaming,
-        Box::new(move |sink| {
+        Box::new(move |sink, _| {
             engine
                 .pull(&transfer, sink)
                 .map(drop)
@@ -330,7 +335,7 @@ async fn push(State(app): State<Shared>, body: Bytes) -> Response {
     let engine = app.engine.clone();
     respond(
         streaming,
-        Box::new(move |sink| {
+        Box::new(move |sink, _| {
             engine
                 .push(&transfer, sink)
                 .map(drop)

@@ -337,9 +337,21 @@ impl Engine {
         prepared: Prepared,
         sink: &mut dyn FnMut(ProgressResponse) -> ControlFlow<()>,
     ) -> Result<(), CreateError> {
+        self.run_cancellable(prepared, sink, &|| false)
+    }
+
+    /// [`run`](Self::run), also asking `cancelled` between chunks of rows while it quantizes, so
+    /// a client that goes away (or a shutdown) stops a long tensor within one chunk rather than
+    /// at the next progress line, which Ollama's per-tensor figures make seconds apart.
+    pub fn run_cancellable(
+        &self,
+        prepared: Prepared,
+        sink: &mut dyn FnMut(ProgressResponse) -> ControlFlow<()>,
+        cancelled: &dyn Fn() -> bool,
+    ) -> Result<(), CreateError> {
         let mut created: Vec<Digest> = Vec::new();
         let old = self.store.manifest(&prepared.name).ok();
-        let result = self.build(&prepared, sink, &mut created);
+        let result = self.build(&prepared, sink, cancelled, &mut created);
         match result {
             Ok(intermediates) => {
                 if let Some(old) = old {
@@ -406,6 +418,7 @@ impl Engine {
         &self,
         prepared: &Prepared,
         sink: &mut dyn FnMut(ProgressResponse) -> ControlFlow<()>,
+        cancelled: &dyn Fn() -> bool,
         created: &mut Vec<Digest>,
     ) -> Result<Vec<Digest>, CreateError> {
         let req = &prepared.request;
@@ -627,6 +640,7 @@ impl Engine {
                             completed: (fraction * size as f32) as i64,
                         })
                     }
+                    QuantizeEvent::Bytes { .. } if cancelled() => ControlFlow::Break(()),
                     QuantizeEvent::Bytes { .. } => ControlFlow::Continue(()),
                 };
                 let options = QuantizeOptions {
@@ -1877,6 +1891,61 @@ mod engine_tests {
             (err.status(), err.to_string()),
             (400, "unknown type".to_owned())
         );
+    }
+
+    /// A cancel probe that turns true stops a quantization within one chunk of rows of a big
+    /// tensor, not at the next tensor, and leaves the store as it was.
+    #[test]
+    fn cancellation_stops_within_a_chunk_of_rows() {
+        let tmp = test_support::TempStore::new("engine-cancel-chunk");
+        let store = tmp.store.clone();
+        let md = vec![
+            ("general.architecture", Value::string("llama")),
+            ("general.file_type", Value::U32(1)),
+        ];
+        // 16 Mi weights in one tensor: several of the quantizer's chunks.
+        let specs = [TensorSpec::new(
+            "blk.0.ffn_down.weight",
+            GgmlType::F16,
+            vec![4096, 4096],
+        )];
+        let mut w = Writer::new(Vec::new(), &md, &specs).unwrap();
+        w.write_tensor_data(&vec![0x3c; 4096 * 4096 * 2]).unwrap();
+        let digest = store
+            .write_blob(&w.finish().unwrap()[..], None)
+            .unwrap()
+            .digest;
+        let engine = Engine::new(store.clone()).with_threads(1);
+        let before = tmp.blob_files();
+        let asked = std::cell::Cell::new(0);
+        let prepared = engine
+            .prepare(CreateRequest {
+                model: "big".into(),
+                files: Some(BTreeMap::from([("m.gguf".to_owned(), digest.to_string())])),
+                quantize: "q8_0".into(),
+                ..Default::default()
+            })
+            .unwrap();
+        let mut lines = Vec::new();
+        let result = engine.run_cancellable(
+            prepared,
+            &mut |p| {
+                lines.push(p.status);
+                ControlFlow::Continue(())
+            },
+            &|| {
+                asked.set(asked.get() + 1);
+                true
+            },
+        );
+        assert!(matches!(result, Err(CreateError::Cancelled)), "{result:?}");
+        assert_eq!(asked.get(), 1, "stopped at the first chunk boundary");
+        assert_eq!(
+            lines.last().map(String::as_str),
+            Some("quantizing F16 model to Q8_0")
+        );
+        assert_eq!(tmp.blob_files(), before);
+        assert!(store.names().unwrap().is_empty());
     }
 
     /// The engine's limits bound what it parses: an upload within the defaults but beyond a
