@@ -553,10 +553,21 @@ impl Store {
         self.write_manifest_bytes(destination, &bytes)
     }
 
+    /// Every digest a manifest references, as `sha256:<hex>`. A manifest that does not parse
+    /// (damaged, or written by a newer Ollama) still protects every digest its bytes mention, so
+    /// collecting garbage never removes a blob a manifest might reference; one that cannot be read
+    /// at all stops the collection with its error.
     fn referenced(&self) -> Result<HashSet<String>, StoreError> {
         let mut used = HashSet::new();
-        for m in self.list()? {
-            used.extend(m.manifest.digests().map(str::to_owned));
+        for name in self.names()? {
+            match self.manifest(&name) {
+                Ok(m) => used.extend(m.manifest.digests().map(str::to_owned)),
+                Err(_) => {
+                    let path = self.manifest_path(&name);
+                    let bytes = fs::read(&path).map_err(io_at(&path))?;
+                    used.extend(digests_mentioned(&bytes));
+                }
+            }
         }
         Ok(used)
     }
@@ -611,23 +622,30 @@ impl Store {
         Ok(removed)
     }
 
-    /// Removes blobs no manifest references and temporary files left by crashes, when older than
-    /// `grace` (so an upload in progress elsewhere is left alone). Returns the paths removed.
-    pub fn prune(&self, grace: Duration) -> Result<Vec<PathBuf>, StoreError> {
+    /// What [`prune`](Self::prune) would remove now, without removing anything (`gc --dry-run`):
+    /// blobs no manifest references, abandoned partial downloads and temporary files left by
+    /// crashes, each older than `grace`, with the bytes each occupies on disk.
+    pub fn garbage(&self, grace: Duration) -> Result<Vec<Garbage>, StoreError> {
         let _guard = self.lock(true)?;
+        self.collect_garbage(grace)
+    }
+
+    fn collect_garbage(&self, grace: Duration) -> Result<Vec<Garbage>, StoreError> {
         let used = self.referenced()?;
         let now = SystemTime::now();
-        let mut removed = Vec::new();
-        let mut candidates: Vec<PathBuf> = Vec::new();
+        let mut candidates: Vec<(PathBuf, GarbageKind)> = Vec::new();
         let blobs = self.blobs_dir();
         for entry in fs::read_dir(&blobs).map_err(io_at(&blobs))?.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
-            let orphan = match Digest::parse(&name) {
-                Ok(d) => !used.contains(&d.to_string()),
-                Err(_) => name.starts_with(TEMP_PREFIX) || is_partial_name(&name),
+            let kind = match Digest::parse(&name) {
+                Ok(d) if !used.contains(&d.to_string()) => Some(GarbageKind::Unreferenced),
+                Ok(_) => None,
+                Err(_) if name.starts_with(TEMP_PREFIX) => Some(GarbageKind::Temporary),
+                Err(_) if is_partial_name(&name) => Some(GarbageKind::PartialDownload),
+                Err(_) => None,
             };
-            if orphan {
-                candidates.push(entry.path());
+            if let Some(kind) = kind {
+                candidates.push((entry.path(), kind));
             }
         }
         // Stale manifest temp files too.
@@ -638,18 +656,40 @@ impl Store {
                 candidates.extend(
                     rd.flatten()
                         .filter(|e| e.file_name().to_string_lossy().starts_with(TEMP_PREFIX))
-                        .map(|e| e.path()),
+                        .map(|e| (e.path(), GarbageKind::Temporary)),
                 );
             }
         }
-        for path in candidates {
-            let old = fs::metadata(&path)
-                .and_then(|m| m.modified())
+        let mut garbage = Vec::new();
+        for (path, kind) in candidates {
+            let Ok(meta) = fs::metadata(&path) else {
+                continue;
+            };
+            let old = meta
+                .modified()
                 .ok()
                 .and_then(|t| now.duration_since(t).ok())
                 .is_some_and(|age| age >= grace);
-            if old && fs::remove_file(&path).is_ok() {
-                removed.push(path);
+            if old {
+                garbage.push(Garbage {
+                    path,
+                    kind,
+                    bytes: allocated_bytes(&meta),
+                });
+            }
+        }
+        garbage.sort_by(|a, b| a.path.cmp(&b.path));
+        Ok(garbage)
+    }
+
+    /// Removes what [`garbage`](Self::garbage) lists, under the exclusive lock (so nothing a
+    /// running create or pull is about to reference goes). Returns the paths removed.
+    pub fn prune(&self, grace: Duration) -> Result<Vec<PathBuf>, StoreError> {
+        let _guard = self.lock(true)?;
+        let mut removed = Vec::new();
+        for g in self.collect_garbage(grace)? {
+            if fs::remove_file(&g.path).is_ok() {
+                removed.push(g.path);
             }
         }
         Ok(removed)
@@ -695,6 +735,49 @@ impl Store {
         }
         Ok(report)
     }
+}
+
+/// Something in the models directory that garbage collection removes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Garbage {
+    /// The file.
+    pub path: PathBuf,
+    /// Why it is garbage.
+    pub kind: GarbageKind,
+    /// Bytes it occupies on disk (what removing it reclaims).
+    pub bytes: u64,
+}
+
+/// Why a file is garbage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum GarbageKind {
+    /// A blob no manifest references (nor mentions, when a manifest is damaged).
+    Unreferenced,
+    /// An abandoned partial download (`sha256-…-partial`, `-partial-N`).
+    PartialDownload,
+    /// A temporary file left by a crash.
+    Temporary,
+}
+
+/// Every `sha256:<64 hex>` or `sha256-<64 hex>` in `bytes`, normalised to `sha256:<hex>`.
+fn digests_mentioned(bytes: &[u8]) -> Vec<String> {
+    const TAG: &[u8] = b"sha256";
+    let mut found = Vec::new();
+    let mut i = 0;
+    while i + TAG.len() + 65 <= bytes.len() {
+        if &bytes[i..i + TAG.len()] == TAG && matches!(bytes[i + TAG.len()], b':' | b'-') {
+            let hex = &bytes[i + TAG.len() + 1..i + TAG.len() + 65];
+            if hex.iter().all(|b| b.is_ascii_hexdigit()) {
+                let hex = String::from_utf8_lossy(hex).to_ascii_lowercase();
+                found.push(format!("sha256:{hex}"));
+                i += TAG.len() + 65;
+                continue;
+            }
+        }
+        i += 1;
+    }
+    found
 }
 
 /// A download that has not finished (see [`Store::partials`]).

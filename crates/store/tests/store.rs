@@ -5,7 +5,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use kiln_store::{Digest, Layer, Manifest, ModelConfig, ModelName, Store, StoreError};
+use kiln_store::{Digest, GarbageKind, Layer, Manifest, ModelConfig, ModelName, Store, StoreError};
 
 fn temp_store(tag: &str) -> (Store, PathBuf) {
     let dir = std::env::temp_dir().join(format!("kiln-store-{tag}-{}", std::process::id()));
@@ -586,5 +586,113 @@ fn manifests_from_a_registry_are_stored_byte_for_byte() {
     assert_eq!(store.manifest_bytes(&name).unwrap(), bytes);
     assert!(dir.join("manifests/registry.example/team/m/v1").is_file());
     assert_eq!(store.manifest(&name).unwrap().manifest.layers.len(), 0);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn blobs_a_damaged_manifest_mentions_are_never_collected() {
+    let (store, dir) = temp_store("damaged-manifest");
+    let model = store.write_blob(&b"model bytes"[..], None).unwrap();
+    let config = store.write_blob(&b"{}"[..], None).unwrap();
+    let manifest = Manifest::new(
+        Layer::new(kiln_store::CONFIG_MEDIA_TYPE, config.digest, config.size),
+        vec![Layer::new(
+            kiln_store::MEDIA_TYPE_MODEL,
+            model.digest,
+            model.size,
+        )],
+    );
+    let damaged: ModelName = "damaged".parse().unwrap();
+    let sibling: ModelName = "sibling".parse().unwrap();
+    store.write_manifest(&damaged, &manifest).unwrap();
+    store.write_manifest(&sibling, &manifest).unwrap();
+    // Cut the file short: it no longer parses, but still names both blobs.
+    let path = dir.join("manifests/registry.ollama.ai/library/damaged/latest");
+    let bytes = std::fs::read(&path).unwrap();
+    std::fs::write(&path, &bytes[..bytes.len() - 3]).unwrap();
+    assert!(store.manifest(&damaged).is_err());
+    assert_eq!(
+        store.verify().unwrap().bad_manifests,
+        std::slice::from_ref(&path)
+    );
+
+    // Deleting the model that shares them, a create's cleanup and a prune all keep them.
+    store.delete(&sibling).unwrap();
+    assert!(store.has_blob(&model.digest) && store.has_blob(&config.digest));
+    let removed = store
+        .remove_unreferenced([model.digest, config.digest])
+        .unwrap();
+    assert!(removed.is_empty(), "{removed:?}");
+    assert!(store.prune(Duration::ZERO).unwrap().is_empty());
+    assert!(store.has_blob(&model.digest) && store.has_blob(&config.digest));
+
+    // Once the damaged manifest is gone, they are garbage.
+    std::fs::remove_file(&path).unwrap();
+    assert_eq!(store.prune(Duration::ZERO).unwrap().len(), 2);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn garbage_lists_what_prune_removes_without_removing_it() {
+    let (store, dir) = temp_store("garbage");
+    let kept = store.write_blob(&b"{}"[..], None).unwrap();
+    let manifest = Manifest::new(
+        Layer::new(kiln_store::CONFIG_MEDIA_TYPE, kept.digest, kept.size),
+        vec![],
+    );
+    store
+        .write_manifest(&"kept".parse().unwrap(), &manifest)
+        .unwrap();
+    let orphan = store.write_blob(&vec![7u8; 10_000][..], None).unwrap();
+    let partial = Digest::of(b"half a download");
+    std::fs::write(store.partial_path(&partial), vec![1u8; 5000]).unwrap();
+    std::fs::write(store.partial_part_path(&partial, 0), b"{}").unwrap();
+    let crashed = dir.join("blobs/.kiln-tmp-crashed");
+    std::fs::write(&crashed, b"left by a crash").unwrap();
+
+    assert!(store.garbage(Duration::from_secs(3600)).unwrap().is_empty());
+    let garbage = store.garbage(Duration::ZERO).unwrap();
+    let mut kinds: Vec<(String, GarbageKind)> = garbage
+        .iter()
+        .map(|g| {
+            (
+                g.path.file_name().unwrap().to_string_lossy().into_owned(),
+                g.kind,
+            )
+        })
+        .collect();
+    kinds.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut expected = vec![
+        (".kiln-tmp-crashed".to_owned(), GarbageKind::Temporary),
+        (
+            format!("{}", orphan.digest).replace(':', "-"),
+            GarbageKind::Unreferenced,
+        ),
+        (
+            format!("{}-partial", partial).replace(':', "-"),
+            GarbageKind::PartialDownload,
+        ),
+        (
+            format!("{}-partial-0", partial).replace(':', "-"),
+            GarbageKind::PartialDownload,
+        ),
+    ];
+    expected.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(kinds, expected);
+    // Sizes are what the files occupy on disk: at least their length, rounded to blocks.
+    let orphan_entry = garbage
+        .iter()
+        .find(|g| g.kind == GarbageKind::Unreferenced)
+        .unwrap();
+    assert!(orphan_entry.bytes >= 10_000, "{orphan_entry:?}");
+    // Nothing was removed by looking.
+    assert!(store.has_blob(&orphan.digest) && crashed.exists());
+    let mut removed = store.prune(Duration::ZERO).unwrap();
+    removed.sort();
+    let mut listed: Vec<_> = garbage.into_iter().map(|g| g.path).collect();
+    listed.sort();
+    assert_eq!(removed, listed);
+    assert!(store.has_blob(&kept.digest));
+    assert!(store.garbage(Duration::ZERO).unwrap().is_empty());
     let _ = std::fs::remove_dir_all(&dir);
 }
