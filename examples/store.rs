@@ -3,19 +3,24 @@
 //! ```text
 //! cargo run --release --example store -- verify
 //! cargo run --release --example store -- gc [--dry-run] [--grace SECONDS]
+//! cargo run --release --example store -- repair [--insecure]
 //! ```
 //!
 //! `verify` re-hashes every blob and checks every manifest; `gc` removes blobs no manifest
 //! references, abandoned partial downloads and crash leftovers older than the grace period
 //! (default one hour, so a running upload elsewhere is left alone), or with `--dry-run` lists
-//! them and the bytes they would free. Both are safe against running creates and pulls.
+//! them and the bytes they would free; `repair` removes corrupt blobs and fetches every missing
+//! blob again from its model's registry (`--insecure`: plain HTTP; `KILN_INSECURE_REGISTRIES`
+//! as for the server), naming the models it cannot make whole. All are safe against running
+//! creates and pulls.
 
 use std::process::ExitCode;
 use std::time::Duration;
 
 use kiln_store::{GarbageKind, Store};
 
-const USAGE: &str = "usage: store verify | store gc [--dry-run] [--grace SECONDS]";
+const USAGE: &str =
+    "usage: store verify | store gc [--dry-run] [--grace SECONDS] | store repair [--insecure]";
 
 fn human_bytes(n: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KB", "MB", "GB", "TB"];
@@ -92,6 +97,35 @@ fn gc(store: &Store, dry_run: bool, grace: Duration) -> Result<(), String> {
     Ok(())
 }
 
+fn repair(store: &Store, insecure: bool) -> Result<bool, String> {
+    let options = kiln_registry::ClientOptions {
+        insecure_hosts: std::env::var("KILN_INSECURE_REGISTRIES")
+            .unwrap_or_default()
+            .split(',')
+            .map(str::trim)
+            .filter(|h| !h.is_empty())
+            .map(str::to_owned)
+            .collect(),
+        ..Default::default()
+    };
+    let engine = kiln::create::Engine::new(store.clone()).with_registry_options(options);
+    let repair = engine.repair(insecure).map_err(|e| e.to_string())?;
+    for d in &repair.removed_corrupt {
+        println!("removed corrupt blob {d}");
+    }
+    for (model, d) in &repair.refetched {
+        println!("fetched {d} again for {}", model.display_shortest());
+    }
+    for (model, missing, reason) in &repair.broken {
+        println!(
+            "broken: {} lacks {} blob(s) ({reason})",
+            model.display_shortest(),
+            missing.len()
+        );
+    }
+    Ok(repair.broken.is_empty())
+}
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let store = match Store::from_env() {
@@ -125,6 +159,8 @@ fn main() -> ExitCode {
             }
             gc(&store, dry_run, grace).map(|()| true)
         }
+        Some("repair") if args.len() == 1 => repair(&store, false),
+        Some("repair") if args.len() == 2 && args[1] == "--insecure" => repair(&store, true),
         _ => {
             eprintln!("{USAGE}");
             return ExitCode::from(2);

@@ -904,3 +904,111 @@ fn the_js_client_pushes_and_pulls_through_a_real_registry() {
         json!({"status": 400, "error": "invalid model name"})
     );
 }
+
+#[test]
+fn repair_drops_corrupt_blobs_and_fetches_them_again_from_the_registry() {
+    let Some(registry) = common::registry::Registry::start_or_skip(None) else {
+        return;
+    };
+    let dir = common::registry::TempDir::new("repair");
+    let store = Store::open(dir.0.join("models")).unwrap();
+    let engine = Engine::new(store.clone())
+        .with_threads(2)
+        .with_registry_options(kiln_registry::ClientOptions {
+            retries: 2,
+            backoff: std::time::Duration::from_millis(10),
+            ..Default::default()
+        });
+    let gguf_path = dir.0.join("model.gguf");
+    synthetic_f16(&gguf_path);
+    let upload = store
+        .write_blob(std::fs::File::open(&gguf_path).unwrap(), None)
+        .unwrap();
+    let create = |name: &str, system: &str| {
+        engine
+            .create(
+                kiln_api::CreateRequest {
+                    model: name.into(),
+                    files: Some(std::collections::BTreeMap::from([(
+                        "model.gguf".to_owned(),
+                        upload.digest.to_string(),
+                    )])),
+                    system: system.into(),
+                    ..Default::default()
+                },
+                &mut |_| std::ops::ControlFlow::Continue(()),
+            )
+            .unwrap();
+    };
+    // One model the registry has, one that exists only here (its registry refuses connections).
+    let shared = format!("{}/kiln/shared:v1", registry.addr);
+    let local = "127.0.0.1:1/kiln/local:v1";
+    create(&shared, "shared");
+    create(local, "local only");
+    let pushed = kiln_api::PushRequest {
+        model: shared.clone(),
+        insecure: true,
+        ..Default::default()
+    };
+    engine
+        .push(&engine.prepare_push(&pushed).unwrap(), &mut |_| {
+            std::ops::ControlFlow::Continue(())
+        })
+        .unwrap();
+
+    // Damage: the shared model blob flips a byte; the local model loses its system blob.
+    let shared_name = ModelName::parse(&shared).unwrap();
+    let local_name = ModelName::parse(local).unwrap();
+    let model_digest = store
+        .manifest(&shared_name)
+        .unwrap()
+        .manifest
+        .layers_of(MEDIA_TYPE_MODEL)
+        .next()
+        .unwrap()
+        .digest()
+        .unwrap();
+    let good = std::fs::read(store.blob_path(&model_digest)).unwrap();
+    let mut bad = good.clone();
+    bad[good.len() / 2] ^= 1;
+    std::fs::write(store.blob_path(&model_digest), &bad).unwrap();
+    let system_digest = store
+        .manifest(&local_name)
+        .unwrap()
+        .manifest
+        .layers_of(kiln_store::MEDIA_TYPE_SYSTEM)
+        .next()
+        .unwrap()
+        .digest()
+        .unwrap();
+    std::fs::remove_file(store.blob_path(&system_digest)).unwrap();
+    assert_eq!(store.verify().unwrap().corrupt_blobs, [model_digest]);
+
+    let repair = engine.repair(true).unwrap();
+    assert_eq!(repair.removed_corrupt, [model_digest]);
+    // The model blob is shared by both models: fetched once from the registry that has it, it
+    // makes both whole again for that layer.
+    assert!(
+        repair
+            .refetched
+            .iter()
+            .any(|(n, d)| *n == shared_name && *d == model_digest),
+        "{repair:?}"
+    );
+    assert_eq!(std::fs::read(store.blob_path(&model_digest)).unwrap(), good);
+    // The local model's system prompt exists nowhere else: reported, and its manifest kept.
+    assert_eq!(repair.broken.len(), 1, "{repair:?}");
+    let (name, missing, reason) = &repair.broken[0];
+    assert_eq!(
+        (name, missing.as_slice()),
+        (&local_name, &[system_digest][..])
+    );
+    assert!(!reason.is_empty());
+    assert!(store.manifest(&local_name).is_ok());
+    let report = store.verify().unwrap();
+    assert!(report.corrupt_blobs.is_empty(), "{report:?}");
+    assert_eq!(
+        report.missing_blobs,
+        [(local_name.display_shortest(), system_digest.to_string())]
+    );
+}

@@ -18,7 +18,7 @@ mod test_support;
 pub use models::{ManageError, copy, delete, list, show};
 pub(crate) use remote::clean_path as go_clean_path;
 pub use remote::{CLOUD_HOST, Source, parse_model_ref, remote_url};
-pub use transfer::{Transfer, TransferError};
+pub use transfer::{Repair, Transfer, TransferError};
 
 use std::collections::BTreeMap;
 use std::ops::ControlFlow;

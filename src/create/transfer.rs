@@ -5,7 +5,7 @@ use std::ops::ControlFlow;
 
 use kiln_api::{ProgressResponse, PullRequest, PushRequest};
 use kiln_registry::{PullOptions, PullSummary, PushOptions, PushSummary, RegistryError};
-use kiln_store::ModelName;
+use kiln_store::{Digest, ModelName};
 
 use super::{Engine, Source, parse_model_ref};
 
@@ -139,6 +139,70 @@ impl Engine {
             &options,
             sink,
         )?)
+    }
+}
+
+/// What [`Engine::repair`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Repair {
+    /// Corrupt blobs removed from the store.
+    pub removed_corrupt: Vec<Digest>,
+    /// Blobs fetched again from their model's registry, verified.
+    pub refetched: Vec<(ModelName, Digest)>,
+    /// Models still missing blobs, each with why the first missing one could not be fetched.
+    pub broken: Vec<(ModelName, Vec<Digest>, String)>,
+}
+
+impl Engine {
+    /// Store repair: removes corrupt blobs ([`Store::repair`](kiln_store::Store::repair)), then
+    /// fetches every blob a model lacks from that model's registry (over plain HTTP for
+    /// `insecure`, or a host in the client's `insecure_hosts`). Models whose blobs cannot be
+    /// fetched (created locally, or gone from the registry) are reported as broken, never
+    /// changed: their manifests stay, so nothing else is lost.
+    pub fn repair(&self, insecure: bool) -> Result<Repair, TransferError> {
+        let report = self.store().repair().map_err(RegistryError::from)?;
+        let mut repair = Repair {
+            removed_corrupt: report.removed_corrupt,
+            ..Repair::default()
+        };
+        let client = self.registry_client()?;
+        // A blob several models share is fetched from whichever registry has it first; a model
+        // is broken only if some blob is still missing once every model has been tried.
+        let mut failures: Vec<(ModelName, Digest, String)> = Vec::new();
+        for model in &report.broken {
+            for &(digest, size) in &model.missing {
+                if self.store().has_blob(&digest) {
+                    continue;
+                }
+                match kiln_registry::fetch_blob(
+                    client,
+                    self.store(),
+                    &model.name,
+                    &digest,
+                    size,
+                    insecure,
+                ) {
+                    Ok(_) => repair.refetched.push((model.name.clone(), digest)),
+                    Err(e) => failures.push((model.name.clone(), digest, e.to_string())),
+                }
+            }
+        }
+        for model in report.broken {
+            let missing: Vec<Digest> = model
+                .missing
+                .iter()
+                .map(|&(d, _)| d)
+                .filter(|d| !self.store().has_blob(d))
+                .collect();
+            if let Some(first) = missing.first() {
+                let reason = failures
+                    .iter()
+                    .find(|(n, d, _)| *n == model.name && d == first)
+                    .map_or_else(String::new, |(_, _, r)| r.clone());
+                repair.broken.push((model.name, missing, reason));
+            }
+        }
+        Ok(repair)
     }
 }
 

@@ -9,7 +9,7 @@ use kiln_store::{Digest, Layer, Manifest, ModelName, Store, StoreError};
 use reqwest::Method;
 
 use crate::client::{Call, Client, read_up_to};
-use crate::download::download_blob;
+use crate::download::{BlobTransfer, download_blob};
 use crate::{RegistryError, Remote};
 
 /// Largest manifest kiln accepts from a registry (a model with thousands of tensor layers is a
@@ -248,6 +248,40 @@ pub fn pull(
     }
     let _ = sink(ProgressResponse::status("success"));
     Ok(summary)
+}
+
+/// Downloads one blob of `name` from its registry into `store` (resuming a partial download,
+/// hashing every byte, entering the store only when it matches `digest`): how a repair fetches
+/// the blobs a model lost. The manifest is not touched.
+pub fn fetch_blob(
+    client: &Client,
+    store: &Store,
+    name: &ModelName,
+    digest: &Digest,
+    size: u64,
+    insecure: bool,
+) -> Result<BlobTransfer, RegistryError> {
+    let remote = Remote::new(name.clone(), insecure || client.plain_http(name.host()));
+    let _guard = store.create_guard()?;
+    let transfer = match download_blob(client, store, &remote, digest, size, &mut |_| true) {
+        Ok(t) => t,
+        Err(e) => {
+            if !e.keeps_partial() {
+                store.remove_partial(digest)?;
+            }
+            return Err(e);
+        }
+    };
+    match store.commit_partial(digest) {
+        Ok(_) => Ok(transfer),
+        Err(StoreError::DigestMismatch { expected, actual }) => {
+            Err(RegistryError::DigestMismatch {
+                want: expected,
+                got: actual,
+            })
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Removes the oldest idle partial downloads (not being written by anyone, not wanted by this

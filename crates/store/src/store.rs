@@ -698,27 +698,7 @@ impl Store {
     /// Re-hashes every blob and checks every manifest's references.
     pub fn verify(&self) -> Result<VerifyReport, StoreError> {
         let mut report = VerifyReport::default();
-        let blobs = self.blobs_dir();
-        let mut buf = vec![0u8; 1 << 20];
-        for entry in fs::read_dir(&blobs).map_err(io_at(&blobs))?.flatten() {
-            let Ok(digest) = Digest::parse(&entry.file_name().to_string_lossy()) else {
-                continue;
-            };
-            let path = entry.path();
-            let mut f = File::open(&path).map_err(io_at(&path))?;
-            let mut h = Hasher::default();
-            loop {
-                let n = f.read(&mut buf).map_err(io_at(&path))?;
-                if n == 0 {
-                    break;
-                }
-                h.update(&buf[..n]);
-            }
-            report.blobs_checked += 1;
-            if h.finish() != digest {
-                report.corrupt_blobs.push(digest);
-            }
-        }
+        (report.blobs_checked, report.corrupt_blobs) = self.corrupt_blobs()?;
         for name in self.names()? {
             match self.manifest(&name) {
                 Ok(m) => {
@@ -735,6 +715,84 @@ impl Store {
         }
         Ok(report)
     }
+
+    /// Blobs checked, and those whose content does not hash to their name.
+    fn corrupt_blobs(&self) -> Result<(usize, Vec<Digest>), StoreError> {
+        let blobs = self.blobs_dir();
+        let mut buf = vec![0u8; 1 << 20];
+        let mut checked = 0;
+        let mut corrupt = Vec::new();
+        for entry in fs::read_dir(&blobs).map_err(io_at(&blobs))?.flatten() {
+            let Ok(digest) = Digest::parse(&entry.file_name().to_string_lossy()) else {
+                continue;
+            };
+            let path = entry.path();
+            let mut f = File::open(&path).map_err(io_at(&path))?;
+            let mut h = Hasher::default();
+            loop {
+                let n = f.read(&mut buf).map_err(io_at(&path))?;
+                if n == 0 {
+                    break;
+                }
+                h.update(&buf[..n]);
+            }
+            checked += 1;
+            if h.finish() != digest {
+                corrupt.push(digest);
+            }
+        }
+        Ok((checked, corrupt))
+    }
+
+    /// Removes every blob whose content does not hash to its name (under the exclusive lock, so
+    /// no create or pull is half-way through one), then reports each model that now lacks blobs:
+    /// a caller with a registry can fetch them again (`kiln::create::Engine::repair`), otherwise
+    /// these models are broken and say so.
+    pub fn repair(&self) -> Result<RepairReport, StoreError> {
+        let _guard = self.lock(true)?;
+        let (_, corrupt) = self.corrupt_blobs()?;
+        for d in &corrupt {
+            let path = self.blob_path(d);
+            fs::remove_file(&path).map_err(io_at(&path))?;
+        }
+        let mut broken = Vec::new();
+        for m in self.list()? {
+            let missing: Vec<(Digest, u64)> = std::iter::once(&m.manifest.config)
+                .filter(|c| !c.digest.is_empty())
+                .chain(&m.manifest.layers)
+                .filter_map(|l| Some((l.digest().ok()?, l.size.max(0) as u64)))
+                .filter(|(d, _)| !self.has_blob(d))
+                .collect();
+            if !missing.is_empty() {
+                broken.push(BrokenModel {
+                    name: m.name,
+                    missing,
+                });
+            }
+        }
+        Ok(RepairReport {
+            removed_corrupt: corrupt,
+            broken,
+        })
+    }
+}
+
+/// What [`Store::repair`] did and found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RepairReport {
+    /// Corrupt blobs it removed.
+    pub removed_corrupt: Vec<Digest>,
+    /// Models that lack blobs (removed as corrupt, or missing before).
+    pub broken: Vec<BrokenModel>,
+}
+
+/// A model whose manifest names blobs the store does not hold.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokenModel {
+    /// The model.
+    pub name: ModelName,
+    /// Its missing blobs, with the sizes its manifest gives.
+    pub missing: Vec<(Digest, u64)>,
 }
 
 /// Something in the models directory that garbage collection removes.
