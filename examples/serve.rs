@@ -433,13 +433,7 @@ async fn main() -> std::process::ExitCode {
     let version = std::env::var("KILN_VERSION").unwrap_or_else(|_| "0.33.0".into());
     eprintln!("[kiln] models at {}", store.root().display());
     let registry = ClientOptions {
-        insecure_hosts: std::env::var("KILN_INSECURE_REGISTRIES")
-            .unwrap_or_default()
-            .split(',')
-            .map(str::trim)
-            .filter(|h| !h.is_empty())
-            .map(str::to_owned)
-            .collect(),
+        insecure_hosts: ClientOptions::insecure_hosts_from_env(),
         ..ClientOptions::default()
     };
     let no_prune = env_bool("OLLAMA_NOPRUNE");

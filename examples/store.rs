@@ -99,13 +99,7 @@ fn gc(store: &Store, dry_run: bool, grace: Duration) -> Result<(), String> {
 
 fn repair(store: &Store, insecure: bool) -> Result<bool, String> {
     let options = kiln_registry::ClientOptions {
-        insecure_hosts: std::env::var("KILN_INSECURE_REGISTRIES")
-            .unwrap_or_default()
-            .split(',')
-            .map(str::trim)
-            .filter(|h| !h.is_empty())
-            .map(str::to_owned)
-            .collect(),
+        insecure_hosts: kiln_registry::ClientOptions::insecure_hosts_from_env(),
         ..Default::default()
     };
     let engine = kiln::create::Engine::new(store.clone()).with_registry_options(options);

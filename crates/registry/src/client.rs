@@ -39,6 +39,20 @@ pub struct ClientOptions {
     pub insecure_hosts: Vec<String>,
 }
 
+impl ClientOptions {
+    /// The hosts listed in `KILN_INSECURE_REGISTRIES` (comma-separated `host[:port]`), for
+    /// [`ClientOptions::insecure_hosts`].
+    pub fn insecure_hosts_from_env() -> Vec<String> {
+        std::env::var("KILN_INSECURE_REGISTRIES")
+            .unwrap_or_default()
+            .split(',')
+            .map(str::trim)
+            .filter(|h| !h.is_empty())
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
 impl Default for ClientOptions {
     fn default() -> Self {
         ClientOptions {
