@@ -89,32 +89,14 @@ fn main() -> ExitCode {
                 "usage: quantize [--threads N] [--pure] [--allow-requantize] [--leave-output-tensor] [--imatrix FILE] \
                  [--output-tensor-type T] [--token-embedding-type T] [--tensor-type REGEX=T]... [--ollama] \
                  IN.gguf|HF_FOLDER OUT.gguf TYPE\n\
-                 A Hugging Face folder (safetensors, config.json, tokenizer files) is first converted to \
-                 F16 as Ollama converts it.\ntypes: {}",
+                 A Hugging Face folder (safetensors, config.json, tokenizer files) is converted as Ollama \
+                 converts it while it is quantized (no F16 file is written).\ntypes: {}",
                 FileType::supported_names()
             );
             return ExitCode::from(2);
         }
     };
     let start = Instant::now();
-    // A model folder is converted next to the output first, then quantized like any GGUF.
-    let converted = args.input.is_dir().then(|| {
-        let name = args
-            .output
-            .file_name()
-            .unwrap_or_default()
-            .to_string_lossy();
-        args.output.with_file_name(format!(".{name}.f16.partial"))
-    });
-    if let Some(tmp) = &converted {
-        if let Err(e) = convert_folder(&args.input, tmp) {
-            let _ = std::fs::remove_file(tmp);
-            eprintln!("\nerror: {e}");
-            return ExitCode::FAILURE;
-        }
-        eprintln!();
-    }
-    let input = converted.as_ref().unwrap_or(&args.input);
     let mut last_percent = u64::MAX;
     let mut sink = |e: &QuantizeEvent<'_>| {
         if let QuantizeEvent::Bytes { done, total } = *e {
@@ -126,10 +108,14 @@ fn main() -> ExitCode {
         }
         ControlFlow::Continue(())
     };
-    let result = quantize_model(input, &args.output, args.ftype, &args.options, &mut sink);
-    if let Some(tmp) = &converted {
-        let _ = std::fs::remove_file(tmp);
-    }
+    // A model folder is converted as it is quantized: no converted file is written.
+    let result = quantize_model(
+        &args.input,
+        &args.output,
+        args.ftype,
+        &args.options,
+        &mut sink,
+    );
     let report = match result {
         Ok(r) => r,
         Err(e) => {
@@ -179,34 +165,4 @@ fn main() -> ExitCode {
         mib(bytes_in) / seconds
     );
     ExitCode::SUCCESS
-}
-
-/// Converts a Hugging Face folder to an F16 GGUF at `out`, printing progress.
-fn convert_folder(
-    dir: &std::path::Path,
-    out: &std::path::Path,
-) -> Result<(), Box<dyn std::error::Error>> {
-    // SAFETY: the folder's files are the user's input; like llama-quantize, this tool assumes
-    // nothing rewrites them while it runs.
-    let folder = unsafe { kiln::convert::ModelFolder::map_dir(dir)? };
-    let conversion = kiln::convert::Conversion::plan(&folder)?;
-    let file = std::io::BufWriter::new(std::fs::File::create(out)?);
-    let mut last = u64::MAX;
-    let file = conversion.write_with_progress(file, &mut |done, total| {
-        let percent = (done * 100).checked_div(total).unwrap_or(100);
-        if percent != last {
-            last = percent;
-            eprint!("\rconverting {}: {percent:3}%", conversion_name(dir));
-        }
-        ControlFlow::Continue(())
-    })?;
-    file.into_inner().map_err(|e| e.into_error())?.sync_all()?;
-    Ok(())
-}
-
-fn conversion_name(dir: &std::path::Path) -> String {
-    dir.file_name()
-        .unwrap_or_default()
-        .to_string_lossy()
-        .into_owned()
 }

@@ -13,6 +13,6 @@ pub mod template;
 
 pub use quantize::{
     FileType, Imatrix, ImatrixError, NoProgress, QuantizeError, QuantizeEvent, QuantizeOptions,
-    QuantizeReport, QuantizeSink, SourceModel, SplitError, output_size, plan, quantize_gguf,
-    quantize_model, quantize_parts,
+    QuantizeReport, QuantizeSink, SourceModel, SplitError, output_size, plan, quantize_conversion,
+    quantize_gguf, quantize_model, quantize_parts,
 };

@@ -128,7 +128,8 @@ fn all_minilm_matches_ollamas_fixture() {
 /// safetensors directory: converted, then validated or quantized by the same llama.cpp-identical
 /// path as an uploaded GGUF. The final model layer must equal what llama.cpp's
 /// `llama_model_quantize` makes of the converted file (Ollama runs exactly that on its own
-/// converter's output), and the intermediate F16 blob must not stay behind.
+/// converter's output). The conversion runs inside the quantization, so the F16 GGUF is never
+/// stored: the store's disk high-water mark is the uploads plus the output, not more.
 #[test]
 fn create_from_safetensors_files_converts_then_quantizes_like_ollama() {
     let Some(dir) = common::minilm_folder() else {
@@ -170,11 +171,25 @@ fn create_from_safetensors_files_converts_then_quantizes_like_ollama() {
         files.insert(rel, digest.to_string());
     }
     let uploads: Vec<String> = files.values().cloned().collect();
+    let blobs_dir = work.join("models/blobs");
+    // Every byte under blobs/, temporary files included.
+    let disk_use = || -> u64 {
+        std::fs::read_dir(&blobs_dir)
+            .unwrap()
+            .filter_map(|e| e.ok()?.metadata().ok())
+            .map(|m| m.len())
+            .sum()
+    };
+    let converted_len = std::fs::metadata(&converted).unwrap().len();
 
     for (tag, quantize, expected) in [
         ("minilm:q8_0", "q8_0", "llama-q8_0.gguf"),
         ("minilm:f16", "", "llama-copy.gguf"),
+        // The conversion's own type: kept as converted, written once with byte progress.
+        ("minilm:asis", "f16", "converted.gguf"),
     ] {
+        let before = disk_use();
+        let mut peak = before;
         let request: kiln_api::CreateRequest = serde_json::from_value(serde_json::json!({
             "model": tag, "files": files, "quantize": quantize,
         }))
@@ -183,6 +198,7 @@ fn create_from_safetensors_files_converts_then_quantizes_like_ollama() {
         let mut progress = Vec::new();
         engine
             .create(request, &mut |p| {
+                peak = peak.max(disk_use());
                 if p.status == "converting model" && p.total > 0 {
                     progress.push((p.completed, p.total));
                 }
@@ -194,16 +210,25 @@ fn create_from_safetensors_files_converts_then_quantizes_like_ollama() {
             .unwrap();
         assert_eq!(statuses[0], "converting model", "{statuses:?}");
         assert_eq!(statuses.last().map(String::as_str), Some("success"));
-        if !quantize.is_empty() {
-            assert!(
-                statuses.contains(&"quantizing F16 model to Q8_0".to_owned()),
-                "{statuses:?}"
-            );
+        let next = match quantize {
+            "q8_0" => "quantizing F16 model to Q8_0",
+            "" => "validating GGUF model",
+            _ => "using existing layer",
+        };
+        assert!(
+            statuses[1].starts_with(next),
+            "{tag}: {next} should follow converting model: {statuses:?}"
+        );
+        if quantize == "f16" {
+            // Byte progress through the whole converted file, ending complete.
+            let (done, total) = *progress.last().unwrap();
+            assert_eq!((done, total), (converted_len as i64, converted_len as i64));
+            assert!(progress.windows(2).all(|w| w[0].0 <= w[1].0));
+        } else {
+            // One pass: nothing is written before the quantizer's output, so there is no
+            // conversion progress to report (Ollama sends none either).
+            assert!(progress.is_empty(), "{tag}: {progress:?}");
         }
-        // Byte progress through the whole file, ending complete.
-        let (done, total) = *progress.last().unwrap();
-        assert_eq!(done, total);
-        assert!(progress.windows(2).all(|w| w[0].0 <= w[1].0));
 
         let name = kiln_store::ModelName::parse(tag).unwrap();
         let manifest = store.manifest(&name).unwrap().manifest;
@@ -218,6 +243,15 @@ fn create_from_safetensors_files_converts_then_quantizes_like_ollama() {
             blob == oracle,
             "{tag}: the model layer differs from llama.cpp's output"
         );
+        // Disk high-water mark, sampled at every progress line (the quantizer's at each
+        // tensor): what was stored before, plus at most the model, its config and the
+        // small layers. An F16 intermediate (larger than the output) would break it.
+        let grown = peak - before;
+        assert!(
+            grown <= blob.len() as u64 + 64 * 1024,
+            "{tag}: the store grew by {grown} bytes for a {} byte model",
+            blob.len()
+        );
         let config: serde_json::Value = serde_json::from_slice(
             &std::fs::read(store.blob_path(&manifest.config.digest().unwrap())).unwrap(),
         )
@@ -226,7 +260,7 @@ fn create_from_safetensors_files_converts_then_quantizes_like_ollama() {
     }
     // Only the uploads, the two models and their configs are stored: no converted F16 left over.
     let mut referenced: Vec<String> = uploads;
-    for tag in ["minilm:q8_0", "minilm:f16"] {
+    for tag in ["minilm:q8_0", "minilm:f16", "minilm:asis"] {
         let manifest = store
             .manifest(&kiln_store::ModelName::parse(tag).unwrap())
             .unwrap()
@@ -327,6 +361,37 @@ fn causal_lms_match_llama_cpps_converter() {
         let path = work.join(format!("kiln-{dtype}.gguf"));
         std::fs::write(&path, &out).unwrap();
         let gguf = Gguf::parse(&out, &Limits::default()).unwrap();
+        // One pass (converted while quantized, nothing written in between) gives the two-step
+        // bytes for every kind of target: k-quants with their fallbacks, legacy, float, COPY.
+        for ftype in [
+            kiln::FileType::Q4_K_M,
+            kiln::FileType::Q3_K_S,
+            kiln::FileType::Q8_0,
+            kiln::FileType::Q4_0,
+            kiln::FileType::BF16,
+            kiln::FileType::Copy,
+        ] {
+            let options = kiln::QuantizeOptions {
+                threads: 2,
+                ..Default::default()
+            };
+            let mut two_step = Vec::new();
+            kiln::quantize_gguf(&gguf, &mut two_step, ftype, &options, &mut kiln::NoProgress)
+                .unwrap();
+            let mut one_pass = Vec::new();
+            kiln::quantize_conversion(
+                &conversion,
+                &mut one_pass,
+                ftype,
+                &options,
+                &mut kiln::NoProgress,
+            )
+            .unwrap();
+            assert!(
+                one_pass == two_step,
+                "{dtype} {ftype:?}: one pass differs from convert-then-quantize"
+            );
+        }
 
         let expected = &golden[dtype];
         let tensors = expected["tensors"].as_object().unwrap();
@@ -427,8 +492,8 @@ fn causal_lms_match_llama_cpps_converter() {
         jobs.push(serde_json::json!({"op": "quantize", "input": path,
             "output": work.join(format!("llama-q4_k_m-{dtype}.gguf")), "ftype": 15, "threads": 2}));
         let mut ours = Vec::new();
-        kiln::quantize_gguf(
-            &gguf,
+        kiln::quantize_conversion(
+            &conversion,
             &mut ours,
             kiln::FileType::Q4_K_M,
             &kiln::QuantizeOptions::default(),
@@ -442,7 +507,7 @@ fn causal_lms_match_llama_cpps_converter() {
         let theirs = std::fs::read(work.join(format!("llama-q4_k_m-{dtype}.gguf"))).unwrap();
         assert!(
             *ours == theirs,
-            "{dtype}: kiln's Q4_K_M of the conversion differs from llama.cpp's"
+            "{dtype}: kiln's one-pass Q4_K_M of the folder differs from llama.cpp's of the conversion"
         );
     }
     for (dtype, _) in cases {

@@ -545,6 +545,14 @@ impl Kind {
         }
     }
 
+    /// Bytes per value.
+    fn ggml_size(self) -> usize {
+        match self {
+            Kind::F32 => 4,
+            Kind::F16 | Kind::BF16 => 2,
+        }
+    }
+
     /// Ollama's `tensorBase.Kind` and `safetensor.Kind`: biases, norms and other 1-D tensors
     /// (and a few named ones) stay F32, other tensors are F16, or BF16 when they were BF16.
     fn for_tensor(name: &str, dims: usize, dtype: Dtype) -> Kind {
@@ -686,52 +694,108 @@ impl<'f> Planned<'f> {
         Ok(pieces)
     }
 
-    /// Streams the converted bytes to `writer`, a bounded chunk at a time.
-    fn write<W: Write>(&self, writer: &mut Writer<W>) -> Result<(), ConvertError> {
-        let same = !self.add_one
+    /// Whether the stored bytes are the output bytes (no conversion of values).
+    fn stored_as_is(&self) -> bool {
+        !self.add_one
             && matches!(
                 (self.dtype, self.kind),
                 (Dtype::F32, Kind::F32) | (Dtype::F16, Kind::F16) | (Dtype::BF16, Kind::BF16)
-            );
+            )
+    }
+
+    /// Streams the converted bytes to `writer`, a bounded chunk at a time, calling `written`
+    /// with the tensor's bytes written so far after each chunk (an error stops the write).
+    fn write<W: Write>(
+        &self,
+        writer: &mut Writer<W>,
+        written: &mut dyn FnMut(u64) -> Result<(), ConvertError>,
+    ) -> Result<(), ConvertError> {
+        let same = self.stored_as_is();
         let width = self.dtype.size() as usize;
         let mut out = Vec::with_capacity(CHUNK * 4);
+        let mut done = 0u64;
         for piece in self.pieces()? {
             if same {
                 for chunk in piece.chunks(1 << 20) {
                     writer.write_tensor_data(chunk)?;
+                    done += chunk.len() as u64;
+                    written(done)?;
                 }
                 continue;
             }
             for chunk in piece.chunks(CHUNK * width) {
                 out.clear();
-                for bytes in chunk.chunks_exact(width) {
-                    let value = match self.dtype {
-                        Dtype::F32 => f32::from_le_bytes(bytes.try_into().expect("4 bytes")),
-                        Dtype::F16 => {
-                            kiln_quant::f16_bits_to_f32(u16::from_le_bytes([bytes[0], bytes[1]]))
-                        }
-                        _ => kiln_quant::bf16_bits_to_f32(u16::from_le_bytes([bytes[0], bytes[1]])),
-                    };
-                    // Only when asked: adding zero would turn -0.0 into +0.0.
-                    let value = if self.add_one { value + 1.0 } else { value };
-                    match self.kind {
-                        Kind::F32 => out.extend_from_slice(&value.to_le_bytes()),
-                        Kind::F16 => {
-                            out.extend_from_slice(&kiln_quant::f32_to_f16_bits(value).to_le_bytes())
-                        }
-                        // Go's bfloat16 encoder truncates (exact for BF16 sources; only 1-D
-                        // tensors, stored as F32, are shifted).
-                        Kind::BF16 => out.extend_from_slice(&value.to_le_bytes()[2..]),
-                    }
-                }
+                self.convert_values(chunk, &mut out);
                 writer.write_tensor_data(&out)?;
+                done += out.len() as u64;
+                written(done)?;
             }
         }
         Ok(())
     }
+
+    /// Bytes `range` of the converted tensor (in its output type) into `out`, converting only
+    /// the values the range covers.
+    fn convert_range(
+        &self,
+        range: std::ops::Range<usize>,
+        out: &mut Vec<u8>,
+    ) -> Result<(), ConvertError> {
+        out.clear();
+        let (from, to) = (self.dtype.size() as usize, self.kind.ggml_size());
+        // Whole output values covering the range, trimmed to it afterwards.
+        let (first, last) = (range.start / to, range.end.div_ceil(to));
+        let mut at = 0usize;
+        for piece in self.pieces()? {
+            let values = piece.len() / from;
+            let (lo, hi) = (first.max(at), last.min(at + values));
+            if lo < hi {
+                let src = &piece[(lo - at) * from..(hi - at) * from];
+                if self.stored_as_is() {
+                    out.extend_from_slice(src);
+                } else {
+                    self.convert_values(src, out);
+                }
+            }
+            at += values;
+            if at >= last {
+                break;
+            }
+        }
+        let skip = range.start - first * to;
+        out.drain(..skip.min(out.len()));
+        out.truncate(range.len());
+        Ok(())
+    }
+
+    /// Appends the output values of stored values `chunk` to `out`.
+    fn convert_values(&self, chunk: &[u8], out: &mut Vec<u8>) {
+        let width = self.dtype.size() as usize;
+        for bytes in chunk.chunks_exact(width) {
+            let value = match self.dtype {
+                Dtype::F32 => f32::from_le_bytes(bytes.try_into().expect("4 bytes")),
+                Dtype::F16 => kiln_quant::f16_bits_to_f32(u16::from_le_bytes([bytes[0], bytes[1]])),
+                _ => kiln_quant::bf16_bits_to_f32(u16::from_le_bytes([bytes[0], bytes[1]])),
+            };
+            // Only when asked: adding zero would turn -0.0 into +0.0.
+            let value = if self.add_one { value + 1.0 } else { value };
+            match self.kind {
+                Kind::F32 => out.extend_from_slice(&value.to_le_bytes()),
+                Kind::F16 => {
+                    out.extend_from_slice(&kiln_quant::f32_to_f16_bits(value).to_le_bytes())
+                }
+                // Go's bfloat16 encoder truncates (exact for BF16 sources; only 1-D
+                // tensors, stored as F32, are shifted).
+                Kind::BF16 => out.extend_from_slice(&value.to_le_bytes()[2..]),
+            }
+        }
+    }
 }
 
 const CHUNK: usize = 1 << 16;
+
+/// Bytes between two progress reports inside one tensor while a conversion is written.
+pub const PROGRESS_STEP: u64 = 16 << 20;
 
 /// Ollama's `ggml.Tensor.block`: the layer number of a `blk.N.` name, `None` sorts last.
 fn block_of(name: &str) -> Option<i64> {
@@ -866,6 +930,13 @@ impl<'f> Conversion<'f> {
         self.tensors.iter().map(Planned::spec).collect()
     }
 
+    /// The header of the GGUF [`write`](Self::write) produces (everything before the tensor
+    /// data), which [`kiln_gguf::Gguf::parse_header`] reads: the model as a quantizer sees it
+    /// before any value is converted.
+    pub fn header(&self) -> Result<Vec<u8>, ConvertError> {
+        Ok(kiln_gguf::Layout::header(&self.metadata, &self.specs())?.0)
+    }
+
     /// Exact size of the GGUF [`write`](Self::write) produces.
     pub fn output_len(&self) -> Result<u64, ConvertError> {
         Ok(kiln_gguf::Layout::compute(&self.metadata, &self.specs())?.file_len)
@@ -876,8 +947,10 @@ impl<'f> Conversion<'f> {
         self.write_with_progress(out, &mut |_, _| ControlFlow::Continue(()))
     }
 
-    /// [`write`](Self::write), calling `progress(bytes written, total bytes)` after the header and
-    /// after each tensor; `ControlFlow::Break` stops with [`ConvertError::Cancelled`].
+    /// [`write`](Self::write), calling `progress(bytes written, total bytes)` after the header,
+    /// after each tensor, and within a large tensor every [`PROGRESS_STEP`] bytes (so a
+    /// cancellation never waits for a whole tensor); `ControlFlow::Break` stops with
+    /// [`ConvertError::Cancelled`].
     pub fn write_with_progress<W: Write>(
         &self,
         out: W,
@@ -892,8 +965,16 @@ impl<'f> Conversion<'f> {
         };
         report(layout.data_offset)?;
         for (i, tensor) in self.tensors.iter().enumerate() {
-            tensor.write(&mut writer)?;
-            let end = layout.data_offset + layout.offsets[i] + layout.sizes[i];
+            let start = layout.data_offset + layout.offsets[i];
+            let mut reported = 0u64;
+            tensor.write(&mut writer, &mut |done| {
+                if done - reported < PROGRESS_STEP || done == layout.sizes[i] {
+                    return Ok(());
+                }
+                reported = done;
+                report(start + done)
+            })?;
+            let end = start + layout.sizes[i];
             report(end.next_multiple_of(layout.alignment).min(layout.file_len))?;
         }
         Ok(writer.finish()?)
@@ -1132,6 +1213,20 @@ pub(crate) fn test_folder(config: &str, tensors: &[(&str, &str, &[u64], &[u8])])
     ]))
 }
 
+/// Tensor `index` of the output, produced on demand a range at a time (the one-pass quantizer's
+/// input, [`crate::quantize::quantize_conversion`]).
+impl crate::quantize::TensorData for Conversion<'_> {
+    fn read<'s>(
+        &'s self,
+        index: usize,
+        range: std::ops::Range<usize>,
+        buf: &'s mut Vec<u8>,
+    ) -> Result<&'s [u8], crate::quantize::QuantizeError> {
+        self.tensors[index].convert_range(range, buf)?;
+        Ok(buf)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1209,6 +1304,63 @@ mod tests {
         assert!(empty.pieces().unwrap().is_empty());
     }
 
+    /// The converted bytes of tensor `t` as `write` streams them (the two-step path).
+    fn written(t: &Planned<'_>) -> Vec<u8> {
+        let spec = t.spec();
+        let no_metadata: [(&str, Value<'_>); 0] = [];
+        let mut w = Writer::new(Vec::new(), &no_metadata, std::slice::from_ref(&spec)).unwrap();
+        let start = w.layout().data_offset as usize;
+        let len = w.layout().sizes[0] as usize;
+        t.write(&mut w, &mut |_| Ok(())).unwrap();
+        w.finish().unwrap()[start..start + len].to_vec()
+    }
+
+    proptest::proptest! {
+        /// Any byte range the one-pass quantizer asks for is that range of what the two-step
+        /// conversion writes: regrouped heads, Gemma's `+ 1`, every source and output type.
+        #[test]
+        fn converted_ranges_are_slices_of_the_written_tensor(
+            heads in 1u64..4,
+            half in 1u64..4,
+            cols in 1u64..24,
+            types in proptest::sample::select(vec![
+                (Dtype::F32, Kind::F32), (Dtype::F32, Kind::F16), (Dtype::F16, Kind::F16),
+                (Dtype::F16, Kind::F32), (Dtype::BF16, Kind::BF16), (Dtype::BF16, Kind::F16),
+                (Dtype::BF16, Kind::F32),
+            ]),
+            permute in proptest::bool::ANY,
+            add_one in proptest::bool::ANY,
+            seed in proptest::num::u64::ANY,
+            cuts in proptest::collection::vec((0.0f64..1.0, 0.0f64..1.0), 1..6),
+        ) {
+            let (dtype, kind) = types;
+            let rows = heads * half * 2;
+            let n = (rows * cols) as usize;
+            let data: Vec<u8> = (0..n * dtype.size() as usize)
+                .map(|i| (seed.wrapping_mul(i as u64 + 1).wrapping_add(i as u64 * 131) >> 7) as u8)
+                .collect();
+            let t = Planned {
+                name: "blk.0.attn_q.weight".into(),
+                kind,
+                dtype,
+                shape: vec![rows, cols],
+                data: Cow::Owned(data),
+                permute_heads: permute.then_some(heads),
+                add_one,
+            };
+            let whole = written(&t);
+            let mut buf = Vec::new();
+            t.convert_range(0..whole.len(), &mut buf).unwrap();
+            proptest::prop_assert_eq!(&buf, &whole);
+            for (a, b) in cuts {
+                let (a, b) = ((a * whole.len() as f64) as usize, (b * whole.len() as f64) as usize);
+                let range = a.min(b)..a.max(b);
+                t.convert_range(range.clone(), &mut buf).unwrap();
+                proptest::prop_assert_eq!(&buf[..], &whole[range]);
+            }
+        }
+    }
+
     #[test]
     fn non_finite_tokens_outside_strings_become_zero() {
         let input = br#"{"a": NaN, "b": [-Infinity,Infinity], "c": "NaN", "d": NaNx}"#;
@@ -1231,6 +1383,36 @@ mod tests {
         assert_eq!(c.u32("missing").unwrap(), 0);
         assert!(c.u32("c").is_err() && c.u32("d").is_err() && c.f32("f").is_err());
         assert_eq!(c.vocab_size().unwrap(), 7);
+    }
+
+    /// A cancellation asked for inside a large tensor stops its write there, not at its end.
+    #[test]
+    fn progress_and_cancellation_reach_inside_a_large_tensor() {
+        let rows = 4096u64;
+        let data = vec![0u8; (rows * 4096 * 2) as usize];
+        let folder = test_folder(
+            r#"{"architectures": ["Ministral3ForCausalLM"], "hidden_size": 4096,
+                "num_attention_heads": 32}"#,
+            &[("model.embed_tokens.weight", "F16", &[rows, 4096], &data)],
+        );
+        let conversion = Conversion::plan(&folder).unwrap();
+        let total = conversion.output_len().unwrap();
+        let mut seen = Vec::new();
+        let result = conversion.write_with_progress(std::io::sink(), &mut |done, _| {
+            seen.push(done);
+            // The header, then the first report inside the 32 MiB tensor: stop there.
+            if seen.len() == 2 {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        });
+        assert!(matches!(result, Err(ConvertError::Cancelled)));
+        assert_eq!(seen.len(), 2);
+        assert!(
+            seen[1] > seen[0] && seen[1] < total - data.len() as u64 / 4,
+            "{seen:?} of {total}"
+        );
     }
 
     #[test]

@@ -57,6 +57,44 @@ struct ModelSlot {
     parts: Vec<Digest>,
     /// A draft model (`draft_files`), quantized by `draft_quantize`.
     draft: bool,
+    /// A Hugging Face folder, converted as it is quantized (the layer has no blob until then).
+    folder: Option<ModelFolder>,
+}
+
+/// A model layer found in `files`: its pending layer, the blobs of a split GGUF in part order
+/// (empty for one file), and the folder a safetensors upload is converted from.
+struct Staged {
+    pending: Pending,
+    parts: Vec<Digest>,
+    folder: Option<ModelFolder>,
+}
+
+impl Staged {
+    fn layer(pending: Pending) -> Staged {
+        Staged {
+            pending,
+            parts: Vec::new(),
+            folder: None,
+        }
+    }
+}
+
+/// A model slot's input, ready to plan and quantize: mapped blobs, or a planned conversion and
+/// the header of the GGUF it makes.
+enum Loaded<'f> {
+    Blobs(Vec<GgufFile>),
+    Converted(Conversion<'f>, Vec<u8>),
+}
+
+impl Loaded<'_> {
+    fn parts(&self, limits: &Limits) -> Result<Vec<kiln_gguf::Gguf<'_>>, CreateError> {
+        match self {
+            Loaded::Blobs(files) => parse_all(files, limits),
+            Loaded::Converted(_, header) => {
+                Ok(vec![kiln_gguf::Gguf::parse_header(header, limits)?])
+            }
+        }
+    }
 }
 
 /// Why a create failed: `Display` is Ollama's message, [`CreateError::status`] its HTTP code.
@@ -353,13 +391,12 @@ impl Engine {
         let old = self.store.manifest(&prepared.name).ok();
         let result = self.build(&prepared, sink, cancelled, &mut created);
         match result {
-            Ok(intermediates) => {
+            Ok(()) => {
                 if let Some(old) = old {
                     self.remove_unused(
                         old.manifest.digests().filter_map(|d| Digest::parse(d).ok()),
                     );
                 }
-                self.remove_unused(intermediates.into_iter());
                 // The model is written: a client gone at this last line does not undo that, so
                 // the outcome is success, not a cancellation.
                 let _ = sink(ProgressResponse::status("success"));
@@ -412,15 +449,14 @@ impl Engine {
         })
     }
 
-    /// Builds and stores the model; returns the intermediate blobs (converted models) to remove
-    /// once the store lock is released.
+    /// Builds and stores the model.
     fn build(
         &self,
         prepared: &Prepared,
         sink: &mut dyn FnMut(ProgressResponse) -> ControlFlow<()>,
         cancelled: &dyn Fn() -> bool,
         created: &mut Vec<Digest>,
-    ) -> Result<Vec<Digest>, CreateError> {
+    ) -> Result<(), CreateError> {
         let req = &prepared.request;
         let _guard = self.store.create_guard()?;
         let mut config = ModelConfig::new();
@@ -429,8 +465,6 @@ impl Engine {
         config.requires = req.requires.clone();
         let mut layers: Vec<Pending> = Vec::new();
         let mut models: Vec<ModelSlot> = Vec::new();
-        // Converted models: rewritten like uploaded GGUFs, then no longer needed.
-        let mut intermediates: Vec<Digest> = Vec::new();
 
         let mut remote = false;
         if !req.from.is_empty() {
@@ -485,6 +519,7 @@ impl Engine {
                         rewrite: false,
                         parts: Vec::new(),
                         draft: false,
+                        folder: None,
                     });
                 }
                 layers.push(Pending {
@@ -493,18 +528,17 @@ impl Engine {
                 });
             }
         } else if let Some(files) = &req.files {
-            for (pending, parts) in
-                self.gguf_layers(files, None, sink, created, &mut intermediates)?
-            {
-                if pending.layer.media_type == MEDIA_TYPE_MODEL {
+            for staged in self.gguf_layers(files, None, sink, created)? {
+                if staged.pending.layer.media_type == MEDIA_TYPE_MODEL {
                     models.push(ModelSlot {
                         index: layers.len(),
                         rewrite: true,
-                        parts,
+                        parts: staged.parts,
                         draft: false,
+                        folder: staged.folder,
                     });
                 }
-                layers.push(pending);
+                layers.push(staged.pending);
             }
             if layers
                 .iter()
@@ -557,13 +591,7 @@ impl Engine {
 
         if let Some(draft_files) = req.draft_files.as_ref().filter(|_| !remote) {
             let drafts = self
-                .gguf_layers(
-                    draft_files,
-                    Some(MEDIA_TYPE_DRAFT),
-                    sink,
-                    created,
-                    &mut intermediates,
-                )
+                .gguf_layers(draft_files, Some(MEDIA_TYPE_DRAFT), sink, created)
                 .map_err(|e| match e {
                     // A cancellation is not a bad draft, and a failing disk is not the client's
                     // fault: only the request's own problems become Ollama's draft 400s.
@@ -572,14 +600,15 @@ impl Engine {
                     | CreateError::NoSpace { .. } => e,
                     other => CreateError::Draft(Box::new(other)),
                 })?;
-            for (pending, parts) in drafts {
+            for staged in drafts {
                 models.push(ModelSlot {
                     index: layers.len(),
-                    rewrite: !parts.is_empty(),
-                    parts,
+                    rewrite: !staged.parts.is_empty(),
+                    parts: staged.parts,
                     draft: true,
+                    folder: staged.folder,
                 });
-                layers.push(pending);
+                layers.push(staged.pending);
             }
         }
         if let Some(info) = &req.info {
@@ -598,8 +627,8 @@ impl Engine {
             } else {
                 &quantize
             };
-            let files = self.slot_files(&slot, &layers)?;
-            let parts = parse_all(&files, &self.limits)?;
+            let loaded = self.load(&slot, &layers)?;
+            let parts = loaded.parts(&self.limits)?;
             let model = SourceModel::new(&parts).map_err(QuantizeError::from)?;
             let job = plan_job(&slot, &model, wanted)?;
             planned.push((slot, job));
@@ -609,9 +638,23 @@ impl Engine {
         }
         for (slot, job) in planned {
             let index = slot.index;
-            let files = self.slot_files(&slot, &layers)?;
-            let parts = parse_all(&files, &self.limits)?;
+            let loaded = self.load(&slot, &layers)?;
+            let parts = loaded.parts(&self.limits)?;
             let model = SourceModel::new(&parts).map_err(QuantizeError::from)?;
+            if let (None, Loaded::Converted(conversion, _)) = (&job, &loaded) {
+                // Kept as converted (the quantize type is the conversion's own): written now.
+                let stored = self.write_conversion(conversion, sink)?;
+                if stored.created {
+                    created.push(stored.digest);
+                }
+                let from = std::mem::take(&mut layers[index].layer.from);
+                let mut layer = Layer::new(MEDIA_TYPE_MODEL, stored.digest, stored.size);
+                layer.from = from;
+                layers[index] = Pending {
+                    layer,
+                    status: format!("using existing layer {}", stored.digest),
+                };
+            }
             if let Some((ftype, status)) = job {
                 // Ollama's figures: llama-quantize's "[i/n]" tensor counter scaled to the first
                 // file's tensor bytes, then to the layer size over its size past the header.
@@ -619,7 +662,7 @@ impl Engine {
                 let first_tensor_bytes: u64 = parts[0]
                     .tensors()
                     .iter()
-                    .map(|t| t.data().len() as u64)
+                    .map(|t| t.n_bytes().unwrap_or(t.data().len() as u64))
                     .sum();
                 let past_header = (size.max(0) as u64)
                     .saturating_sub(parts[0].data_offset())
@@ -652,8 +695,22 @@ impl Engine {
                 let needed = crate::quantize::output_size(&model, ftype, &options)?;
                 check_space(needed, self.store.available_bytes()?, &self.store)?;
                 let mut writer = self.store.blob_writer()?;
-                match quantize_parts(&parts, &mut writer, ftype, &options, &mut progress) {
+                let quantized = match &loaded {
+                    Loaded::Blobs(_) => {
+                        quantize_parts(&parts, &mut writer, ftype, &options, &mut progress)
+                    }
+                    // One pass: the converted GGUF is never written.
+                    Loaded::Converted(conversion, _) => crate::quantize::quantize_conversion(
+                        conversion,
+                        &mut writer,
+                        ftype,
+                        &options,
+                        &mut progress,
+                    ),
+                };
+                match quantized {
                     Err(QuantizeError::Cancelled) => return Err(CreateError::Cancelled),
+                    Err(QuantizeError::Convert(e)) => return Err(CreateError::Convert(*e)),
                     Err(e) => return Err(e.into()),
                     Ok(_) => {}
                 }
@@ -725,19 +782,19 @@ impl Engine {
             layers.into_iter().map(|p| p.layer).collect(),
         );
         self.store.write_manifest(&prepared.name, &manifest)?;
-        Ok(intermediates)
+        Ok(())
     }
 
-    /// Ollama's safetensors `files`: the folder they make is converted to an F16 GGUF blob
-    /// (status `converting model`, with byte progress while it is written), which then goes
-    /// through the same validation or quantization as an uploaded GGUF.
+    /// Ollama's safetensors `files`: the folder they make is converted to the F16 GGUF Ollama's
+    /// converter writes (status `converting model`), which then goes through the same
+    /// validation or quantization as an uploaded GGUF. The conversion runs inside that
+    /// quantization, so the converted GGUF is never stored; the layer gets its blob then.
     fn converted_layers(
         &self,
         files: &BTreeMap<String, String>,
         sink: &mut dyn FnMut(ProgressResponse) -> ControlFlow<()>,
         created: &mut Vec<Digest>,
-        intermediates: &mut Vec<Digest>,
-    ) -> Result<Vec<(Pending, Vec<Digest>)>, CreateError> {
+    ) -> Result<Vec<Staged>, CreateError> {
         let mut paths = BTreeMap::new();
         for (path, digest) in files {
             let d = Digest::parse(digest).map_err(|_| CreateError::InvalidDigest)?;
@@ -760,8 +817,41 @@ impl Engine {
                 conversion.architecture()
             )));
         }
-        let total = conversion.output_len()?;
-        check_space(total, self.store.available_bytes()?, &self.store)?;
+        let header = conversion.header()?;
+        let chat_template =
+            chat_template_of(&kiln_gguf::Gguf::parse_header(&header, &self.limits)?);
+        let layer = Layer {
+            media_type: MEDIA_TYPE_MODEL.to_owned(),
+            size: conversion.output_len()? as i64,
+            ..Layer::default()
+        };
+        drop(conversion);
+        let mut out = vec![Staged {
+            pending: Pending {
+                layer,
+                status: String::new(),
+            },
+            parts: Vec::new(),
+            folder: Some(folder),
+        }];
+        for pending in self.detected_template_layers(chat_template.as_deref(), created)? {
+            out.push(Staged::layer(pending));
+        }
+        Ok(out)
+    }
+
+    /// Writes a conversion as it is (a folder whose quantize type is the converted one) to a
+    /// blob, with `converting model` byte progress.
+    fn write_conversion(
+        &self,
+        conversion: &Conversion<'_>,
+        sink: &mut dyn FnMut(ProgressResponse) -> ControlFlow<()>,
+    ) -> Result<kiln_store::StoredBlob, CreateError> {
+        check_space(
+            conversion.output_len()?,
+            self.store.available_bytes()?,
+            &self.store,
+        )?;
         let mut writer = self.store.blob_writer()?;
         let mut progress = |done: u64, total: u64| {
             sink(ProgressResponse {
@@ -776,25 +866,7 @@ impl Engine {
             Err(e) => return Err(e.into()),
             Ok(_) => {}
         }
-        let stored = writer.commit()?;
-        if stored.created {
-            created.push(stored.digest);
-            intermediates.push(stored.digest);
-        }
-        let file = self.map_blob(&stored.digest)?;
-        let chat_template = chat_template_of(&file.parse(&self.limits)?);
-        let layer = Layer::new(MEDIA_TYPE_MODEL, stored.digest, stored.size);
-        let mut out = vec![(
-            Pending {
-                layer,
-                status: format!("using existing layer {}", stored.digest),
-            },
-            Vec::new(),
-        )];
-        for pending in self.detected_template_layers(chat_template.as_deref(), created)? {
-            out.push((pending, Vec::new()));
-        }
-        Ok(out)
+        Ok(writer.commit()?)
     }
 
     /// Ollama's GGUF `files` handling: detect the kind, parse every file (each one must be a GGUF
@@ -807,8 +879,7 @@ impl Engine {
         media_type: Option<&'static str>,
         sink: &mut dyn FnMut(ProgressResponse) -> ControlFlow<()>,
         created: &mut Vec<Digest>,
-        intermediates: &mut Vec<Digest>,
-    ) -> Result<Vec<(Pending, Vec<Digest>)>, CreateError> {
+    ) -> Result<Vec<Staged>, CreateError> {
         let mut is_gguf = false;
         for (path, digest) in files {
             if path.ends_with(".safetensors") {
@@ -816,7 +887,7 @@ impl Engine {
                     // Ollama converts only Qwen 3.5 multi-token-prediction drafts.
                     return Err(CreateError::Unsupported("safetensors draft models".into()));
                 }
-                return self.converted_layers(files, sink, created, intermediates);
+                return self.converted_layers(files, sink, created);
             }
             if path.ends_with(".gguf") {
                 is_gguf = true;
@@ -872,8 +943,7 @@ impl Engine {
                 }
             }
         }
-        let mut out: Vec<(Pending, Vec<Digest>)> =
-            single.into_iter().map(|p| (p, Vec::new())).collect();
+        let mut out: Vec<Staged> = single.into_iter().map(Staged::layer).collect();
         for (_, count, shards) in groups {
             if shards.len() as u64 != count {
                 return Err(CreateError::Split(format!(
@@ -911,13 +981,18 @@ impl Engine {
                 );
             }
             let primary = by_index.swap_remove(0).expect("checked above");
-            out.push((primary, digests));
+            out.push(Staged {
+                pending: primary,
+                parts: digests,
+                folder: None,
+            });
         }
         // Ollama matches each resulting layer's chat template (a split model's from its first
         // shard) and appends the detected template layers after all of them.
         let mut detected = Vec::new();
-        for (pending, _) in &out {
-            let digest = pending
+        for staged in &out {
+            let digest = staged
+                .pending
                 .layer
                 .digest()
                 .map_err(|_| CreateError::InvalidDigest)?;
@@ -927,7 +1002,7 @@ impl Engine {
                 .and_then(|(_, t)| t.as_deref());
             detected.extend(self.detected_template_layers(template, created)?);
         }
-        out.extend(detected.into_iter().map(|p| (p, Vec::new())));
+        out.extend(detected.into_iter().map(Staged::layer));
         Ok(out)
     }
 
@@ -948,6 +1023,18 @@ impl Engine {
             layers.push(self.new_layer(params, MEDIA_TYPE_PARAMS, created)?);
         }
         Ok(layers)
+    }
+
+    /// A model slot's input: its folder's conversion, or its mapped blobs.
+    fn load<'s>(&self, slot: &'s ModelSlot, layers: &[Pending]) -> Result<Loaded<'s>, CreateError> {
+        Ok(match &slot.folder {
+            Some(folder) => {
+                let conversion = Conversion::plan(folder)?;
+                let header = conversion.header()?;
+                Loaded::Converted(conversion, header)
+            }
+            None => Loaded::Blobs(self.slot_files(slot, layers)?),
+        })
     }
 
     /// The mapped blobs of a model slot, in part order.

@@ -231,6 +231,58 @@ pub enum QuantizeError {
     /// The sink asked to stop.
     #[error("quantization cancelled")]
     Cancelled,
+    /// A model converted as it is quantized ([`quantize_conversion`]) failed to convert.
+    #[error("{0}")]
+    Convert(Box<crate::convert::ConvertError>),
+}
+
+impl From<crate::convert::ConvertError> for QuantizeError {
+    fn from(e: crate::convert::ConvertError) -> Self {
+        QuantizeError::Convert(Box::new(e))
+    }
+}
+
+/// Where the quantizer reads a tensor's data from: the bytes of a parsed (often memory-mapped)
+/// GGUF, or a conversion producing them on demand, so that a converted model is never written
+/// out in full before it is quantized.
+pub(crate) trait TensorData {
+    /// Bytes `range` of tensor `index`'s data (in its stored type), borrowed from `self` or
+    /// produced into `buf`.
+    fn read<'s>(
+        &'s self,
+        index: usize,
+        range: std::ops::Range<usize>,
+        buf: &'s mut Vec<u8>,
+    ) -> Result<&'s [u8], QuantizeError>;
+    /// Tensor `index` is no longer needed (a mapping can give its pages back).
+    fn release(&self, _index: usize) {}
+}
+
+/// A parsed model's own bytes, reporting each tensor's bytes to `consumed` when it is done.
+struct Parsed<'m, 'g, 'a> {
+    model: &'m SourceModel<'g, 'a>,
+    consumed: &'m dyn Fn(&[u8]),
+}
+
+impl TensorData for Parsed<'_, '_, '_> {
+    fn read<'s>(
+        &'s self,
+        index: usize,
+        range: std::ops::Range<usize>,
+        _buf: &'s mut Vec<u8>,
+    ) -> Result<&'s [u8], QuantizeError> {
+        Ok(&self.model.tensors()[index].data()[range])
+    }
+
+    fn release(&self, index: usize) {
+        (self.consumed)(self.model.tensors()[index].data());
+    }
+}
+
+/// The size of a tensor's data: known from its type, or (for a type kiln cannot size, only ever
+/// copied) the span the file gives it.
+fn data_len(t: &kiln_gguf::TensorInfo<'_>) -> usize {
+    t.n_bytes().map_or(t.data().len(), |n| n as usize)
 }
 
 /// The planned conversion of one tensor.
@@ -379,7 +431,29 @@ pub fn quantize_parts<W: Write>(
     sink: &mut dyn QuantizeSink,
 ) -> Result<QuantizeReport, QuantizeError> {
     let model = SourceModel::new(parts)?;
-    quantize_streaming(&model, out, ftype, options, sink, &|_| {})
+    let data = Parsed {
+        model: &model,
+        consumed: &|_| {},
+    };
+    quantize_streaming(&model, out, ftype, options, sink, &data)
+}
+
+/// Quantizes a Hugging Face model folder in one pass: each tensor is converted (exactly as
+/// [`Conversion::write`](crate::convert::Conversion::write) converts it) a chunk of rows at a
+/// time, straight into the quantizer, so the F16/BF16 GGUF a two-step conversion writes never
+/// exists, on disk or in memory. The output is byte for byte the two-step one (convert, then
+/// [`quantize_gguf`]).
+pub fn quantize_conversion<W: Write>(
+    conversion: &crate::convert::Conversion<'_>,
+    out: W,
+    ftype: FileType,
+    options: &QuantizeOptions,
+    sink: &mut dyn QuantizeSink,
+) -> Result<QuantizeReport, QuantizeError> {
+    let header = conversion.header()?;
+    let gguf = Gguf::parse_header(&header, &Limits::default())?;
+    let model = SourceModel::new(std::slice::from_ref(&gguf))?;
+    quantize_streaming(&model, out, ftype, options, sink, conversion)
 }
 
 /// The `general.file_type` the output gets: the requested type's, or the input's for COPY.
@@ -413,15 +487,14 @@ pub fn output_size(
     Ok(kiln_gguf::Layout::compute(&metadata, &output_specs(&plans))?.file_len)
 }
 
-/// [`quantize_gguf`], calling `consumed` with each tensor's input bytes once they are converted
-/// (so a memory-mapped input can give its pages back).
+/// [`quantize_gguf`] over `model`'s tensor infos, reading their bytes from `source`.
 fn quantize_streaming<W: Write>(
     model: &SourceModel<'_, '_>,
     out: W,
     ftype: FileType,
     options: &QuantizeOptions,
     sink: &mut dyn QuantizeSink,
-    consumed: &dyn Fn(&[u8]),
+    source: &dyn TensorData,
 ) -> Result<QuantizeReport, QuantizeError> {
     let file_type = output_file_type(model, ftype);
     let plans = plan(model, ftype, options)?;
@@ -443,11 +516,12 @@ fn quantize_streaming<W: Write>(
     } else {
         options.threads
     };
-    let total: u64 = model.tensors().iter().map(|t| t.data().len() as u64).sum();
+    let total: u64 = model.tensors().iter().map(|t| data_len(t) as u64).sum();
     let mut done = 0u64;
     let mut report = Vec::with_capacity(plans.len());
     let mut rows_f32: Vec<f32> = Vec::new();
     let mut quantized: Vec<u8> = Vec::new();
+    let mut read_buf: Vec<u8> = Vec::new();
     for (index, p) in plans.iter().enumerate() {
         let t = &model.tensors()[p.input_index];
         let event = QuantizeEvent::Tensor {
@@ -460,17 +534,21 @@ fn quantize_streaming<W: Write>(
         if sink.event(&event).is_break() {
             return Err(QuantizeError::Cancelled);
         }
-        let data = t.data();
+        let len = data_len(t);
         let ne = t.ne();
         let bytes_out = if p.to == p.from {
-            for piece in data.chunks(CHUNK_ELEMENTS) {
+            let mut at = 0;
+            while at < len {
+                let end = (at + CHUNK_ELEMENTS).min(len);
+                let piece = source.read(p.input_index, at..end, &mut read_buf)?;
                 writer.write_tensor_data(piece)?;
                 done += piece.len() as u64;
                 if sink.event(&QuantizeEvent::Bytes { done, total }).is_break() {
                     return Err(QuantizeError::Cancelled);
                 }
+                at = end;
             }
-            data.len() as u64
+            len as u64
         } else {
             let from = kernel_type(&p.name, p.from)?;
             let to = kernel_type(&p.name, p.to)?;
@@ -484,7 +562,7 @@ fn quantize_streaming<W: Write>(
             let rows_per_expert = (ne[1] * ne[3]) as usize;
             let experts = ne[2] as usize;
             let imatrix = imatrix_for(options, &p.name, ne)?;
-            let in_row = data.len() / (rows_per_expert * experts).max(1);
+            let in_row = len / (rows_per_expert * experts).max(1);
             let out_row = kiln_quant::row_size(to, n_per_row).map_err(|_| {
                 QuantizeError::UnsupportedType {
                     name: p.name.clone(),
@@ -499,7 +577,11 @@ fn quantize_streaming<W: Write>(
                 while row < rows_per_expert {
                     let rows = chunk_rows.min(rows_per_expert - row);
                     let first = e * rows_per_expert + row;
-                    let src = &data[first * in_row..(first + rows) * in_row];
+                    let src = source.read(
+                        p.input_index,
+                        first * in_row..(first + rows) * in_row,
+                        &mut read_buf,
+                    )?;
                     rows_f32.resize(rows * n_per_row, 0.0);
                     quantized.resize(rows * out_row, 0);
                     let rows_io = RowsIo {
@@ -539,13 +621,13 @@ fn quantize_streaming<W: Write>(
             }
             written
         };
-        consumed(data);
+        source.release(p.input_index);
         report.push(TensorReport {
             name: p.name.clone(),
             from: p.from,
             to: p.to,
             n_elements: t.n_elements(),
-            bytes_in: data.len() as u64,
+            bytes_in: len as u64,
             bytes_out,
         });
     }
@@ -677,7 +759,9 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> QuantizeError + '_ {
 /// Quantizes the GGUF file `input` into `output`. The output appears complete or not at all: it
 /// is written to a temporary file beside it, fsynced, then renamed. When `input` is the first part
 /// of a split model (`NAME-00001-of-0000N.gguf`), the other parts are read from beside it and the
-/// output is one merged file, as llama-quantize writes it.
+/// output is one merged file, as llama-quantize writes it. When `input` is a directory, it is a
+/// Hugging Face model folder, converted as Ollama converts it while it is quantized
+/// ([`quantize_conversion`]: no converted file is written).
 pub fn quantize_model(
     input: &Path,
     output: &Path,
@@ -685,6 +769,15 @@ pub fn quantize_model(
     options: &QuantizeOptions,
     sink: &mut dyn QuantizeSink,
 ) -> Result<QuantizeReport, QuantizeError> {
+    if input.is_dir() {
+        // SAFETY: read-only maps of the user's input; like llama-quantize, this assumes nothing
+        // rewrites the files while they are read (a truncation would be a SIGBUS).
+        let folder = unsafe { crate::convert::ModelFolder::map_dir(input) }?;
+        let conversion = crate::convert::Conversion::plan(&folder)?;
+        return write_atomically(output, |out| {
+            quantize_conversion(&conversion, out, ftype, options, sink)
+        });
+    }
     let map = |path: &Path| {
         // SAFETY: the map is read-only; a caller that truncates the input while it is being
         // quantized gets a SIGBUS, which is the documented contract of quantizing a live file.
@@ -711,6 +804,22 @@ pub fn quantize_model(
         .map(|f| f.parse(&Limits::default()))
         .collect::<Result<Vec<_>, _>>()?;
     let model = SourceModel::new(&parts)?;
+    write_atomically(output, |out| {
+        let release = |b: &[u8]| files.iter().for_each(|f| f.release(b));
+        let data = Parsed {
+            model: &model,
+            consumed: &release,
+        };
+        quantize_streaming(&model, out, ftype, options, sink, &data)
+    })
+}
+
+/// Runs `write` into a temporary file beside `output`, then fsyncs and renames it into place; on
+/// any error the temporary file is removed and `output` is untouched.
+fn write_atomically(
+    output: &Path,
+    write: impl FnOnce(&mut std::io::BufWriter<std::fs::File>) -> Result<QuantizeReport, QuantizeError>,
+) -> Result<QuantizeReport, QuantizeError> {
     let dir = output
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -723,9 +832,7 @@ pub fn quantize_model(
     let result = (|| {
         let f = std::fs::File::create(&temp).map_err(io_err(&temp))?;
         let mut buffered = std::io::BufWriter::with_capacity(1 << 20, f);
-        let report = quantize_streaming(&model, &mut buffered, ftype, options, sink, &|b| {
-            files.iter().for_each(|f| f.release(b))
-        })?;
+        let report = write(&mut buffered)?;
         let f = buffered.into_inner().map_err(|e| QuantizeError::Io {
             path: temp.display().to_string(),
             source: e.into_error(),

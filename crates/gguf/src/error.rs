@@ -183,6 +183,15 @@ pub enum GgufError {
         /// Where the second starts.
         offset: u64,
     },
+    /// A header parsed without its data ([`Gguf::parse_header`](crate::Gguf::parse_header))
+    /// names a tensor type whose size this crate does not know, so its extent is unknown.
+    #[error("tensor {name:?}: type {ty} has no known size, so a header alone cannot place it")]
+    UnknownTensorSize {
+        /// Tensor name.
+        name: String,
+        /// Its type.
+        ty: GgmlType,
+    },
 }
 
 /// A typed metadata lookup that failed.

@@ -269,6 +269,24 @@ impl<'a> Gguf<'a> {
     /// Nothing is copied: strings, arrays and tensor data borrow from `bytes`. Every declared count
     /// is checked against `limits` and against the bytes that remain before anything is allocated.
     pub fn parse(bytes: &'a [u8], limits: &Limits) -> Result<Gguf<'a>, GgufError> {
+        Gguf::parse_with(bytes, limits, true)
+    }
+
+    /// Parses the header alone (magic, metadata, tensor infos) of a GGUF whose data section is
+    /// not in `bytes`, such as a file about to be produced tensor by tensor (the header
+    /// [`Layout::header`](crate::Layout::header) encodes). The same checks as [`parse`](Self::parse)
+    /// apply, and tensors may not overlap one another, but no tensor has data: every
+    /// [`TensorInfo::data`] is empty, and [`TensorInfo::n_bytes`] is the size it will have. A tensor
+    /// type of unknown size is refused, since nothing bounds it.
+    pub fn parse_header(bytes: &'a [u8], limits: &Limits) -> Result<Gguf<'a>, GgufError> {
+        Gguf::parse_with(bytes, limits, false)
+    }
+
+    fn parse_with(
+        bytes: &'a [u8],
+        limits: &Limits,
+        with_data: bool,
+    ) -> Result<Gguf<'a>, GgufError> {
         let mut cur = Cursor { bytes, pos: 0 };
         let magic = bytes.get(..4).unwrap_or(bytes);
         if magic != MAGIC {
@@ -409,8 +427,11 @@ impl<'a> Gguf<'a> {
         }
 
         let data_offset = cur.offset().next_multiple_of(alignment);
-        let file_len = bytes.len() as u64;
-        attach_data(&mut tensors, bytes, data_offset, file_len)?;
+        if with_data {
+            attach_data(&mut tensors, bytes, data_offset, bytes.len() as u64)?;
+        } else {
+            check_extents(&tensors, data_offset)?;
+        }
         Ok(Gguf {
             version,
             metadata,
@@ -461,6 +482,41 @@ impl<'a> Gguf<'a> {
 ///
 /// A tensor of an unknown type has no computable size; it is given the span up to the next
 /// tensor's start (or the end of the file), so it can still be reported and copied.
+/// [`attach_data`]'s checks for a header without its data: every tensor has a known size, its
+/// end is representable, and no tensor starts inside another.
+fn check_extents(tensors: &[TensorInfo<'_>], data_offset: u64) -> Result<(), GgufError> {
+    let mut extents = Vec::with_capacity(tensors.len());
+    for t in tensors {
+        let size = t.n_bytes.ok_or_else(|| GgufError::UnknownTensorSize {
+            name: t.name.to_owned(),
+            ty: t.ggml_type,
+        })?;
+        let start = data_offset.checked_add(t.offset);
+        let end = start.and_then(|s| s.checked_add(size));
+        let (Some(start), Some(end)) = (start, end) else {
+            return Err(GgufError::OutOfBounds {
+                name: t.name.to_owned(),
+                start: start.unwrap_or(u64::MAX),
+                end: u64::MAX,
+                file_len: u64::MAX,
+            });
+        };
+        extents.push((start, end, t.name));
+    }
+    extents.sort_unstable();
+    for pair in extents.windows(2) {
+        let ((_, end, first), (next, _, second)) = (pair[0], pair[1]);
+        if next < end {
+            return Err(GgufError::Overlap {
+                first: first.to_owned(),
+                second: second.to_owned(),
+                offset: next,
+            });
+        }
+    }
+    Ok(())
+}
+
 fn attach_data<'a>(
     tensors: &mut [TensorInfo<'a>],
     bytes: &'a [u8],

@@ -87,6 +87,16 @@ impl Layout {
     ) -> Result<Layout, WriteError> {
         Ok(encode_header(metadata, tensors)?.1)
     }
+
+    /// The header bytes such a file starts with (magic, metadata, tensor infos; without the
+    /// padding up to [`data_offset`](Self::data_offset)), with its layout: what
+    /// [`Gguf::parse_header`](crate::Gguf::parse_header) reads before any data exists.
+    pub fn header<K: AsRef<str>>(
+        metadata: &[(K, Value<'_>)],
+        tensors: &[TensorSpec<'_>],
+    ) -> Result<(Vec<u8>, Layout), WriteError> {
+        encode_header(metadata, tensors)
+    }
 }
 
 fn alignment_of<K: AsRef<str>>(metadata: &[(K, Value<'_>)]) -> Result<u64, WriteError> {

@@ -694,7 +694,18 @@ proptest! {
             prop_assert_eq!(&s.dims[..], t.dims());
             prop_assert_eq!(&data[..], t.data());
         }
-        prop_assert_eq!(rewrite(&gguf), bytes);
+        prop_assert_eq!(&rewrite(&gguf), &bytes);
+        // The header alone, as a producer has it before any data exists, reads as the same file.
+        let (header, layout) = kiln_gguf::Layout::header(&md, &specs).unwrap();
+        prop_assert_eq!(&header[..], &bytes[..header.len()]);
+        let head = Gguf::parse_header(&header, &Limits::default()).unwrap();
+        prop_assert_eq!(head.data_offset(), layout.data_offset);
+        prop_assert_eq!(head.metadata().len(), md.len());
+        for (h, t) in head.tensors().iter().zip(gguf.tensors()) {
+            prop_assert_eq!((h.name(), h.dims(), h.offset()), (t.name(), t.dims(), t.offset()));
+            prop_assert_eq!(h.n_bytes(), Some(t.data().len() as u64));
+            prop_assert!(h.data().is_empty());
+        }
     }
 
     #[test]
@@ -709,7 +720,35 @@ proptest! {
                 let _ = format!("{v:?}");
             }
         }
+        let _ = Gguf::parse_header(&bytes, &Limits::default());
     }
+}
+
+/// A header without data still refuses tensors that overlap or whose size nothing bounds.
+#[test]
+fn header_alone_refuses_overlap_and_unknown_sizes() {
+    let md: Vec<(String, Value<'static>)> = vec![];
+    let specs = [
+        TensorSpec::new("a", GgmlType::F32, vec![8]),
+        TensorSpec::new("b", GgmlType::F32, vec![8]),
+    ];
+    let (mut header, _) = kiln_gguf::Layout::header(&md, &specs).unwrap();
+    assert!(Gguf::parse_header(&header, &Limits::default()).is_ok());
+    // The last eight bytes are b's offset (32): move it to 0, inside a.
+    let n = header.len();
+    header[n - 8..].copy_from_slice(&0u64.to_le_bytes());
+    assert!(matches!(
+        Gguf::parse_header(&header, &Limits::default()),
+        Err(GgufError::Overlap { .. })
+    ));
+    // b's type (the four bytes before its offset) becomes one this crate cannot size.
+    header[n - 8..].copy_from_slice(&32u64.to_le_bytes());
+    header[n - 12..n - 8].copy_from_slice(&9999u32.to_le_bytes());
+    let err = Gguf::parse_header(&header, &Limits::default()).unwrap_err();
+    assert!(
+        matches!(&err, GgufError::UnknownTensorSize { name, .. } if name == "b"),
+        "{err}"
+    );
 }
 
 /// Found by the fuzzer: a legal 1 GiB alignment once made the writer allocate the padding.
