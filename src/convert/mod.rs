@@ -249,6 +249,16 @@ impl ModelFolder {
         }
     }
 
+    /// Gives back the memory of a mapped file's pages inside `bytes` (read again from the file
+    /// if they are needed later), as a streaming reader does once it is past them.
+    fn release(&self, bytes: &[u8]) {
+        for source in self.files.values() {
+            if let Source::File(file) = source {
+                file.release(bytes);
+            }
+        }
+    }
+
     /// Whether the folder has this file.
     pub fn contains(&self, name: &str) -> bool {
         self.files.contains_key(name)
@@ -813,6 +823,7 @@ fn block_of(name: &str) -> Option<i64> {
 
 /// A planned conversion: the metadata and tensors of the output, ready to be written.
 pub struct Conversion<'f> {
+    folder: &'f ModelFolder,
     architecture: String,
     metadata: Vec<(String, Value<'static>)>,
     tensors: Vec<Planned<'f>>,
@@ -905,6 +916,7 @@ impl<'f> Conversion<'f> {
         }
         arch.extra_metadata(&mut tokenizer, &mut kv);
         Ok(Conversion {
+            folder,
             architecture: architecture.clone(),
             metadata: kv.into_iter().collect(),
             tensors,
@@ -1224,6 +1236,12 @@ impl crate::quantize::TensorData for Conversion<'_> {
     ) -> Result<&'s [u8], crate::quantize::QuantizeError> {
         self.tensors[index].convert_range(range, buf)?;
         Ok(buf)
+    }
+
+    fn release(&self, index: usize) {
+        if let Cow::Borrowed(data) = &self.tensors[index].data {
+            self.folder.release(data);
+        }
     }
 }
 
