@@ -6,9 +6,6 @@
 //! `cargo run --release --example demo [-- TYPE]` (default TYPE: q4_K_M)
 
 #[allow(dead_code, unused_imports)]
-#[path = "serve.rs"]
-mod serve;
-
 use std::process::ExitCode;
 
 use kiln::FileType;
@@ -170,11 +167,10 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         .build()?;
     let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
     let addr = listener.local_addr()?;
-    let app = std::sync::Arc::new(serve::App {
-        engine: kiln::create::Engine::new(store.clone()),
-        version: "0.33.0".into(),
-    });
-    rt.spawn(async move { axum::serve(listener, serve::router(app)).await });
+    let app = std::sync::Arc::new(kiln_server::Server::new(kiln::create::Engine::new(
+        store.clone(),
+    )));
+    rt.spawn(async move { axum::serve(listener, kiln_server::router(app)).await });
     println!(
         "2. kiln's Ollama-compatible server on http://{addr}, models in {}",
         store.root().display()

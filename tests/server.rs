@@ -5,9 +5,6 @@
 mod common;
 
 #[allow(dead_code, unused_imports)]
-#[path = "../examples/serve.rs"]
-mod serve;
-
 use std::path::Path;
 use std::sync::Arc;
 
@@ -326,11 +323,8 @@ fn start_engine(engine: Engine) -> (tokio::runtime::Runtime, String) {
         .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
         .unwrap();
     let addr = listener.local_addr().unwrap().to_string();
-    let app = Arc::new(serve::App {
-        engine,
-        version: "0.33.0".into(),
-    });
-    rt.spawn(async move { axum::serve(listener, serve::router(app)).await });
+    let app = Arc::new(kiln_server::Server::new(engine));
+    rt.spawn(async move { axum::serve(listener, kiln_server::router(app)).await });
     (rt, addr)
 }
 
