@@ -1,0 +1,261 @@
+#![doc = include_str!("../README.md")]
+
+mod format;
+mod health;
+mod models;
+mod progress;
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use kiln::create::{CreateError, Engine, ManageError, TransferError};
+use kiln_store::{Store, StoreError};
+
+pub use format::{human_bytes, human_duration};
+
+/// Why a command failed. Usage errors are clap's (exit code 2); everything here exits 1.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CliError {
+    /// The models directory could not be opened or read.
+    #[error("models directory: {0}")]
+    Store(#[from] StoreError),
+    /// list, show, cp or rm failed.
+    #[error("{0}")]
+    Manage(#[from] ManageError),
+    /// create failed.
+    #[error("{0}")]
+    Create(#[from] CreateError),
+    /// pull or push failed.
+    #[error("{0}")]
+    Transfer(#[from] TransferError),
+    /// The server could not start or stopped with an error.
+    #[error("{0}")]
+    Serve(#[from] kiln_server::ServeError),
+    /// A file named on the command line could not be read.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// What failed.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The command ran and found problems it has already printed (an unhealthy store, a model
+    /// left broken by repair).
+    #[error("problems found")]
+    Unhealthy,
+}
+
+/// `kiln`: Ollama's model-management commands, run directly on the models directory.
+#[derive(Debug, Parser)]
+#[command(name = "kiln", version, about, long_about = None)]
+struct Cli {
+    /// Models directory (default: OLLAMA_MODELS, else ~/.ollama/models)
+    #[arg(long, global = true, value_name = "DIR")]
+    models: Option<PathBuf>,
+    /// Progress and results as JSON lines on stdout (Ollama's API shapes), for scripts
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create a model: from a model in the store or a registry, quantized or not
+    Create(CreateArgs),
+    /// List models
+    #[command(alias = "ls")]
+    List {
+        /// Only models whose name starts with this (case-insensitive)
+        prefix: Option<String>,
+    },
+    /// Show information for a model
+    Show(ShowArgs),
+    /// Copy a model
+    Cp {
+        /// The model to copy
+        source: String,
+        /// The new name
+        destination: String,
+    },
+    /// Remove models (and the blobs no other model uses)
+    Rm {
+        /// Models to remove
+        #[arg(required = true, value_name = "MODEL")]
+        names: Vec<String>,
+    },
+    /// Pull a model from a registry
+    Pull(TransferArgs),
+    /// Push a model to a registry
+    Push(TransferArgs),
+    /// Serve the Ollama model API (create, pull, push, blobs, tags, show, copy, delete)
+    #[command(after_help = kiln_server::ENVIRONMENT_HELP)]
+    Serve,
+    /// Re-hash every blob and check every manifest
+    Verify,
+    /// Remove unreferenced blobs, abandoned partial downloads and crash leftovers
+    Gc {
+        /// List what would be removed and the bytes it would free, removing nothing
+        #[arg(long)]
+        dry_run: bool,
+        /// Leave files younger than this many seconds (a running upload elsewhere)
+        #[arg(long, value_name = "SECONDS", default_value_t = 3600)]
+        grace: u64,
+    },
+    /// Remove corrupt blobs and fetch missing ones again from each model's registry
+    Repair {
+        /// Reach registries over plain HTTP
+        #[arg(long)]
+        insecure: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+struct CreateArgs {
+    /// Name of the new model
+    name: String,
+    /// The model to start from (a model in the store, else pulled from its registry)
+    #[arg(long)]
+    from: String,
+    /// Quantize the model to this type (q4_K_M, q8_0, …)
+    #[arg(short, long, value_name = "TYPE")]
+    quantize: Option<String>,
+    /// Quantize the draft model to this type
+    #[arg(long, value_name = "TYPE")]
+    draft_quantize: Option<String>,
+}
+
+#[derive(Debug, Args)]
+struct ShowArgs {
+    /// The model
+    model: String,
+    /// Show the Modelfile
+    #[arg(long, group = "part")]
+    modelfile: bool,
+    /// Show the parameters
+    #[arg(long, group = "part")]
+    parameters: bool,
+    /// Show the template
+    #[arg(long, group = "part")]
+    template: bool,
+    /// Show the system message
+    #[arg(long, group = "part")]
+    system: bool,
+    /// Show the license
+    #[arg(long, group = "part")]
+    license: bool,
+    /// Also the model's metadata and tensors
+    #[arg(short, long)]
+    verbose: bool,
+}
+
+#[derive(Debug, Args)]
+struct TransferArgs {
+    /// The model
+    model: String,
+    /// Reach the registry over plain HTTP
+    #[arg(long)]
+    insecure: bool,
+}
+
+/// Runs the `kiln` command with these arguments (the first is the program name) and returns its
+/// exit code: 0 on success, 1 when the command failed, 2 for a usage error.
+pub fn run<I, T>(args: I) -> ExitCode
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    match execute(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(CliError::Unhealthy) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("Error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Writes bytes the API encoder made (UTF-8 JSON) to stdout as they are.
+pub(crate) fn print_raw(bytes: &[u8]) {
+    use std::io::Write;
+    let _ = std::io::stdout().lock().write_all(bytes);
+}
+
+/// [`print_raw`] and a newline.
+pub(crate) fn print_json(bytes: &[u8]) {
+    print_raw(bytes);
+    print_raw(b"\n");
+}
+
+fn open_store(models: Option<PathBuf>) -> Result<Store, CliError> {
+    Ok(match models {
+        Some(dir) => Store::open(dir)?,
+        None => Store::from_env()?,
+    })
+}
+
+/// The engine a command runs on: the server's environment settings (threads, insecure
+/// registries, no-prune) over `store`.
+fn engine(store: Store) -> Result<Engine, CliError> {
+    let config = kiln_server::Config::from_env()?;
+    Ok(config.engine(store))
+}
+
+fn execute(cli: Cli) -> Result<(), CliError> {
+    let json = cli.json;
+    let store = open_store(cli.models)?;
+    match cli.command {
+        Command::Create(args) => models::create(engine(store)?, args, json),
+        Command::List { prefix } => models::list(&store, prefix.as_deref(), json),
+        Command::Show(args) => models::show(&store, args, json),
+        Command::Cp {
+            source,
+            destination,
+        } => models::copy(&store, &source, &destination),
+        Command::Rm { names } => models::remove(&store, &names),
+        Command::Pull(args) => models::pull(engine(store)?, args, json),
+        Command::Push(args) => models::push(engine(store)?, args, json),
+        Command::Serve => serve(store),
+        Command::Verify => health::verify(&store, json),
+        Command::Gc { dry_run, grace } => {
+            health::gc(&store, dry_run, std::time::Duration::from_secs(grace), json)
+        }
+        Command::Repair { insecure } => health::repair(engine(store)?, insecure, json),
+    }
+}
+
+fn serve(store: Store) -> Result<(), CliError> {
+    let config = kiln_server::Config::from_env()?;
+    let runtime = tokio::runtime::Runtime::new().map_err(|source| CliError::Io {
+        path: PathBuf::from("(tokio runtime)"),
+        source,
+    })?;
+    runtime.block_on(kiln_server::serve(&config, store))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// clap's own consistency checks of the command definition (names, groups, defaults).
+    #[test]
+    fn command_line_definition_is_consistent() {
+        <Cli as clap::CommandFactory>::command().debug_assert();
+    }
+}

@@ -1,0 +1,336 @@
+//! The model commands, as the `ollama` command prints them: create, list, show, cp, rm, pull,
+//! push.
+
+use std::time::{Instant, SystemTime};
+
+use kiln::create::{self, Engine};
+use kiln_api::{
+    CopyRequest, CreateRequest, DeleteRequest, PullRequest, PushRequest, ShowRequest, ShowResponse,
+};
+use kiln_store::{ModelName, Store};
+use serde_json::Value;
+
+use crate::format::{human_bytes, human_time};
+use crate::progress::Progress;
+use crate::{CliError, CreateArgs, ShowArgs, TransferArgs};
+
+/// Rows as Ollama's tablewriter prints them without borders: each column padded to its widest
+/// cell, four spaces between columns, nothing after the last.
+fn table(rows: &[Vec<String>]) -> String {
+    let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..columns)
+        .map(|c| {
+            rows.iter()
+                .filter_map(|r| r.get(c))
+                .map(|s| s.chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = String::new();
+    for row in rows {
+        let mut line = String::new();
+        for (c, cell) in row.iter().enumerate() {
+            line.push_str(cell);
+            if c + 1 < row.len() {
+                let pad = widths[c] - cell.chars().count() + 4;
+                line.extend(std::iter::repeat_n(' ', pad));
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// The model layer's size after a create or pull, for the summary line.
+fn model_size(store: &Store, name: &str) -> Option<i64> {
+    let name = ModelName::parse(name).ok()?;
+    let manifest = store.manifest(&name).ok()?.manifest;
+    manifest
+        .layers
+        .iter()
+        .find(|l| l.media_type == "application/vnd.ollama.image.model")
+        .map(|l| l.size)
+}
+
+pub(crate) fn create(engine: Engine, args: CreateArgs, json: bool) -> Result<(), CliError> {
+    let request = CreateRequest {
+        model: args.name.clone(),
+        from: args.from,
+        quantize: args.quantize.unwrap_or_default(),
+        draft_quantize: args.draft_quantize.unwrap_or_default(),
+        ..CreateRequest::default()
+    };
+    run_create(&engine, request, json)
+}
+
+/// Runs a create with progress, then prints a summary (unless `json`).
+pub(crate) fn run_create(
+    engine: &Engine,
+    request: CreateRequest,
+    json: bool,
+) -> Result<(), CliError> {
+    let name = request.model.clone();
+    let start = Instant::now();
+    let mut progress = Progress::new(json);
+    engine.create(request, &mut |p| progress.line(&p))?;
+    progress.finish();
+    if !json {
+        let size = model_size(engine.store(), &name)
+            .map(|s| format!(", model {}", human_bytes(s)))
+            .unwrap_or_default();
+        eprintln!(
+            "created {name} in {:.1} s{size}",
+            start.elapsed().as_secs_f64()
+        );
+    }
+    Ok(())
+}
+
+pub(crate) fn list(store: &Store, prefix: Option<&str>, json: bool) -> Result<(), CliError> {
+    let list = create::list(store)?;
+    if json {
+        crate::print_json(&kiln_api::to_go_json(&list));
+        return Ok(());
+    }
+    let now = SystemTime::now();
+    let mut rows = vec![vec![
+        "NAME".to_owned(),
+        "ID".into(),
+        "SIZE".into(),
+        "MODIFIED".into(),
+    ]];
+    for m in &list.models {
+        if let Some(p) = prefix
+            && !m.name.to_lowercase().starts_with(&p.to_lowercase())
+        {
+            continue;
+        }
+        let size = if m.remote_model.is_empty() {
+            human_bytes(m.size)
+        } else {
+            "-".into()
+        };
+        let modified = match m.modified_at.to_system_time() {
+            Some(t) => human_time(now.duration_since(t).map_err(|e| e.duration())),
+            None => "Never".into(),
+        };
+        rows.push(vec![
+            m.name.clone(),
+            m.digest.chars().take(12).collect(),
+            size,
+            modified,
+        ]);
+    }
+    print!("{}", table(&rows));
+    Ok(())
+}
+
+pub(crate) fn show(store: &Store, args: ShowArgs, json: bool) -> Result<(), CliError> {
+    let request = ShowRequest {
+        model: args.model,
+        verbose: args.verbose,
+        ..ShowRequest::default()
+    };
+    let show = create::show(store, &request)?;
+    if json {
+        crate::print_json(&kiln_api::to_go_json(&show));
+        return Ok(());
+    }
+    let part = [
+        (args.modelfile, &show.modelfile),
+        (args.parameters, &show.parameters),
+        (args.template, &show.template),
+        (args.system, &show.system),
+        (args.license, &show.license),
+    ]
+    .into_iter()
+    .find(|(wanted, _)| *wanted);
+    match part {
+        Some((_, text)) => println!("{text}"),
+        None => print!("{}", show_info(&show)),
+    }
+    Ok(())
+}
+
+/// A number as Go's `strconv.FormatFloat(f, 'f', -1, 64)` prints a JSON number.
+fn plain_number(v: &Value) -> Option<String> {
+    let n = v.as_number()?;
+    Some(match (n.as_u64(), n.as_i64()) {
+        (Some(u), _) => u.to_string(),
+        (None, Some(i)) => i.to_string(),
+        _ => n.as_f64()?.to_string(),
+    })
+}
+
+/// Ollama's `showInfo`: the Model section, then capabilities, parameters, system and license.
+fn show_info(show: &ShowResponse) -> String {
+    let mut out = String::new();
+    let mut section = |header: &str, rows: Vec<Vec<String>>| {
+        out.push_str(&format!("  {header}\n"));
+        out.push_str(&table(&rows));
+        out.push('\n');
+    };
+    let row = |k: &str, v: String| vec![String::new(), k.to_owned(), v];
+    let mut model = Vec::new();
+    if !show.remote_host.is_empty() {
+        model.push(row("Remote model", show.remote_model.clone()));
+        model.push(row("Remote URL", show.remote_host.clone()));
+    }
+    let arch = show
+        .model_info
+        .get("general.architecture")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    if show.model_info.is_empty() {
+        model.push(row("architecture", show.details.family.clone()));
+        model.push(row("parameters", show.details.parameter_size.clone()));
+    } else {
+        if !arch.is_empty() {
+            model.push(row("architecture", arch.to_owned()));
+        }
+        if !show.details.parameter_size.is_empty() {
+            model.push(row("parameters", show.details.parameter_size.clone()));
+        }
+        for (key, label) in [
+            ("context_length", "context length"),
+            ("embedding_length", "embedding length"),
+        ] {
+            if let Some(v) = show
+                .model_info
+                .get(&format!("{arch}.{key}"))
+                .and_then(plain_number)
+            {
+                model.push(row(label, v));
+            }
+        }
+    }
+    model.push(row("quantization", show.details.quantization_level.clone()));
+    if !show.requires.is_empty() {
+        model.push(row("requires", show.requires.clone()));
+    }
+    section("Model", model);
+    if !show.capabilities.is_empty() {
+        let rows = show
+            .capabilities
+            .iter()
+            .map(|c| vec![String::new(), c.clone()])
+            .collect();
+        section("Capabilities", rows);
+    }
+    if !show.parameters.is_empty() {
+        let rows = show
+            .parameters
+            .lines()
+            .filter(|l| !l.is_empty())
+            .map(|l| {
+                std::iter::once(String::new())
+                    .chain(l.split_whitespace().map(str::to_owned))
+                    .collect()
+            })
+            .collect();
+        section("Parameters", rows);
+    }
+    for (header, text) in [("System", &show.system), ("License", &show.license)] {
+        if text.is_empty() {
+            continue;
+        }
+        // Ollama shows the first two lines, then an ellipsis.
+        let mut lines: Vec<Vec<String>> = text
+            .trim()
+            .lines()
+            .take(2)
+            .map(|l| vec![String::new(), l.to_owned()])
+            .collect();
+        if text.trim().lines().count() > 2 {
+            lines.push(vec![String::new(), "...".into()]);
+        }
+        section(header, lines);
+    }
+    out
+}
+
+pub(crate) fn copy(store: &Store, source: &str, destination: &str) -> Result<(), CliError> {
+    create::copy(
+        store,
+        &CopyRequest {
+            source: source.to_owned(),
+            destination: destination.to_owned(),
+        },
+    )?;
+    println!("copied '{source}' to '{destination}'");
+    Ok(())
+}
+
+pub(crate) fn remove(store: &Store, models: &[String]) -> Result<(), CliError> {
+    for model in models {
+        create::delete(
+            store,
+            &DeleteRequest {
+                model: model.clone(),
+                ..DeleteRequest::default()
+            },
+        )?;
+        println!("deleted '{model}'");
+    }
+    Ok(())
+}
+
+pub(crate) fn pull(engine: Engine, args: TransferArgs, json: bool) -> Result<(), CliError> {
+    let request = PullRequest {
+        model: args.model,
+        insecure: args.insecure,
+        ..PullRequest::default()
+    };
+    let transfer = engine.prepare_pull(&request)?;
+    let mut progress = Progress::new(json);
+    let summary = engine.pull(&transfer, &mut |p| progress.line(&p))?;
+    progress.finish();
+    if !json {
+        eprintln!(
+            "pulled {}: {} fetched, {} resumed, {} layers already here",
+            summary.name.display_shortest(),
+            human_bytes(summary.fetched as i64),
+            human_bytes(summary.resumed as i64),
+            summary.cached
+        );
+    }
+    Ok(())
+}
+
+pub(crate) fn push(engine: Engine, args: TransferArgs, json: bool) -> Result<(), CliError> {
+    let request = PushRequest {
+        model: args.model.clone(),
+        insecure: args.insecure,
+        ..PushRequest::default()
+    };
+    let transfer = engine.prepare_push(&request)?;
+    let mut progress = Progress::new(json);
+    let summary = engine.push(&transfer, &mut |p| progress.line(&p))?;
+    progress.finish();
+    if !json {
+        eprintln!(
+            "pushed {}: {} sent, {} blobs already there, {} mounted",
+            args.model,
+            human_bytes(summary.sent as i64),
+            summary.existing,
+            summary.mounted
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tables_pad_columns_as_tablewriter_does() {
+        let rows = vec![
+            vec!["NAME".into(), "ID".into()],
+            vec!["a:latest".into(), "123".into()],
+        ];
+        assert_eq!(table(&rows), "NAME        ID\na:latest    123\n");
+    }
+}

@@ -1,0 +1,228 @@
+//! The `kiln` command as a user runs it: the built binary on a temporary models directory.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use kiln_gguf::{GgmlType, TensorSpec, Value, Writer};
+use kiln_store::{ModelName, Store};
+
+/// A models directory removed on drop.
+struct TempStore(PathBuf);
+
+impl TempStore {
+    fn new(tag: &str) -> TempStore {
+        let dir = std::env::temp_dir().join(format!("kiln-cli-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        TempStore(dir)
+    }
+}
+
+impl Drop for TempStore {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn kiln(models: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .arg("--models")
+        .arg(models)
+        .args(args)
+        .env_remove("OLLAMA_HOST")
+        .output()
+        .expect("run kiln")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// A small F16 llama GGUF stored as model `base` through the engine (as an upload would be).
+fn store_base(dir: &Path) -> Store {
+    let md = vec![
+        ("general.architecture", Value::string("llama")),
+        ("general.file_type", Value::U32(1)),
+        ("llama.context_length", Value::U32(2048)),
+        ("llama.embedding_length", Value::U32(256)),
+    ];
+    let specs = [
+        TensorSpec::new("token_embd.weight", GgmlType::F16, vec![256, 8]),
+        TensorSpec::new("blk.0.attn_q.weight", GgmlType::F16, vec![256, 256]),
+    ];
+    let mut w = Writer::new(Vec::new(), &md, &specs).unwrap();
+    for s in &specs {
+        let n = s.n_bytes().unwrap() as usize / 2;
+        let data: Vec<u8> = (0..n)
+            .flat_map(|i| {
+                kiln_quant::f32_to_f16_bits(((i * 37 % 101) as f32 - 50.0) * 0.01).to_le_bytes()
+            })
+            .collect();
+        w.write_tensor_data(&data).unwrap();
+    }
+    let bytes = w.finish().unwrap();
+    let store = Store::open(dir).unwrap();
+    let digest = store.write_blob(&bytes[..], None).unwrap().digest;
+    let request: kiln_api::CreateRequest = serde_json::from_value(serde_json::json!({
+        "model": "base", "files": {"model.gguf": digest.to_string()}
+    }))
+    .unwrap();
+    kiln::create::Engine::new(store.clone())
+        .create(request, &mut |_| std::ops::ControlFlow::Continue(()))
+        .unwrap();
+    store
+}
+
+#[test]
+fn create_list_show_copy_remove_as_ollama_prints_them() {
+    let tmp = TempStore::new("models");
+    let store = store_base(&tmp.0);
+
+    let created = kiln(
+        &tmp.0,
+        &["create", "small:q8", "--from", "base", "-q", "q8_0"],
+    );
+    assert!(created.status.success(), "{}", stderr(&created));
+    let log = stderr(&created);
+    assert!(log.contains("quantizing F16 model to Q8_0"), "{log}");
+    assert!(log.contains("created small:q8"), "{log}");
+    let name = ModelName::parse("small:q8").unwrap();
+    assert!(store.manifest(&name).is_ok());
+
+    let list = kiln(&tmp.0, &["list"]);
+    assert!(list.status.success());
+    let text = stdout(&list);
+    let mut lines = text.lines();
+    let header = lines.next().unwrap();
+    assert!(
+        header.starts_with("NAME") && header.contains("    ID    ") && header.ends_with("MODIFIED"),
+        "{text}"
+    );
+    let row = text.lines().find(|l| l.starts_with("small:q8")).unwrap();
+    assert!(
+        row.contains("Less than a second ago") || row.contains("seconds ago"),
+        "{row}"
+    );
+    // `ls PREFIX` keeps only matching names.
+    let filtered = stdout(&kiln(&tmp.0, &["ls", "SMALL"]));
+    assert!(
+        filtered.contains("small:q8") && !filtered.contains("base:latest"),
+        "{filtered}"
+    );
+
+    let show = kiln(&tmp.0, &["show", "small:q8"]);
+    let text = stdout(&show);
+    assert!(text.starts_with("  Model\n"), "{text}");
+    for row in [
+        &["architecture", "llama"][..],
+        &["context", "length", "2048"],
+        &["quantization", "Q8_0"],
+    ] {
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with("    ") && l.split_whitespace().eq(row.iter().copied())),
+            "{row:?} in\n{text}"
+        );
+    }
+    let modelfile = stdout(&kiln(&tmp.0, &["show", "small:q8", "--modelfile"]));
+    assert!(modelfile.contains("\nFROM "), "{modelfile}");
+    let json = kiln(&tmp.0, &["--json", "show", "small:q8"]);
+    let value: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(value["details"]["quantization_level"], "Q8_0");
+
+    let cp = kiln(&tmp.0, &["cp", "small:q8", "other"]);
+    assert_eq!(stdout(&cp), "copied 'small:q8' to 'other'\n");
+    let rm = kiln(&tmp.0, &["rm", "other"]);
+    assert_eq!(stdout(&rm), "deleted 'other'\n");
+    assert!(store.manifest(&ModelName::parse("other").unwrap()).is_err());
+
+    // A missing model: Ollama's message, exit 1.
+    let missing = kiln(&tmp.0, &["show", "nothing"]);
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(
+        stderr(&missing).starts_with("Error: "),
+        "{}",
+        stderr(&missing)
+    );
+}
+
+#[test]
+fn json_progress_is_the_api_stream() {
+    let tmp = TempStore::new("json");
+    store_base(&tmp.0);
+    let out = kiln(
+        &tmp.0,
+        &["--json", "create", "b:q4", "--from", "base", "-q", "q4_K_M"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let lines: Vec<serde_json::Value> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(
+        lines.first().unwrap()["status"],
+        "quantizing F16 model to Q4_K_M"
+    );
+    assert_eq!(lines.last().unwrap()["status"], "success");
+    assert!(lines.iter().any(|l| l["status"] == "writing manifest"));
+}
+
+#[test]
+fn store_health_exit_codes_tell_healthy_from_broken_from_usage() {
+    let tmp = TempStore::new("health");
+    let store = store_base(&tmp.0);
+    let ok = kiln(&tmp.0, &["verify"]);
+    assert_eq!(ok.status.code(), Some(0), "{}", stdout(&ok));
+    assert!(stdout(&ok).contains("healthy"));
+
+    // One flipped byte in the model blob.
+    let manifest = store
+        .manifest(&ModelName::parse("base").unwrap())
+        .unwrap()
+        .manifest;
+    let digest = manifest.layers[0].digest().unwrap();
+    let path = store.blob_path(&digest);
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[100] ^= 1;
+    std::fs::write(&path, bytes).unwrap();
+    let bad = kiln(&tmp.0, &["verify"]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(
+        stdout(&bad).contains(&format!("corrupt blob: {digest}")),
+        "{}",
+        stdout(&bad)
+    );
+    let json = kiln(&tmp.0, &["--json", "verify"]);
+    let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(v["healthy"], false);
+    assert_eq!(v["corrupt_blobs"][0], digest.to_string());
+
+    let dry = kiln(&tmp.0, &["gc", "--dry-run", "--grace", "0"]);
+    assert!(dry.status.success());
+    // The upload itself: its validated rewrite is the model layer.
+    let listing = stdout(&dry);
+    let summary = listing.lines().last().unwrap().to_owned();
+    assert!(
+        listing.contains("unreferenced blob")
+            && summary.starts_with("would remove 1 files, freeing "),
+        "{listing}"
+    );
+    let removed = stdout(&kiln(&tmp.0, &["gc", "--grace", "0"]));
+    assert_eq!(
+        removed.trim_end(),
+        summary
+            .replacen("would remove", "removed", 1)
+            .replacen(", freeing", ", freed", 1)
+    );
+
+    let usage = kiln(&tmp.0, &["gc", "--grace", "soon"]);
+    assert_eq!(usage.status.code(), Some(2));
+    let unknown = kiln(&tmp.0, &["frobnicate"]);
+    assert_eq!(unknown.status.code(), Some(2));
+    let help = kiln(&tmp.0, &["--help"]);
+    assert_eq!(help.status.code(), Some(0));
+    assert!(stdout(&help).contains("create"));
+}
