@@ -479,10 +479,9 @@ fn causal_lms_match_llama_cpps_converter() {
             );
         }
         if expected["logits"].is_null() {
-            // llama.cpp cannot load a text model with its vision tower embedded, and Ollama
-            // quantizes one through its own llama.cpp compatibility layer: kiln's create engine
-            // refuses it rather than produce something else, leaving the store as it was.
-            refuses_vision_models(&folder, &work.join(format!("store-{dtype}")));
+            // llama.cpp cannot load a text model with its vision tower embedded; Ollama keeps
+            // the tower out of llama-quantize and copies it back.
+            vision_tower_kept_as_ollama_keeps_it(&python, &folder, &out, &work.join(dtype));
             continue;
         }
         jobs.push(serde_json::json!({"op": "logits", "model": path,
@@ -651,8 +650,16 @@ fn architecture_keys_match_ollamas_fixtures() {
 
 /// `POST /api/create` with the files of a model folder whose conversion embeds a vision tower:
 /// refused with kiln's "cannot … yet" (400), no manifest written, no blob added but the uploads.
-fn refuses_vision_models(dir: &Path, models: &Path) {
-    let store = kiln_store::Store::open(models).unwrap();
+/// A model with an embedded vision tower through the create engine, as Ollama's create handles
+/// it (server/create.go, quantization.go): without `quantize` the converted file is the model
+/// layer as it is (no COPY validation); with `quantize` the text tensors are exactly llama.cpp's
+/// quantization of the text-only model, the tower's tensors are the conversion's bytes, and the
+/// file carries the conversion's metadata with the new `general.file_type`, keys sorted, tensors
+/// in the conversion's (Ollama's) order.
+fn vision_tower_kept_as_ollama_keeps_it(python: &Path, dir: &Path, converted: &[u8], work: &Path) {
+    std::fs::create_dir_all(work).unwrap();
+    let models = work.join("models");
+    let store = kiln_store::Store::open(&models).unwrap();
     let engine = kiln::create::Engine::new(store.clone()).with_threads(2);
     let mut files = BTreeMap::new();
     for entry in walk(dir) {
@@ -667,17 +674,130 @@ fn refuses_vision_models(dir: &Path, models: &Path) {
             .digest;
         files.insert(rel, digest.to_string());
     }
-    let blobs_before = walk(&models.join("blobs")).len();
-    let request: kiln_api::CreateRequest =
-        serde_json::from_value(serde_json::json!({"model": "g3v", "files": files})).unwrap();
-    let err = engine
-        .create(request, &mut |_| std::ops::ControlFlow::Continue(()))
-        .unwrap_err();
-    assert_eq!(
-        err.to_string(),
-        "kiln cannot convert Gemma3ForConditionalGeneration models with a vision tower yet; upload a GGUF file"
+    let model_layer = |tag: &str| {
+        let name = kiln_store::ModelName::parse(tag).unwrap();
+        let manifest = store.manifest(&name).unwrap().manifest;
+        let layer = manifest
+            .layers
+            .iter()
+            .find(|l| l.media_type == "application/vnd.ollama.image.model")
+            .unwrap()
+            .clone();
+        std::fs::read(store.blob_path(&layer.digest().unwrap())).unwrap()
+    };
+    let create = |tag: &str, quantize: &str| {
+        let request: kiln_api::CreateRequest = serde_json::from_value(
+            serde_json::json!({"model": tag, "files": files, "quantize": quantize}),
+        )
+        .unwrap();
+        let mut statuses = Vec::new();
+        engine
+            .create(request, &mut |p| {
+                statuses.push(p.status);
+                std::ops::ControlFlow::Continue(())
+            })
+            .unwrap();
+        statuses
+    };
+
+    let statuses = create("g3v:f16", "");
+    assert!(
+        !statuses.iter().any(|s| s == "validating GGUF model"),
+        "{statuses:?}"
     );
-    assert_eq!(err.status(), 400);
-    assert_eq!(walk(&models.join("blobs")).len(), blobs_before);
-    assert!(!models.join("manifests").exists() || walk(&models.join("manifests")).is_empty());
+    assert!(
+        model_layer("g3v:f16") == converted,
+        "without quantize, the model layer is the conversion"
+    );
+
+    let statuses = create("g3v:q4", "q4_K_M");
+    assert!(statuses.contains(&"quantizing F16 model to Q4_K_M".to_owned()));
+    let ours_bytes = model_layer("g3v:q4");
+    let ours = Gguf::parse(&ours_bytes, &Limits::default()).unwrap();
+    let source = Gguf::parse(converted, &Limits::default()).unwrap();
+
+    // llama.cpp's Q4_K_M of the text-only model: the conversion without its tower. The
+    // synthetic config leaves out the head counts and norm epsilon Ollama's converter reads
+    // (it writes 0 and nothing), which llama.cpp's loader insists on; the values given here
+    // only decide rules Q4_K_M does not have (grouped-query attention for Q2_K and IQ4).
+    let mut md = source.metadata().to_vec();
+    for (key, value) in [
+        ("gemma3.attention.head_count", Value::U32(4)),
+        ("gemma3.attention.head_count_kv", Value::U32(2)),
+        ("gemma3.attention.layer_norm_rms_epsilon", Value::F32(1e-6)),
+    ] {
+        md.retain(|(k, _)| *k != key);
+        md.push((key, value));
+    }
+    let text: Vec<_> = source
+        .tensors()
+        .iter()
+        .filter(|t| !t.name().starts_with("v.") && !t.name().starts_with("mm."))
+        .collect();
+    let specs: Vec<_> = text
+        .iter()
+        .map(|t| kiln_gguf::TensorSpec::new(t.name(), t.ggml_type(), t.dims().to_vec()))
+        .collect();
+    let mut w = kiln_gguf::Writer::new(Vec::new(), &md, &specs).unwrap();
+    for t in &text {
+        w.write_tensor_data(t.data()).unwrap();
+    }
+    let text_only = work.join("text-only.gguf");
+    std::fs::write(&text_only, w.finish().unwrap()).unwrap();
+    let reference = work.join("text-only-q4_k_m.gguf");
+    common::run_llama_oracle(
+        python,
+        &[
+            serde_json::json!({"op": "quantize", "input": text_only, "output": reference, "ftype": 15, "threads": 2}),
+        ],
+        work,
+    );
+    let theirs_bytes = std::fs::read(&reference).unwrap();
+    let theirs = Gguf::parse(&theirs_bytes, &Limits::default()).unwrap();
+
+    // Metadata: the conversion's, file type 15, keys in sorted order.
+    let keys: Vec<&str> = ours.metadata().iter().map(|(k, _)| k).collect();
+    let mut want: Vec<&str> = source.metadata().iter().map(|(k, _)| k).collect();
+    if !want.contains(&"general.file_type") {
+        want.push("general.file_type");
+    }
+    want.sort_unstable();
+    assert_eq!(keys, want);
+    for (k, v) in ours.metadata().iter() {
+        if k == "general.file_type" {
+            assert_eq!(v, &Value::U32(15));
+        } else {
+            assert_eq!(Some(v), source.metadata().get(k), "{k}");
+        }
+    }
+    // Tensors: the conversion's order; the tower untouched; the rest llama.cpp's.
+    let names = |g: &Gguf<'_>| {
+        g.tensors()
+            .iter()
+            .map(|t| t.name().to_owned())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(names(&ours), names(&source));
+    let mut tower = 0;
+    for t in ours.tensors() {
+        let (want_type, want_dims, want_data) =
+            if t.name().starts_with("v.") || t.name().starts_with("mm.") {
+                tower += 1;
+                let s = source.tensor(t.name()).unwrap();
+                (s.ggml_type(), s.dims(), s.data())
+            } else {
+                let r = theirs
+                    .tensor(t.name())
+                    .unwrap_or_else(|| panic!("llama.cpp wrote no {}", t.name()));
+                (r.ggml_type(), r.dims(), r.data())
+            };
+        assert_eq!(
+            (t.ggml_type(), t.dims()),
+            (want_type, want_dims),
+            "{}",
+            t.name()
+        );
+        assert!(t.data() == want_data, "{}: bytes differ", t.name());
+    }
+    assert!(tower > 0, "the model has a vision tower");
 }

@@ -807,6 +807,13 @@ const CHUNK: usize = 1 << 16;
 /// Bytes between two progress reports inside one tensor while a conversion is written.
 pub const PROGRESS_STEP: u64 = 16 << 20;
 
+/// The order Ollama's GGUF writer (`ggml.WriteGGUF`) puts tensors in: by layer number (tensors
+/// outside `blk.N.` last), then by name.
+pub(crate) fn ollama_tensor_order(a: &str, b: &str) -> std::cmp::Ordering {
+    let block = |name: &str| block_of(name).unwrap_or(i64::MAX);
+    block(a).cmp(&block(b)).then_with(|| a.cmp(b))
+}
+
 /// Ollama's `ggml.Tensor.block`: the layer number of a `blk.N.` name, `None` sorts last.
 fn block_of(name: &str) -> Option<i64> {
     let rest = name.strip_prefix("blk.")?.trim_start_matches([' ', '\t']);
@@ -903,10 +910,7 @@ impl<'f> Conversion<'f> {
             tensors.push(Planned::from_view(name, source));
         }
         arch.adjust_tensors(&config, tokenizer.vocab.tokens.len(), &mut tensors)?;
-        tensors.sort_by(|a, b| {
-            let block = |t: &Planned<'_>| block_of(&t.name).unwrap_or(i64::MAX);
-            block(a).cmp(&block(b)).then_with(|| a.name.cmp(&b.name))
-        });
+        tensors.sort_by(|a, b| ollama_tensor_order(&a.name, &b.name));
 
         let mut kv = base_metadata(&tokenizer);
         let name = arch.gguf_name();

@@ -690,6 +690,7 @@ impl Engine {
                     threads: self.threads,
                     allow_requantize: true,
                     ollama_overrides: true,
+                    keep_embedded_tensors: true,
                     ..Default::default()
                 };
                 let needed = crate::quantize::output_size(&model, ftype, &options)?;
@@ -808,15 +809,6 @@ impl Engine {
         // SAFETY: blobs are content-addressed and written once; nothing modifies them in place.
         let folder = unsafe { ModelFolder::map_files(paths) }?;
         let conversion = Conversion::plan(&folder)?;
-        // Ollama keeps an embedded vision tower out of llama-quantize (its llama.cpp
-        // compatibility layer hides the tensors, then they are copied back and the file is
-        // rewritten); kiln does not reproduce that yet, so it does not guess.
-        if conversion.tensor_names().any(|n| n.starts_with("v.")) {
-            return Err(CreateError::Unsupported(format!(
-                "{} models with a vision tower",
-                conversion.architecture()
-            )));
-        }
         let header = conversion.header()?;
         let chat_template =
             chat_template_of(&kiln_gguf::Gguf::parse_header(&header, &self.limits)?);
@@ -1164,8 +1156,13 @@ fn plan_job(
     let source_ft = model.metadata().file_type().ok().flatten();
     let source_name = file_type_name(source_ft);
     if wanted.is_empty() {
-        return Ok(slot
-            .rewrite
+        // Ollama validates through llama-quantize's COPY only what llama.cpp's text loader
+        // can read: a model with embedded (vision, audio, …) tensors is kept as it is.
+        let embedded = model
+            .tensors()
+            .iter()
+            .any(|t| crate::quantize::is_embedded_tensor(t.name()));
+        return Ok((slot.rewrite && !embedded)
             .then(|| (FileType::Copy, "validating GGUF model".to_owned())));
     }
     let want: FileType = wanted.parse()?;

@@ -57,6 +57,13 @@ pub struct QuantizeOptions {
     pub imatrix: Option<HashMap<String, Vec<f32>>>,
     /// Apply Ollama's per-architecture overrides for Q4_K_S/Q4_K_M, as `/api/create` does.
     pub ollama_overrides: bool,
+    /// Keep embedded tensors (vision towers, projectors, audio encoders: the names
+    /// [`is_embedded_tensor`] picks) as they are, as Ollama's create does: the other tensors are
+    /// quantized as llama.cpp quantizes the model without them, and the file is written as
+    /// Ollama rewrites it: the input's metadata with the new `general.file_type` (no
+    /// `general.quantization_version` added), keys sorted, tensors in Ollama's order. Without an
+    /// embedded tensor in the model, this changes nothing.
+    pub keep_embedded_tensors: bool,
     /// Metadata set after `general.file_type` (llama-quantize's `--override-kv`; an existing key
     /// is removed from its old place first).
     pub extra_metadata: Vec<(String, Value<'static>)>,
@@ -374,6 +381,68 @@ pub fn plan(
     Ok(plans)
 }
 
+/// Tensors Ollama keeps out of llama.cpp's text-model quantizer and copies back unchanged
+/// (`isEmbeddedCompatibilityTensor`): audio (`a.`), multimodal projector (`mm.`), multi-token
+/// prediction (`mtp.`), speech (`s.`) and vision (`v.`) tensors embedded in a model file.
+pub fn is_embedded_tensor(name: &str) -> bool {
+    ["a.", "mm.", "mtp.", "s.", "v."]
+        .iter()
+        .any(|p| name.starts_with(p))
+}
+
+/// The output file's metadata and tensor plans, in file order.
+type OutputLayout<'a> = (Vec<(&'a str, Value<'a>)>, Vec<TensorPlan>);
+
+/// What the output holds: llama.cpp's metadata and plan, or (with
+/// [`QuantizeOptions::keep_embedded_tensors`] and embedded tensors present) Ollama's rewrite.
+fn output_layout<'a>(
+    model: &SourceModel<'_, 'a>,
+    ftype: FileType,
+    options: &'a QuantizeOptions,
+) -> Result<OutputLayout<'a>, QuantizeError> {
+    let file_type = output_file_type(model, ftype);
+    let embedded = options.keep_embedded_tensors
+        && model.tensors().iter().any(|t| is_embedded_tensor(t.name()));
+    if !embedded {
+        let plans = plan(model, ftype, options)?;
+        let metadata = output_metadata(model.metadata(), file_type, &options.extra_metadata);
+        return Ok((metadata, plans));
+    }
+    // llama.cpp sees the text model only (Ollama's loader hides the rest from it).
+    let (text, index) = model.subset(|t| !is_embedded_tensor(t.name()));
+    let mut plans = plan(&text, ftype, options)?;
+    for p in &mut plans {
+        p.input_index = index[p.input_index];
+    }
+    for (i, t) in model.tensors().iter().enumerate() {
+        if is_embedded_tensor(t.name()) {
+            plans.push(TensorPlan {
+                input_index: i,
+                name: t.name().to_owned(),
+                from: t.ggml_type(),
+                to: t.ggml_type(),
+                dims: t.dims().to_vec(),
+            });
+        }
+    }
+    plans.sort_by(|a, b| crate::convert::ollama_tensor_order(&a.name, &b.name));
+    let mut metadata: Vec<(&str, Value<'_>)> = model
+        .metadata()
+        .iter()
+        .map(|(k, v)| (k, v.clone()))
+        .collect();
+    let mut set = |key: &'a str, value: Value<'a>| {
+        metadata.retain(|(k, _)| *k != key);
+        metadata.push((key, value));
+    };
+    set("general.file_type", Value::U32(file_type));
+    for (k, v) in &options.extra_metadata {
+        set(k, v.clone());
+    }
+    metadata.sort_by(|a, b| a.0.cmp(b.0));
+    Ok((metadata, plans))
+}
+
 /// Output metadata as llama.cpp builds it: the input's entries in order; setting a key removes it
 /// and appends it (`general.quantization_version`, `general.file_type`, then any extras); split keys go.
 fn output_metadata<'a>(
@@ -481,9 +550,7 @@ pub fn output_size(
     ftype: FileType,
     options: &QuantizeOptions,
 ) -> Result<u64, QuantizeError> {
-    let plans = plan(model, ftype, options)?;
-    let file_type = output_file_type(model, ftype);
-    let metadata = output_metadata(model.metadata(), file_type, &options.extra_metadata);
+    let (metadata, plans) = output_layout(model, ftype, options)?;
     Ok(kiln_gguf::Layout::compute(&metadata, &output_specs(&plans))?.file_len)
 }
 
@@ -497,7 +564,7 @@ fn quantize_streaming<W: Write>(
     source: &dyn TensorData,
 ) -> Result<QuantizeReport, QuantizeError> {
     let file_type = output_file_type(model, ftype);
-    let plans = plan(model, ftype, options)?;
+    let (metadata, plans) = output_layout(model, ftype, options)?;
     if let Some(im) = &options.imatrix {
         for (name, values) in im {
             if values.iter().any(|v| !v.is_finite()) {
@@ -508,7 +575,6 @@ fn quantize_streaming<W: Write>(
             }
         }
     }
-    let metadata = output_metadata(model.metadata(), file_type, &options.extra_metadata);
     let specs = output_specs(&plans);
     let mut writer = Writer::new(out, &metadata, &specs)?;
     let threads = if options.threads == 0 {

@@ -205,6 +205,21 @@ impl<'g, 'a> SourceModel<'g, 'a> {
     pub fn tensors(&self) -> &[TensorInfo<'a>] {
         &self.tensors
     }
+
+    /// The model with only the tensors `keep` accepts, and each kept tensor's index here.
+    pub(crate) fn subset(
+        &self,
+        keep: impl Fn(&TensorInfo<'a>) -> bool,
+    ) -> (SourceModel<'g, 'a>, Vec<usize>) {
+        let index: Vec<usize> = (0..self.tensors.len())
+            .filter(|&i| keep(&self.tensors[i]))
+            .collect();
+        let model = SourceModel {
+            metadata: self.metadata,
+            tensors: index.iter().map(|&i| self.tensors[i].clone()).collect(),
+        };
+        (model, index)
+    }
 }
 
 #[cfg(test)]
