@@ -465,6 +465,8 @@ impl Engine {
         config.requires = req.requires.clone();
         let mut layers: Vec<Pending> = Vec::new();
         let mut models: Vec<ModelSlot> = Vec::new();
+        // Projector GGUFs uploaded in `files` (Ollama may rewrite their metadata).
+        let mut uploaded_projectors: Vec<usize> = Vec::new();
 
         let mut remote = false;
         if !req.from.is_empty() {
@@ -529,6 +531,9 @@ impl Engine {
             }
         } else if let Some(files) = &req.files {
             for staged in self.gguf_layers(files, None, sink, created)? {
+                if staged.pending.layer.media_type == MEDIA_TYPE_PROJECTOR {
+                    uploaded_projectors.push(layers.len());
+                }
                 if staged.pending.layer.media_type == MEDIA_TYPE_MODEL {
                     models.push(ModelSlot {
                         index: layers.len(),
@@ -647,9 +652,7 @@ impl Engine {
                 if stored.created {
                     created.push(stored.digest);
                 }
-                let from = std::mem::take(&mut layers[index].layer.from);
-                let mut layer = Layer::new(MEDIA_TYPE_MODEL, stored.digest, stored.size);
-                layer.from = from;
+                let layer = Layer::new(MEDIA_TYPE_MODEL, stored.digest, stored.size);
                 layers[index] = Pending {
                     layer,
                     status: format!("using existing layer {}", stored.digest),
@@ -720,10 +723,10 @@ impl Engine {
                 if stored.created {
                     created.push(stored.digest);
                 }
-                let from = std::mem::take(&mut layers[index].layer.from);
+                // A rewritten layer is a new layer (Ollama's `manifest.NewLayer`): it has no
+                // `from`.
                 let media_type = layers[index].layer.media_type.clone();
-                let mut layer = Layer::new(media_type, stored.digest, stored.size);
-                layer.from = from;
+                let layer = Layer::new(media_type, stored.digest, stored.size);
                 let verb = if stored.created {
                     "creating new layer"
                 } else {
@@ -742,6 +745,10 @@ impl Engine {
             } else {
                 self.describe_model(&mut config, index, &layers)?;
             }
+        }
+
+        for index in uploaded_projectors {
+            self.add_default_projector_type(&mut layers[index], sink, created)?;
         }
 
         if !req.template.is_empty() {
@@ -830,6 +837,69 @@ impl Engine {
             out.push(Staged::layer(pending));
         }
         Ok(out)
+    }
+
+    /// Ollama's `addDefaultLlavaProjectorType`: an uploaded LLaVA-style CLIP projector
+    /// (`clip` with a vision encoder) that names no projector type gets `clip.projector_type =
+    /// "mlp"`, the file rewritten as Ollama's GGUF writer writes it (keys sorted, tensors in
+    /// its order, bytes unchanged), with status `updating GGUF projector metadata`.
+    fn add_default_projector_type(
+        &self,
+        pending: &mut Pending,
+        sink: &mut dyn FnMut(ProgressResponse) -> ControlFlow<()>,
+        created: &mut Vec<Digest>,
+    ) -> Result<(), CreateError> {
+        let digest = pending
+            .layer
+            .digest()
+            .map_err(|_| CreateError::InvalidDigest)?;
+        let file = self.map_blob(&digest)?;
+        let gguf = file.parse(&self.limits)?;
+        let md = gguf.metadata();
+        let needs_type = md.architecture().unwrap_or("") == "clip"
+            && md.get_bool("clip.has_vision_encoder").unwrap_or(false)
+            && md.get("clip.projector_type").is_none()
+            && md.get("clip.vision.projector_type").is_none();
+        if !needs_type {
+            return Ok(());
+        }
+        emit(
+            sink,
+            ProgressResponse::status("updating GGUF projector metadata"),
+        )?;
+        let mut metadata = md.to_vec();
+        metadata.push(("clip.projector_type", kiln_gguf::Value::string("mlp")));
+        metadata.sort_by(|a, b| a.0.cmp(b.0));
+        let mut tensors: Vec<_> = gguf.tensors().iter().collect();
+        tensors.sort_by(|a, b| crate::convert::ollama_tensor_order(a.name(), b.name()));
+        let specs: Vec<_> = tensors
+            .iter()
+            .map(|t| kiln_gguf::TensorSpec::new(t.name(), t.ggml_type(), t.dims().to_vec()))
+            .collect();
+        let mut blob = self.store.blob_writer()?;
+        let mut writer =
+            kiln_gguf::Writer::new(&mut blob, &metadata, &specs).map_err(QuantizeError::from)?;
+        for t in &tensors {
+            writer
+                .write_tensor_data(t.data())
+                .map_err(QuantizeError::from)?;
+        }
+        writer.finish().map_err(QuantizeError::from)?;
+        let stored = blob.commit()?;
+        if stored.created {
+            created.push(stored.digest);
+        }
+        let layer = Layer::new(MEDIA_TYPE_PROJECTOR, stored.digest, stored.size);
+        let verb = if stored.created {
+            "creating new layer"
+        } else {
+            "using existing layer"
+        };
+        *pending = Pending {
+            layer,
+            status: format!("{verb} {}", stored.digest),
+        };
+        Ok(())
     }
 
     /// Writes a conversion as it is (a folder whose quantize type is the converted one) to a
@@ -1407,6 +1477,94 @@ mod engine_tests {
         w.finish().unwrap()
     }
 
+    /// A LLaVA-style CLIP projector GGUF with its tensors, optionally naming its projector type.
+    fn clip_projector(projector_type: Option<&str>) -> Vec<u8> {
+        let mut md = vec![
+            ("general.architecture", Value::string("clip")),
+            ("clip.has_vision_encoder", Value::Bool(true)),
+            ("clip.vision.block_count", Value::U32(1)),
+            ("general.alignment", Value::U32(32)),
+        ];
+        if let Some(t) = projector_type {
+            md.push(("clip.projector_type", Value::string(t)));
+        }
+        let specs = [
+            TensorSpec::new("v.blk.0.attn_q.weight", GgmlType::F16, vec![32, 2]),
+            TensorSpec::new("mm.2.bias", GgmlType::F32, vec![8]),
+            TensorSpec::new("mm.0.weight", GgmlType::F16, vec![32, 8]),
+        ];
+        let mut w = Writer::new(Vec::new(), &md, &specs).unwrap();
+        for (i, s) in specs.iter().enumerate() {
+            let n = s.n_bytes().unwrap() as usize;
+            w.write_tensor_data(&(0..n).map(|j| (j * 7 + i) as u8).collect::<Vec<_>>())
+                .unwrap();
+        }
+        w.finish().unwrap()
+    }
+
+    /// Ollama's addDefaultLlavaProjectorType: an uploaded projector without a type gets
+    /// `clip.projector_type = "mlp"`, rewritten by Ollama's writer (keys sorted, tensors by layer
+    /// then name, bytes unchanged); one that names its type is kept as uploaded.
+    #[test]
+    fn uploaded_projectors_without_a_type_get_llavas_mlp() {
+        let tmp = test_support::TempStore::new("engine-projector");
+        let store = tmp.store.clone();
+        let engine = Engine::new(store.clone()).with_threads(1);
+        let model = store.write_blob(&tiny_model()[..], None).unwrap().digest;
+        for (tag, projector_type) in [("untyped", None), ("typed", Some("ldp"))] {
+            let upload = clip_projector(projector_type);
+            let projector = store.write_blob(&upload[..], None).unwrap().digest;
+            let files = BTreeMap::from([
+                ("model.gguf".to_owned(), model.to_string()),
+                ("mmproj.gguf".to_owned(), projector.to_string()),
+            ]);
+            let request = CreateRequest {
+                model: tag.into(),
+                files: Some(files),
+                ..Default::default()
+            };
+            let mut statuses = Vec::new();
+            engine
+                .create(request, &mut |p| {
+                    statuses.push(p.status);
+                    ControlFlow::Continue(())
+                })
+                .unwrap();
+            let updated = statuses
+                .iter()
+                .any(|s| s == "updating GGUF projector metadata");
+            let stored = model_layer(&store, tag, MEDIA_TYPE_PROJECTOR);
+            let source = kiln_gguf::Gguf::parse(&upload, &Limits::default()).unwrap();
+            let ours = kiln_gguf::Gguf::parse(&stored, &Limits::default()).unwrap();
+            if projector_type.is_some() {
+                assert!(!updated, "{statuses:?}");
+                assert!(stored == upload, "a typed projector is kept as uploaded");
+                continue;
+            }
+            assert!(updated, "{statuses:?}");
+            let keys: Vec<&str> = ours.metadata().iter().map(|(k, _)| k).collect();
+            assert_eq!(
+                keys,
+                [
+                    "clip.has_vision_encoder",
+                    "clip.projector_type",
+                    "clip.vision.block_count",
+                    "general.alignment",
+                    "general.architecture"
+                ]
+            );
+            assert_eq!(
+                ours.metadata().get_str("clip.projector_type").unwrap(),
+                "mlp"
+            );
+            let names: Vec<&str> = ours.tensors().iter().map(|t| t.name()).collect();
+            assert_eq!(names, ["mm.0.weight", "mm.2.bias", "v.blk.0.attn_q.weight"]);
+            for t in ours.tensors() {
+                assert_eq!(t.data(), source.tensor(t.name()).unwrap().data());
+            }
+        }
+    }
+
     #[test]
     fn a_cancelled_create_leaves_the_store_as_it_was() {
         let tmp = test_support::TempStore::new("engine-cancel");
@@ -1706,7 +1864,9 @@ mod engine_tests {
                 .unwrap()
                 .manifest;
             assert_eq!(m.layers.len(), 1);
-            assert_eq!(m.layers[0].from, good[0]);
+            // Rewritten through COPY, the layer is a new one (Ollama's manifest.NewLayer): no
+            // `from`, so the manifest's bytes (and its ID in `ollama list`) are Ollama's.
+            assert_eq!(m.layers[0].from, "");
         }
 
         let check = |names: &[&str], which: &[usize], message: &str| {
