@@ -620,6 +620,8 @@ impl Engine {
             apply_info(&mut config, info)?;
         }
 
+        // The request's parameters, which a model's architecture may add stop words to.
+        let mut parameters = req.parameters.clone().unwrap_or_default();
         let quantize = req.quantize_type().to_ascii_uppercase();
         let draft_quantize = req.draft_quantize.to_ascii_uppercase();
         // Ollama refuses a bad quantize request, then a bad template, each only once it gets
@@ -743,7 +745,7 @@ impl Engine {
                     "architecture": model.metadata().architecture().unwrap_or(""),
                 }));
             } else {
-                self.describe_model(&mut config, index, &layers)?;
+                self.describe_model(&mut config, index, &layers, &mut parameters)?;
             }
         }
 
@@ -765,11 +767,7 @@ impl Engine {
         {
             layers.push(self.new_layer(license.as_bytes(), MEDIA_TYPE_LICENSE, created)?);
         }
-        self.set_parameters(
-            &mut layers,
-            req.parameters.clone().unwrap_or_default(),
-            created,
-        )?;
+        self.set_parameters(&mut layers, parameters, created)?;
         if !req.messages.is_empty() {
             layers.retain(|p| p.layer.media_type != MEDIA_TYPE_MESSAGES);
             let bytes = kiln_api::try_to_go_json_line(&req.messages)
@@ -1140,12 +1138,14 @@ impl Engine {
         serde_json::from_slice(&bytes).map_err(|e| CreateError::License(e.to_string()))
     }
 
-    /// Fills the config fields Ollama derives from the model layer.
+    /// Fills the config fields Ollama derives from the model layer, and the renderer, parser
+    /// and stop words it picks by architecture when the request names none.
     fn describe_model(
         &self,
         config: &mut ModelConfig,
         index: usize,
         layers: &[Pending],
+        parameters: &mut AnyMap,
     ) -> Result<(), CreateError> {
         let digest = layers[index]
             .layer
@@ -1164,6 +1164,17 @@ impl Engine {
             &config.file_type,
             &file_type_name(md.file_type().ok().flatten()),
         );
+        if (config.renderer.is_empty() || config.parser.is_empty())
+            && let Some((renderer, parser, stop)) = architecture_defaults(&arch)
+        {
+            config.renderer = or(&config.renderer, renderer);
+            config.parser = or(&config.parser, parser);
+            if let Some(stop) = stop {
+                parameters
+                    .entry("stop".to_owned())
+                    .or_insert_with(|| serde_json::json!(stop));
+            }
+        }
         config
             .model_families
             .get_or_insert_with(Vec::new)
@@ -1248,6 +1259,22 @@ fn plan_job(
     }
     Ok((want.llama_ftype() != source_ft)
         .then(|| (want, format!("quantizing {source_name} model to {wanted}"))))
+}
+
+/// The renderer, parser and stop words Ollama's create gives a model of this architecture when
+/// the request does not name them (server/create.go's architecture switch).
+fn architecture_defaults(
+    arch: &str,
+) -> Option<(&'static str, &'static str, Option<&'static [&'static str]>)> {
+    match arch {
+        // Stored as the legacy name; Ollama resolves it to gemma4-small or -large at run time.
+        "gemma4" => Some(("gemma4", "gemma4", Some(&["<turn|>"]))),
+        "laguna" => Some(("laguna", "laguna", None)),
+        "nemotron_h" | "nemotron_h_moe" | "nemotron_h_omni" => {
+            Some(("nemotron-3-nano", "nemotron-3-nano", None))
+        }
+        _ => None,
+    }
 }
 
 /// Refuses a write of `needed` bytes when fewer are `available` (Ollama starts anyway and fails
@@ -1475,6 +1502,98 @@ mod engine_tests {
             .collect();
         w.write_tensor_data(&data).unwrap();
         w.finish().unwrap()
+    }
+
+    /// Ollama picks a renderer, parser and stop words by architecture for the request that names
+    /// none (create.go's switch): the request's own values win, field by field.
+    #[test]
+    fn renderer_parser_and_stop_words_by_architecture() {
+        let tmp = test_support::TempStore::new("engine-renderer");
+        let store = tmp.store.clone();
+        let engine = Engine::new(store.clone()).with_threads(1);
+        let model_of = |arch: &str| {
+            let md = vec![
+                ("general.architecture", Value::string(arch.to_owned())),
+                ("general.file_type", Value::U32(1)),
+            ];
+            let specs = [TensorSpec::new(
+                "blk.0.attn_q.weight",
+                GgmlType::F16,
+                vec![256, 2],
+            )];
+            let mut w = Writer::new(Vec::new(), &md, &specs).unwrap();
+            w.write_tensor_data(&[0u8; 1024]).unwrap();
+            store
+                .write_blob(&w.finish().unwrap()[..], None)
+                .unwrap()
+                .digest
+        };
+        let create = |tag: &str, digest: Digest, extra: serde_json::Value| {
+            let mut request = serde_json::json!({
+                "model": tag, "files": {"model.gguf": digest.to_string()}
+            });
+            request
+                .as_object_mut()
+                .unwrap()
+                .extend(extra.as_object().unwrap().clone());
+            let request: CreateRequest = serde_json::from_value(request).unwrap();
+            engine
+                .create(request, &mut |_| ControlFlow::Continue(()))
+                .unwrap();
+            let m = store
+                .manifest(&ModelName::parse(tag).unwrap())
+                .unwrap()
+                .manifest;
+            let config: serde_json::Value = serde_json::from_slice(
+                &std::fs::read(store.blob_path(&m.config.digest().unwrap())).unwrap(),
+            )
+            .unwrap();
+            let params = m
+                .layers
+                .iter()
+                .find(|l| l.media_type == MEDIA_TYPE_PARAMS)
+                .map(|l| {
+                    serde_json::from_slice::<serde_json::Value>(
+                        &std::fs::read(store.blob_path(&l.digest().unwrap())).unwrap(),
+                    )
+                    .unwrap()
+                });
+            (config["renderer"].clone(), config["parser"].clone(), params)
+        };
+        let gemma4 = model_of("gemma4");
+        assert_eq!(
+            create("g4", gemma4, serde_json::json!({})),
+            (
+                serde_json::json!("gemma4"),
+                serde_json::json!("gemma4"),
+                Some(serde_json::json!({"stop": ["<turn|>"]}))
+            )
+        );
+        assert_eq!(
+            create(
+                "g4b",
+                gemma4,
+                serde_json::json!({"parser": "mine", "parameters": {"stop": ["x"]}})
+            ),
+            (
+                serde_json::json!("gemma4"),
+                serde_json::json!("mine"),
+                Some(serde_json::json!({"stop": ["x"]}))
+            )
+        );
+        let (renderer, parser, params) =
+            create("nh", model_of("nemotron_h_moe"), serde_json::json!({}));
+        assert_eq!(
+            (renderer, parser),
+            (
+                serde_json::json!("nemotron-3-nano"),
+                serde_json::json!("nemotron-3-nano")
+            )
+        );
+        assert_eq!(params, None);
+        let (renderer, _, params) = create("ll", model_of("llama"), serde_json::json!({}));
+        assert!(renderer.is_null() || renderer == "", "{renderer}");
+        assert_eq!(params, None);
     }
 
     /// A LLaVA-style CLIP projector GGUF with its tensors, optionally naming its projector type.
