@@ -27,6 +27,7 @@
 
 mod bert;
 mod command_r;
+mod fp8;
 mod gemma;
 mod llama;
 mod mistral;
@@ -93,6 +94,10 @@ pub enum ConvertError {
     /// A configuration Ollama's converter crashes on (it panics); kiln says what is wrong.
     #[error("config.json: {0}")]
     InvalidConfig(String),
+    /// An FP8 checkpoint whose weights, scales or block size do not fit together (Ollama's
+    /// messages).
+    #[error("{0}")]
+    Fp8(String),
     /// Something Ollama converts and kiln does not yet.
     #[error("kiln cannot convert {0} yet; convert it to GGUF with llama.cpp and upload that")]
     NotYet(String),
@@ -410,6 +415,19 @@ impl Config {
         }
     }
 
+    /// An `int` field (0 when absent).
+    pub fn i32(&self, key: &str) -> Result<i32, ConvertError> {
+        match self.raw(key) {
+            None => Ok(0),
+            Some(raw) => serde_json::from_str(raw).map_err(|_| Self::bad(key, raw, "int")),
+        }
+    }
+
+    /// The object's keys, in order.
+    pub(crate) fn keys(&self) -> impl Iterator<Item = &str> {
+        self.fields.keys().map(String::as_str)
+    }
+
     /// A `bool` field (false when absent).
     pub fn bool(&self, key: &str) -> Result<bool, ConvertError> {
         match self.raw(key) {
@@ -591,6 +609,9 @@ impl Kind {
         if always_f32 || dims <= 1 {
             return Kind::F32;
         }
+        if dtype == Dtype::F8E4M3 {
+            return Kind::BF16;
+        }
         let keeps_bf16 = !["v.", "s.", "mm."].iter().any(|p| name.starts_with(p))
             && !name.contains("ffn_gate_inp_shexp.weight");
         if dtype == Dtype::BF16 && keeps_bf16 {
@@ -614,6 +635,8 @@ pub(crate) struct Planned<'f> {
     pub permute_heads: Option<u64>,
     /// One added to every value, in float32 (Gemma's norm weights are stored as `weight - 1`).
     pub add_one: bool,
+    /// An FP8 weight's block scales (its values are `decode(byte) × scale`).
+    fp8: Option<fp8::Scales>,
 }
 
 impl<'f> Planned<'f> {
@@ -626,7 +649,15 @@ impl<'f> Planned<'f> {
             data: Cow::Borrowed(view.data),
             permute_heads: None,
             add_one: false,
+            fp8: None,
         }
+    }
+
+    /// An FP8 weight with its scales (stored BF16 unless its name makes it F32).
+    fn from_fp8(name: String, view: TensorView<'f>, scales: fp8::Scales) -> Planned<'f> {
+        let mut planned = Planned::from_view(name, view);
+        planned.fp8 = Some(scales);
+        planned
     }
 
     /// A computed F32 vector (e.g. rope frequency factors).
@@ -639,6 +670,7 @@ impl<'f> Planned<'f> {
             data: Cow::Owned(values.iter().flat_map(|v| v.to_le_bytes()).collect()),
             permute_heads: None,
             add_one: false,
+            fp8: None,
         }
     }
 
@@ -781,11 +813,19 @@ impl<'f> Planned<'f> {
     /// Appends the output values of stored values `chunk` to `out`.
     fn convert_values(&self, chunk: &[u8], out: &mut Vec<u8>) {
         let width = self.dtype.size() as usize;
-        for bytes in chunk.chunks_exact(width) {
-            let value = match self.dtype {
-                Dtype::F32 => f32::from_le_bytes(bytes.try_into().expect("4 bytes")),
-                Dtype::F16 => kiln_quant::f16_bits_to_f32(u16::from_le_bytes([bytes[0], bytes[1]])),
-                _ => kiln_quant::bf16_bits_to_f32(u16::from_le_bytes([bytes[0], bytes[1]])),
+        // Where the chunk starts among the stored values (every chunk is a slice of `data`):
+        // an FP8 value's scale depends on its row and column.
+        let first = (chunk.as_ptr() as usize - self.data.as_ptr() as usize) / width;
+        for (i, bytes) in chunk.chunks_exact(width).enumerate() {
+            let value = match (&self.fp8, self.dtype) {
+                (Some(scales), _) => scales.value((first + i) as u64, bytes[0]),
+                (None, dtype) => match dtype {
+                    Dtype::F32 => f32::from_le_bytes(bytes.try_into().expect("4 bytes")),
+                    Dtype::F16 => {
+                        kiln_quant::f16_bits_to_f32(u16::from_le_bytes([bytes[0], bytes[1]]))
+                    }
+                    _ => kiln_quant::bf16_bits_to_f32(u16::from_le_bytes([bytes[0], bytes[1]])),
+                },
             };
             // Only when asked: adding zero would turn -0.0 into +0.0.
             let value = if self.add_one { value + 1.0 } else { value };
@@ -875,6 +915,7 @@ impl<'f> Conversion<'f> {
             }
         }
 
+        let fp8_block = fp8::block_size(&config)?;
         let mut sources = Vec::new();
         let mut seen = std::collections::BTreeSet::new();
         for (file, bytes) in folder.top_level(".safetensors") {
@@ -882,24 +923,52 @@ impl<'f> Conversion<'f> {
                 file: file.to_owned(),
                 source: Box::new(source),
             })?;
-            for tensor in parsed.tensors {
+            // FP8 weights take their scales from the same file; the scales are not tensors.
+            let (scales, consumed) = fp8::scale_companions(&parsed.tensors)?;
+            for (i, tensor) in parsed.tensors.iter().enumerate() {
+                if consumed.contains(&i) {
+                    continue;
+                }
                 let name = go_replace(arch.replacements(), &tensor.name);
                 if !seen.insert(name.clone()) {
                     return Err(ConvertError::DuplicateTensor(name));
                 }
-                sources.push((name, tensor));
+                let fp8 = if tensor.dtype == Dtype::F8E4M3 {
+                    let Some(block) = fp8_block else {
+                        return Err(ConvertError::Fp8(format!(
+                            "missing fp8 block size metadata for tensor {:?}",
+                            tensor.name
+                        )));
+                    };
+                    let Some(&scale) = scales.get(&i) else {
+                        return Err(ConvertError::Fp8(format!(
+                            "missing fp8 scale companion for tensor {:?}",
+                            tensor.name
+                        )));
+                    };
+                    Some(fp8::Scales::new(
+                        &name,
+                        tensor,
+                        &parsed.tensors[scale],
+                        block,
+                    )?)
+                } else {
+                    None
+                };
+                sources.push((name, tensor.clone(), fp8));
             }
         }
         if sources.is_empty() && folder.top_level(".safetensors").next().is_none() {
             return Err(ConvertError::UnknownTensorFormat);
         }
         let mut tensors = Vec::new();
-        for (name, source) in sources {
+        for (name, source, fp8) in sources {
             if arch.skip_tensor(&name) {
                 continue;
             }
-            if source.dtype == Dtype::F8E4M3 {
-                return Err(ConvertError::NotYet("FP8 (F8_E4M3) weights".into()));
+            if let Some(scales) = fp8 {
+                tensors.push(Planned::from_fp8(name, source, scales));
+                continue;
             }
             if !matches!(source.dtype, Dtype::F32 | Dtype::F16 | Dtype::BF16) {
                 return Err(ConvertError::UnsupportedDtype {
@@ -919,6 +988,21 @@ impl<'f> Conversion<'f> {
             kv.insert(format!("{name}.{key}"), value.clone());
         }
         arch.extra_metadata(&mut tokenizer, &mut kv);
+        // Ollama records which tensors came from FP8 (`sourceTensorKV`): a create without a
+        // quantize type then makes them Q8_0 rather than keep the BF16 it decoded them to.
+        let mut from_fp8: Vec<String> = tensors
+            .iter()
+            .filter(|t| t.fp8.is_some())
+            .map(|t| t.name.clone())
+            .collect();
+        from_fp8.sort_unstable();
+        if !from_fp8.is_empty() {
+            kv.insert(
+                format!("{name}.source_quantization"),
+                Value::string("hf_fp8"),
+            );
+            kv.insert(format!("{name}.source_fp8_tensors"), strings(&from_fp8));
+        }
         Ok(Conversion {
             folder,
             architecture: architecture.clone(),
@@ -1111,15 +1195,17 @@ pub(crate) trait Architecture {
     fn extra_metadata(&self, _tokenizer: &mut Tokenizer, _kv: &mut Metadata) {}
 }
 
+/// A GGUF array of strings.
+fn strings(v: &[String]) -> Value<'static> {
+    Value::Array(kiln_gguf::Array::new(
+        kiln_gguf::ValueType::String,
+        v.iter().map(|s| Value::string(s.clone())).collect(),
+    ))
+}
+
 /// Keys every converted model has (Ollama's `ModelParameters.KV`).
 fn base_metadata(t: &Tokenizer) -> Metadata {
     let mut kv = Metadata::new();
-    let strings = |v: &[String]| {
-        Value::Array(kiln_gguf::Array::new(
-            kiln_gguf::ValueType::String,
-            v.iter().map(|s| Value::string(s.clone())).collect(),
-        ))
-    };
     kv.insert("general.file_type".into(), Value::U32(1));
     kv.insert("general.quantization_version".into(), Value::U32(2));
     kv.insert("tokenizer.ggml.pre".into(), Value::string(t.pre.clone()));
@@ -1217,6 +1303,12 @@ const OLLAMA_ARCHITECTURES: [&str; 36] = [
 ];
 
 /// A model folder for unit tests: `config`, a four-token `tokenizer.json`, and these tensors.
+/// A safetensors file of these tensors (name, dtype, shape, bytes), for tests elsewhere.
+#[cfg(test)]
+pub(crate) fn safetensors_for_tests(tensors: &[(&str, &str, &[u64], &[u8])]) -> Vec<u8> {
+    safetensors::encode(tensors)
+}
+
 #[cfg(test)]
 pub(crate) fn test_folder(config: &str, tensors: &[(&str, &str, &[u64], &[u8])]) -> ModelFolder {
     ModelFolder::from_bytes(BTreeMap::from([
@@ -1369,6 +1461,7 @@ mod tests {
                 data: Cow::Owned(data),
                 permute_heads: permute.then_some(heads),
                 add_one,
+                fp8: None,
             };
             let whole = written(&t);
             let mut buf = Vec::new();
@@ -1405,6 +1498,137 @@ mod tests {
         assert_eq!(c.u32("missing").unwrap(), 0);
         assert!(c.u32("c").is_err() && c.u32("d").is_err() && c.f32("f").is_err());
         assert_eq!(c.vocab_size().unwrap(), 7);
+    }
+
+    /// An FP8 checkpoint as Ollama reads one: each weight times its block's factor (from its
+    /// `_scale_inv` companion and config.json's `weight_block_size`), stored BF16 (truncated, as
+    /// Go's encoder does), with the scales left out and the FP8 tensors named in the metadata;
+    /// and Ollama's refusals when the pieces do not fit.
+    #[test]
+    fn fp8_weights_decode_with_their_block_scales() {
+        let config = |extra: &str| {
+            format!(
+                r#"{{"architectures": ["Ministral3ForCausalLM"], "hidden_size": 8,
+                    "num_attention_heads": 2{extra}}}"#
+            )
+        };
+        let with_blocks = config(
+            r#", "quantization_config": {"quant_method": "fp8", "weight_block_size": [2, 4]}"#,
+        );
+        // A 3 × 6 weight in 2 × 4 blocks: 2 × 2 factors; every byte value somewhere.
+        let weight: Vec<u8> = (0..18u8)
+            .map(|i| i.wrapping_mul(37).wrapping_add(5))
+            .collect();
+        let factors = [0.5f32, -2.0, 0.125, 3.0];
+        let factor_bytes: Vec<u8> = factors.iter().flat_map(|f| f.to_le_bytes()).collect();
+        let norm = [0u8; 32];
+        let tensors: [(&str, &str, &[u64], &[u8]); 3] = [
+            (
+                "model.layers.0.mlp.down_proj.weight",
+                "F8_E4M3",
+                &[3, 6],
+                &weight,
+            ),
+            (
+                "model.layers.0.mlp.down_proj.weight_scale_inv",
+                "F32",
+                &[2, 2],
+                &factor_bytes,
+            ),
+            ("model.norm.weight", "F32", &[8], &norm),
+        ];
+        let folder = test_folder(&with_blocks, &tensors);
+        let out = Conversion::plan(&folder)
+            .unwrap()
+            .write(Vec::new())
+            .unwrap();
+        let g = kiln_gguf::Gguf::parse(&out, &kiln_gguf::Limits::default()).unwrap();
+        let names: Vec<&str> = g.tensors().iter().map(|t| t.name()).collect();
+        assert_eq!(names, ["blk.0.ffn_down.weight", "output_norm.weight"]);
+        let t = g.tensor("blk.0.ffn_down.weight").unwrap();
+        assert_eq!(t.ggml_type(), GgmlType::BF16);
+        for (i, pair) in t.data().chunks_exact(2).enumerate() {
+            let (row, col) = (i / 6, i % 6);
+            let byte = weight[i];
+            let e = i32::from((byte >> 3) & 15);
+            let m = f64::from(byte & 7);
+            let sign = if byte & 0x80 != 0 { -1.0 } else { 1.0 };
+            let decoded = if e == 0 {
+                sign * m / 8.0 * 2f64.powi(-6)
+            } else {
+                sign * (1.0 + m / 8.0) * 2f64.powi(e - 7)
+            } as f32;
+            let want = decoded * factors[(row / 2) * 2 + col / 4];
+            let want_bits = (want.to_bits() >> 16) as u16;
+            assert_eq!(
+                u16::from_le_bytes([pair[0], pair[1]]),
+                want_bits,
+                "element {i}"
+            );
+        }
+        let md = g.metadata();
+        assert_eq!(
+            md.get_str("mistral3.source_quantization").unwrap(),
+            "hf_fp8"
+        );
+        let listed: Vec<String> = md
+            .get_array("mistral3.source_fp8_tensors")
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(listed, ["blk.0.ffn_down.weight"]);
+
+        let refusal = |config: &str, tensors: &[(&str, &str, &[u64], &[u8])]| match Conversion::plan(
+            &test_folder(config, tensors),
+        ) {
+            Err(e) => e.to_string(),
+            Ok(_) => panic!("accepted"),
+        };
+        assert_eq!(
+            refusal(&config(""), &tensors),
+            "missing fp8 block size metadata for tensor \"model.layers.0.mlp.down_proj.weight\""
+        );
+        assert_eq!(
+            refusal(&with_blocks, &[tensors[0], tensors[2]]),
+            "missing fp8 scale companion for tensor \"model.layers.0.mlp.down_proj.weight\""
+        );
+        let wrong = [
+            tensors[0],
+            (
+                "model.layers.0.mlp.down_proj.weight_scale_inv",
+                "F32",
+                &[1, 4],
+                &factor_bytes,
+            ),
+            tensors[2],
+        ];
+        assert_eq!(
+            refusal(&with_blocks, &wrong),
+            "unexpected fp8 scale shape [1 4] for tensor \"blk.0.ffn_down.weight\" shape [3 6]; want [2 2]"
+        );
+        let two = [
+            tensors[0],
+            tensors[1],
+            (
+                "model.layers.0.mlp.down_proj.weight.scale",
+                "F32",
+                &[2, 2],
+                &factor_bytes,
+            ),
+            tensors[2],
+        ];
+        assert!(
+            refusal(&with_blocks, &two).starts_with("multiple fp8 scale companions for tensor")
+        );
+        let disagree = config(
+            r#", "quantization_config": {"quant_method": "fp8", "weight_block_size": [2, 4]},
+                "text_config": {"quantization": {"quant_method": "FP8", "weight_block_size": [128, 128]}}"#,
+        );
+        assert_eq!(
+            refusal(&disagree, &tensors),
+            "multiple fp8 block sizes in config.json: 2x4 and 128x128"
+        );
     }
 
     /// A cancellation asked for inside a large tensor stops its write there, not at its end.

@@ -1236,6 +1236,17 @@ fn plan_job(
 ) -> Result<Option<(FileType, String)>, CreateError> {
     let source_ft = model.metadata().file_type().ok().flatten();
     let source_name = file_type_name(source_ft);
+    // Ollama makes a model converted from FP8 weights Q8_0 when no type is asked for, rather
+    // than keep the BF16 they were decoded to.
+    let wanted = if wanted.is_empty()
+        && !slot.draft
+        && from_fp8(model.metadata())
+        && matches!(source_name.as_str(), "F16" | "BF16" | "F32")
+    {
+        "Q8_0"
+    } else {
+        wanted
+    };
     if wanted.is_empty() {
         // Ollama validates through llama-quantize's COPY only what llama.cpp's text loader
         // can read: a model with embedded (vision, audio, …) tensors is kept as it is.
@@ -1259,6 +1270,15 @@ fn plan_job(
     }
     Ok((want.llama_ftype() != source_ft)
         .then(|| (want, format!("quantizing {source_name} model to {wanted}"))))
+}
+
+/// Ollama's `hasSourceFP8Tensors`: the model says it was converted from FP8 weights.
+fn from_fp8(md: &kiln_gguf::Metadata<'_>) -> bool {
+    let arch = md.architecture().unwrap_or("");
+    md.get_str(&format!("{arch}.source_quantization")) == Ok("hf_fp8")
+        && md
+            .get_array(&format!("{arch}.source_fp8_tensors"))
+            .is_ok_and(|a| !a.is_empty())
 }
 
 /// The renderer, parser and stop words Ollama's create gives a model of this architecture when
@@ -1594,6 +1614,73 @@ mod engine_tests {
         let (renderer, _, params) = create("ll", model_of("llama"), serde_json::json!({}));
         assert!(renderer.is_null() || renderer == "", "{renderer}");
         assert_eq!(params, None);
+    }
+
+    /// A model converted from FP8 weights is made Q8_0 when the create asks for no type, as
+    /// Ollama's create does; asked for a type, it gets that one.
+    #[test]
+    fn fp8_conversions_default_to_q8_0() {
+        let tmp = test_support::TempStore::new("engine-fp8");
+        let store = tmp.store.clone();
+        let engine = Engine::new(store.clone()).with_threads(1);
+        let weight: Vec<u8> = (0..64 * 64).map(|i| (i % 120) as u8).collect();
+        let scale: Vec<u8> = [0.01f32].iter().flat_map(|f| f.to_le_bytes()).collect();
+        let norm = vec![0u8; 64 * 4];
+        let tensors: [(&str, &str, &[u64], &[u8]); 3] = [
+            (
+                "model.layers.0.mlp.down_proj.weight",
+                "F8_E4M3",
+                &[64, 64],
+                &weight,
+            ),
+            (
+                "model.layers.0.mlp.down_proj.weight_scale_inv",
+                "F32",
+                &[1, 1],
+                &scale,
+            ),
+            ("model.norm.weight", "F32", &[64], &norm),
+        ];
+        let config = br#"{"architectures": ["Ministral3ForCausalLM"], "hidden_size": 64,
+            "num_attention_heads": 2, "block_count": 1,
+            "quantization_config": {"quant_method": "fp8", "weight_block_size": [128, 128]}}"#;
+        let mut files = BTreeMap::new();
+        for (name, bytes) in [
+            ("config.json", config.to_vec()),
+            (
+                "tokenizer.json",
+                br#"{"model": {"vocab": {"a": 0, "b": 1}}}"#.to_vec(),
+            ),
+            (
+                "model.safetensors",
+                crate::convert::safetensors_for_tests(&tensors),
+            ),
+        ] {
+            let digest = store.write_blob(&bytes[..], None).unwrap().digest;
+            files.insert(name.to_owned(), digest.to_string());
+        }
+        for (tag, quantize, file_type, status) in [
+            ("fp8", "", 7, "quantizing F16 model to Q8_0"),
+            ("fp8-q4", "q4_0", 2, "quantizing F16 model to Q4_0"),
+        ] {
+            let request = CreateRequest {
+                model: tag.into(),
+                files: Some(files.clone()),
+                quantize: quantize.into(),
+                ..Default::default()
+            };
+            let mut statuses = Vec::new();
+            engine
+                .create(request, &mut |p| {
+                    statuses.push(p.status);
+                    ControlFlow::Continue(())
+                })
+                .unwrap();
+            assert!(statuses.iter().any(|s| s == status), "{statuses:?}");
+            let stored = model_layer(&store, tag, MEDIA_TYPE_MODEL);
+            let g = kiln_gguf::Gguf::parse(&stored, &Limits::default()).unwrap();
+            assert_eq!(g.metadata().file_type().unwrap(), Some(file_type));
+        }
     }
 
     /// A LLaVA-style CLIP projector GGUF with its tensors, optionally naming its projector type.
