@@ -4,6 +4,7 @@ mod format;
 mod health;
 mod models;
 mod progress;
+mod remote;
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -43,6 +44,12 @@ pub enum CliError {
         #[source]
         source: std::io::Error,
     },
+    /// The server answered with an error, or could not be reached.
+    #[error("{0}")]
+    Remote(String),
+    /// A command that works on the models directory only was given `--host`.
+    #[error("kiln {0} works on the models directory, not through a server: drop --host")]
+    LocalOnly(&'static str),
     /// The command ran and found problems it has already printed (an unhealthy store, a model
     /// left broken by repair).
     #[error("problems found")]
@@ -59,6 +66,10 @@ struct Cli {
     /// Progress and results as JSON lines on stdout (Ollama's API shapes), for scripts
     #[arg(long, global = true)]
     json: bool,
+    /// Talk to a running server instead of the models directory (default: OLLAMA_HOST, else
+    /// 127.0.0.1:11434)
+    #[arg(long, global = true, value_name = "URL", num_args = 0..=1, default_missing_value = "")]
+    host: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -216,26 +227,51 @@ fn engine(store: Store) -> Result<Engine, CliError> {
     Ok(config.engine(store))
 }
 
+/// Where the model commands run: on the models directory, or through a server.
+pub(crate) enum Target {
+    /// The models directory, with the engine for creates and transfers.
+    Local(Box<Engine>),
+    /// A running server.
+    Remote(remote::Remote),
+}
+
 fn execute(cli: Cli) -> Result<(), CliError> {
     let json = cli.json;
-    let store = open_store(cli.models)?;
+    let target = match &cli.host {
+        Some(host) => {
+            let host = if host.is_empty() {
+                std::env::var("OLLAMA_HOST").unwrap_or_default()
+            } else {
+                host.clone()
+            };
+            Target::Remote(remote::Remote::new(&host)?)
+        }
+        None => Target::Local(Box::new(engine(open_store(cli.models)?)?)),
+    };
+    let local = |command: &'static str| match &target {
+        Target::Local(engine) => Ok(engine.store().clone()),
+        Target::Remote(_) => Err(CliError::LocalOnly(command)),
+    };
     match cli.command {
-        Command::Create(args) => models::create(engine(store)?, args, json),
-        Command::List { prefix } => models::list(&store, prefix.as_deref(), json),
-        Command::Show(args) => models::show(&store, args, json),
+        Command::Create(args) => models::create(&target, args, json),
+        Command::List { prefix } => models::list(&target, prefix.as_deref(), json),
+        Command::Show(args) => models::show(&target, args, json),
         Command::Cp {
             source,
             destination,
-        } => models::copy(&store, &source, &destination),
-        Command::Rm { names } => models::remove(&store, &names),
-        Command::Pull(args) => models::pull(engine(store)?, args, json),
-        Command::Push(args) => models::push(engine(store)?, args, json),
-        Command::Serve => serve(store),
-        Command::Verify => health::verify(&store, json),
-        Command::Gc { dry_run, grace } => {
-            health::gc(&store, dry_run, std::time::Duration::from_secs(grace), json)
-        }
-        Command::Repair { insecure } => health::repair(engine(store)?, insecure, json),
+        } => models::copy(&target, &source, &destination),
+        Command::Rm { names } => models::remove(&target, &names),
+        Command::Pull(args) => models::pull(&target, args, json),
+        Command::Push(args) => models::push(&target, args, json),
+        Command::Serve => serve(local("serve")?),
+        Command::Verify => health::verify(&local("verify")?, json),
+        Command::Gc { dry_run, grace } => health::gc(
+            &local("gc")?,
+            dry_run,
+            std::time::Duration::from_secs(grace),
+            json,
+        ),
+        Command::Repair { insecure } => health::repair(engine(local("repair")?)?, insecure, json),
     }
 }
 

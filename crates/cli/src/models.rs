@@ -3,7 +3,7 @@
 
 use std::time::{Instant, SystemTime};
 
-use kiln::create::{self, Engine};
+use kiln::create;
 use kiln_api::{
     CopyRequest, CreateRequest, DeleteRequest, PullRequest, PushRequest, ShowRequest, ShowResponse,
 };
@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use crate::format::{human_bytes, human_time};
 use crate::progress::Progress;
-use crate::{CliError, CreateArgs, ShowArgs, TransferArgs};
+use crate::{CliError, CreateArgs, ShowArgs, Target, TransferArgs};
 
 /// Rows as Ollama's tablewriter prints them without borders: each column padded to its widest
 /// cell, four spaces between columns, nothing after the last.
@@ -54,7 +54,7 @@ fn model_size(store: &Store, name: &str) -> Option<i64> {
         .map(|l| l.size)
 }
 
-pub(crate) fn create(engine: Engine, args: CreateArgs, json: bool) -> Result<(), CliError> {
+pub(crate) fn create(target: &Target, args: CreateArgs, json: bool) -> Result<(), CliError> {
     let request = CreateRequest {
         model: args.name.clone(),
         from: args.from,
@@ -62,22 +62,31 @@ pub(crate) fn create(engine: Engine, args: CreateArgs, json: bool) -> Result<(),
         draft_quantize: args.draft_quantize.unwrap_or_default(),
         ..CreateRequest::default()
     };
-    run_create(&engine, request, json)
+    run_create(target, request, json)
 }
 
 /// Runs a create with progress, then prints a summary (unless `json`).
 pub(crate) fn run_create(
-    engine: &Engine,
+    target: &Target,
     request: CreateRequest,
     json: bool,
 ) -> Result<(), CliError> {
     let name = request.model.clone();
     let start = Instant::now();
     let mut progress = Progress::new(json);
-    engine.create(request, &mut |p| progress.line(&p))?;
+    let size = match target {
+        Target::Local(engine) => {
+            engine.create(request, &mut |p| progress.line(&p))?;
+            model_size(engine.store(), &name)
+        }
+        Target::Remote(remote) => {
+            remote.create(&request, &mut progress)?;
+            None
+        }
+    };
     progress.finish();
     if !json {
-        let size = model_size(engine.store(), &name)
+        let size = size
             .map(|s| format!(", model {}", human_bytes(s)))
             .unwrap_or_default();
         eprintln!(
@@ -88,8 +97,11 @@ pub(crate) fn run_create(
     Ok(())
 }
 
-pub(crate) fn list(store: &Store, prefix: Option<&str>, json: bool) -> Result<(), CliError> {
-    let list = create::list(store)?;
+pub(crate) fn list(target: &Target, prefix: Option<&str>, json: bool) -> Result<(), CliError> {
+    let list = match target {
+        Target::Local(engine) => create::list(engine.store())?,
+        Target::Remote(remote) => remote.list()?,
+    };
     if json {
         crate::print_json(&kiln_api::to_go_json(&list));
         return Ok(());
@@ -127,13 +139,16 @@ pub(crate) fn list(store: &Store, prefix: Option<&str>, json: bool) -> Result<()
     Ok(())
 }
 
-pub(crate) fn show(store: &Store, args: ShowArgs, json: bool) -> Result<(), CliError> {
+pub(crate) fn show(target: &Target, args: ShowArgs, json: bool) -> Result<(), CliError> {
     let request = ShowRequest {
         model: args.model,
         verbose: args.verbose,
         ..ShowRequest::default()
     };
-    let show = create::show(store, &request)?;
+    let show = match target {
+        Target::Local(engine) => create::show(engine.store(), &request)?,
+        Target::Remote(remote) => remote.show(&request)?,
+    };
     if json {
         crate::print_json(&kiln_api::to_go_json(&show));
         return Ok(());
@@ -251,40 +266,46 @@ fn show_info(show: &ShowResponse) -> String {
     out
 }
 
-pub(crate) fn copy(store: &Store, source: &str, destination: &str) -> Result<(), CliError> {
-    create::copy(
-        store,
-        &CopyRequest {
-            source: source.to_owned(),
-            destination: destination.to_owned(),
-        },
-    )?;
+pub(crate) fn copy(target: &Target, source: &str, destination: &str) -> Result<(), CliError> {
+    let request = CopyRequest {
+        source: source.to_owned(),
+        destination: destination.to_owned(),
+    };
+    match target {
+        Target::Local(engine) => create::copy(engine.store(), &request)?,
+        Target::Remote(remote) => remote.copy(&request)?,
+    }
     println!("copied '{source}' to '{destination}'");
     Ok(())
 }
 
-pub(crate) fn remove(store: &Store, models: &[String]) -> Result<(), CliError> {
+pub(crate) fn remove(target: &Target, models: &[String]) -> Result<(), CliError> {
     for model in models {
-        create::delete(
-            store,
-            &DeleteRequest {
-                model: model.clone(),
-                ..DeleteRequest::default()
-            },
-        )?;
+        let request = DeleteRequest {
+            model: model.clone(),
+            ..DeleteRequest::default()
+        };
+        match target {
+            Target::Local(engine) => create::delete(engine.store(), &request)?,
+            Target::Remote(remote) => remote.delete(&request)?,
+        }
         println!("deleted '{model}'");
     }
     Ok(())
 }
 
-pub(crate) fn pull(engine: Engine, args: TransferArgs, json: bool) -> Result<(), CliError> {
+pub(crate) fn pull(target: &Target, args: TransferArgs, json: bool) -> Result<(), CliError> {
     let request = PullRequest {
         model: args.model,
         insecure: args.insecure,
         ..PullRequest::default()
     };
-    let transfer = engine.prepare_pull(&request)?;
     let mut progress = Progress::new(json);
+    let engine = match target {
+        Target::Local(engine) => engine,
+        Target::Remote(remote) => return remote.pull(&request, &mut progress),
+    };
+    let transfer = engine.prepare_pull(&request)?;
     let summary = engine.pull(&transfer, &mut |p| progress.line(&p))?;
     progress.finish();
     if !json {
@@ -299,14 +320,18 @@ pub(crate) fn pull(engine: Engine, args: TransferArgs, json: bool) -> Result<(),
     Ok(())
 }
 
-pub(crate) fn push(engine: Engine, args: TransferArgs, json: bool) -> Result<(), CliError> {
+pub(crate) fn push(target: &Target, args: TransferArgs, json: bool) -> Result<(), CliError> {
     let request = PushRequest {
         model: args.model.clone(),
         insecure: args.insecure,
         ..PushRequest::default()
     };
-    let transfer = engine.prepare_push(&request)?;
     let mut progress = Progress::new(json);
+    let engine = match target {
+        Target::Local(engine) => engine,
+        Target::Remote(remote) => return remote.push(&request, &mut progress),
+    };
+    let transfer = engine.prepare_push(&request)?;
     let summary = engine.push(&transfer, &mut |p| progress.line(&p))?;
     progress.finish();
     if !json {

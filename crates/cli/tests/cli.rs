@@ -226,3 +226,64 @@ fn store_health_exit_codes_tell_healthy_from_broken_from_usage() {
     assert_eq!(help.status.code(), Some(0));
     assert!(stdout(&help).contains("create"));
 }
+
+/// The same commands through a running server (`--host`), as the ollama command uses one: the
+/// server's answers, and its errors, reach the user the same way.
+#[test]
+fn commands_through_a_server_with_host() {
+    let tmp = TempStore::new("remote");
+    let store = store_base(&tmp.0);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let server = std::sync::Arc::new(kiln_server::Server::new(
+        kiln::create::Engine::new(store.clone()).with_threads(1),
+    ));
+    rt.spawn(async move { axum::serve(listener, kiln_server::router(server)).await });
+    // The models directory given is empty: everything must come from the server.
+    let elsewhere = TempStore::new("remote-empty");
+    let remote = |args: &[&str]| {
+        let mut all = vec!["--host", addr.as_str()];
+        all.extend_from_slice(args);
+        kiln(&elsewhere.0, &all)
+    };
+
+    let created = remote(&["create", "r:q8", "--from", "base", "-q", "q8_0"]);
+    assert!(created.status.success(), "{}", stderr(&created));
+    assert!(stderr(&created).contains("quantizing F16 model to Q8_0"));
+    assert!(store.manifest(&ModelName::parse("r:q8").unwrap()).is_ok());
+    let list = stdout(&remote(&["list"]));
+    assert!(list.lines().any(|l| l.starts_with("r:q8")), "{list}");
+    let show = stdout(&remote(&["show", "r:q8", "--json"]));
+    let v: serde_json::Value = serde_json::from_str(&show).unwrap();
+    assert_eq!(v["details"]["quantization_level"], "Q8_0");
+    assert_eq!(
+        stdout(&remote(&["cp", "r:q8", "r2"])),
+        "copied 'r:q8' to 'r2'\n"
+    );
+    assert_eq!(stdout(&remote(&["rm", "r2"])), "deleted 'r2'\n");
+    assert!(store.manifest(&ModelName::parse("r2").unwrap()).is_err());
+
+    // The server's error text, from its JSON body or its error line.
+    let missing = remote(&["show", "nothing"]);
+    assert_eq!(missing.status.code(), Some(1));
+    let local = kiln(&tmp.0, &["show", "nothing"]);
+    assert_eq!(stderr(&missing), stderr(&local));
+    assert!(stderr(&missing).starts_with("Error: model 'nothing"), "{}", stderr(&missing));
+    let bad = remote(&["create", "x", "--from", "base", "-q", "q9_9"]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(stderr(&bad).contains("Error: "), "{}", stderr(&bad));
+    // Store health stays local.
+    let verify = remote(&["verify"]);
+    assert_eq!(verify.status.code(), Some(1));
+    assert!(stderr(&verify).contains("drop --host"));
+    // Nothing reached the directory that was named.
+    assert!(!elsewhere.0.join("manifests").exists());
+    rt.shutdown_background();
+}
