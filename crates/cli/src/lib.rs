@@ -2,6 +2,7 @@
 
 mod format;
 mod health;
+mod inspect;
 mod models;
 mod progress;
 mod remote;
@@ -43,6 +44,15 @@ pub enum CliError {
         /// What failed.
         #[source]
         source: std::io::Error,
+    },
+    /// A GGUF file that does not parse.
+    #[error("{}: {source}", path.display())]
+    Gguf {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, and where.
+        #[source]
+        source: kiln_gguf::GgufError,
     },
     /// The server answered with an error, or could not be reached.
     #[error("{0}")]
@@ -103,6 +113,11 @@ enum Command {
     Pull(TransferArgs),
     /// Push a model to a registry
     Push(TransferArgs),
+    /// Print a GGUF file's header, metadata and tensor table
+    Inspect {
+        /// The GGUF file
+        file: PathBuf,
+    },
     /// Serve the Ollama model API (create, pull, push, blobs, tags, show, copy, delete)
     #[command(after_help = kiln_server::ENVIRONMENT_HELP)]
     Serve,
@@ -237,6 +252,10 @@ pub(crate) enum Target {
 
 fn execute(cli: Cli) -> Result<(), CliError> {
     let json = cli.json;
+    // Commands on a file need no models directory (opening one may create it).
+    if let Command::Inspect { file } = &cli.command {
+        return inspect::inspect(file, json);
+    }
     let target = match &cli.host {
         Some(host) => {
             let host = if host.is_empty() {
@@ -263,6 +282,7 @@ fn execute(cli: Cli) -> Result<(), CliError> {
         Command::Rm { names } => models::remove(&target, &names),
         Command::Pull(args) => models::pull(&target, args, json),
         Command::Push(args) => models::push(&target, args, json),
+        Command::Inspect { .. } => unreachable!("handled above"),
         Command::Serve => serve(local("serve")?),
         Command::Verify => health::verify(&local("verify")?, json),
         Command::Gc { dry_run, grace } => health::gc(

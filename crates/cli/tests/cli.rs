@@ -275,7 +275,11 @@ fn commands_through_a_server_with_host() {
     assert_eq!(missing.status.code(), Some(1));
     let local = kiln(&tmp.0, &["show", "nothing"]);
     assert_eq!(stderr(&missing), stderr(&local));
-    assert!(stderr(&missing).starts_with("Error: model 'nothing"), "{}", stderr(&missing));
+    assert!(
+        stderr(&missing).starts_with("Error: model 'nothing"),
+        "{}",
+        stderr(&missing)
+    );
     let bad = remote(&["create", "x", "--from", "base", "-q", "q9_9"]);
     assert_eq!(bad.status.code(), Some(1));
     assert!(stderr(&bad).contains("Error: "), "{}", stderr(&bad));
@@ -286,4 +290,31 @@ fn commands_through_a_server_with_host() {
     // Nothing reached the directory that was named.
     assert!(!elsewhere.0.join("manifests").exists());
     rt.shutdown_background();
+}
+
+#[test]
+fn inspect_prints_a_gguf_and_names_what_is_wrong_with_a_bad_one() {
+    let tmp = TempStore::new("inspect");
+    let store = store_base(&tmp.0);
+    let manifest = store
+        .manifest(&ModelName::parse("base").unwrap())
+        .unwrap()
+        .manifest;
+    let blob = store.blob_path(&manifest.layers[0].digest().unwrap());
+    let out = kiln(&tmp.0, &["inspect", blob.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("general.architecture") && text.contains("blk.0.attn_q.weight"),
+        "{text}"
+    );
+    let json = kiln(&tmp.0, &["inspect", "--json", blob.to_str().unwrap()]);
+    let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(v["tensors"].as_array().unwrap().len(), 2);
+    let bad = tmp.0.join("bad.gguf");
+    std::fs::write(&bad, b"GGUF\x03\x00\x00\x00").unwrap();
+    let out = kiln(&tmp.0, &["inspect", bad.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).starts_with("Error: "), "{}", stderr(&out));
+    assert!(stderr(&out).contains("bad.gguf"), "{}", stderr(&out));
 }
