@@ -1,0 +1,1098 @@
+//! The create engine's tests: Ollama's behaviours, each through `Engine::create`.
+
+use super::*;
+use kiln_gguf::{GgmlType, TensorSpec, Value, Writer};
+
+fn tiny_model() -> Vec<u8> {
+    let md = vec![
+        ("general.architecture", Value::string("llama")),
+        ("general.file_type", Value::U32(1)),
+    ];
+    let specs = [TensorSpec::new(
+        "blk.0.attn_q.weight",
+        GgmlType::F16,
+        vec![256, 64],
+    )];
+    let mut w = Writer::new(Vec::new(), &md, &specs).unwrap();
+    let data: Vec<u8> = (0..256 * 64)
+        .flat_map(crate::quantize::f16_for_tests)
+        .collect();
+    w.write_tensor_data(&data).unwrap();
+    w.finish().unwrap()
+}
+
+/// Ollama picks a renderer, parser and stop words by architecture for the request that names
+/// none (create.go's switch): the request's own values win, field by field.
+#[test]
+fn renderer_parser_and_stop_words_by_architecture() {
+    let tmp = test_support::TempStore::new("engine-renderer");
+    let store = tmp.store.clone();
+    let engine = Engine::new(store.clone()).with_threads(1);
+    let model_of = |arch: &str| {
+        let md = vec![
+            ("general.architecture", Value::string(arch.to_owned())),
+            ("general.file_type", Value::U32(1)),
+        ];
+        let specs = [TensorSpec::new(
+            "blk.0.attn_q.weight",
+            GgmlType::F16,
+            vec![256, 2],
+        )];
+        let mut w = Writer::new(Vec::new(), &md, &specs).unwrap();
+        w.write_tensor_data(&[0u8; 1024]).unwrap();
+        store
+            .write_blob(&w.finish().unwrap()[..], None)
+            .unwrap()
+            .digest
+    };
+    let create = |tag: &str, digest: Digest, extra: serde_json::Value| {
+        let mut request = serde_json::json!({
+            "model": tag, "files": {"model.gguf": digest.to_string()}
+        });
+        request
+            .as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        let request: CreateRequest = serde_json::from_value(request).unwrap();
+        engine
+            .create(request, &mut |_| ControlFlow::Continue(()))
+            .unwrap();
+        let m = store
+            .manifest(&ModelName::parse(tag).unwrap())
+            .unwrap()
+            .manifest;
+        let config: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(store.blob_path(&m.config.digest().unwrap())).unwrap(),
+        )
+        .unwrap();
+        let params = m
+            .layers
+            .iter()
+            .find(|l| l.media_type == MEDIA_TYPE_PARAMS)
+            .map(|l| {
+                serde_json::from_slice::<serde_json::Value>(
+                    &std::fs::read(store.blob_path(&l.digest().unwrap())).unwrap(),
+                )
+                .unwrap()
+            });
+        (config["renderer"].clone(), config["parser"].clone(), params)
+    };
+    let gemma4 = model_of("gemma4");
+    assert_eq!(
+        create("g4", gemma4, serde_json::json!({})),
+        (
+            serde_json::json!("gemma4"),
+            serde_json::json!("gemma4"),
+            Some(serde_json::json!({"stop": ["<turn|>"]}))
+        )
+    );
+    assert_eq!(
+        create(
+            "g4b",
+            gemma4,
+            serde_json::json!({"parser": "mine", "parameters": {"stop": ["x"]}})
+        ),
+        (
+            serde_json::json!("gemma4"),
+            serde_json::json!("mine"),
+            Some(serde_json::json!({"stop": ["x"]}))
+        )
+    );
+    let (renderer, parser, params) =
+        create("nh", model_of("nemotron_h_moe"), serde_json::json!({}));
+    assert_eq!(
+        (renderer, parser),
+        (
+            serde_json::json!("nemotron-3-nano"),
+            serde_json::json!("nemotron-3-nano")
+        )
+    );
+    assert_eq!(params, None);
+    let (renderer, _, params) = create("ll", model_of("llama"), serde_json::json!({}));
+    assert!(renderer.is_null() || renderer == "", "{renderer}");
+    assert_eq!(params, None);
+}
+
+/// A model converted from FP8 weights is made Q8_0 when the create asks for no type, as
+/// Ollama's create does; asked for a type, it gets that one.
+#[test]
+fn fp8_conversions_default_to_q8_0() {
+    let tmp = test_support::TempStore::new("engine-fp8");
+    let store = tmp.store.clone();
+    let engine = Engine::new(store.clone()).with_threads(1);
+    let weight: Vec<u8> = (0..64 * 64).map(|i| (i % 120) as u8).collect();
+    let scale: Vec<u8> = [0.01f32].iter().flat_map(|f| f.to_le_bytes()).collect();
+    let norm = vec![0u8; 64 * 4];
+    let tensors: [(&str, &str, &[u64], &[u8]); 3] = [
+        (
+            "model.layers.0.mlp.down_proj.weight",
+            "F8_E4M3",
+            &[64, 64],
+            &weight,
+        ),
+        (
+            "model.layers.0.mlp.down_proj.weight_scale_inv",
+            "F32",
+            &[1, 1],
+            &scale,
+        ),
+        ("model.norm.weight", "F32", &[64], &norm),
+    ];
+    let config = br#"{"architectures": ["Ministral3ForCausalLM"], "hidden_size": 64,
+        "num_attention_heads": 2, "block_count": 1,
+        "quantization_config": {"quant_method": "fp8", "weight_block_size": [128, 128]}}"#;
+    let mut files = BTreeMap::new();
+    for (name, bytes) in [
+        ("config.json", config.to_vec()),
+        (
+            "tokenizer.json",
+            br#"{"model": {"vocab": {"a": 0, "b": 1}}}"#.to_vec(),
+        ),
+        (
+            "model.safetensors",
+            crate::convert::safetensors_for_tests(&tensors),
+        ),
+    ] {
+        let digest = store.write_blob(&bytes[..], None).unwrap().digest;
+        files.insert(name.to_owned(), digest.to_string());
+    }
+    for (tag, quantize, file_type, status) in [
+        ("fp8", "", 7, "quantizing F16 model to Q8_0"),
+        ("fp8-q4", "q4_0", 2, "quantizing F16 model to Q4_0"),
+    ] {
+        let request = CreateRequest {
+            model: tag.into(),
+            files: Some(files.clone()),
+            quantize: quantize.into(),
+            ..Default::default()
+        };
+        let mut statuses = Vec::new();
+        engine
+            .create(request, &mut |p| {
+                statuses.push(p.status);
+                ControlFlow::Continue(())
+            })
+            .unwrap();
+        assert!(statuses.iter().any(|s| s == status), "{statuses:?}");
+        let stored = model_layer(&store, tag, MEDIA_TYPE_MODEL);
+        let g = kiln_gguf::Gguf::parse(&stored, &Limits::default()).unwrap();
+        assert_eq!(g.metadata().file_type().unwrap(), Some(file_type));
+    }
+}
+
+/// A LLaVA-style CLIP projector GGUF with its tensors, optionally naming its projector type.
+fn clip_projector(projector_type: Option<&str>) -> Vec<u8> {
+    let mut md = vec![
+        ("general.architecture", Value::string("clip")),
+        ("clip.has_vision_encoder", Value::Bool(true)),
+        ("clip.vision.block_count", Value::U32(1)),
+        ("general.alignment", Value::U32(32)),
+    ];
+    if let Some(t) = projector_type {
+        md.push(("clip.projector_type", Value::string(t)));
+    }
+    let specs = [
+        TensorSpec::new("v.blk.0.attn_q.weight", GgmlType::F16, vec![32, 2]),
+        TensorSpec::new("mm.2.bias", GgmlType::F32, vec![8]),
+        TensorSpec::new("mm.0.weight", GgmlType::F16, vec![32, 8]),
+    ];
+    let mut w = Writer::new(Vec::new(), &md, &specs).unwrap();
+    for (i, s) in specs.iter().enumerate() {
+        let n = s.n_bytes().unwrap() as usize;
+        w.write_tensor_data(&(0..n).map(|j| (j * 7 + i) as u8).collect::<Vec<_>>())
+            .unwrap();
+    }
+    w.finish().unwrap()
+}
+
+/// Ollama's addDefaultLlavaProjectorType: an uploaded projector without a type gets
+/// `clip.projector_type = "mlp"`, rewritten by Ollama's writer (keys sorted, tensors by layer
+/// then name, bytes unchanged); one that names its type is kept as uploaded.
+#[test]
+fn uploaded_projectors_without_a_type_get_llavas_mlp() {
+    let tmp = test_support::TempStore::new("engine-projector");
+    let store = tmp.store.clone();
+    let engine = Engine::new(store.clone()).with_threads(1);
+    let model = store.write_blob(&tiny_model()[..], None).unwrap().digest;
+    for (tag, projector_type) in [("untyped", None), ("typed", Some("ldp"))] {
+        let upload = clip_projector(projector_type);
+        let projector = store.write_blob(&upload[..], None).unwrap().digest;
+        let files = BTreeMap::from([
+            ("model.gguf".to_owned(), model.to_string()),
+            ("mmproj.gguf".to_owned(), projector.to_string()),
+        ]);
+        let request = CreateRequest {
+            model: tag.into(),
+            files: Some(files),
+            ..Default::default()
+        };
+        let mut statuses = Vec::new();
+        engine
+            .create(request, &mut |p| {
+                statuses.push(p.status);
+                ControlFlow::Continue(())
+            })
+            .unwrap();
+        let updated = statuses
+            .iter()
+            .any(|s| s == "updating GGUF projector metadata");
+        let stored = model_layer(&store, tag, MEDIA_TYPE_PROJECTOR);
+        let source = kiln_gguf::Gguf::parse(&upload, &Limits::default()).unwrap();
+        let ours = kiln_gguf::Gguf::parse(&stored, &Limits::default()).unwrap();
+        if projector_type.is_some() {
+            assert!(!updated, "{statuses:?}");
+            assert!(stored == upload, "a typed projector is kept as uploaded");
+            continue;
+        }
+        assert!(updated, "{statuses:?}");
+        let keys: Vec<&str> = ours.metadata().iter().map(|(k, _)| k).collect();
+        assert_eq!(
+            keys,
+            [
+                "clip.has_vision_encoder",
+                "clip.projector_type",
+                "clip.vision.block_count",
+                "general.alignment",
+                "general.architecture"
+            ]
+        );
+        assert_eq!(
+            ours.metadata().get_str("clip.projector_type").unwrap(),
+            "mlp"
+        );
+        let names: Vec<&str> = ours.tensors().iter().map(|t| t.name()).collect();
+        assert_eq!(names, ["mm.0.weight", "mm.2.bias", "v.blk.0.attn_q.weight"]);
+        for t in ours.tensors() {
+            assert_eq!(t.data(), source.tensor(t.name()).unwrap().data());
+        }
+    }
+}
+
+#[test]
+fn a_cancelled_create_leaves_the_store_as_it_was() {
+    let tmp = test_support::TempStore::new("engine-cancel");
+    let store = tmp.store.clone();
+    let engine = Engine::new(store.clone()).with_threads(1);
+    let model = tiny_model();
+    let digest = store.write_blob(&model[..], None).unwrap().digest;
+    let mut files = BTreeMap::new();
+    files.insert("m.gguf".to_owned(), digest.to_string());
+    let request = CreateRequest {
+        model: "base".into(),
+        files: Some(files),
+        ..Default::default()
+    };
+    engine
+        .create(request, &mut |_| ControlFlow::Continue(()))
+        .unwrap();
+    let before = tmp.blob_files();
+    let names_before = store.names().unwrap();
+
+    // Cancel at each point a client could go away: after the first, second, … progress line,
+    // up to the last. Gone at `success`, the model is written and the create succeeded.
+    for stop_after in 0.. {
+        let request = CreateRequest {
+            model: "quantized".into(),
+            from: "base".into(),
+            quantize: "q8_0".into(),
+            system: format!("prompt {stop_after}"),
+            ..Default::default()
+        };
+        let mut seen = 0;
+        let result = engine.create(request, &mut |_| {
+            seen += 1;
+            if seen > stop_after {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        });
+        if result.is_ok() {
+            assert!(stop_after >= 5, "only {stop_after} lines");
+            assert!(seen > stop_after, "the last line, success, was refused");
+            assert!(
+                store
+                    .manifest(&ModelName::parse("quantized").unwrap())
+                    .is_ok()
+            );
+            delete(
+                &store,
+                &kiln_api::DeleteRequest {
+                    model: "quantized".into(),
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+            break;
+        }
+        assert!(matches!(result, Err(CreateError::Cancelled)), "{result:?}");
+        assert_eq!(
+            tmp.blob_files(),
+            before,
+            "cancelled after {stop_after} lines"
+        );
+        assert_eq!(store.names().unwrap(), names_before);
+    }
+    assert_eq!(tmp.blob_files(), before);
+    // And an error after blobs were written (a bad license type) also leaves nothing behind.
+    let request = CreateRequest {
+        model: "broken".into(),
+        from: "base".into(),
+        system: "new system prompt".into(),
+        license: Some(kiln_api::License::Other(serde_json::json!(42))),
+        ..Default::default()
+    };
+    assert!(
+        engine
+            .create(request, &mut |_| ControlFlow::Continue(()))
+            .is_err()
+    );
+    assert_eq!(tmp.blob_files(), before);
+}
+
+#[test]
+fn validation_errors_use_ollamas_messages_and_codes() {
+    let tmp = test_support::TempStore::new("engine-errors");
+    let engine = Engine::new(tmp.store.clone());
+    let check = |req: CreateRequest, status: u16, message: &str| {
+        let err = engine
+            .create(req, &mut |_| ControlFlow::Continue(()))
+            .unwrap_err();
+        assert_eq!(
+            (err.status(), err.to_string()),
+            (status, message.to_owned())
+        );
+    };
+    let files = |k: &str, v: &str| Some(BTreeMap::from([(k.to_owned(), v.to_owned())]));
+    check(
+        CreateRequest {
+            model: "m".into(),
+            files: files("../x.gguf", "sha256:00"),
+            ..Default::default()
+        },
+        400,
+        "file path must be relative",
+    );
+    check(
+        CreateRequest {
+            model: "m".into(),
+            files: files("x.gguf", ""),
+            ..Default::default()
+        },
+        400,
+        "invalid digest format",
+    );
+    check(
+        CreateRequest {
+            model: "bad name!".into(),
+            ..Default::default()
+        },
+        400,
+        "invalid model name",
+    );
+    check(
+        CreateRequest {
+            model: "m".into(),
+            ..Default::default()
+        },
+        400,
+        "neither 'from' or 'files' was specified",
+    );
+    check(
+        CreateRequest {
+            model: "m".into(),
+            files: Some(BTreeMap::new()),
+            ..Default::default()
+        },
+        400,
+        "unknown type",
+    );
+    check(
+        CreateRequest {
+            model: "m".into(),
+            draft_quantize: "q4_K_M".into(),
+            ..Default::default()
+        },
+        400,
+        "--draft-quantize requires a DRAFT model",
+    );
+}
+
+/// A 2-layer model as `count` shards the way gguf-py writes them: the first shard holds all
+/// metadata, every shard has split.no/split.count/split.tensors.count.
+fn split_model(count: u16) -> Vec<Vec<u8>> {
+    let names: Vec<String> = (0..2)
+        .flat_map(|l| {
+            ["attn_q", "attn_k", "ffn_up"]
+                .into_iter()
+                .map(move |t| format!("blk.{l}.{t}.weight"))
+        })
+        .collect();
+    let per_part = names.len().div_ceil(count as usize);
+    names
+        .chunks(per_part)
+        .enumerate()
+        .map(|(i, chunk)| {
+            let mut md = Vec::new();
+            if i == 0 {
+                md.push(("general.architecture", Value::string("llama")));
+                md.push(("general.file_type", Value::U32(1)));
+                md.push(("llama.block_count", Value::U32(2)));
+            }
+            md.push(("split.no", Value::U16(i as u16)));
+            md.push(("split.count", Value::U16(count)));
+            md.push(("split.tensors.count", Value::I32(names.len() as i32)));
+            let specs: Vec<TensorSpec<'_>> = chunk
+                .iter()
+                .map(|n| TensorSpec::new(n.as_str(), GgmlType::F16, vec![256, 32]))
+                .collect();
+            let mut w = Writer::new(Vec::new(), &md, &specs).unwrap();
+            for (k, _) in specs.iter().enumerate() {
+                let data: Vec<u8> = (0..256 * 32)
+                    .flat_map(|j| crate::quantize::f16_for_tests(j + 7 * k + 1000 * i))
+                    .collect();
+                w.write_tensor_data(&data).unwrap();
+            }
+            w.finish().unwrap()
+        })
+        .collect()
+}
+
+fn collect(
+    engine: &Engine,
+    request: CreateRequest,
+) -> (Result<(), CreateError>, Vec<ProgressResponse>) {
+    let mut lines = Vec::new();
+    let result = engine.create(request, &mut |p| {
+        lines.push(p);
+        ControlFlow::Continue(())
+    });
+    (result, lines)
+}
+
+fn config_of(store: &Store, name: &str) -> serde_json::Value {
+    let m = store
+        .manifest(&ModelName::parse(name).unwrap())
+        .unwrap()
+        .manifest;
+    let d = m.config.digest().unwrap();
+    serde_json::from_slice(&std::fs::read(store.blob_path(&d)).unwrap()).unwrap()
+}
+
+fn model_layer(store: &Store, name: &str, media_type: &str) -> Vec<u8> {
+    let m = store
+        .manifest(&ModelName::parse(name).unwrap())
+        .unwrap()
+        .manifest;
+    let layers: Vec<_> = m
+        .layers
+        .iter()
+        .filter(|l| l.media_type == media_type)
+        .collect();
+    assert_eq!(layers.len(), 1, "{name}: one {media_type} layer");
+    std::fs::read(store.blob_path(&layers[0].digest().unwrap())).unwrap()
+}
+
+#[test]
+fn split_uploads_become_one_merged_model() {
+    let tmp = test_support::TempStore::new("engine-split");
+    let store = tmp.store.clone();
+    let engine = Engine::new(store.clone()).with_threads(2);
+    let shards = split_model(3);
+    let digests: Vec<String> = shards
+        .iter()
+        .map(|b| store.write_blob(&b[..], None).unwrap().digest.to_string())
+        .collect();
+    let files = |names: &[&str], which: &[usize]| {
+        Some(
+            names
+                .iter()
+                .zip(which)
+                .map(|(n, &i)| (n.to_string(), digests[i].clone()))
+                .collect::<BTreeMap<_, _>>(),
+        )
+    };
+    let good = [
+        "dir/m-00001-of-00003.gguf",
+        "dir/m-00002-of-00003.gguf",
+        "dir/m-00003-of-00003.gguf",
+    ];
+    let parsed: Vec<kiln_gguf::Gguf<'_>> = shards
+        .iter()
+        .map(|b| kiln_gguf::Gguf::parse(b, &Limits::default()).unwrap())
+        .collect();
+    for (quantize, ftype) in [("", FileType::Copy), ("q8_0", FileType::Q8_0)] {
+        let name = format!("split{}", quantize.replace('_', ""));
+        let (result, lines) = collect(
+            &engine,
+            CreateRequest {
+                model: name.clone(),
+                files: files(&good, &[0, 1, 2]),
+                quantize: quantize.into(),
+                ..Default::default()
+            },
+        );
+        result.unwrap();
+        let statuses: Vec<&str> = lines.iter().map(|l| l.status.as_str()).collect();
+        assert_eq!(statuses.iter().filter(|s| **s == "parsing GGUF").count(), 3);
+        let expected_status = if quantize.is_empty() {
+            "validating GGUF model"
+        } else {
+            "quantizing F16 model to Q8_0"
+        };
+        assert!(statuses.contains(&expected_status), "{statuses:?}");
+        let mut merged = Vec::new();
+        crate::quantize::quantize_parts(
+            &parsed,
+            &mut merged,
+            ftype,
+            &QuantizeOptions {
+                allow_requantize: true,
+                ollama_overrides: true,
+                ..Default::default()
+            },
+            &mut crate::NoProgress,
+        )
+        .unwrap();
+        let stored = model_layer(&store, &name, MEDIA_TYPE_MODEL);
+        assert!(
+            stored == merged,
+            "{name}: the model layer is the merged model"
+        );
+        let gguf = kiln_gguf::Gguf::parse(&stored, &Limits::default()).unwrap();
+        assert_eq!(gguf.tensors().len(), 6);
+        assert!(gguf.metadata().get("split.count").is_none());
+        let m = store
+            .manifest(&ModelName::parse(&name).unwrap())
+            .unwrap()
+            .manifest;
+        assert_eq!(m.layers.len(), 1);
+        // Rewritten through COPY, the layer is a new one (Ollama's manifest.NewLayer): no
+        // `from`, so the manifest's bytes (and its ID in `ollama list`) are Ollama's.
+        assert_eq!(m.layers[0].from, "");
+    }
+
+    let check = |names: &[&str], which: &[usize], message: &str| {
+        let (result, _) = collect(
+            &engine,
+            CreateRequest {
+                model: "bad".into(),
+                files: files(names, which),
+                ..Default::default()
+            },
+        );
+        let err = result.unwrap_err();
+        assert_eq!((err.status(), err.to_string()), (500, message.to_owned()));
+    };
+    check(
+        &["m-00001-of-00003.gguf", "m-00002-of-00003.gguf"],
+        &[0, 1],
+        "split GGUF \"m-00001-of-00003.gguf\" has 2 shards, expected 3",
+    );
+    check(
+        &["a.gguf"],
+        &[0],
+        "split GGUF \"a.gguf\" must use llama.cpp split filename pattern",
+    );
+    check(
+        &["m-00002-of-00003.gguf"],
+        &[0],
+        "split GGUF \"m-00002-of-00003.gguf\" filename index 1 does not match metadata index 0",
+    );
+    check(
+        &["m-00001-of-00004.gguf"],
+        &[0],
+        "split GGUF \"m-00001-of-00004.gguf\" filename count 4 does not match metadata count 3",
+    );
+}
+
+#[test]
+fn progress_counts_tensors_as_ollama_does() {
+    let tmp = test_support::TempStore::new("engine-progress");
+    let store = tmp.store.clone();
+    let engine = Engine::new(store.clone()).with_threads(1);
+    let shards = split_model(1);
+    let digest = store.write_blob(&shards[0][..], None).unwrap();
+    let (result, lines) = collect(
+        &engine,
+        CreateRequest {
+            model: "p".into(),
+            files: Some(BTreeMap::from([(
+                "p.gguf".to_owned(),
+                digest.digest.to_string(),
+            )])),
+            quantize: "Q4_K_M".into(),
+            ..Default::default()
+        },
+    );
+    result.unwrap();
+    let progress: Vec<&ProgressResponse> = lines
+        .iter()
+        .filter(|l| l.status == "quantizing F16 model to Q4_K_M")
+        .collect();
+    // One line per tensor start (llama-quantize's "[i/n]"), completed rising to about total.
+    assert_eq!(progress.len(), 6);
+    let total = digest.size as i64;
+    let mut last = 0;
+    for p in &progress {
+        assert_eq!((p.digest.as_str(), p.total), ("0000000000000000000", total));
+        assert!(p.completed > last);
+        last = p.completed;
+    }
+    assert!(
+        last <= total && last > total * 99 / 100,
+        "{last} of {total}"
+    );
+}
+
+#[test]
+fn info_overrides_config_fields_with_ollamas_checks() {
+    let tmp = test_support::TempStore::new("engine-info");
+    let store = tmp.store.clone();
+    let engine = Engine::new(store.clone()).with_threads(1);
+    let digest = store.write_blob(&tiny_model()[..], None).unwrap().digest;
+    let base = |info: serde_json::Value| CreateRequest {
+        model: "i".into(),
+        files: Some(BTreeMap::from([("i.gguf".to_owned(), digest.to_string())])),
+        info: Some(serde_json::from_value(info).unwrap()),
+        ..Default::default()
+    };
+    let (result, _) = collect(
+        &engine,
+        base(serde_json::json!({
+            "capabilities": ["vision", 3, "tools"],
+            "model_family": "fam",
+            "base_name": "Base",
+            "quantization_level": "Q9",
+            "parameter_size": "1T",
+            "context_length": 8192,
+            "embedding_length": 4096.0,
+            "unknown": true
+        })),
+    );
+    result.unwrap();
+    let config = config_of(&store, "i");
+    assert_eq!(
+        config["capabilities"],
+        serde_json::json!(["vision", "", "tools"])
+    );
+    assert_eq!(config["model_family"], "fam");
+    assert_eq!(
+        config["model_families"],
+        serde_json::json!(["fam", "llama"])
+    );
+    assert_eq!(config["base_name"], "Base");
+    assert_eq!(config["file_type"], "Q9");
+    assert_eq!(config["model_type"], "1T");
+    assert_eq!(config["context_length"], 8192);
+    assert_eq!(config["embedding_length"], 4096);
+    // Without info the GGUF's values fill in.
+    let (result, _) = collect(&engine, base(serde_json::json!({})));
+    result.unwrap();
+    let config = config_of(&store, "i");
+    assert_eq!(config["model_family"], "llama");
+    assert_eq!(config["file_type"], "F16");
+    assert!(config.get("context_length").is_none());
+
+    for (info, message) in [
+        (
+            serde_json::json!({"model_family": 5}),
+            "info field \"model_family\" must be a string",
+        ),
+        (
+            serde_json::json!({"parameter_size": null}),
+            "info field \"parameter_size\" must be a string",
+        ),
+        (
+            serde_json::json!({"context_length": "8k"}),
+            "info field \"context_length\" must be a number",
+        ),
+        (
+            serde_json::json!({"context_length": -1}),
+            "info field \"context_length\" must be a non-negative integer",
+        ),
+        (
+            serde_json::json!({"embedding_length": 1.5}),
+            "info field \"embedding_length\" must be a non-negative integer",
+        ),
+        (
+            serde_json::json!({"embedding_length": 1e300}),
+            "info field \"embedding_length\" must be a non-negative integer",
+        ),
+    ] {
+        let (result, _) = collect(&engine, base(info));
+        let err = result.unwrap_err();
+        assert_eq!((err.status(), err.to_string()), (400, message.to_owned()));
+    }
+}
+
+#[test]
+fn draft_models_are_stored_and_quantized_as_ollama_does() {
+    let tmp = test_support::TempStore::new("engine-draft");
+    let store = tmp.store.clone();
+    let engine = Engine::new(store.clone()).with_threads(1);
+    let model = store.write_blob(&tiny_model()[..], None).unwrap().digest;
+    let draft_bytes = split_model(1).remove(0);
+    let draft = store.write_blob(&draft_bytes[..], None).unwrap().digest;
+    let request = |draft_quantize: &str, draft_digest: Digest| CreateRequest {
+        model: "d".into(),
+        files: Some(BTreeMap::from([("m.gguf".to_owned(), model.to_string())])),
+        draft_files: Some(BTreeMap::from([(
+            "draft.gguf".to_owned(),
+            draft_digest.to_string(),
+        )])),
+        draft_quantize: draft_quantize.into(),
+        ..Default::default()
+    };
+    let (result, lines) = collect(&engine, request("q8_0", draft));
+    result.unwrap();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.status == "quantizing F16 model to Q8_0")
+    );
+    let stored = model_layer(&store, "d", MEDIA_TYPE_DRAFT);
+    let parsed = kiln_gguf::Gguf::parse(&draft_bytes, &Limits::default()).unwrap();
+    let mut expected = Vec::new();
+    crate::quantize::quantize_gguf(
+        &parsed,
+        &mut expected,
+        FileType::Q8_0,
+        &QuantizeOptions {
+            allow_requantize: true,
+            ollama_overrides: true,
+            ..Default::default()
+        },
+        &mut crate::NoProgress,
+    )
+    .unwrap();
+    assert!(stored == expected, "the draft layer is the quantized draft");
+    let config = config_of(&store, "d");
+    assert_eq!(
+        config["draft"],
+        serde_json::json!({"model_format": "gguf", "architecture": "llama"})
+    );
+    // The main model is not quantized by draft_quantize.
+    assert_eq!(config["file_type"], "F16");
+
+    // An already-quantized draft cannot be draft-quantized.
+    let quantized = store.write_blob(&expected[..], None).unwrap().digest;
+    let (result, _) = collect(&engine, request("q4_K_M", quantized));
+    let err = result.unwrap_err();
+    assert_eq!(
+        (err.status(), err.to_string()),
+        (
+            500,
+            "draft quantization requires an unquantized draft model, got Q8_0".to_owned()
+        )
+    );
+    // A client that goes away at any line of a draft create cancels it: never a 400 for a
+    // cancelled draft, and nothing of the model is left.
+    let total = collect(&engine, request("q8_0", draft)).1.len();
+    let names = store.names().unwrap();
+    for stop_after in 0..total {
+        let mut seen = 0;
+        let result = engine.create(
+            CreateRequest {
+                model: "d-cancelled".into(),
+                ..request("q8_0", draft)
+            },
+            &mut |_| {
+                seen += 1;
+                if seen > stop_after {
+                    ControlFlow::Break(())
+                } else {
+                    ControlFlow::Continue(())
+                }
+            },
+        );
+        if stop_after + 1 == total {
+            // Gone at `success`: the model is written, so the create succeeded.
+            result.unwrap();
+            assert!(
+                store
+                    .manifest(&ModelName::parse("d-cancelled").unwrap())
+                    .is_ok()
+            );
+            break;
+        }
+        let err = result.unwrap_err();
+        assert!(
+            matches!(err, CreateError::Cancelled),
+            "cancel after {stop_after} lines: {err:?}"
+        );
+        assert_eq!(store.names().unwrap(), names);
+    }
+    // Draft problems are 400s.
+    let (result, _) = collect(
+        &engine,
+        CreateRequest {
+            model: "d".into(),
+            files: Some(BTreeMap::from([("m.gguf".to_owned(), model.to_string())])),
+            draft_files: Some(BTreeMap::new()),
+            ..Default::default()
+        },
+    );
+    let err = result.unwrap_err();
+    assert_eq!(
+        (err.status(), err.to_string()),
+        (400, "unknown type".to_owned())
+    );
+}
+
+/// A cancel probe that turns true stops a quantization within one chunk of rows of a big
+/// tensor, not at the next tensor, and leaves the store as it was.
+#[test]
+fn cancellation_stops_within_a_chunk_of_rows() {
+    let tmp = test_support::TempStore::new("engine-cancel-chunk");
+    let store = tmp.store.clone();
+    let md = vec![
+        ("general.architecture", Value::string("llama")),
+        ("general.file_type", Value::U32(1)),
+    ];
+    // 16 Mi weights in one tensor: several of the quantizer's chunks.
+    let specs = [TensorSpec::new(
+        "blk.0.ffn_down.weight",
+        GgmlType::F16,
+        vec![4096, 4096],
+    )];
+    let mut w = Writer::new(Vec::new(), &md, &specs).unwrap();
+    w.write_tensor_data(&vec![0x3c; 4096 * 4096 * 2]).unwrap();
+    let digest = store
+        .write_blob(&w.finish().unwrap()[..], None)
+        .unwrap()
+        .digest;
+    let engine = Engine::new(store.clone()).with_threads(1);
+    let before = tmp.blob_files();
+    let asked = std::cell::Cell::new(0);
+    let prepared = engine
+        .prepare(CreateRequest {
+            model: "big".into(),
+            files: Some(BTreeMap::from([("m.gguf".to_owned(), digest.to_string())])),
+            quantize: "q8_0".into(),
+            ..Default::default()
+        })
+        .unwrap();
+    let mut lines = Vec::new();
+    let result = engine.run_cancellable(
+        prepared,
+        &mut |p| {
+            lines.push(p.status);
+            ControlFlow::Continue(())
+        },
+        &|| {
+            asked.set(asked.get() + 1);
+            true
+        },
+    );
+    assert!(matches!(result, Err(CreateError::Cancelled)), "{result:?}");
+    assert_eq!(asked.get(), 1, "stopped at the first chunk boundary");
+    assert_eq!(
+        lines.last().map(String::as_str),
+        Some("quantizing F16 model to Q8_0")
+    );
+    assert_eq!(tmp.blob_files(), before);
+    assert!(store.names().unwrap().is_empty());
+}
+
+/// The engine's limits bound what it parses: an upload within the defaults but beyond a
+/// tighter limit is refused before anything is written.
+#[test]
+fn the_engines_limits_bound_the_files_it_reads() {
+    let tmp = test_support::TempStore::new("engine-limits");
+    let store = tmp.store.clone();
+    let digest = store.write_blob(&tiny_model()[..], None).unwrap().digest;
+    let request = || CreateRequest {
+        model: "limited".into(),
+        files: Some(BTreeMap::from([("m.gguf".to_owned(), digest.to_string())])),
+        ..Default::default()
+    };
+    let strict = Engine::new(store.clone()).with_limits(Limits::default().max_metadata(1));
+    let before = tmp.blob_files();
+    let err = strict
+        .create(request(), &mut |_| ControlFlow::Continue(()))
+        .unwrap_err();
+    assert!(
+        matches!(err, CreateError::Gguf(_)),
+        "two metadata entries, one allowed: {err:?}"
+    );
+    assert_eq!(tmp.blob_files(), before);
+    assert!(store.names().unwrap().is_empty());
+    Engine::new(store.clone())
+        .create(request(), &mut |_| ControlFlow::Continue(()))
+        .unwrap();
+}
+
+/// A model whose blobs are damaged is an error from show, naming the blob, never a response
+/// with empty fields.
+#[test]
+fn show_reports_corrupt_and_missing_blobs() {
+    let tmp = test_support::TempStore::new("engine-show-corrupt");
+    let store = tmp.store.clone();
+    let engine = Engine::new(store.clone()).with_threads(1);
+    let digest = store.write_blob(&tiny_model()[..], None).unwrap().digest;
+    let request = CreateRequest {
+        model: "damaged".into(),
+        files: Some(BTreeMap::from([("m.gguf".to_owned(), digest.to_string())])),
+        system: "You are kiln.".into(),
+        ..Default::default()
+    };
+    engine
+        .create(request, &mut |_| ControlFlow::Continue(()))
+        .unwrap();
+    let name = ModelName::parse("damaged").unwrap();
+    let manifest = store.manifest(&name).unwrap().manifest;
+    let show_it = || {
+        show(
+            &store,
+            &kiln_api::ShowRequest {
+                model: "damaged".into(),
+                ..Default::default()
+            },
+        )
+    };
+    let healthy = show_it().unwrap();
+    assert_eq!(healthy.system, "You are kiln.");
+    assert_eq!(healthy.model_info["general.architecture"], "llama");
+
+    let path_of = |media_type: &str| {
+        let layer = manifest.layers_of(media_type).next().unwrap();
+        store.blob_path(&layer.digest().unwrap())
+    };
+    let config_path = store.blob_path(&manifest.config.digest().unwrap());
+    let cases = [
+        ("config", config_path, &b"{not json"[..]),
+        ("model", path_of(MEDIA_TYPE_MODEL), &b"GGUF\x03\0\0\0"[..]),
+        ("system", path_of(MEDIA_TYPE_SYSTEM), &b"\xff\xfe"[..]),
+    ];
+    for (what, path, garbage) in cases {
+        let good = std::fs::read(&path).unwrap();
+        std::fs::write(&path, garbage).unwrap();
+        let err = show_it().unwrap_err();
+        assert_eq!(err.status(), 500, "{what}: {err}");
+        assert!(
+            matches!(&err, ManageError::CorruptBlob { what: w, .. } if *w == what),
+            "{what}: {err}"
+        );
+        assert!(
+            err.to_string().starts_with("model 'damaged:latest': "),
+            "{err}"
+        );
+        std::fs::remove_file(&path).unwrap();
+        let err = show_it().unwrap_err();
+        assert_eq!(err.status(), 404, "{what}: {err}");
+        assert!(
+            matches!(&err, ManageError::MissingBlob { what: w, .. } if *w == what),
+            "{what}: {err}"
+        );
+        std::fs::write(&path, good).unwrap();
+        assert_eq!(show_it().unwrap().system, "You are kiln.");
+    }
+}
+
+/// Ollama's TestCreateAndShowRemoteModel, TestCreateFromCloudSourceSuffix and
+/// TestCreateRemoteModelRejectsDraftFiles, through kiln's engine and show.
+#[test]
+fn remote_models_store_only_their_config() {
+    let tmp = test_support::TempStore::new("engine-remote");
+    let store = tmp.store.clone();
+    let engine = Engine::new(store.clone());
+    let info = serde_json::json!({
+        "capabilities": ["completion", "tools", "thinking"],
+        "model_family": "gptoss",
+        "context_length": 131072,
+        "embedding_length": 2880,
+        "quantization_level": "MXFP4",
+        "parameter_size": "20.9B",
+    });
+    let (result, lines) = collect(
+        &engine,
+        CreateRequest {
+            model: "test".into(),
+            from: "bob".into(),
+            remote_host: "https://ollama.com".into(),
+            info: Some(serde_json::from_value(info).unwrap()),
+            ..Default::default()
+        },
+    );
+    result.unwrap();
+    assert_eq!(lines.last().unwrap().status, "success");
+    let shown = show(
+        &store,
+        &kiln_api::ShowRequest {
+            model: "test".into(),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(shown.details.family, "gptoss");
+    assert_eq!(shown.details.families, Some(vec!["gptoss".to_owned()]));
+    assert_eq!(shown.details.parameter_size, "20.9B");
+    assert_eq!(shown.details.quantization_level, "MXFP4");
+    assert_eq!(shown.details.format, "");
+    assert_eq!(shown.capabilities, ["completion", "tools", "thinking"]);
+    assert_eq!(shown.model_info["gptoss.context_length"], 131072);
+    assert_eq!(shown.model_info["gptoss.embedding_length"], 2880);
+    assert_eq!(shown.remote_model, "bob");
+    assert_eq!(shown.remote_host, "https://ollama.com:11434");
+    let manifest = store
+        .manifest(&ModelName::parse("test").unwrap())
+        .unwrap()
+        .manifest;
+    assert!(manifest.layers.is_empty());
+
+    let (result, _) = collect(
+        &engine,
+        CreateRequest {
+            model: "test-cloud-from-suffix".into(),
+            from: "gpt-oss:20b:cloud".into(),
+            info: Some(
+                serde_json::from_value(serde_json::json!({"capabilities": ["completion"]}))
+                    .unwrap(),
+            ),
+            ..Default::default()
+        },
+    );
+    result.unwrap();
+    let config = config_of(&store, "test-cloud-from-suffix");
+    assert_eq!(config["remote_host"], "https://ollama.com:443");
+    assert_eq!(config["remote_model"], "gpt-oss:20b");
+
+    let digest = store.write_blob(&tiny_model()[..], None).unwrap().digest;
+    for (request, message) in [
+        (
+            CreateRequest {
+                model: "test-remote-draft".into(),
+                from: "bob".into(),
+                remote_host: "https://ollama.com".into(),
+                draft_files: Some(BTreeMap::from([(
+                    "draft.gguf".to_owned(),
+                    digest.to_string(),
+                )])),
+                ..Default::default()
+            },
+            "DRAFT cannot be used with remote models",
+        ),
+        (
+            CreateRequest {
+                model: "r".into(),
+                from: "bob".into(),
+                remote_host: "http://[::1]:namedport".into(),
+                ..Default::default()
+            },
+            "bad remote",
+        ),
+        (
+            CreateRequest {
+                model: "r".into(),
+                from: "bob:local:cloud".into(),
+                ..Default::default()
+            },
+            "invalid model name",
+        ),
+    ] {
+        let (result, _) = collect(&engine, request);
+        let err = result.unwrap_err();
+        assert_eq!((err.status(), err.to_string()), (400, message.to_owned()));
+    }
+}
