@@ -573,8 +573,9 @@ impl Store {
     }
 
     /// Deletes a model: its manifest goes, then empty directories, then the blobs no other manifest
-    /// references.
-    pub fn delete(&self, name: &ModelName) -> Result<(), StoreError> {
+    /// references (nor mentions, when a manifest does not parse). Returns what was removed and
+    /// the bytes that freed (see [`Deleted`]).
+    pub fn delete(&self, name: &ModelName) -> Result<Deleted, StoreError> {
         let _guard = self.lock(true)?;
         let stored = self.manifest(name)?;
         let path = self.manifest_path(name);
@@ -588,20 +589,29 @@ impl Store {
             dir = d.parent().map(Path::to_path_buf);
         }
         let used = self.referenced()?;
+        let mut report = Deleted::default();
+        let mut seen = HashSet::new();
         for d in stored.manifest.digests() {
-            if used.contains(d) {
+            if used.contains(d) || !seen.insert(d) {
                 continue;
             }
             if let Ok(digest) = Digest::parse(d) {
                 let p = self.blob_path(&digest);
+                let meta = match fs::symlink_metadata(&p) {
+                    Ok(m) => m,
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(StoreError::Io { path: p, source: e }),
+                };
                 match fs::remove_file(&p) {
                     Ok(()) => {}
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
                     Err(e) => return Err(StoreError::Io { path: p, source: e }),
                 }
+                report.blobs_removed.push(digest);
+                report.bytes_freed += freed_by_unlink(&meta);
             }
         }
-        Ok(())
+        Ok(report)
     }
 
     /// Removes these blobs unless a manifest references them, under the exclusive lock — so a blob
@@ -777,6 +787,19 @@ impl Store {
     }
 }
 
+/// What [`Store::delete`] removed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Deleted {
+    /// The blobs removed: those of the model that no other manifest references (shared blobs
+    /// stay, and so does every blob a manifest that does not parse mentions).
+    pub blobs_removed: Vec<Digest>,
+    /// Bytes those blobs occupied: their sizes, except a blob that still had another hard link
+    /// (a hard-linked import), whose data stays on disk and counts zero. A
+    /// reflinked blob counts its full size although extents it shares with its source stay.
+    pub bytes_freed: u64,
+}
+
 /// What [`Store::repair`] did and found.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RepairReport {
@@ -860,6 +883,19 @@ fn is_partial_name(name: &str) -> bool {
             || rest
                 .strip_prefix('-')
                 .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())))
+}
+
+/// What removing this file's last name here frees: its size, or nothing when the inode has
+/// another link.
+#[cfg(unix)]
+fn freed_by_unlink(meta: &fs::Metadata) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    if meta.nlink() > 1 { 0 } else { meta.len() }
+}
+
+#[cfg(not(unix))]
+fn freed_by_unlink(meta: &fs::Metadata) -> u64 {
+    meta.len()
 }
 
 #[cfg(unix)]

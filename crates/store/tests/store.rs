@@ -617,7 +617,9 @@ fn blobs_a_damaged_manifest_mentions_are_never_collected() {
     );
 
     // Deleting the model that shares them, a create's cleanup and a prune all keep them.
-    store.delete(&sibling).unwrap();
+    let deleted = store.delete(&sibling).unwrap();
+    assert!(deleted.blobs_removed.is_empty(), "{deleted:?}");
+    assert_eq!(deleted.bytes_freed, 0);
     assert!(store.has_blob(&model.digest) && store.has_blob(&config.digest));
     let removed = store
         .remove_unreferenced([model.digest, config.digest])
@@ -694,5 +696,51 @@ fn garbage_lists_what_prune_removes_without_removing_it() {
     assert_eq!(removed, listed);
     assert!(store.has_blob(&kept.digest));
     assert!(store.garbage(Duration::ZERO).unwrap().is_empty());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+// ---- delete reports what it freed ------------------------------------------------------------
+
+#[test]
+fn delete_reports_only_the_blobs_it_removed() {
+    let (store, dir) = temp_store("delete-freed");
+    let config = store
+        .write_blob(&b"{\"shared config\":1}"[..], None)
+        .unwrap();
+    let shared = store.write_blob(&[7u8; 3000][..], None).unwrap();
+    let own_a = store.write_blob(&[1u8; 1000][..], None).unwrap();
+    let own_b = store.write_blob(&[2u8; 500][..], None).unwrap();
+    let model = |own: &kiln_store::StoredBlob| {
+        Manifest::new(
+            Layer::new(kiln_store::CONFIG_MEDIA_TYPE, config.digest, config.size),
+            vec![
+                Layer::new(kiln_store::MEDIA_TYPE_MODEL, shared.digest, shared.size),
+                Layer::new(kiln_store::MEDIA_TYPE_ADAPTER, own.digest, own.size),
+            ],
+        )
+    };
+    let a: ModelName = "a".parse().unwrap();
+    let b: ModelName = "b".parse().unwrap();
+    store.write_manifest(&a, &model(&own_a)).unwrap();
+    store.write_manifest(&b, &model(&own_b)).unwrap();
+
+    // The first delete frees only the blob no one else uses.
+    let first = store.delete(&a).unwrap();
+    assert_eq!(first.blobs_removed, vec![own_a.digest]);
+    assert_eq!(first.bytes_freed, own_a.size);
+    assert!(store.has_blob(&shared.digest) && store.has_blob(&config.digest));
+
+    // The last one frees the rest, each blob counted once.
+    let second = store.delete(&b).unwrap();
+    let mut removed = second.blobs_removed.clone();
+    removed.sort();
+    let mut expected = vec![config.digest, shared.digest, own_b.digest];
+    expected.sort();
+    assert_eq!(removed, expected);
+    assert_eq!(second.bytes_freed, config.size + shared.size + own_b.size);
+    assert!(matches!(
+        store.delete(&b),
+        Err(StoreError::ModelNotFound { .. })
+    ));
     let _ = std::fs::remove_dir_all(&dir);
 }
