@@ -415,7 +415,7 @@ impl Store {
                 drop(source);
                 // link(2) would link a symbolic link itself: link what it points to.
                 let real = fs::canonicalize(path).map_err(io_at(path))?;
-                let temp = TempFile(blobs.join(temp_name()));
+                let temp = TempFile::new(blobs.join(temp_name()));
                 if let Err(error) = fs::hard_link(&real, &temp.0) {
                     return Err(StoreError::Hardlink {
                         from: path.to_owned(),
@@ -480,7 +480,7 @@ impl Store {
     }
 
     fn new_temp(&self) -> Result<(TempFile, File), StoreError> {
-        let temp = TempFile(self.blobs_dir().join(temp_name()));
+        let temp = TempFile::new(self.blobs_dir().join(temp_name()));
         let file = File::options()
             .write(true)
             .create_new(true)
@@ -1119,17 +1119,23 @@ fn allocated_bytes(meta: &fs::Metadata) -> u64 {
 }
 
 /// A temporary file, removed when dropped unless [`kept`](TempFile::keep) (renamed into place).
-struct TempFile(PathBuf);
+struct TempFile(PathBuf, bool);
 
 impl TempFile {
-    fn keep(self) {
-        std::mem::forget(self);
+    fn new(path: PathBuf) -> TempFile {
+        TempFile(path, false)
+    }
+
+    fn keep(mut self) {
+        self.1 = true;
     }
 }
 
 impl Drop for TempFile {
     fn drop(&mut self) {
-        let _ = fs::remove_file(&self.0);
+        if !self.1 {
+            let _ = fs::remove_file(&self.0);
+        }
     }
 }
 
