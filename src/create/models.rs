@@ -360,7 +360,7 @@ pub fn delete(store: &Store, request: &DeleteRequest) -> Result<(), ManageError>
     }
     let name = ModelName::parse(raw).map_err(|_| ManageError::InvalidName(raw.to_owned()))?;
     let name = store.existing_name(&name)?;
-    store.delete(&name).map_err(|e| match e {
+    store.delete(&name).map(|_| ()).map_err(|e| match e {
         StoreError::ModelNotFound { .. } => ManageError::NotFound(raw.to_owned()),
         other => other.into(),
     })

@@ -13,6 +13,6 @@ pub use manifest::{
 };
 pub use name::{DEFAULT_HOST, DEFAULT_NAMESPACE, DEFAULT_TAG, InvalidName, ModelName};
 pub use store::{
-    BlobWriter, BrokenModel, Garbage, GarbageKind, PartialDownload, Store, StoreError, StoreGuard,
-    StoredBlob, StoredManifest, VerifyReport,
+    BlobWriter, BrokenModel, Deleted, Garbage, GarbageKind, ImportMethod, ImportMode, Imported,
+    PartialDownload, Store, StoreError, StoreGuard, StoredBlob, StoredManifest, VerifyReport,
 };

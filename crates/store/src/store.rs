@@ -49,6 +49,47 @@ pub enum StoreError {
         /// The missing blob.
         digest: String,
     },
+    /// A file to import that is not a regular file (a directory, a device…).
+    #[error("{path}: not a regular file, cannot import it as a blob")]
+    NotAFile {
+        /// The file.
+        path: PathBuf,
+    },
+    /// An imported file whose content does not hash to the digest it was expected to have;
+    /// nothing was stored.
+    #[error("{path}: digest mismatch, expected \"{expected}\", got \"{actual}\"")]
+    ImportMismatch {
+        /// The file being imported.
+        path: PathBuf,
+        /// The expected digest.
+        expected: Digest,
+        /// The digest of the file's content.
+        actual: Digest,
+    },
+    /// [`ImportMode::Reflink`] failed: the file system does not share extents (ext4, tmpfs…),
+    /// the file is on another file system, or the platform has no `FICLONE`.
+    #[error("cannot reflink {from} into {blobs}: {error}")]
+    Reflink {
+        /// The file being imported.
+        from: PathBuf,
+        /// The blobs directory.
+        blobs: PathBuf,
+        /// The error of `ioctl(FICLONE)`.
+        #[source]
+        error: io::Error,
+    },
+    /// [`ImportMode::Hardlink`] failed: typically the file is on another file system than the
+    /// store (`EXDEV`), or the kernel refuses to link a file the caller does not own.
+    #[error("cannot hard-link {from} into {blobs}: {error}")]
+    Hardlink {
+        /// The file being imported.
+        from: PathBuf,
+        /// The blobs directory.
+        blobs: PathBuf,
+        /// The error of `link(2)`.
+        #[source]
+        error: io::Error,
+    },
     /// A manifest file that is not valid JSON.
     #[error("{path}: malformed manifest: {message}")]
     BadManifest {
@@ -101,6 +142,56 @@ pub struct StoredBlob {
     /// Its size in bytes.
     pub size: u64,
     /// Whether this call created it (false: an identical blob was already there).
+    pub created: bool,
+}
+
+/// How [`Store::import_file`] may bring a file into the store.
+///
+/// Whatever the mode, the blob is named by the sha256 of its own content, hashed after it was
+/// made, and an expected digest is checked before the blob gets its name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum ImportMode {
+    /// Reflink where the file system can (Btrfs, XFS, bcachefs: no data is copied and the blob
+    /// is independent of the source), else copy. Never hard-links: see
+    /// [`Hardlink`](Self::Hardlink).
+    #[default]
+    Auto,
+    /// Reflink (`ioctl(FICLONE)`) or fail with [`StoreError::Reflink`].
+    Reflink,
+    /// Hard-link the file into the store, or fail with [`StoreError::Hardlink`]. The blob *is*
+    /// the source file (one inode): nothing is copied, but writing to the source in place
+    /// afterwards changes the blob, which then no longer matches its digest (`verify` reports
+    /// it, `repair` removes it). Use it only for files nothing will modify. Replacing the source
+    /// (a write to a new file then a rename, as most tools save) or deleting it is harmless.
+    Hardlink,
+    /// Copy the bytes.
+    Copy,
+}
+
+/// How [`Store::import_file`] brought the file in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ImportMethod {
+    /// A reflink: the blob shares the source's extents, copy-on-write.
+    Reflink,
+    /// A hard link: the blob is the source's inode.
+    Hardlink,
+    /// A byte copy.
+    Copy,
+}
+
+/// A file [`Store::import_file`] added to the store (or found already present).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Imported {
+    /// The blob's digest: the sha256 of its content.
+    pub digest: Digest,
+    /// Its size in bytes.
+    pub size: u64,
+    /// How the content was brought in.
+    pub method: ImportMethod,
+    /// Whether this call created the blob (false: an identical blob was already there and is
+    /// kept; what this call made was discarded).
     pub created: bool,
 }
 
@@ -278,6 +369,124 @@ impl Store {
             })?;
         }
         writer.commit_expecting(expected)
+    }
+
+    /// Adds a local file to the store as a blob, by reflink, hard link or copy (see
+    /// [`ImportMode`]), and names it by the sha256 of the blob's content. With `expected`, a
+    /// file that hashes differently is an [`StoreError::ImportMismatch`] and nothing is left in
+    /// the store. The blob is made under a temporary name in `blobs/`, hashed, fsynced and
+    /// renamed into place; an existing identical blob is kept.
+    ///
+    /// The call holds the store's shared lock while it works; a create still needs its own
+    /// [`create_guard`](Self::create_guard) until a manifest references the blob.
+    pub fn import_file(
+        &self,
+        path: impl AsRef<Path>,
+        mode: ImportMode,
+        expected: Option<&Digest>,
+    ) -> Result<Imported, StoreError> {
+        let path = path.as_ref();
+        let _guard = self.lock(false)?;
+        let source = File::open(path).map_err(io_at(path))?;
+        if !source.metadata().map_err(io_at(path))?.is_file() {
+            return Err(StoreError::NotAFile {
+                path: path.to_owned(),
+            });
+        }
+        let blobs = self.blobs_dir();
+        let (temp, method) = match mode {
+            ImportMode::Copy => (self.import_copy(path, source)?, ImportMethod::Copy),
+            ImportMode::Reflink => match self.import_reflink(&source)? {
+                Ok(temp) => (temp, ImportMethod::Reflink),
+                Err(error) => {
+                    return Err(StoreError::Reflink {
+                        from: path.to_owned(),
+                        blobs,
+                        error,
+                    });
+                }
+            },
+            ImportMode::Auto => match self.import_reflink(&source)? {
+                Ok(temp) => (temp, ImportMethod::Reflink),
+                // Whatever stopped the clone, a copy either works or reports a real error.
+                Err(_) => (self.import_copy(path, source)?, ImportMethod::Copy),
+            },
+            ImportMode::Hardlink => {
+                drop(source);
+                // link(2) would link a symbolic link itself: link what it points to.
+                let real = fs::canonicalize(path).map_err(io_at(path))?;
+                let temp = TempFile::new(blobs.join(temp_name()));
+                if let Err(error) = fs::hard_link(&real, &temp.0) {
+                    return Err(StoreError::Hardlink {
+                        from: path.to_owned(),
+                        blobs,
+                        error,
+                    });
+                }
+                if !fs::symlink_metadata(&temp.0).is_ok_and(|m| m.is_file()) {
+                    return Err(StoreError::NotAFile {
+                        path: path.to_owned(),
+                    });
+                }
+                (temp, ImportMethod::Hardlink)
+            }
+        };
+        // Hash what the blob holds, not what the source held a moment ago.
+        let (digest, size) = hash_file(&temp.0, true)?;
+        if let Some(expected) = expected
+            && *expected != digest
+        {
+            return Err(StoreError::ImportMismatch {
+                path: path.to_owned(),
+                expected: *expected,
+                actual: digest,
+            });
+        }
+        let target = self.blob_path(&digest);
+        let created = !target.is_file();
+        if created {
+            fs::rename(&temp.0, &target).map_err(io_at(&target))?;
+            temp.keep();
+            sync_dir(&blobs);
+        }
+        Ok(Imported {
+            digest,
+            size,
+            method,
+            created,
+        })
+    }
+
+    /// Copies `source` into a new temporary file in `blobs/`.
+    fn import_copy(&self, path: &Path, mut source: File) -> Result<TempFile, StoreError> {
+        let (temp, mut file) = self.new_temp()?;
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let n = match source.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(io_at(path)(e)),
+            };
+            file.write_all(&buf[..n]).map_err(io_at(&temp.0))?;
+        }
+        Ok(temp)
+    }
+
+    /// Clones `source` into a new temporary file in `blobs/`; the inner error is the clone's.
+    fn import_reflink(&self, source: &File) -> Result<Result<TempFile, io::Error>, StoreError> {
+        let (temp, file) = self.new_temp()?;
+        Ok(reflink(source, &file).map(|()| temp))
+    }
+
+    fn new_temp(&self) -> Result<(TempFile, File), StoreError> {
+        let temp = TempFile::new(self.blobs_dir().join(temp_name()));
+        let file = File::options()
+            .write(true)
+            .create_new(true)
+            .open(&temp.0)
+            .map_err(io_at(&temp.0))?;
+        Ok((temp, file))
     }
 
     fn manifest_path(&self, name: &ModelName) -> PathBuf {
@@ -573,8 +782,9 @@ impl Store {
     }
 
     /// Deletes a model: its manifest goes, then empty directories, then the blobs no other manifest
-    /// references.
-    pub fn delete(&self, name: &ModelName) -> Result<(), StoreError> {
+    /// references (nor mentions, when a manifest does not parse). Returns what was removed and
+    /// the bytes that freed (see [`Deleted`]).
+    pub fn delete(&self, name: &ModelName) -> Result<Deleted, StoreError> {
         let _guard = self.lock(true)?;
         let stored = self.manifest(name)?;
         let path = self.manifest_path(name);
@@ -588,20 +798,29 @@ impl Store {
             dir = d.parent().map(Path::to_path_buf);
         }
         let used = self.referenced()?;
+        let mut report = Deleted::default();
+        let mut seen = HashSet::new();
         for d in stored.manifest.digests() {
-            if used.contains(d) {
+            if used.contains(d) || !seen.insert(d) {
                 continue;
             }
             if let Ok(digest) = Digest::parse(d) {
                 let p = self.blob_path(&digest);
+                let meta = match fs::symlink_metadata(&p) {
+                    Ok(m) => m,
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(StoreError::Io { path: p, source: e }),
+                };
                 match fs::remove_file(&p) {
                     Ok(()) => {}
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
                     Err(e) => return Err(StoreError::Io { path: p, source: e }),
                 }
+                report.blobs_removed.push(digest);
+                report.bytes_freed += freed_by_unlink(&meta);
             }
         }
-        Ok(())
+        Ok(report)
     }
 
     /// Removes these blobs unless a manifest references them, under the exclusive lock — so a blob
@@ -777,6 +996,19 @@ impl Store {
     }
 }
 
+/// What [`Store::delete`] removed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Deleted {
+    /// The blobs removed: those of the model that no other manifest references (shared blobs
+    /// stay, and so does every blob a manifest that does not parse mentions).
+    pub blobs_removed: Vec<Digest>,
+    /// Bytes those blobs occupied: their sizes, except a blob that still had another hard link
+    /// (imported with [`ImportMode::Hardlink`]), whose data stays on disk and counts zero. A
+    /// reflinked blob counts its full size although extents it shares with its source stay.
+    pub bytes_freed: u64,
+}
+
 /// What [`Store::repair`] did and found.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RepairReport {
@@ -862,6 +1094,19 @@ fn is_partial_name(name: &str) -> bool {
                 .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())))
 }
 
+/// What removing this file's last name here frees: its size, or nothing when the inode has
+/// another link.
+#[cfg(unix)]
+fn freed_by_unlink(meta: &fs::Metadata) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    if meta.nlink() > 1 { 0 } else { meta.len() }
+}
+
+#[cfg(not(unix))]
+fn freed_by_unlink(meta: &fs::Metadata) -> u64 {
+    meta.len()
+}
+
 #[cfg(unix)]
 fn allocated_bytes(meta: &fs::Metadata) -> u64 {
     use std::os::unix::fs::MetadataExt;
@@ -871,6 +1116,71 @@ fn allocated_bytes(meta: &fs::Metadata) -> u64 {
 #[cfg(not(unix))]
 fn allocated_bytes(meta: &fs::Metadata) -> u64 {
     meta.len()
+}
+
+/// A temporary file, removed when dropped unless [`kept`](TempFile::keep) (renamed into place).
+struct TempFile(PathBuf, bool);
+
+impl TempFile {
+    fn new(path: PathBuf) -> TempFile {
+        TempFile(path, false)
+    }
+
+    fn keep(mut self) {
+        self.1 = true;
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        if !self.1 {
+            let _ = fs::remove_file(&self.0);
+        }
+    }
+}
+
+/// The sha256 and length of a file's content, fsyncing it first when `sync`.
+fn hash_file(path: &Path, sync: bool) -> Result<(Digest, u64), StoreError> {
+    let mut f = File::open(path).map_err(io_at(path))?;
+    if sync {
+        f.sync_all().map_err(io_at(path))?;
+    }
+    let mut h = Hasher::default();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut size = 0u64;
+    loop {
+        let n = match f.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(io_at(path)(e)),
+        };
+        h.update(&buf[..n]);
+        size += n as u64;
+    }
+    Ok((h.finish(), size))
+}
+
+/// Makes `dest` share `source`'s extents (`ioctl(FICLONE)`).
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn reflink(source: &File, dest: &File) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: both descriptors are open files we own for the duration of the call; FICLONE
+    // takes the source descriptor as its argument and touches no memory of ours.
+    let rc = unsafe { libc::ioctl(dest.as_raw_fd(), libc::FICLONE, source.as_raw_fd()) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn reflink(_source: &File, _dest: &File) -> io::Result<()> {
+    Err(io::Error::new(
+        io::ErrorKind::Unsupported,
+        "reflinks are implemented on Linux only (FICLONE)",
+    ))
 }
 
 /// A blob being written: bytes go to a temporary file in `blobs/` while they are hashed; `commit`

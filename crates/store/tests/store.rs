@@ -617,7 +617,9 @@ fn blobs_a_damaged_manifest_mentions_are_never_collected() {
     );
 
     // Deleting the model that shares them, a create's cleanup and a prune all keep them.
-    store.delete(&sibling).unwrap();
+    let deleted = store.delete(&sibling).unwrap();
+    assert!(deleted.blobs_removed.is_empty(), "{deleted:?}");
+    assert_eq!(deleted.bytes_freed, 0);
     assert!(store.has_blob(&model.digest) && store.has_blob(&config.digest));
     let removed = store
         .remove_unreferenced([model.digest, config.digest])
@@ -695,4 +697,306 @@ fn garbage_lists_what_prune_removes_without_removing_it() {
     assert!(store.has_blob(&kept.digest));
     assert!(store.garbage(Duration::ZERO).unwrap().is_empty());
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+// ---- delete reports what it freed ------------------------------------------------------------
+
+#[test]
+fn delete_reports_only_the_blobs_it_removed() {
+    let (store, dir) = temp_store("delete-freed");
+    let config = store
+        .write_blob(&b"{\"shared config\":1}"[..], None)
+        .unwrap();
+    let shared = store.write_blob(&[7u8; 3000][..], None).unwrap();
+    let own_a = store.write_blob(&[1u8; 1000][..], None).unwrap();
+    let own_b = store.write_blob(&[2u8; 500][..], None).unwrap();
+    let model = |own: &kiln_store::StoredBlob| {
+        Manifest::new(
+            Layer::new(kiln_store::CONFIG_MEDIA_TYPE, config.digest, config.size),
+            vec![
+                Layer::new(kiln_store::MEDIA_TYPE_MODEL, shared.digest, shared.size),
+                Layer::new(kiln_store::MEDIA_TYPE_ADAPTER, own.digest, own.size),
+            ],
+        )
+    };
+    let a: ModelName = "a".parse().unwrap();
+    let b: ModelName = "b".parse().unwrap();
+    store.write_manifest(&a, &model(&own_a)).unwrap();
+    store.write_manifest(&b, &model(&own_b)).unwrap();
+
+    // The first delete frees only the blob no one else uses.
+    let first = store.delete(&a).unwrap();
+    assert_eq!(first.blobs_removed, vec![own_a.digest]);
+    assert_eq!(first.bytes_freed, own_a.size);
+    assert!(store.has_blob(&shared.digest) && store.has_blob(&config.digest));
+
+    // The last one frees the rest, each blob counted once.
+    let second = store.delete(&b).unwrap();
+    let mut removed = second.blobs_removed.clone();
+    removed.sort();
+    let mut expected = vec![config.digest, shared.digest, own_b.digest];
+    expected.sort();
+    assert_eq!(removed, expected);
+    assert_eq!(second.bytes_freed, config.size + shared.size + own_b.size);
+    assert!(matches!(
+        store.delete(&b),
+        Err(StoreError::ModelNotFound { .. })
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+// ---- imports: reflink, hard link, copy -------------------------------------------------------
+
+use kiln_store::{ImportMethod, ImportMode};
+
+/// Entries of `blobs/` (nothing else, temporary files included).
+fn blob_entries(dir: &std::path::Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir.join("blobs"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+fn source_file(dir: &std::path::Path, name: &str, content: &[u8]) -> PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
+    let path = dir.join(name);
+    std::fs::write(&path, content).unwrap();
+    path
+}
+
+#[test]
+fn import_by_copy_is_verified_and_independent() {
+    let (store, dir) = temp_store("import-copy");
+    let content: Vec<u8> = (0..3_000_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    let src = source_file(&dir.join("src"), "model.gguf", &content);
+    let digest = Digest::of(&content);
+
+    let got = store
+        .import_file(&src, ImportMode::Copy, Some(&digest))
+        .unwrap();
+    assert_eq!(got.digest, digest);
+    assert_eq!(got.size, content.len() as u64);
+    assert_eq!(got.method, ImportMethod::Copy);
+    assert!(got.created);
+    assert_eq!(blob_entries(&dir), vec![digest.file_name()]);
+    assert_eq!(std::fs::read(store.blob_path(&digest)).unwrap(), content);
+
+    // Independent of the source: writing to it in place leaves the blob intact.
+    std::fs::write(&src, b"edited").unwrap();
+    assert_eq!(std::fs::read(store.blob_path(&digest)).unwrap(), content);
+
+    // Identical content again: the existing blob is reused, no temp file left.
+    let again = source_file(&dir.join("src"), "again.gguf", &content);
+    let reused = store.import_file(&again, ImportMode::Copy, None).unwrap();
+    assert!(!reused.created);
+    assert_eq!(reused.digest, digest);
+    assert_eq!(blob_entries(&dir), vec![digest.file_name()]);
+
+    // A wrong expected digest stores nothing and says where.
+    let other = source_file(&dir.join("src"), "other.gguf", b"other bytes");
+    match store.import_file(&other, ImportMode::Copy, Some(&digest)) {
+        Err(StoreError::ImportMismatch {
+            path,
+            expected,
+            actual,
+        }) => {
+            assert_eq!(path, other);
+            assert_eq!(expected, digest);
+            assert_eq!(actual, Digest::of(b"other bytes"));
+        }
+        r => panic!("{r:?}"),
+    }
+    assert_eq!(blob_entries(&dir), vec![digest.file_name()]);
+
+    // Bad inputs are errors naming the path, never panics.
+    match store.import_file(dir.join("src"), ImportMode::Copy, None) {
+        Err(StoreError::NotAFile { path }) => assert_eq!(path, dir.join("src")),
+        r => panic!("{r:?}"),
+    }
+    match store.import_file(dir.join("missing"), ImportMode::Auto, None) {
+        Err(StoreError::Io { path, .. }) => assert_eq!(path, dir.join("missing")),
+        r => panic!("{r:?}"),
+    }
+    assert_eq!(blob_entries(&dir), vec![digest.file_name()]);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[cfg(unix)]
+#[test]
+fn import_by_hardlink_shares_the_inode_and_is_verified() {
+    use std::os::unix::fs::MetadataExt;
+    let (store, dir) = temp_store("import-hardlink");
+    let content = b"GGUF hard-linked weights".repeat(1000);
+    let src = source_file(&dir.join("src"), "model.gguf", &content);
+    let digest = Digest::of(&content);
+
+    // A wrong expected digest leaves nothing in the store, and the source as it was.
+    let wrong = Digest::of(b"not it");
+    match store.import_file(&src, ImportMode::Hardlink, Some(&wrong)) {
+        Err(StoreError::ImportMismatch {
+            expected, actual, ..
+        }) => {
+            assert_eq!(expected, wrong);
+            assert_eq!(actual, digest);
+        }
+        r => panic!("{r:?}"),
+    }
+    assert!(blob_entries(&dir).is_empty(), "{:?}", blob_entries(&dir));
+    assert_eq!(std::fs::metadata(&src).unwrap().nlink(), 1);
+    assert_eq!(std::fs::read(&src).unwrap(), content);
+
+    let got = store
+        .import_file(&src, ImportMode::Hardlink, Some(&digest))
+        .unwrap();
+    assert_eq!(got.method, ImportMethod::Hardlink);
+    assert!(got.created);
+    assert_eq!(got.size, content.len() as u64);
+    assert_eq!(blob_entries(&dir), vec![digest.file_name()]);
+    let blob = std::fs::metadata(store.blob_path(&digest)).unwrap();
+    let source = std::fs::metadata(&src).unwrap();
+    assert_eq!((blob.dev(), blob.ino()), (source.dev(), source.ino()));
+    assert_eq!(blob.nlink(), 2);
+
+    // A symbolic link is followed: the blob is the file, not the link.
+    let link = dir.join("src/link.gguf");
+    std::os::unix::fs::symlink(&src, &link).unwrap();
+    let via_link = store
+        .import_file(&link, ImportMode::Hardlink, None)
+        .unwrap();
+    assert!(!via_link.created);
+    assert_eq!(blob_entries(&dir), vec![digest.file_name()]);
+    assert!(
+        std::fs::symlink_metadata(store.blob_path(&digest))
+            .unwrap()
+            .is_file()
+    );
+
+    // Deleting the model frees nothing: the data is still the source's.
+    let name: ModelName = "linked".parse().unwrap();
+    let config = store.write_blob(&b"{}"[..], None).unwrap();
+    let manifest = Manifest::new(
+        Layer::new(kiln_store::CONFIG_MEDIA_TYPE, config.digest, config.size),
+        vec![Layer::new(
+            kiln_store::MEDIA_TYPE_MODEL,
+            got.digest,
+            got.size,
+        )],
+    );
+    store.write_manifest(&name, &manifest).unwrap();
+    let deleted = store.delete(&name).unwrap();
+    assert_eq!(deleted.blobs_removed.len(), 2);
+    assert_eq!(deleted.bytes_freed, config.size);
+    assert_eq!(std::fs::read(&src).unwrap(), content);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Whether `ImportMode::Reflink` works for a store and a file under `dir`; the error says why not.
+fn try_reflink(dir: &std::path::Path) -> Result<(), String> {
+    let (store, root) = (Store::open(dir.join("store")).unwrap(), dir.join("store"));
+    let content: Vec<u8> = (0..1_000_000u32).map(|i| (i % 253) as u8).collect();
+    let src = source_file(&dir.join("src"), "model.gguf", &content);
+    let digest = Digest::of(&content);
+    let result = store.import_file(&src, ImportMode::Reflink, Some(&digest));
+    let out = match result {
+        Ok(got) => {
+            assert_eq!(got.method, ImportMethod::Reflink);
+            assert_eq!(got.digest, digest);
+            assert_eq!(blob_entries(&root), vec![digest.file_name()]);
+            // Copy-on-write: a separate inode, and editing the source in place leaves the blob.
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::MetadataExt;
+                let b = std::fs::metadata(store.blob_path(&digest)).unwrap();
+                let s = std::fs::metadata(&src).unwrap();
+                assert_ne!(b.ino(), s.ino());
+            }
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(&src)
+                .unwrap()
+                .write_all(b"edited in place")
+                .unwrap();
+            assert_eq!(std::fs::read(store.blob_path(&digest)).unwrap(), content);
+            // Auto reflinks too.
+            let again = source_file(&dir.join("src"), "again.gguf", &content);
+            let auto = store.import_file(&again, ImportMode::Auto, None).unwrap();
+            assert_eq!(auto.method, ImportMethod::Reflink);
+            assert!(!auto.created);
+            Ok(())
+        }
+        Err(StoreError::Reflink { error, .. }) => {
+            // Nothing left behind, and Auto falls back to a copy.
+            assert!(blob_entries(&root).is_empty(), "{:?}", blob_entries(&root));
+            let auto = store
+                .import_file(&src, ImportMode::Auto, Some(&digest))
+                .unwrap();
+            assert_eq!(auto.method, ImportMethod::Copy);
+            assert_eq!(std::fs::read(store.blob_path(&digest)).unwrap(), content);
+            Err(error.to_string())
+        }
+        Err(e) => panic!("{e}"),
+    };
+    let _ = std::fs::remove_dir_all(&root);
+    let _ = std::fs::remove_dir_all(dir.join("src"));
+    out
+}
+
+#[test]
+fn import_by_reflink_where_the_file_system_allows() {
+    // The temporary directory: usually ext4 or tmpfs (no reflinks: Auto must copy).
+    let tmp = std::env::temp_dir().join(format!("kiln-store-reflink-{}", std::process::id()));
+    match try_reflink(&tmp) {
+        Ok(()) => eprintln!("reflink works in {}", tmp.display()),
+        Err(why) => eprintln!("no reflink in {} ({why}); Auto copied", tmp.display()),
+    }
+    let _ = std::fs::remove_dir_all(&tmp);
+
+    // A directory on Btrfs/XFS/bcachefs, e.g. a loop-mounted image (see the crate README).
+    let Some(dir) = std::env::var_os("KILN_REFLINK_DIR") else {
+        eprintln!(
+            "SKIPPED reflink on a reflink-capable file system: set KILN_REFLINK_DIR to a \
+             directory on Btrfs, XFS or bcachefs"
+        );
+        return;
+    };
+    let dir = PathBuf::from(dir).join(format!("kiln-store-reflink-{}", std::process::id()));
+    let result = try_reflink(&dir);
+    if result.is_ok() {
+        eprintln!("reflink verified in {}", dir.display());
+    }
+    #[cfg(unix)]
+    cross_device_links_fail_cleanly(&dir, &tmp);
+    let _ = std::fs::remove_dir_all(&dir);
+    if let Err(why) = result {
+        panic!("KILN_REFLINK_DIR={} does not reflink: {why}", dir.display());
+    }
+}
+
+/// A source on another file system than the store: explicit Hardlink and Reflink fail with their
+/// own errors and leave nothing; Auto copies.
+#[cfg(unix)]
+fn cross_device_links_fail_cleanly(store_dir: &std::path::Path, other_dir: &std::path::Path) {
+    use std::os::unix::fs::MetadataExt;
+    let root = store_dir.join("cross");
+    let store = Store::open(&root).unwrap();
+    let src = source_file(other_dir, "model.gguf", b"on another file system");
+    if std::fs::metadata(&src).unwrap().dev() == std::fs::metadata(&root).unwrap().dev() {
+        eprintln!("SKIPPED cross-device links: both directories are on one file system");
+        let _ = std::fs::remove_dir_all(other_dir);
+        return;
+    }
+    assert!(matches!(
+        store.import_file(&src, ImportMode::Hardlink, None),
+        Err(StoreError::Hardlink { .. })
+    ));
+    assert!(matches!(
+        store.import_file(&src, ImportMode::Reflink, None),
+        Err(StoreError::Reflink { .. })
+    ));
+    assert!(blob_entries(&root).is_empty(), "{:?}", blob_entries(&root));
+    let auto = store.import_file(&src, ImportMode::Auto, None).unwrap();
+    assert_eq!(auto.method, ImportMethod::Copy);
+    let _ = std::fs::remove_dir_all(other_dir);
 }
