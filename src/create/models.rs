@@ -352,15 +352,15 @@ pub fn copy(store: &Store, request: &CopyRequest) -> Result<(), ManageError> {
     })
 }
 
-/// `/api/delete`.
-pub fn delete(store: &Store, request: &DeleteRequest) -> Result<(), ManageError> {
+/// `/api/delete`; reports the blobs it removed and the bytes they freed.
+pub fn delete(store: &Store, request: &DeleteRequest) -> Result<kiln_store::Deleted, ManageError> {
     let raw = request.model_name();
     if raw.is_empty() {
         return Err(ManageError::ModelRequired);
     }
     let name = ModelName::parse(raw).map_err(|_| ManageError::InvalidName(raw.to_owned()))?;
     let name = store.existing_name(&name)?;
-    store.delete(&name).map(|_| ()).map_err(|e| match e {
+    store.delete(&name).map_err(|e| match e {
         StoreError::ModelNotFound { .. } => ManageError::NotFound(raw.to_owned()),
         other => other.into(),
     })

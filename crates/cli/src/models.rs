@@ -285,11 +285,18 @@ pub(crate) fn remove(target: &Target, models: &[String]) -> Result<(), CliError>
             model: model.clone(),
             ..DeleteRequest::default()
         };
-        match target {
-            Target::Local(engine) => create::delete(engine.store(), &request)?,
-            Target::Remote(remote) => remote.delete(&request)?,
-        }
+        let freed = match target {
+            Target::Local(engine) => Some(create::delete(engine.store(), &request)?.bytes_freed),
+            Target::Remote(remote) => {
+                remote.delete(&request)?;
+                None
+            }
+        };
+        // The line Ollama prints, on stdout; what it freed (the server does not say) on stderr.
         println!("deleted '{model}'");
+        if let Some(bytes) = freed {
+            eprintln!("freed {}", human_bytes(bytes as i64));
+        }
     }
     Ok(())
 }

@@ -137,6 +137,17 @@ fn create_list_show_copy_remove_as_ollama_prints_them() {
     assert_eq!(stdout(&cp), "copied 'small:q8' to 'other'\n");
     let rm = kiln(&tmp.0, &["rm", "other"]);
     assert_eq!(stdout(&rm), "deleted 'other'\n");
+    // A copy shares every blob but its manifest: removing it frees nothing.
+    assert_eq!(stderr(&rm), "freed 0 B\n");
+    let blobs_before = std::fs::read_dir(tmp.0.join("blobs")).unwrap().count();
+    let rm = kiln(&tmp.0, &["rm", "small:q8"]);
+    let freed: u64 = std::fs::read_dir(tmp.0.join("blobs")).unwrap().count() as u64;
+    assert!(freed < blobs_before as u64);
+    assert!(
+        stderr(&rm).starts_with("freed ") && !stderr(&rm).contains("freed 0 B"),
+        "{}",
+        stderr(&rm)
+    );
     assert!(store.manifest(&ModelName::parse("other").unwrap()).is_err());
 
     // A missing model: Ollama's message, exit 1.

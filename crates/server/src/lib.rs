@@ -268,7 +268,7 @@ async fn delete(State(app): State<Shared>, body: Bytes) -> Response {
     };
     let store = app.engine.store().clone();
     match tokio::task::spawn_blocking(move || create::delete(&store, &req)).await {
-        Ok(Ok(())) => empty(StatusCode::OK),
+        Ok(Ok(_)) => empty(StatusCode::OK),
         Ok(Err(e)) => error(e.status(), e.to_string()),
         Err(e) => error(500, e.to_string()),
     }
