@@ -124,7 +124,7 @@ fn datasets(seed: u64) -> Vec<(String, Vec<f32>, Vec<f32>)> {
     out
 }
 
-const QUANTIZED: [QuantType; 16] = [
+const QUANTIZED: [QuantType; 17] = [
     QuantType::F32,
     QuantType::F16,
     QuantType::BF16,
@@ -141,6 +141,7 @@ const QUANTIZED: [QuantType; 16] = [
     QuantType::IQ4NL,
     QuantType::IQ4XS,
     QuantType::TQ1_0,
+    QuantType::MXFP4,
 ];
 
 fn all_types() -> Vec<QuantType> {
@@ -366,6 +367,7 @@ fn round_trip_error_is_within_each_types_bound() {
         | QuantType::IQ4XS => 0.16,
         QuantType::Q3K => 0.3,
         QuantType::Q2K => 0.55,
+        QuantType::MXFP4 => 0.3,
         QuantType::TQ1_0 | QuantType::TQ2_0 => 1.0,
     };
     let (_, data, _) = datasets(3).swap_remove(0);
