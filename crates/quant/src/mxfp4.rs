@@ -25,6 +25,9 @@ pub(crate) fn e8m0_half(e: u8) -> f32 {
 /// exponent of `amax` minus 2 (so the largest code, 6 = 12/2, covers it), 0 for a block of zeros.
 /// NaNs never become the maximum; out-of-range exponents wrap as the C cast does on x86-64
 /// (an infinite maximum gives 0, a maximum below 2^-125 wraps to a large exponent).
+///
+/// The logarithm is the C library's `log2f`, as in ggml: just below a power of two it may round
+/// up to the integer, which moves the exponent, so an exact exponent extraction would differ.
 #[inline(always)]
 fn shared_exponent(block: &[f32]) -> u8 {
     let mut amax = 0.0f32;
