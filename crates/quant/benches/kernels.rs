@@ -42,6 +42,7 @@ fn kernels(c: &mut Criterion) {
                 | QuantType::Q8K
                 | QuantType::TQ1_0
                 | QuantType::TQ2_0
+                | QuantType::MXFP4
         )
     };
     let mut group = c.benchmark_group("kernels");

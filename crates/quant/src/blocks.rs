@@ -32,6 +32,7 @@ block!(/** IQ4_NL: 32 weights as 4-bit indices into a non-linear table. */ Block
 block!(/** IQ4_XS: 256 weights, non-linear 4-bit indices, 6-bit group scales. */ BlockIQ4XS, 136, { /** super-scale (f16) */ d: [u8; 2], /** high scale bits (LE u16) */ scales_h: [u8; 2], /** low scale nibbles */ scales_l: [u8; 4], /** indices */ qs: [u8; 128] });
 block!(/** TQ1_0: 256 ternary weights, five per byte. */ BlockTQ1_0, 54, { /** base-3 packed trits */ qs: [u8; 48], /** the last 16 trits */ qh: [u8; 4], /** scale (f16) */ d: [u8; 2] });
 block!(/** TQ2_0: 256 ternary weights, four per byte. */ BlockTQ2_0, 66, { /** 2-bit trits */ qs: [u8; 64], /** scale (f16) */ d: [u8; 2] });
+block!(/** MXFP4: 32 E2M1 weights sharing one E8M0 exponent. */ BlockMXFP4, 17, { /** shared exponent (E8M0; the block's values are codes times 2^(e-128)) */ e: [u8; 1], /** 4-bit codes: low = j, high = j+16 */ qs: [u8; 16] });
 
 /// Reads a little-endian f16 field as f32.
 pub fn f16_field(bytes: [u8; 2]) -> f32 {

@@ -15,6 +15,7 @@ mod common;
 mod iq4;
 mod kquants;
 mod legacy;
+mod mxfp4;
 mod search;
 mod ternary;
 
@@ -49,11 +50,12 @@ pub enum QuantType {
     BF16 = 30,
     TQ1_0 = 34,
     TQ2_0 = 35,
+    MXFP4 = 39,
 }
 
 impl QuantType {
     /// Every supported type, in ggml id order.
-    pub const ALL: [QuantType; 19] = [
+    pub const ALL: [QuantType; 20] = [
         QuantType::F32,
         QuantType::F16,
         QuantType::Q4_0,
@@ -73,6 +75,7 @@ impl QuantType {
         QuantType::BF16,
         QuantType::TQ1_0,
         QuantType::TQ2_0,
+        QuantType::MXFP4,
     ];
 
     /// The ggml type id (`enum ggml_type`).
@@ -107,6 +110,7 @@ impl QuantType {
             QuantType::BF16 => "bf16",
             QuantType::TQ1_0 => "tq1_0",
             QuantType::TQ2_0 => "tq2_0",
+            QuantType::MXFP4 => "mxfp4",
         }
     }
 
@@ -120,7 +124,8 @@ impl QuantType {
             | QuantType::Q5_1
             | QuantType::Q8_0
             | QuantType::Q8_1
-            | QuantType::IQ4NL => 32,
+            | QuantType::IQ4NL
+            | QuantType::MXFP4 => 32,
             QuantType::Q2K
             | QuantType::Q3K
             | QuantType::Q4K
@@ -153,6 +158,7 @@ impl QuantType {
             QuantType::IQ4XS => 136,
             QuantType::TQ1_0 => 54,
             QuantType::TQ2_0 => 66,
+            QuantType::MXFP4 => 17,
         }
     }
 }
@@ -290,7 +296,7 @@ pub fn row_size(ty: QuantType, n_per_row: usize) -> Result<usize, QuantError> {
 ///
 /// The output is byte-identical to ggml's `ggml_quantize_chunk` for the same type, rows and
 /// importance matrix (one weight per column, shared by every row; ignored by F32/F16/BF16, Q8_0,
-/// Q8_1, Q8_K, TQ1_0 and TQ2_0, as in ggml).
+/// Q8_1, Q8_K, TQ1_0, TQ2_0 and MXFP4, as in ggml).
 pub fn quantize(
     ty: QuantType,
     src: &[f32],
@@ -373,6 +379,7 @@ fn run_kernel(
         QuantType::IQ4XS => iq4::quantize_iq4_xs(src, n_per_row, imatrix, dst),
         QuantType::TQ1_0 => ternary::quantize_tq1_0(src, dst),
         QuantType::TQ2_0 => ternary::quantize_tq2_0(src, dst),
+        QuantType::MXFP4 => mxfp4::quantize_mxfp4(src, dst),
     }
 }
 
@@ -454,6 +461,7 @@ pub fn dequantize(ty: QuantType, src: &[u8], dst: &mut [f32]) -> Result<(), Quan
         QuantType::IQ4XS => iq4::dequantize_iq4_xs(src, dst),
         QuantType::TQ1_0 => ternary::dequantize_tq1_0(src, dst),
         QuantType::TQ2_0 => ternary::dequantize_tq2_0(src, dst),
+        QuantType::MXFP4 => mxfp4::dequantize_mxfp4(src, dst),
     }
     Ok(())
 }

@@ -58,5 +58,5 @@ fn every_type_matches_the_committed_ggml_vectors() {
             }
         }
     }
-    assert_eq!(checked, 2 * (19 * 2 + 17));
+    assert_eq!(checked, 2 * (20 * 2 + 18));
 }

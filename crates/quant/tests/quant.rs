@@ -124,7 +124,7 @@ fn datasets(seed: u64) -> Vec<(String, Vec<f32>, Vec<f32>)> {
     out
 }
 
-const QUANTIZED: [QuantType; 16] = [
+const QUANTIZED: [QuantType; 17] = [
     QuantType::F32,
     QuantType::F16,
     QuantType::BF16,
@@ -141,6 +141,7 @@ const QUANTIZED: [QuantType; 16] = [
     QuantType::IQ4NL,
     QuantType::IQ4XS,
     QuantType::TQ1_0,
+    QuantType::MXFP4,
 ];
 
 fn all_types() -> Vec<QuantType> {
@@ -366,6 +367,7 @@ fn round_trip_error_is_within_each_types_bound() {
         | QuantType::IQ4XS => 0.16,
         QuantType::Q3K => 0.3,
         QuantType::Q2K => 0.55,
+        QuantType::MXFP4 => 0.3,
         QuantType::TQ1_0 | QuantType::TQ2_0 => 1.0,
     };
     let (_, data, _) = datasets(3).swap_remove(0);
@@ -440,4 +442,138 @@ fn bad_arguments_are_errors_not_panics() {
     for ty in QuantType::ALL {
         assert_eq!(QuantType::from_ggml_id(ty.ggml_id()), Some(ty));
     }
+}
+
+/// MXFP4's own boundaries against ggml: a block maximum at and just below every power of two
+/// (where `floor(log2f(amax))` changes, including the subnormal range and maxima small enough
+/// for the exponent to wrap), values exactly between two codes and one ulp either side, signed
+/// maxima, NaN/Inf mixed in; and dequantization of arbitrary bytes (every exponent 0..=255, every
+/// code) against ggml's `to_float`.
+#[test]
+fn mxfp4_exponent_boundaries_ties_and_arbitrary_bytes_match_ggml() {
+    let Some(python) = oracle_python() else {
+        return;
+    };
+    let ty = QuantType::MXFP4;
+    let dir = work_dir("mxfp4");
+    let seed = seed();
+    eprintln!("MXFP4 boundary test seed: {seed} (KILN_TEST_SEED reproduces)");
+    let mut rng = Rng(seed);
+    // Twice the E2M1 magnitudes: the midpoints between neighbouring codes are their means.
+    let levels = [0.0f32, 1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0];
+    let mut data = Vec::new();
+    let push_block = |amax: f32, rng: &mut Rng, data: &mut Vec<f32>| {
+        let mut block = [0f32; 32];
+        // The implied half-scale if floor(log2 amax) is exact; ties are relative to it.
+        let d = amax / 12.0;
+        for (j, v) in block.iter_mut().enumerate() {
+            let i = (rng.next_u64() % 7) as usize;
+            let mid = (levels[i] + levels[i + 1]) * 0.5 * d;
+            let x = match j % 4 {
+                0 => mid,
+                1 => f32::from_bits(mid.to_bits().saturating_add(1)),
+                2 => f32::from_bits(mid.to_bits().saturating_sub(1)),
+                _ => rng.normal() * amax * 0.3,
+            };
+            *v = if rng.next_u64().is_multiple_of(2) {
+                x
+            } else {
+                -x
+            };
+            if !v.is_finite() || v.abs() > amax {
+                *v = 0.0;
+            }
+        }
+        block[(rng.next_u64() % 32) as usize] = if rng.next_u64().is_multiple_of(2) {
+            amax
+        } else {
+            -amax
+        };
+        data.extend_from_slice(&block);
+    };
+    // Every binade of positive floats, from the smallest subnormal to the largest finite.
+    for bits_exp in 0..=254u32 {
+        let p = if bits_exp == 0 {
+            f32::from_bits(1)
+        } else {
+            f32::from_bits(bits_exp << 23)
+        };
+        let below = f32::from_bits(p.to_bits() - u32::from(p.to_bits() > 1));
+        for amax in [p, below, f32::from_bits(p.to_bits() + 1)] {
+            if amax.is_finite() && amax > 0.0 {
+                push_block(amax, &mut rng, &mut data);
+            }
+        }
+        // A few floats just below the power of two, where log2f may round up to the integer.
+        for k in [2u32, 3, 5, 9, 17, 33] {
+            if p.to_bits() > k {
+                push_block(f32::from_bits(p.to_bits() - k), &mut rng, &mut data);
+            }
+        }
+    }
+    // Non-finite values: a NaN among finite values, all NaN, ±Inf as the maximum.
+    for special in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+        let mut block: Vec<f32> = (0..32).map(|_| rng.normal()).collect();
+        block[(rng.next_u64() % 32) as usize] = special;
+        data.extend_from_slice(&block);
+        data.extend(std::iter::repeat_n(special, 32));
+    }
+    data.extend(std::iter::repeat_n(-0.0f32, 32));
+    let n_per_row = 32 * 8;
+    while !data.len().is_multiple_of(n_per_row) {
+        data.push(0.0);
+    }
+    // Arbitrary bytes: every exponent with random codes, plus every code once per exponent.
+    let mut raw = Vec::new();
+    for e in 0..=255u8 {
+        raw.push(e);
+        raw.extend((0..16).map(|_| rng.next_u64() as u8));
+        raw.push(e);
+        raw.extend((0..16u8).map(|j| j | ((15 - j) << 4)));
+    }
+    let input = dir.join("input.f32");
+    std::fs::write(&input, f32_bytes(&data)).unwrap();
+    let raw_path = dir.join("raw.q");
+    std::fs::write(&raw_path, &raw).unwrap();
+    let (q_path, deq_path, raw_deq) = (dir.join("out.q"), dir.join("out.deq"), dir.join("raw.deq"));
+    let jobs = serde_json::json!([
+        {"op": "quantize", "type": ty.ggml_id(), "n_per_row": n_per_row, "input": input, "imatrix": null, "output": q_path},
+        {"op": "dequantize", "type": ty.ggml_id(), "n": data.len(), "input": q_path, "output": deq_path},
+        {"op": "dequantize", "type": ty.ggml_id(), "n": raw.len() / 17 * 32, "input": raw_path, "output": raw_deq},
+    ]);
+    run_oracle(&python, &jobs, &dir);
+    let expected = std::fs::read(&q_path).unwrap();
+    let mut actual = vec![0u8; expected.len()];
+    quantize(ty, &data, n_per_row, None, &mut actual).unwrap();
+    let blocks = data.len() / 32;
+    if let Some(b) = (0..blocks).find(|&b| expected[b * 17..][..17] != actual[b * 17..][..17]) {
+        panic!(
+            "block {b} (values {:?}): ggml {:02x?} kiln {:02x?}",
+            &data[b * 32..][..32],
+            &expected[b * 17..][..17],
+            &actual[b * 17..][..17]
+        );
+    }
+    for (q, deq) in [(&expected, &deq_path), (&raw, &raw_deq)] {
+        let want: Vec<u32> = std::fs::read(deq)
+            .unwrap()
+            .chunks(4)
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect();
+        let mut got = vec![0f32; q.len() / 17 * 32];
+        dequantize(ty, q, &mut got).unwrap();
+        assert_eq!(want.len(), got.len());
+        if let Some(i) = got.iter().zip(&want).position(|(a, e)| a.to_bits() != *e) {
+            panic!(
+                "dequantize element {i}: ggml {:e} kiln {:e}",
+                f32::from_bits(want[i]),
+                got[i]
+            );
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    eprintln!(
+        "{blocks} MXFP4 boundary blocks and {} arbitrary blocks identical to ggml",
+        raw.len() / 17
+    );
 }
