@@ -3,6 +3,7 @@
 mod format;
 mod health;
 mod inspect;
+mod modelfile;
 mod models;
 mod progress;
 mod remote;
@@ -60,6 +61,24 @@ pub enum CliError {
     /// A command that works on the models directory only was given `--host`.
     #[error("kiln {0} works on the models directory, not through a server: drop --host")]
     LocalOnly(&'static str),
+    /// The Modelfile does not parse.
+    #[error("{}: {source}", path.display())]
+    Modelfile {
+        /// The Modelfile.
+        path: PathBuf,
+        /// What is wrong, and on which line.
+        #[source]
+        source: kiln_modelfile::ParseError,
+    },
+    /// `-f FILE` names no file.
+    #[error("specified Modelfile wasn't found: {}", .0.display())]
+    ModelfileNotFound(PathBuf),
+    /// The Modelfile's FROM, ADAPTER or DRAFT lines, or its parameters, cannot make a request.
+    #[error("{0}")]
+    Request(#[from] kiln_modelfile::RequestError),
+    /// `--draft-quantize` without a DRAFT line.
+    #[error("--draft-quantize requires a DRAFT model")]
+    DraftQuantizeWithoutDraft,
     /// The command ran and found problems it has already printed (an unhealthy store, a model
     /// left broken by repair).
     #[error("problems found")]
@@ -144,15 +163,21 @@ enum Command {
 struct CreateArgs {
     /// Name of the new model
     name: String,
-    /// The model to start from (a model in the store, else pulled from its registry)
-    #[arg(long)]
-    from: String,
+    /// The Modelfile (default: ./Modelfile if there is one, else the current folder is the model)
+    #[arg(short, long, value_name = "FILE", conflicts_with = "from")]
+    file: Option<PathBuf>,
+    /// Start from this model or path instead of a Modelfile (a one-line `FROM …`)
+    #[arg(long, value_name = "MODEL")]
+    from: Option<String>,
     /// Quantize the model to this type (q4_K_M, q8_0, …)
     #[arg(short, long, value_name = "TYPE")]
     quantize: Option<String>,
     /// Quantize the draft model to this type
     #[arg(long, value_name = "TYPE")]
     draft_quantize: Option<String>,
+    /// How local files enter the models directory (ignored with --host, which uploads them)
+    #[arg(long, value_enum, default_value_t = modelfile::ImportArg::Auto)]
+    import: modelfile::ImportArg,
 }
 
 #[derive(Debug, Args)]

@@ -4,9 +4,7 @@
 use std::time::{Instant, SystemTime};
 
 use kiln::create;
-use kiln_api::{
-    CopyRequest, CreateRequest, DeleteRequest, PullRequest, PushRequest, ShowRequest, ShowResponse,
-};
+use kiln_api::{CopyRequest, DeleteRequest, PullRequest, PushRequest, ShowRequest, ShowResponse};
 use kiln_store::{ModelName, Store};
 use serde_json::Value;
 
@@ -55,40 +53,18 @@ fn model_size(store: &Store, name: &str) -> Option<i64> {
 }
 
 pub(crate) fn create(target: &Target, args: CreateArgs, json: bool) -> Result<(), CliError> {
-    let request = CreateRequest {
-        model: args.name.clone(),
-        from: args.from,
-        quantize: args.quantize.unwrap_or_default(),
-        draft_quantize: args.draft_quantize.unwrap_or_default(),
-        ..CreateRequest::default()
-    };
-    run_create(target, request, json)
-}
-
-/// Runs a create with progress, then prints a summary (unless `json`).
-pub(crate) fn run_create(
-    target: &Target,
-    request: CreateRequest,
-    json: bool,
-) -> Result<(), CliError> {
-    let name = request.model.clone();
+    let name = args.name.clone();
     let start = Instant::now();
     let mut progress = Progress::new(json);
-    let size = match target {
-        Target::Local(engine) => {
-            engine.create(request, &mut |p| progress.line(&p))?;
-            model_size(engine.store(), &name)
-        }
-        Target::Remote(remote) => {
-            remote.create(&request, &mut progress)?;
-            None
-        }
-    };
+    crate::modelfile::create(target, &args, &mut progress)?;
     progress.finish();
     if !json {
-        let size = size
-            .map(|s| format!(", model {}", human_bytes(s)))
-            .unwrap_or_default();
+        let size = match target {
+            Target::Local(engine) => model_size(engine.store(), &name),
+            Target::Remote(_) => None,
+        }
+        .map(|s| format!(", model {}", human_bytes(s)))
+        .unwrap_or_default();
         eprintln!(
             "created {name} in {:.1} s{size}",
             start.elapsed().as_secs_f64()

@@ -64,6 +64,11 @@ impl Progress {
         ControlFlow::Continue(())
     }
 
+    /// Whether lines go out as JSON (for scripts) rather than for a person.
+    pub(crate) fn is_json(&self) -> bool {
+        self.json
+    }
+
     /// Leaves the last status printed.
     pub(crate) fn finish(&mut self) {
         if let Some((_, bar)) = self.current.take() {

@@ -148,6 +148,36 @@ impl Remote {
         self.stream("/api/create", request, progress)
     }
 
+    /// `POST /api/blobs/DIGEST` with the file's bytes, unless `HEAD` says the server has it.
+    pub(crate) fn create_blob(&self, digest: &str, path: &std::path::Path) -> Result<(), CliError> {
+        let url = self.url(&format!("/api/blobs/{digest}"));
+        if self
+            .http
+            .head(&url)
+            .send()
+            .is_ok_and(|r| r.status().is_success())
+        {
+            return Ok(());
+        }
+        let file = std::fs::File::open(path).map_err(|source| CliError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        let len = file
+            .metadata()
+            .map_err(|source| CliError::Io {
+                path: path.to_owned(),
+                source,
+            })?
+            .len();
+        self.send(
+            self.http
+                .post(url)
+                .body(reqwest::blocking::Body::sized(file, len)),
+        )
+        .map(drop)
+    }
+
     pub(crate) fn pull(
         &self,
         request: &PullRequest,

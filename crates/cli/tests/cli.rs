@@ -41,8 +41,8 @@ fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
-/// A small F16 llama GGUF stored as model `base` through the engine (as an upload would be).
-fn store_base(dir: &Path) -> Store {
+/// A small F16 llama GGUF.
+fn small_gguf() -> Vec<u8> {
     let md = vec![
         ("general.architecture", Value::string("llama")),
         ("general.file_type", Value::U32(1)),
@@ -63,7 +63,12 @@ fn store_base(dir: &Path) -> Store {
             .collect();
         w.write_tensor_data(&data).unwrap();
     }
-    let bytes = w.finish().unwrap();
+    w.finish().unwrap()
+}
+
+/// [`small_gguf`] stored as model `base` through the engine (as an upload would be).
+fn store_base(dir: &Path) -> Store {
+    let bytes = small_gguf();
     let store = Store::open(dir).unwrap();
     let digest = store.write_blob(&bytes[..], None).unwrap().digest;
     let request: kiln_api::CreateRequest = serde_json::from_value(serde_json::json!({
@@ -328,4 +333,245 @@ fn inspect_prints_a_gguf_and_names_what_is_wrong_with_a_bad_one() {
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).starts_with("Error: "), "{}", stderr(&out));
     assert!(stderr(&out).contains("bad.gguf"), "{}", stderr(&out));
+}
+
+/// A one-layer Llama safetensors folder, as the converter tests build one.
+fn llama_folder(dir: &Path) {
+    std::fs::create_dir_all(dir).unwrap();
+    let config = serde_json::json!({"architectures": ["LlamaForCausalLM"], "hidden_size": 2,
+        "intermediate_size": 4, "max_position_embeddings": 128, "num_attention_heads": 1,
+        "num_hidden_layers": 1, "num_key_value_heads": 1, "rms_norm_eps": 1e-05,
+        "rope_theta": 10000.0});
+    std::fs::write(dir.join("config.json"), config.to_string()).unwrap();
+    std::fs::write(
+        dir.join("tokenizer.json"),
+        r#"{"model": {"vocab": {"a": 0, "b": 1}}}"#,
+    )
+    .unwrap();
+    let header = br#"{"model.layers.0.input_layernorm.weight":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}"#;
+    let mut st = (header.len() as u64).to_le_bytes().to_vec();
+    st.extend_from_slice(header);
+    st.extend_from_slice(&1.5f32.to_le_bytes());
+    st.extend_from_slice(&(-0.25f32).to_le_bytes());
+    std::fs::write(dir.join("model.safetensors"), st).unwrap();
+}
+
+fn model_digest(store: &Store, name: &str) -> String {
+    let manifest = store
+        .manifest(&ModelName::parse(name).unwrap())
+        .unwrap()
+        .manifest;
+    manifest
+        .layers
+        .iter()
+        .find(|l| l.media_type == kiln_store::MEDIA_TYPE_MODEL)
+        .unwrap()
+        .digest
+        .clone()
+}
+
+/// The same model made through the library API from the same files uploaded as blobs: the
+/// reference the Modelfile path must match.
+fn create_through_api(store: &Store, name: &str, files: &[(&str, &Path)], quantize: &str) {
+    let mut map = serde_json::Map::new();
+    for (upload, path) in files {
+        let bytes = std::fs::read(path).unwrap();
+        let digest = store.write_blob(&bytes[..], None).unwrap().digest;
+        map.insert((*upload).into(), digest.to_string().into());
+    }
+    let request: kiln_api::CreateRequest = serde_json::from_value(serde_json::json!({
+        "model": name, "files": map, "quantize": quantize,
+    }))
+    .unwrap();
+    kiln::create::Engine::new(store.clone())
+        .create(request, &mut |_| std::ops::ControlFlow::Continue(()))
+        .unwrap();
+}
+
+/// Every blob file is referenced by some manifest: a create left no inputs behind.
+fn no_stray_blobs(store: &Store) {
+    let mut referenced = std::collections::BTreeSet::new();
+    for m in store.list().unwrap() {
+        referenced.insert(m.manifest.config.digest.replace(':', "-"));
+        for l in &m.manifest.layers {
+            referenced.insert(l.digest.replace(':', "-"));
+        }
+    }
+    for entry in std::fs::read_dir(store.root().join("blobs")).unwrap() {
+        let name = entry.unwrap().file_name().to_string_lossy().into_owned();
+        assert!(referenced.contains(&name), "stray blob {name}");
+    }
+}
+
+#[test]
+fn create_from_a_modelfile_with_a_safetensors_folder_and_a_gguf() {
+    let tmp = TempStore::new("modelfile");
+    let work = tmp.0.with_extension("work");
+    let _ = std::fs::remove_dir_all(&work);
+    llama_folder(&work.join("weights"));
+    std::fs::write(work.join("small.gguf"), small_gguf()).unwrap();
+    std::fs::write(
+        work.join("Modelfile"),
+        "# from Hugging Face weights\nfrom ./weights\nPARAMETER temperature 0.5\nPARAMETER stop <|end|>\nPARAMETER stop \"</s>\"\nSYSTEM \"\"\"You are\nterse.\"\"\"\nMESSAGE user hi there\nLICENSE MIT\n",
+    )
+    .unwrap();
+    let models = tmp.0.join("models");
+    // Run from elsewhere: paths are relative to the Modelfile, not the working directory.
+    let created = kiln(
+        &models,
+        &[
+            "create",
+            "st:q8",
+            "-f",
+            work.join("Modelfile").to_str().unwrap(),
+            "-q",
+            "q8_0",
+        ],
+    );
+    assert!(created.status.success(), "{}", stderr(&created));
+    let log = stderr(&created);
+    assert!(log.contains("importing model.safetensors"), "{log}");
+    assert!(log.contains("created st:q8"), "{log}");
+
+    let store = Store::open(&models).unwrap();
+    no_stray_blobs(&store);
+    let show = kiln(&models, &["--json", "show", "st:q8"]);
+    let v: serde_json::Value = serde_json::from_slice(&show.stdout).unwrap();
+    assert_eq!(v["system"], "You are\nterse.");
+    assert_eq!(v["license"], "MIT");
+    assert_eq!(v["messages"][0]["content"], "hi there");
+    let params = &v["parameters"];
+    assert!(
+        params
+            .as_str()
+            .unwrap()
+            .contains("temperature                    0.5"),
+        "{params}"
+    );
+    let shown = kiln_modelfile::parse(v["modelfile"].as_str().unwrap()).unwrap();
+    let stops: Vec<&str> = shown
+        .commands
+        .iter()
+        .filter(|c| c.name == "stop")
+        .map(|c| c.args.as_str())
+        .collect();
+    assert_eq!(stops, ["<|end|>", "</s>"]);
+
+    // The same bytes as the API makes of the same uploads.
+    let weights = work.join("weights");
+    create_through_api(
+        &store,
+        "api:q8",
+        &[
+            ("model.safetensors", &weights.join("model.safetensors")),
+            ("config.json", &weights.join("config.json")),
+            ("tokenizer.json", &weights.join("tokenizer.json")),
+        ],
+        "q8_0",
+    );
+    assert_eq!(
+        model_digest(&store, "st:q8"),
+        model_digest(&store, "api:q8")
+    );
+
+    // FROM a GGUF file, without a Modelfile: --from takes a path too.
+    let gguf = work.join("small.gguf");
+    let created = kiln(&models, &["create", "g", "--from", gguf.to_str().unwrap()]);
+    assert!(created.status.success(), "{}", stderr(&created));
+    create_through_api(&store, "g-api", &[("small.gguf", &gguf)], "");
+    assert_eq!(model_digest(&store, "g"), model_digest(&store, "g-api"));
+
+    // A bad Modelfile: Ollama's message with its line, and nothing created.
+    std::fs::write(
+        work.join("Bad"),
+        "FROM ./small.gguf\nPARAMETER temperature 0.5\nQUANTIZE q4\n",
+    )
+    .unwrap();
+    let bad = kiln(
+        &models,
+        &["create", "bad", "-f", work.join("Bad").to_str().unwrap()],
+    );
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(
+        stderr(&bad).contains("(line 3): command must be one of \"from\""),
+        "{}",
+        stderr(&bad)
+    );
+    std::fs::write(
+        work.join("Unknown"),
+        "FROM ./small.gguf\nPARAMETER tempreature 0.5\n",
+    )
+    .unwrap();
+    let bad = kiln(
+        &models,
+        &[
+            "create",
+            "bad",
+            "-f",
+            work.join("Unknown").to_str().unwrap(),
+        ],
+    );
+    assert_eq!(stderr(&bad), "Error: unknown parameter 'tempreature'\n");
+    let missing = kiln(
+        &models,
+        &["create", "bad", "-f", work.join("Nope").to_str().unwrap()],
+    );
+    assert!(stderr(&missing).contains("specified Modelfile wasn't found"));
+    assert!(store.manifest(&ModelName::parse("bad").unwrap()).is_err());
+    let _ = std::fs::remove_dir_all(&work);
+}
+
+#[test]
+fn create_from_a_modelfile_through_a_server_uploads_the_files() {
+    let tmp = TempStore::new("modelfile-remote");
+    let work = tmp.0.with_extension("work");
+    let _ = std::fs::remove_dir_all(&work);
+    llama_folder(&work);
+    std::fs::write(work.join("Modelfile"), "FROM .\nSYSTEM hello\n").unwrap();
+    let store = Store::open(tmp.0.join("server")).unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let server = std::sync::Arc::new(kiln_server::Server::new(
+        kiln::create::Engine::new(store.clone()).with_threads(1),
+    ));
+    rt.spawn(async move { axum::serve(listener, kiln_server::router(server)).await });
+    let created = kiln(
+        &tmp.0.join("unused"),
+        &[
+            "--host",
+            &addr,
+            "create",
+            "r",
+            "-f",
+            work.join("Modelfile").to_str().unwrap(),
+            "-q",
+            "q8_0",
+        ],
+    );
+    assert!(created.status.success(), "{}", stderr(&created));
+    assert!(
+        stderr(&created).contains("copying file sha256:"),
+        "{}",
+        stderr(&created)
+    );
+    create_through_api(
+        &store,
+        "api",
+        &[
+            ("model.safetensors", &work.join("model.safetensors")),
+            ("config.json", &work.join("config.json")),
+            ("tokenizer.json", &work.join("tokenizer.json")),
+        ],
+        "q8_0",
+    );
+    assert_eq!(model_digest(&store, "r"), model_digest(&store, "api"));
+    rt.shutdown_background();
+    let _ = std::fs::remove_dir_all(&work);
 }

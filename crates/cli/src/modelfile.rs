@@ -1,0 +1,220 @@
+//! `kiln create NAME [-f Modelfile]`: the Modelfile read and resolved as `ollama create` does, its
+//! local files brought into the models directory (reflinked where the file system can) or
+//! uploaded to the server as blobs, then the create request sent.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use kiln_api::{CreateRequest, ProgressResponse};
+use kiln_modelfile::{Command, Modelfile, Resolved, upload_names};
+use kiln_store::{Digest, ImportMethod, ImportMode};
+
+use crate::progress::Progress;
+use crate::{CliError, CreateArgs, Target};
+
+/// How local files enter the models directory (`--import`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum ImportArg {
+    /// Reflink where the file system can (no bytes copied), else copy
+    #[default]
+    Auto,
+    /// Reflink, or fail
+    Reflink,
+    /// Hard-link, or fail: nothing copied, but the blob is the file itself, so never edit the
+    /// file in place afterwards
+    Hardlink,
+    /// Copy the bytes
+    Copy,
+}
+
+impl From<ImportArg> for ImportMode {
+    fn from(a: ImportArg) -> ImportMode {
+        match a {
+            ImportArg::Auto => ImportMode::Auto,
+            ImportArg::Reflink => ImportMode::Reflink,
+            ImportArg::Hardlink => ImportMode::Hardlink,
+            ImportArg::Copy => ImportMode::Copy,
+        }
+    }
+}
+
+/// The Modelfile a create runs: `--from NAME` (a one-line `FROM NAME`), `-f FILE`, else
+/// `./Modelfile`, else `FROM .` (the current folder is the model), as `ollama create` chooses.
+/// Returns it with the folder its relative paths start from.
+fn modelfile(args: &CreateArgs) -> Result<(Modelfile, PathBuf), CliError> {
+    let cwd = std::env::current_dir().map_err(|source| CliError::Io {
+        path: PathBuf::from("."),
+        source,
+    })?;
+    if let Some(from) = &args.from {
+        let commands = vec![Command::new("model", from.clone())];
+        return Ok((Modelfile { commands }, cwd));
+    }
+    let path = match &args.file {
+        Some(file) => {
+            let path = cwd.join(file);
+            if !path.exists() {
+                return Err(CliError::ModelfileNotFound(file.clone()));
+            }
+            path
+        }
+        None => {
+            let path = cwd.join("Modelfile");
+            if !path.exists() {
+                return Ok((kiln_modelfile::parse("FROM .\n").expect("valid"), cwd));
+            }
+            path
+        }
+    };
+    let bytes = std::fs::read(&path).map_err(|source| CliError::Io {
+        path: path.clone(),
+        source,
+    })?;
+    let parsed = kiln_modelfile::parse_bytes(&bytes).map_err(|source| CliError::Modelfile {
+        path: path.clone(),
+        source,
+    })?;
+    let dir = path.parent().map_or(cwd, Path::to_owned);
+    Ok((parsed, dir))
+}
+
+/// The request a create sends, and the local files its maps will name.
+pub(crate) fn prepare(args: &CreateArgs) -> Result<Resolved, CliError> {
+    let (modelfile, dir) = modelfile(args)?;
+    let mut resolved = modelfile.resolve(&dir)?;
+    for warning in &resolved.warnings {
+        eprintln!("{warning}");
+    }
+    let request = &mut resolved.request;
+    request.model = args.name.clone();
+    if let Some(q) = &args.quantize {
+        request.quantize = q.clone();
+    }
+    if let Some(q) = &args.draft_quantize {
+        if resolved.draft_files.is_empty() {
+            return Err(CliError::DraftQuantizeWithoutDraft);
+        }
+        resolved.request.draft_quantize = q.clone();
+    }
+    Ok(resolved)
+}
+
+/// The three file maps of a create, each as (upload name, local path).
+fn named(resolved: &Resolved) -> [Vec<(String, PathBuf)>; 3] {
+    let name = |set: &std::collections::BTreeSet<PathBuf>| {
+        let paths: Vec<&PathBuf> = set.iter().collect();
+        upload_names(&paths)
+            .into_iter()
+            .zip(set.iter().cloned())
+            .collect()
+    };
+    [
+        name(&resolved.files),
+        name(&resolved.adapters),
+        name(&resolved.draft_files),
+    ]
+}
+
+fn set_maps(request: &mut CreateRequest, maps: [BTreeMap<String, String>; 3]) {
+    let [files, adapters, drafts] = maps;
+    let some = |m: BTreeMap<String, String>| (!m.is_empty()).then_some(m);
+    request.files = some(files);
+    request.adapters = some(adapters);
+    request.draft_files = some(drafts);
+}
+
+/// Runs a Modelfile create on the models directory: each local file imported as a blob
+/// (`--import`), the create run, then the imported blobs no model references (a safetensors
+/// folder's weights, once converted) removed again, so a create leaves only the model it made.
+pub(crate) fn create_local(
+    engine: &kiln::create::Engine,
+    resolved: Resolved,
+    mode: ImportMode,
+    progress: &mut Progress,
+) -> Result<(), CliError> {
+    let store = engine.store();
+    let named = named(&resolved);
+    let mut request = resolved.request;
+    let mut imported: Vec<Digest> = Vec::new();
+    let outcome = (|| {
+        // Held from the first import to the manifest, so a gc meanwhile keeps the blobs.
+        let _guard = store.create_guard()?;
+        let mut maps: [BTreeMap<String, String>; 3] = Default::default();
+        for (map, files) in maps.iter_mut().zip(&named) {
+            for (name, path) in files {
+                let _ = progress.line(&ProgressResponse {
+                    status: format!("importing {name}"),
+                    ..ProgressResponse::default()
+                });
+                let blob = store.import_file(path, mode, None)?;
+                if blob.created {
+                    imported.push(blob.digest);
+                }
+                let how = match blob.method {
+                    ImportMethod::Reflink => "reflinked",
+                    ImportMethod::Hardlink => "hard-linked",
+                    _ => "copied",
+                };
+                if !progress.is_json() {
+                    progress.finish();
+                    eprintln!(
+                        "  {name}: {} {how} as {}",
+                        crate::human_bytes(blob.size as i64),
+                        blob.digest
+                    );
+                }
+                map.insert(name.clone(), blob.digest.to_string());
+            }
+        }
+        set_maps(&mut request, maps);
+        engine.create(request, &mut |p| progress.line(&p))?;
+        Ok::<(), CliError>(())
+    })();
+    if !imported.is_empty() {
+        // Inputs only: what no manifest references goes (under the exclusive lock, after ours
+        // is released).
+        let _ = store.remove_unreferenced(imported);
+    }
+    outcome
+}
+
+/// Runs a Modelfile create through a server, as `ollama create` does: every local file hashed,
+/// uploaded as a blob (skipped when the server has it), then the request sent with the files
+/// named by their upload names.
+pub(crate) fn create_remote(
+    remote: &crate::remote::Remote,
+    resolved: Resolved,
+    progress: &mut Progress,
+) -> Result<(), CliError> {
+    let named = named(&resolved);
+    let mut request = resolved.request;
+    let mut maps: [BTreeMap<String, String>; 3] = Default::default();
+    for (map, files) in maps.iter_mut().zip(&named) {
+        let paths: Vec<&PathBuf> = files.iter().map(|(_, p)| p).collect();
+        let digests = kiln_modelfile::digest_files(&paths)?;
+        for (name, path) in files {
+            let digest = &digests[path];
+            let _ = progress.line(&ProgressResponse {
+                status: format!("copying file {digest}"),
+                ..ProgressResponse::default()
+            });
+            remote.create_blob(digest, path)?;
+            map.insert(name.clone(), digest.clone());
+        }
+    }
+    set_maps(&mut request, maps);
+    remote.create(&request, progress)
+}
+
+/// Runs `kiln create` from its arguments.
+pub(crate) fn create(
+    target: &Target,
+    args: &CreateArgs,
+    progress: &mut Progress,
+) -> Result<(), CliError> {
+    let resolved = prepare(args)?;
+    match target {
+        Target::Local(engine) => create_local(engine, resolved, args.import.into(), progress),
+        Target::Remote(remote) => create_remote(remote, resolved, progress),
+    }
+}
