@@ -12,7 +12,8 @@ pub mod quantize;
 pub mod template;
 
 pub use quantize::{
-    FileType, Imatrix, ImatrixError, NoProgress, QuantizeError, QuantizeEvent, QuantizeOptions,
-    QuantizeReport, QuantizeSink, SourceModel, SplitError, output_size, plan, quantize_conversion,
-    quantize_gguf, quantize_model, quantize_parts,
+    FileType, Imatrix, ImatrixError, ModelSummary, NoProgress, QuantizeError, QuantizeEvent,
+    QuantizeOptions, QuantizeReport, QuantizeSink, SourceModel, SplitError, TensorError,
+    TensorReport, output_size, plan, quantize_conversion, quantize_gguf, quantize_model,
+    quantize_parts,
 };

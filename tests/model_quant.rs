@@ -738,3 +738,132 @@ fn split_models_quantize_to_the_same_merged_file() {
     assert_eq!(std::fs::read_dir(&out_dir).unwrap().count(), 0);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The error report (`QuantizeOptions::measure_error`): every tensor's RMSE, max error, SNR and
+/// importance-weighted RMSE equal an independent numpy computation over ggml's own decoding of the
+/// source and of the file kiln wrote (scripts/oracle/quant_error.py), and measuring changes no
+/// byte of the output.
+#[test]
+fn error_report_equals_numpy_over_ggml_decoding() {
+    let Some(python) = oracle_python() else {
+        return;
+    };
+    let dir = std::env::temp_dir().join(format!("kiln-quant-error-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let model = dir.join("model.gguf");
+    run_llama_oracle(
+        &python,
+        &[
+            json!({"op": "make_model", "output": model, "kind": "llama", "dtype": "f16", "n_embd": 256,
+            "n_ff": 512, "n_layer": 2, "n_head": 4, "n_head_kv": 2, "n_vocab": 256, "seed": 21}),
+        ],
+        &dir,
+    );
+    let (imatrix, imatrix_job) = write_imatrix(&model, &dir, "error");
+    let bytes = std::fs::read(&model).unwrap();
+    let gguf = Gguf::parse(&bytes, &Limits::default()).unwrap();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/oracle/quant_error.py");
+    let close = |a: f64, b: f64| (a - b).abs() <= 1e-9 * a.abs().max(b.abs()) + 1e-15;
+    for (ftype, with_imatrix) in [
+        (FileType::Q4_K_M, false),
+        (FileType::Q4_K_M, true),
+        (FileType::Q8_0, false),
+        (FileType::Q2_K, true),
+    ] {
+        let base = QuantizeOptions {
+            threads: 2,
+            imatrix: with_imatrix.then(|| imatrix.clone()),
+            ..Default::default()
+        };
+        let mut plain = Vec::new();
+        let unmeasured = quantize_gguf(&gguf, &mut plain, ftype, &base, &mut NoProgress).unwrap();
+        assert!(unmeasured.tensors.iter().all(|t| t.error.is_none()));
+        let measured_options = QuantizeOptions {
+            measure_error: true,
+            ..base
+        };
+        let mut out = Vec::new();
+        let report =
+            quantize_gguf(&gguf, &mut out, ftype, &measured_options, &mut NoProgress).unwrap();
+        assert!(out == plain, "{ftype:?}: measuring changed the output");
+
+        let tag = format!("{}-{with_imatrix}", ftype.name());
+        let quantized = dir.join(format!("{tag}.gguf"));
+        std::fs::write(&quantized, &out).unwrap();
+        let job = dir.join(format!("{tag}.json"));
+        let result = dir.join(format!("{tag}.errors.json"));
+        std::fs::write(
+            &job,
+            serde_json::to_vec(&json!({"source": model, "quantized": quantized, "output": result,
+                "imatrix": if with_imatrix { imatrix_job.clone() } else { serde_json::Value::Null }}))
+            .unwrap(),
+        )
+        .unwrap();
+        let run = std::process::Command::new(&python)
+            .arg(&script)
+            .arg(&job)
+            .output()
+            .unwrap();
+        assert!(
+            run.status.success(),
+            "{}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+        let numpy: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_slice(&std::fs::read(&result).unwrap()).unwrap();
+        assert_eq!(numpy.len(), report.tensors.len());
+        let mut weighted = 0;
+        for t in &report.tensors {
+            let e = t.error.unwrap();
+            let want = &numpy[&t.name];
+            let f = |k: &str| want[k].as_f64();
+            assert!(
+                close(e.rmse, f("rmse").unwrap()),
+                "{tag} {}: rmse {} vs {}",
+                t.name,
+                e.rmse,
+                want
+            );
+            assert!(
+                close(e.max_abs, f("max_abs").unwrap()),
+                "{tag} {}: max {} vs {}",
+                t.name,
+                e.max_abs,
+                want
+            );
+            match f("snr_db") {
+                Some(snr) => assert!(
+                    close(e.snr_db, snr),
+                    "{tag} {}: snr {} vs {}",
+                    t.name,
+                    e.snr_db,
+                    want
+                ),
+                None => assert!(e.snr_db.is_infinite(), "{tag} {}", t.name),
+            }
+            match (e.weighted_rmse, f("weighted_rmse")) {
+                (Some(w), Some(np)) => {
+                    assert!(close(w, np), "{tag} {}: weighted {w} vs {want}", t.name);
+                    weighted += 1;
+                }
+                // Copied tensors are exact: numpy's weighted error is then 0.
+                (None, np) => assert!(np.is_none_or(|v| v == 0.0), "{tag} {}: {want}", t.name),
+                (Some(w), None) => panic!("{tag} {}: weighted {w} without an imatrix", t.name),
+            }
+        }
+        if with_imatrix {
+            assert!(weighted >= 14, "{tag}: only {weighted} weighted tensors");
+        }
+        let quantized_count = report.tensors.iter().filter(|t| t.from != t.to).count();
+        assert!(quantized_count >= 14, "{tag}");
+        let summary = report.summary();
+        let pooled: f64 = report
+            .tensors
+            .iter()
+            .map(|t| t.error.unwrap().rmse.powi(2) * t.n_elements as f64)
+            .sum::<f64>()
+            / summary.n_elements as f64;
+        assert!(close(summary.rmse.unwrap(), pooled.sqrt()));
+        assert!(summary.bits_per_weight > 2.0 && summary.bits_per_weight < 9.0);
+    }
+}

@@ -548,8 +548,14 @@ impl Engine {
                             completed: (fraction * size as f32) as i64,
                         })
                     }
-                    QuantizeEvent::Bytes { .. } if cancelled() => ControlFlow::Break(()),
-                    QuantizeEvent::Bytes { .. } => ControlFlow::Continue(()),
+                    QuantizeEvent::Bytes { .. } | QuantizeEvent::TensorDone { .. }
+                        if cancelled() =>
+                    {
+                        ControlFlow::Break(())
+                    }
+                    QuantizeEvent::Bytes { .. } | QuantizeEvent::TensorDone { .. } => {
+                        ControlFlow::Continue(())
+                    }
                 };
                 let options = QuantizeOptions {
                     threads: self.threads,

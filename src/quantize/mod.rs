@@ -67,6 +67,9 @@ pub struct QuantizeOptions {
     /// Metadata set after `general.file_type` (llama-quantize's `--override-kv`; an existing key
     /// is removed from its old place first).
     pub extra_metadata: Vec<(String, Value<'static>)>,
+    /// Measure what quantization cost: each converted tensor is dequantized again and compared
+    /// with its source values ([`TensorReport::error`]). The output bytes do not change.
+    pub measure_error: bool,
 }
 
 /// One step of progress.
@@ -84,6 +87,13 @@ pub enum QuantizeEvent<'a> {
         from: GgmlType,
         /// The type chosen for it.
         to: GgmlType,
+    },
+    /// A tensor has been written (with its error when [`QuantizeOptions::measure_error`] is set).
+    TensorDone {
+        /// Its position in the output (0-based).
+        index: usize,
+        /// What happened to it.
+        report: &'a TensorReport,
     },
     /// Input bytes consumed so far, out of the total tensor bytes of the input.
     Bytes {
@@ -115,8 +125,125 @@ impl QuantizeSink for NoProgress {
     }
 }
 
+/// How far a tensor's values moved in quantization: `dequantize(quantize(x))` against the source
+/// values `x` (the input tensor as stored, decoded to f32).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TensorError {
+    /// Root mean square of the error.
+    pub rmse: f64,
+    /// Largest absolute error of one value.
+    pub max_abs: f64,
+    /// Signal-to-noise ratio in decibels, `10 log10(Σx² / Σ(x̂-x)²)`; infinite when exact.
+    pub snr_db: f64,
+    /// The importance-weighted RMSE, `sqrt(Σ wᵢ(x̂ᵢ-xᵢ)² / Σ wᵢ)` with each value weighted by its
+    /// column's importance, when an importance matrix covered the tensor.
+    pub weighted_rmse: Option<f64>,
+}
+
+/// Running sums behind a [`TensorError`], added up per chunk of rows and per thread.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+struct ErrorSums {
+    n: u64,
+    sq_err: f64,
+    sq_src: f64,
+    max_abs: f64,
+    w_sq_err: f64,
+    w_sum: f64,
+}
+
+impl ErrorSums {
+    /// Adds the rows `source` and their round trip `back`, `n_per_row` values a row, each value
+    /// weighted by its column's `weights` when given. Eight independent lanes keep the loop
+    /// vectorizable; the lanes are summed at the end of each row.
+    fn add_rows(
+        &mut self,
+        source: &[f32],
+        back: &[f32],
+        n_per_row: usize,
+        weights: Option<&[f32]>,
+    ) {
+        const LANES: usize = 8;
+        let weight_sum: f64 = weights.map_or(0.0, |w| w.iter().map(|&v| f64::from(v)).sum());
+        for (src, got) in source.chunks(n_per_row).zip(back.chunks(n_per_row)) {
+            let mut sq = [0f64; LANES];
+            let mut sx = [0f64; LANES];
+            let mut mx = [0f64; LANES];
+            let mut wsq = [0f64; LANES];
+            let body = src.len() / LANES * LANES;
+            let lanes = src[..body]
+                .chunks_exact(LANES)
+                .zip(got[..body].chunks_exact(LANES));
+            match weights {
+                None => {
+                    for (xs, ys) in lanes {
+                        for k in 0..LANES {
+                            let x = f64::from(xs[k]);
+                            let e = f64::from(ys[k]) - x;
+                            sq[k] += e * e;
+                            sx[k] += x * x;
+                            mx[k] = mx[k].max(e.abs());
+                        }
+                    }
+                }
+                Some(w) => {
+                    for ((xs, ys), ws) in lanes.zip(w[..body].chunks_exact(LANES)) {
+                        for k in 0..LANES {
+                            let x = f64::from(xs[k]);
+                            let e = f64::from(ys[k]) - x;
+                            sq[k] += e * e;
+                            sx[k] += x * x;
+                            mx[k] = mx[k].max(e.abs());
+                            wsq[k] += f64::from(ws[k]) * e * e;
+                        }
+                    }
+                }
+            }
+            for j in body..src.len() {
+                let x = f64::from(src[j]);
+                let e = f64::from(got[j]) - x;
+                sq[0] += e * e;
+                sx[0] += x * x;
+                mx[0] = mx[0].max(e.abs());
+                if let Some(w) = weights {
+                    wsq[0] += f64::from(w[j]) * e * e;
+                }
+            }
+            self.sq_err += sq.iter().sum::<f64>();
+            self.sq_src += sx.iter().sum::<f64>();
+            self.max_abs = mx.iter().fold(self.max_abs, |a, &b| a.max(b));
+            self.w_sq_err += wsq.iter().sum::<f64>();
+            self.w_sum += weight_sum;
+            self.n += src.len() as u64;
+        }
+    }
+
+    fn merge(&mut self, other: &ErrorSums) {
+        self.n += other.n;
+        self.sq_err += other.sq_err;
+        self.sq_src += other.sq_src;
+        self.max_abs = self.max_abs.max(other.max_abs);
+        self.w_sq_err += other.w_sq_err;
+        self.w_sum += other.w_sum;
+    }
+
+    fn finish(&self, weighted: bool) -> TensorError {
+        let n = self.n.max(1) as f64;
+        TensorError {
+            rmse: (self.sq_err / n).sqrt(),
+            max_abs: self.max_abs,
+            snr_db: if self.sq_err == 0.0 {
+                f64::INFINITY
+            } else {
+                10.0 * (self.sq_src / self.sq_err).log10()
+            },
+            weighted_rmse: (weighted && self.w_sum > 0.0)
+                .then(|| (self.w_sq_err / self.w_sum).sqrt()),
+        }
+    }
+}
+
 /// What happened to one tensor.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct TensorReport {
     /// Tensor name.
     pub name: String,
@@ -130,10 +257,37 @@ pub struct TensorReport {
     pub bytes_in: u64,
     /// Output bytes (without padding).
     pub bytes_out: u64,
+    /// The quantization error, when it was measured ([`QuantizeOptions::measure_error`]); for a
+    /// tensor copied as it was, exactly zero.
+    pub error: Option<TensorError>,
+}
+
+impl TensorReport {
+    /// Output bits per weight.
+    pub fn bits_per_weight(&self) -> f64 {
+        self.bytes_out as f64 * 8.0 / self.n_elements.max(1) as f64
+    }
+}
+
+/// The whole model's figures, from a [`QuantizeReport`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ModelSummary {
+    /// Weights in all tensors.
+    pub n_elements: u64,
+    /// Tensor bytes in and out (without padding).
+    pub bytes_in: u64,
+    /// Tensor bytes written.
+    pub bytes_out: u64,
+    /// Output bits per weight over all tensors.
+    pub bits_per_weight: f64,
+    /// The RMSE over every weight of the model, when measured.
+    pub rmse: Option<f64>,
+    /// The lowest tensor SNR in decibels, when measured.
+    pub worst_snr_db: Option<f64>,
 }
 
 /// The outcome of a quantization.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct QuantizeReport {
     /// The file type written.
     pub file_type: u32,
@@ -141,6 +295,37 @@ pub struct QuantizeReport {
     pub tensors: Vec<TensorReport>,
     /// Size of the output file.
     pub file_len: u64,
+}
+
+impl QuantizeReport {
+    /// Totals over every tensor: sizes, bits per weight, the pooled RMSE and the worst SNR.
+    pub fn summary(&self) -> ModelSummary {
+        let n: u64 = self.tensors.iter().map(|t| t.n_elements).sum();
+        let bytes_in = self.tensors.iter().map(|t| t.bytes_in).sum();
+        let bytes_out: u64 = self.tensors.iter().map(|t| t.bytes_out).sum();
+        let measured: Vec<(&TensorReport, &TensorError)> = self
+            .tensors
+            .iter()
+            .filter_map(|t| Some((t, t.error.as_ref()?)))
+            .collect();
+        let all_measured = !measured.is_empty() && measured.len() == self.tensors.len();
+        let rmse = all_measured.then(|| {
+            let sq: f64 = measured
+                .iter()
+                .map(|(t, e)| e.rmse * e.rmse * t.n_elements as f64)
+                .sum();
+            (sq / n.max(1) as f64).sqrt()
+        });
+        let worst_snr_db = measured.iter().map(|(_, e)| e.snr_db).reduce(f64::min);
+        ModelSummary {
+            n_elements: n,
+            bytes_in,
+            bytes_out,
+            bits_per_weight: bytes_out as f64 * 8.0 / n.max(1) as f64,
+            rmse,
+            worst_snr_db,
+        }
+    }
 }
 
 /// Why a model could not be quantized.
@@ -586,6 +771,7 @@ fn quantize_streaming<W: Write>(
     let mut done = 0u64;
     let mut report = Vec::with_capacity(plans.len());
     let mut rows_f32: Vec<f32> = Vec::new();
+    let mut round_trip: Vec<f32> = Vec::new();
     let mut quantized: Vec<u8> = Vec::new();
     let mut read_buf: Vec<u8> = Vec::new();
     for (index, p) in plans.iter().enumerate() {
@@ -602,6 +788,8 @@ fn quantize_streaming<W: Write>(
         }
         let len = data_len(t);
         let ne = t.ne();
+        let mut sums = ErrorSums::default();
+        let mut weighted = false;
         let bytes_out = if p.to == p.from {
             let mut at = 0;
             while at < len {
@@ -628,6 +816,7 @@ fn quantize_streaming<W: Write>(
             let rows_per_expert = (ne[1] * ne[3]) as usize;
             let experts = ne[2] as usize;
             let imatrix = imatrix_for(options, &p.name, ne)?;
+            weighted = imatrix.is_some();
             let in_row = len / (rows_per_expert * experts).max(1);
             let out_row = kiln_quant::row_size(to, n_per_row).map_err(|_| {
                 QuantizeError::UnsupportedType {
@@ -649,6 +838,9 @@ fn quantize_streaming<W: Write>(
                         &mut read_buf,
                     )?;
                     rows_f32.resize(rows * n_per_row, 0.0);
+                    if options.measure_error {
+                        round_trip.resize(rows * n_per_row, 0.0);
+                    }
                     quantized.resize(rows * out_row, 0);
                     let rows_io = RowsIo {
                         from,
@@ -657,18 +849,25 @@ fn quantize_streaming<W: Write>(
                         n_per_row,
                         out_row,
                     };
-                    convert_rows(
+                    let check = if options.measure_error {
+                        Some(&mut round_trip[..rows * n_per_row])
+                    } else {
+                        None
+                    };
+                    let chunk_sums = convert_rows(
                         &rows_io,
                         src,
                         weights,
                         &mut rows_f32,
                         &mut quantized,
+                        check,
                         threads,
                     )
                     .map_err(|e| QuantizeError::Kernel {
                         name: p.name.clone(),
                         source: e,
                     })?;
+                    sums.merge(&chunk_sums);
                     if let Some(at) = validate::first_invalid(p.to, &quantized) {
                         return Err(QuantizeError::InvalidData {
                             name: p.name.clone(),
@@ -688,6 +887,13 @@ fn quantize_streaming<W: Write>(
             written
         };
         source.release(p.input_index);
+        let error = options.measure_error.then(|| {
+            if p.to == p.from {
+                // Copied bit for bit.
+                sums.n = t.n_elements();
+            }
+            sums.finish(weighted)
+        });
         report.push(TensorReport {
             name: p.name.clone(),
             from: p.from,
@@ -695,7 +901,15 @@ fn quantize_streaming<W: Write>(
             n_elements: t.n_elements(),
             bytes_in: len as u64,
             bytes_out,
+            error,
         });
+        let done_event = QuantizeEvent::TensorDone {
+            index,
+            report: report.last().expect("just pushed"),
+        };
+        if sink.event(&done_event).is_break() {
+            return Err(QuantizeError::Cancelled);
+        }
     }
     let file_len = writer.layout().file_len;
     let mut out = writer.finish()?;
@@ -720,34 +934,53 @@ struct RowsIo {
 /// Converts whole rows `src` (type `from`) to `out` (type `to`), each thread taking a contiguous
 /// share of the rows through both steps (dequantize into `scratch`, then quantize), so conversion
 /// scales with the threads too. Rows are independent, so the bytes never depend on `threads`.
+/// With `check`, each share is dequantized again into it and compared with `scratch`: the error
+/// sums of the rows are returned (else empty sums).
 fn convert_rows(
     io: &RowsIo,
     src: &[u8],
     weights: Option<&[f32]>,
     scratch: &mut [f32],
     out: &mut [u8],
+    check: Option<&mut [f32]>,
     threads: usize,
-) -> Result<(), kiln_quant::QuantError> {
-    let one = |src: &[u8], f32s: &mut [f32], out: &mut [u8]| {
+) -> Result<ErrorSums, kiln_quant::QuantError> {
+    let one = |src: &[u8], f32s: &mut [f32], out: &mut [u8], back: Option<&mut [f32]>| {
         kiln_quant::dequantize(io.from, src, f32s)?;
-        kiln_quant::quantize(io.to, f32s, io.n_per_row, weights, out).map(|_| ())
+        kiln_quant::quantize(io.to, f32s, io.n_per_row, weights, out)?;
+        let mut sums = ErrorSums::default();
+        if let Some(back) = back {
+            kiln_quant::dequantize(io.to, out, back)?;
+            sums.add_rows(f32s, back, io.n_per_row, weights);
+        }
+        Ok(sums)
     };
     let rows = src.len() / io.in_row.max(1);
     if threads <= 1 || rows < 2 {
-        return one(src, scratch, out);
+        return one(src, scratch, out, check);
     }
     let per = rows.div_ceil(threads);
+    let mut backs: Vec<Option<&mut [f32]>> = match check {
+        Some(back) => back.chunks_mut(per * io.n_per_row).map(Some).collect(),
+        None => Vec::new(),
+    };
+    backs.resize_with(rows.div_ceil(per), || None);
     std::thread::scope(|scope| {
         let workers: Vec<_> = src
             .chunks(per * io.in_row)
             .zip(scratch.chunks_mut(per * io.n_per_row))
             .zip(out.chunks_mut(per * io.out_row))
-            .map(|((s, f), o)| scope.spawn(move || one(s, f, o)))
+            .zip(backs)
+            .map(|(((s, f), o), b)| scope.spawn(move || one(s, f, o, b)))
             .collect();
-        workers.into_iter().try_for_each(|w| {
-            w.join()
-                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-        })
+        let mut total = ErrorSums::default();
+        for w in workers {
+            let sums = w
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))?;
+            total.merge(&sums);
+        }
+        Ok(total)
     })
 }
 

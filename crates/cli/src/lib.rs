@@ -6,6 +6,7 @@ mod inspect;
 mod modelfile;
 mod models;
 mod progress;
+mod quantize;
 mod remote;
 
 use std::ffi::OsString;
@@ -79,6 +80,12 @@ pub enum CliError {
     /// `--draft-quantize` without a DRAFT line.
     #[error("--draft-quantize requires a DRAFT model")]
     DraftQuantizeWithoutDraft,
+    /// An argument that does not name what it should (a tensor type, an imatrix file).
+    #[error("{0}")]
+    Argument(String),
+    /// Quantization failed.
+    #[error("{0}")]
+    Quantize(#[from] kiln::QuantizeError),
     /// The command ran and found problems it has already printed (an unhealthy store, a model
     /// left broken by repair).
     #[error("problems found")]
@@ -132,6 +139,9 @@ enum Command {
     Pull(TransferArgs),
     /// Push a model to a registry
     Push(TransferArgs),
+    /// Quantize a GGUF file or a Hugging Face folder (llama-quantize's options), optionally
+    /// reporting each tensor's error
+    Quantize(quantize::QuantizeArgs),
     /// Print a GGUF file's header, metadata and tensor table
     Inspect {
         /// The GGUF file
@@ -278,9 +288,11 @@ pub(crate) enum Target {
 fn execute(cli: Cli) -> Result<(), CliError> {
     let json = cli.json;
     // Commands on a file need no models directory (opening one may create it).
-    if let Command::Inspect { file } = &cli.command {
-        return inspect::inspect(file, json);
-    }
+    let command = match cli.command {
+        Command::Inspect { file } => return inspect::inspect(&file, json),
+        Command::Quantize(args) => return quantize::quantize(args, json),
+        other => other,
+    };
     let target = match &cli.host {
         Some(host) => {
             let host = if host.is_empty() {
@@ -296,7 +308,7 @@ fn execute(cli: Cli) -> Result<(), CliError> {
         Target::Local(engine) => Ok(engine.store().clone()),
         Target::Remote(_) => Err(CliError::LocalOnly(command)),
     };
-    match cli.command {
+    match command {
         Command::Create(args) => models::create(&target, args, json),
         Command::List { prefix } => models::list(&target, prefix.as_deref(), json),
         Command::Show(args) => models::show(&target, args, json),
@@ -307,7 +319,7 @@ fn execute(cli: Cli) -> Result<(), CliError> {
         Command::Rm { names } => models::remove(&target, &names),
         Command::Pull(args) => models::pull(&target, args, json),
         Command::Push(args) => models::push(&target, args, json),
-        Command::Inspect { .. } => unreachable!("handled above"),
+        Command::Inspect { .. } | Command::Quantize(_) => unreachable!("handled above"),
         Command::Serve => serve(local("serve")?),
         Command::Verify => health::verify(&local("verify")?, json),
         Command::Gc { dry_run, grace } => health::gc(

@@ -14,7 +14,7 @@ use crate::{CliError, CreateArgs, ShowArgs, Target, TransferArgs};
 
 /// Rows as Ollama's tablewriter prints them without borders: each column padded to its widest
 /// cell, four spaces between columns, nothing after the last.
-fn table(rows: &[Vec<String>]) -> String {
+pub(crate) fn table(rows: &[Vec<String>]) -> String {
     let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
     let widths: Vec<usize> = (0..columns)
         .map(|c| {

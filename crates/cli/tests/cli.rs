@@ -575,3 +575,66 @@ fn create_from_a_modelfile_through_a_server_uploads_the_files() {
     rt.shutdown_background();
     let _ = std::fs::remove_dir_all(&work);
 }
+
+#[test]
+fn quantize_reports_each_tensors_error() {
+    let tmp = TempStore::new("quantize");
+    std::fs::create_dir_all(&tmp.0).unwrap();
+    let input = tmp.0.join("in.gguf");
+    std::fs::write(&input, small_gguf()).unwrap();
+    let out = tmp.0.join("out.gguf");
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_kiln"))
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let (i, o) = (input.to_str().unwrap(), out.to_str().unwrap());
+    let table = run(&["quantize", "--report", "--threads", "1", i, o, "q8_0"]);
+    assert!(table.status.success(), "{}", stderr(&table));
+    let text = stdout(&table);
+    let header = text.lines().next().unwrap();
+    assert!(
+        header.starts_with("TENSOR") && header.contains("RMSE") && header.ends_with("SNR dB"),
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("blk.0.attn_q.weight") && l.contains("f16 -> q8_0")),
+        "{text}"
+    );
+    assert!(text.contains("worst tensor SNR"), "{text}");
+    // The same bytes as the library makes (and as llama.cpp: tests/model_quant.rs).
+    let mut expected = Vec::new();
+    let bytes = std::fs::read(&input).unwrap();
+    let gguf = kiln_gguf::Gguf::parse(&bytes, &kiln_gguf::Limits::default()).unwrap();
+    kiln::quantize_gguf(
+        &gguf,
+        &mut expected,
+        kiln::FileType::Q8_0,
+        &kiln::QuantizeOptions::default(),
+        &mut kiln::NoProgress,
+    )
+    .unwrap();
+    assert!(std::fs::read(&out).unwrap() == expected);
+
+    let json = run(&["quantize", "--report", "--json", i, o, "Q4_K_M"]);
+    assert!(json.status.success(), "{}", stderr(&json));
+    let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(v["file_type"], "Q4_K_M");
+    let tensors = v["tensors"].as_array().unwrap();
+    assert_eq!(tensors.len(), 2);
+    for t in tensors {
+        let e = &t["error"];
+        assert!(e["rmse"].as_f64().unwrap() > 0.0, "{t}");
+        assert!(e["snr_db"].as_f64().unwrap() > 10.0, "{t}");
+        assert!(e["max_abs_error"].as_f64().unwrap() >= e["rmse"].as_f64().unwrap());
+    }
+    assert!(v["summary"]["bits_per_weight"].as_f64().unwrap() > 4.0);
+
+    let bad = run(&["quantize", i, o, "q9_9"]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(stderr(&bad).starts_with("Error: "), "{}", stderr(&bad));
+    let usage = run(&["quantize", i]);
+    assert_eq!(usage.status.code(), Some(2));
+}

@@ -1,0 +1,284 @@
+//! `kiln quantize`: llama-quantize's command on kiln's quantizer, with what llama-quantize cannot
+//! tell: each tensor's quantization error (`--report`), as a table or as JSON.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::ops::ControlFlow;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use clap::Args;
+use kiln::{FileType, Imatrix, QuantizeEvent, QuantizeOptions, QuantizeReport, TensorError};
+use kiln_gguf::GgmlType;
+use serde_json::{Value, json};
+
+use crate::CliError;
+
+/// `kiln quantize`'s arguments: llama-quantize's, plus `--report`.
+#[derive(Debug, Args)]
+pub(crate) struct QuantizeArgs {
+    /// The model: a GGUF file (the first part of a split one), or a Hugging Face folder,
+    /// converted as Ollama converts it while it is quantized
+    input: PathBuf,
+    /// The quantized GGUF to write (complete or not at all)
+    output: PathBuf,
+    /// File type: Q4_K_M, Q8_0, COPY, … (case-insensitive)
+    #[arg(value_name = "TYPE")]
+    file_type: String,
+    /// Worker threads (0: every core); the output does not depend on it
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
+    /// Every tensor the file type's default type (no per-tensor rules)
+    #[arg(long)]
+    pure: bool,
+    /// Allow already-quantized input (quantized twice)
+    #[arg(long)]
+    allow_requantize: bool,
+    /// Keep output.weight in its source type
+    #[arg(long)]
+    leave_output_tensor: bool,
+    /// Importance matrix (llama-imatrix's GGUF or legacy .dat)
+    #[arg(long, value_name = "FILE")]
+    imatrix: Option<PathBuf>,
+    /// Type for output.weight
+    #[arg(long, value_name = "TYPE")]
+    output_tensor_type: Option<String>,
+    /// Type for token_embd.weight
+    #[arg(long, value_name = "TYPE")]
+    token_embedding_type: Option<String>,
+    /// Type for tensors whose name matches REGEX (first match wins; repeatable)
+    #[arg(long, value_name = "REGEX=TYPE")]
+    tensor_type: Vec<String>,
+    /// Ollama's per-architecture rules for Q4_K_S/Q4_K_M, as `ollama create -q` applies them
+    #[arg(long)]
+    ollama: bool,
+    /// Measure each tensor's error (dequantized again and compared with the source: RMSE, max
+    /// error, SNR, importance-weighted RMSE with --imatrix) and print it per tensor
+    #[arg(long)]
+    report: bool,
+}
+
+fn tensor_type(s: &str) -> Result<GgmlType, CliError> {
+    let lower = s.to_ascii_lowercase();
+    GgmlType::from_name(&lower)
+        .or_else(|| GgmlType::from_name(&lower.replace("_k", "_K")))
+        .ok_or_else(|| CliError::Argument(format!("unknown tensor type {s:?}")))
+}
+
+fn options(args: &QuantizeArgs) -> Result<QuantizeOptions, CliError> {
+    let mut options = QuantizeOptions {
+        threads: args.threads,
+        pure: args.pure,
+        allow_requantize: args.allow_requantize,
+        leave_output_tensor: args.leave_output_tensor,
+        ollama_overrides: args.ollama,
+        measure_error: args.report,
+        ..QuantizeOptions::default()
+    };
+    if let Some(path) = &args.imatrix {
+        let bytes = std::fs::read(path).map_err(|source| CliError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        let imatrix = Imatrix::parse(&bytes)
+            .map_err(|e| CliError::Argument(format!("{}: {e}", path.display())))?;
+        options.extra_metadata = imatrix.provenance(&path.to_string_lossy());
+        options.imatrix = Some(imatrix.data);
+    }
+    options.output_tensor_type = args
+        .output_tensor_type
+        .as_deref()
+        .map(tensor_type)
+        .transpose()?;
+    options.token_embedding_type = args
+        .token_embedding_type
+        .as_deref()
+        .map(tensor_type)
+        .transpose()?;
+    for spec in &args.tensor_type {
+        let (re, ty) = spec.split_once('=').ok_or_else(|| {
+            CliError::Argument(format!("--tensor-type {spec}: expected REGEX=TYPE"))
+        })?;
+        options.tensor_types.push((re.to_owned(), tensor_type(ty)?));
+    }
+    Ok(options)
+}
+
+/// A float for JSON: `null` for what JSON cannot carry (an exact tensor's infinite SNR).
+fn number(x: f64) -> Value {
+    serde_json::Number::from_f64(x).map_or(Value::Null, Value::Number)
+}
+
+fn error_json(e: &TensorError) -> Value {
+    json!({
+        "rmse": number(e.rmse),
+        "max_abs_error": number(e.max_abs),
+        "snr_db": number(e.snr_db),
+        "weighted_rmse": e.weighted_rmse.map(number),
+    })
+}
+
+/// The report as one JSON object: every tensor, then the model's totals.
+pub(crate) fn report_json(report: &QuantizeReport, file_type: FileType, seconds: f64) -> Value {
+    let tensors: Vec<Value> = report
+        .tensors
+        .iter()
+        .map(|t| {
+            let mut v = json!({
+                "name": t.name,
+                "from": t.from.to_string(),
+                "to": t.to.to_string(),
+                "n_elements": t.n_elements,
+                "bytes_in": t.bytes_in,
+                "bytes_out": t.bytes_out,
+                "bits_per_weight": number(t.bits_per_weight()),
+            });
+            if let Some(e) = &t.error {
+                v["error"] = error_json(e);
+            }
+            v
+        })
+        .collect();
+    let s = report.summary();
+    json!({
+        "file_type": file_type.name(),
+        "file_len": report.file_len,
+        "seconds": number(seconds),
+        "tensors": tensors,
+        "summary": {
+            "n_elements": s.n_elements,
+            "bytes_in": s.bytes_in,
+            "bytes_out": s.bytes_out,
+            "bits_per_weight": number(s.bits_per_weight),
+            "rmse": s.rmse.map(number),
+            "worst_snr_db": s.worst_snr_db.map(number),
+        },
+    })
+}
+
+fn snr_text(db: f64) -> String {
+    if db.is_infinite() {
+        "exact".to_owned()
+    } else {
+        format!("{db:.1}")
+    }
+}
+
+/// The per-tensor error table a person reads.
+fn report_table(report: &QuantizeReport) -> String {
+    let weighted = report
+        .tensors
+        .iter()
+        .any(|t| t.error.is_some_and(|e| e.weighted_rmse.is_some()));
+    let mut header = vec!["TENSOR", "TYPE", "BPW", "RMSE", "MAX ERROR", "SNR dB"];
+    if weighted {
+        header.push("WEIGHTED RMSE");
+    }
+    let mut rows = vec![header.iter().map(|s| s.to_string()).collect::<Vec<_>>()];
+    for t in &report.tensors {
+        let ty = if t.from == t.to {
+            t.to.to_string()
+        } else {
+            format!("{} -> {}", t.from, t.to)
+        };
+        let mut row = vec![t.name.clone(), ty, format!("{:.2}", t.bits_per_weight())];
+        match &t.error {
+            Some(e) => {
+                row.push(format!("{:.3e}", e.rmse));
+                row.push(format!("{:.3e}", e.max_abs));
+                row.push(snr_text(e.snr_db));
+                if weighted {
+                    row.push(e.weighted_rmse.map_or("-".into(), |w| format!("{w:.3e}")));
+                }
+            }
+            None => row.extend(["-", "-", "-"].map(String::from)),
+        }
+        rows.push(row);
+    }
+    crate::models::table(&rows)
+}
+
+/// Runs `kiln quantize`.
+pub(crate) fn quantize(args: QuantizeArgs, json: bool) -> Result<(), CliError> {
+    let file_type: FileType = args
+        .file_type
+        .parse()
+        .map_err(|e: kiln::quantize::UnknownFileType| CliError::Argument(e.to_string()))?;
+    let options = options(&args)?;
+    let start = Instant::now();
+    let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let mut last_percent = u64::MAX;
+    let mut sink = |e: &QuantizeEvent<'_>| {
+        if let QuantizeEvent::Bytes { done, total } = *e {
+            let percent = (done * 100).checked_div(total).unwrap_or(100);
+            if terminal && !json && percent != last_percent {
+                last_percent = percent;
+                eprint!("\rquantizing: {percent:3}%");
+            }
+        }
+        ControlFlow::Continue(())
+    };
+    let report = kiln::quantize_model(&args.input, &args.output, file_type, &options, &mut sink)?;
+    let seconds = start.elapsed().as_secs_f64();
+    if terminal && !json {
+        eprintln!();
+    }
+    if json {
+        crate::print_json(
+            &serde_json::to_vec(&report_json(&report, file_type, seconds)).unwrap_or_default(),
+        );
+        return Ok(());
+    }
+    let mut out = String::new();
+    if args.report {
+        out.push_str(&report_table(&report));
+        out.push('\n');
+    }
+    out.push_str(&summary_text(&args, &report, file_type, seconds));
+    let _ = std::io::stdout().lock().write_all(out.as_bytes());
+    Ok(())
+}
+
+fn summary_text(
+    args: &QuantizeArgs,
+    report: &QuantizeReport,
+    file_type: FileType,
+    seconds: f64,
+) -> String {
+    let mut per_type: BTreeMap<String, (usize, u64)> = BTreeMap::new();
+    for t in &report.tensors {
+        let entry = per_type.entry(t.to.to_string()).or_default();
+        entry.0 += 1;
+        entry.1 += t.n_elements;
+    }
+    let s = report.summary();
+    let mib = |b: u64| b as f64 / (1 << 20) as f64;
+    let bpw_in = s.bytes_in as f64 * 8.0 / s.n_elements.max(1) as f64;
+    let mut out = format!(
+        "{} -> {} ({})\n",
+        args.input.display(),
+        args.output.display(),
+        file_type.description()
+    );
+    for (ty, (count, n)) in &per_type {
+        out.push_str(&format!("  {ty:<8} {count:>5} tensors {n:>14} weights\n"));
+    }
+    out.push_str(&format!(
+        "  size      {:.2} MiB ({bpw_in:.2} bpw) -> {:.2} MiB ({:.2} bpw)\n",
+        mib(s.bytes_in),
+        mib(s.bytes_out),
+        s.bits_per_weight
+    ));
+    if let (Some(rmse), Some(worst)) = (s.rmse, s.worst_snr_db) {
+        out.push_str(&format!(
+            "  error     RMSE {rmse:.3e} over all weights, worst tensor SNR {} dB\n",
+            snr_text(worst)
+        ));
+    }
+    out.push_str(&format!(
+        "  time      {seconds:.2} s, {:.1} M weights/s, {:.1} MiB/s of input\n",
+        s.n_elements as f64 / seconds / 1e6,
+        mib(s.bytes_in) / seconds
+    ));
+    out
+}
