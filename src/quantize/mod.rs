@@ -10,6 +10,7 @@ mod ftype;
 mod imatrix;
 mod policy;
 mod source;
+pub mod target;
 mod validate;
 
 use std::collections::HashMap;
@@ -423,6 +424,16 @@ pub enum QuantizeError {
     /// The sink asked to stop.
     #[error("quantization cancelled")]
     Cancelled,
+    /// A size target below what the smallest candidate types reach.
+    #[error(
+        "the size target is too small: the smallest mix is {smallest_file} bytes ({smallest_bpw:.2} bits per weight)"
+    )]
+    BudgetTooSmall {
+        /// The file the smallest candidates make.
+        smallest_file: u64,
+        /// Its tensor bits per weight.
+        smallest_bpw: f64,
+    },
     /// A model converted as it is quantized ([`quantize_conversion`]) failed to convert.
     #[error("{0}")]
     Convert(Box<crate::convert::ConvertError>),
@@ -1055,6 +1066,32 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> QuantizeError + '_ {
     }
 }
 
+/// Maps a GGUF file and, when it is the first part of a split model, the other parts beside it.
+pub(crate) fn map_parts(input: &Path) -> Result<Vec<kiln_gguf::GgufFile>, QuantizeError> {
+    let map = |path: &Path| {
+        // SAFETY: the map is read-only; a caller that truncates the input while it is being
+        // quantized gets a SIGBUS, which is the documented contract of quantizing a live file.
+        unsafe { kiln_gguf::GgufFile::map(path) }.map_err(io_err(path))
+    };
+    let mut files = vec![map(input)?];
+    let position = split_position(files[0].parse(&Limits::default())?.metadata());
+    if let Some((no, count)) = position {
+        if no != 0 {
+            return Err(SplitError::NotFirstPart { no, count }.into());
+        }
+        for path in split_part_paths(input, count)?.iter().skip(1) {
+            files.push(map(path).map_err(|e| SplitError::MissingPart {
+                path: path.display().to_string(),
+                message: match e {
+                    QuantizeError::Io { source, .. } => source.to_string(),
+                    other => other.to_string(),
+                },
+            })?);
+        }
+    }
+    Ok(files)
+}
+
 /// Quantizes the GGUF file `input` into `output`. The output appears complete or not at all: it
 /// is written to a temporary file beside it, fsynced, then renamed. When `input` is the first part
 /// of a split model (`NAME-00001-of-0000N.gguf`), the other parts are read from beside it and the
@@ -1077,27 +1114,7 @@ pub fn quantize_model(
             quantize_conversion(&conversion, out, ftype, options, sink)
         });
     }
-    let map = |path: &Path| {
-        // SAFETY: the map is read-only; a caller that truncates the input while it is being
-        // quantized gets a SIGBUS, which is the documented contract of quantizing a live file.
-        unsafe { kiln_gguf::GgufFile::map(path) }.map_err(io_err(path))
-    };
-    let mut files = vec![map(input)?];
-    let position = split_position(files[0].parse(&Limits::default())?.metadata());
-    if let Some((no, count)) = position {
-        if no != 0 {
-            return Err(SplitError::NotFirstPart { no, count }.into());
-        }
-        for path in split_part_paths(input, count)?.iter().skip(1) {
-            files.push(map(path).map_err(|e| SplitError::MissingPart {
-                path: path.display().to_string(),
-                message: match e {
-                    QuantizeError::Io { source, .. } => source.to_string(),
-                    other => other.to_string(),
-                },
-            })?);
-        }
-    }
+    let files = map_parts(input)?;
     let parts = files
         .iter()
         .map(|f| f.parse(&Limits::default()))

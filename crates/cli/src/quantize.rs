@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use clap::Args;
+use kiln::quantize::target::{Budget, Mix, TargetOptions};
 use kiln::{FileType, Imatrix, QuantizeEvent, QuantizeOptions, QuantizeReport, TensorError};
 use kiln_gguf::GgmlType;
 use serde_json::{Value, json};
@@ -56,6 +57,38 @@ pub(crate) struct QuantizeArgs {
     /// error, SNR, importance-weighted RMSE with --imatrix) and print it per tensor
     #[arg(long)]
     report: bool,
+    /// Choose each tensor's type (Q2_K…Q8_0) for the least total error at this many bits per
+    /// weight; TYPE's rules decide the tensors the mix does not cover
+    #[arg(long, value_name = "BPW", conflicts_with = "target_size")]
+    target_bpw: Option<f64>,
+    /// Like --target-bpw, for an output file of at most this size (bytes, or 3.2GB, 800MiB, …)
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    target_size: Option<u64>,
+}
+
+/// A size: bytes, or a number with a unit (kB MB GB TB, KiB MiB GiB TiB; B optional).
+pub(crate) fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size (e.g. 3.2GB)"))?;
+    let scale: f64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "k" | "kb" => 1e3,
+        "m" | "mb" => 1e6,
+        "g" | "gb" => 1e9,
+        "t" | "tb" => 1e12,
+        "kib" => 1024.0,
+        "mib" => 1024.0 * 1024.0,
+        "gib" => 1024.0 * 1024.0 * 1024.0,
+        "tib" => 1024.0f64.powi(4),
+        _ => return Err(format!("{s:?}: unknown unit {unit:?}")),
+    };
+    Ok((value * scale).floor() as u64)
 }
 
 fn tensor_type(s: &str) -> Result<GgmlType, CliError> {
@@ -204,8 +237,29 @@ pub(crate) fn quantize(args: QuantizeArgs, json: bool) -> Result<(), CliError> {
         .file_type
         .parse()
         .map_err(|e: kiln::quantize::UnknownFileType| CliError::Argument(e.to_string()))?;
-    let options = options(&args)?;
+    let mut options = options(&args)?;
     let start = Instant::now();
+    let budget = match (args.target_bpw, args.target_size) {
+        (Some(bpw), _) => Some(Budget::BitsPerWeight(bpw)),
+        (None, Some(bytes)) => Some(Budget::FileBytes(bytes)),
+        (None, None) => None,
+    };
+    let mix = match budget {
+        Some(budget) => {
+            if !json {
+                eprintln!("choosing each tensor's type for the target…");
+            }
+            let mix = kiln::quantize::target::choose_mix_for_file(
+                &args.input,
+                file_type,
+                &options,
+                &TargetOptions::new(budget),
+            )?;
+            options = mix.apply(&options);
+            Some(mix)
+        }
+        None => None,
+    };
     let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let mut last_percent = u64::MAX;
     let mut sink = |e: &QuantizeEvent<'_>| {
@@ -224,12 +278,18 @@ pub(crate) fn quantize(args: QuantizeArgs, json: bool) -> Result<(), CliError> {
         eprintln!();
     }
     if json {
-        crate::print_json(
-            &serde_json::to_vec(&report_json(&report, file_type, seconds)).unwrap_or_default(),
-        );
+        let mut value = report_json(&report, file_type, seconds);
+        if let Some(mix) = &mix {
+            value["mix"] = mix_json(mix);
+        }
+        crate::print_json(&serde_json::to_vec(&value).unwrap_or_default());
         return Ok(());
     }
     let mut out = String::new();
+    if let Some(mix) = &mix {
+        out.push_str(&mix_text(mix));
+        out.push('\n');
+    }
     if args.report {
         out.push_str(&report_table(&report));
         out.push('\n');
@@ -237,6 +297,73 @@ pub(crate) fn quantize(args: QuantizeArgs, json: bool) -> Result<(), CliError> {
     out.push_str(&summary_text(&args, &report, file_type, seconds));
     let _ = std::io::stdout().lock().write_all(out.as_bytes());
     Ok(())
+}
+
+fn mix_json(mix: &Mix) -> Value {
+    json!({
+        "base": mix.base.name(),
+        "file_len": mix.file_len,
+        "bits_per_weight": number(mix.bits_per_weight),
+        "estimated_error": number(mix.error),
+        "tensors": mix.tensors.iter().map(|t| json!({
+            "name": t.name, "type": t.chosen.to_string(), "bytes": t.bytes,
+            "estimated_error": number(t.error),
+        })).collect::<Vec<_>>(),
+        "nearest_fixed": mix.nearest_fixed.map(|f| json!({
+            "file_type": f.file_type.name(), "file_len": f.file_len,
+            "estimated_error": number(f.error),
+        })),
+        "llama_quantize_args": mix.llama_quantize_args(),
+    })
+}
+
+/// The mix as a person reads it: types used, size and error next to the nearest fixed type,
+/// and the llama-quantize arguments that make the same file.
+fn mix_text(mix: &Mix) -> String {
+    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+    for t in &mix.tensors {
+        *counts.entry(t.chosen.to_string()).or_default() += 1;
+    }
+    let types: Vec<String> = counts.iter().map(|(t, n)| format!("{n} {t}")).collect();
+    let mut out = format!(
+        "mix: {} tensors ({}) on {}: {} ({:.2} bpw), estimated squared error {:.4e}\n",
+        mix.tensors.len(),
+        types.join(", "),
+        mix.base.name(),
+        crate::human_bytes(mix.file_len as i64),
+        mix.bits_per_weight,
+        mix.error
+    );
+    if let Some(f) = &mix.nearest_fixed {
+        out.push_str(&format!(
+            "nearest fixed type: {}: {}, estimated squared error {:.4e} ({:+.1}% for the mix)\n",
+            f.file_type.name(),
+            crate::human_bytes(f.file_len as i64),
+            f.error,
+            (mix.error / f.error - 1.0) * 100.0
+        ));
+    }
+    let args: Vec<String> = mix
+        .llama_quantize_args()
+        .iter()
+        .map(|a| shell_quote(a))
+        .collect();
+    out.push_str(&format!(
+        "same bytes with llama.cpp: llama-quantize {} IN.gguf OUT.gguf {}\n",
+        args[..args.len() - 1].join(" "),
+        args[args.len() - 1]
+    ));
+    out
+}
+
+fn shell_quote(s: &str) -> String {
+    if s.chars()
+        .all(|c| c.is_ascii_alphanumeric() || "-_=.,/:".contains(c))
+    {
+        s.to_owned()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
 }
 
 fn summary_text(
@@ -281,4 +408,19 @@ fn summary_text(
         mib(s.bytes_in) / seconds
     ));
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_size;
+
+    #[test]
+    fn sizes_with_units() {
+        assert_eq!(parse_size("1234"), Ok(1234));
+        assert_eq!(parse_size("3.2GB"), Ok(3_200_000_000));
+        assert_eq!(parse_size("800MiB"), Ok(800 << 20));
+        assert_eq!(parse_size("2 gib"), Ok(2 << 30));
+        assert!(parse_size("3.2 parsecs").is_err());
+        assert!(parse_size("GB").is_err());
+    }
 }

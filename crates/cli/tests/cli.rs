@@ -638,3 +638,73 @@ fn quantize_reports_each_tensors_error() {
     let usage = run(&["quantize", i]);
     assert_eq!(usage.status.code(), Some(2));
 }
+
+#[test]
+fn quantize_to_a_size_target_prints_a_reproducible_mix() {
+    let tmp = TempStore::new("target");
+    std::fs::create_dir_all(&tmp.0).unwrap();
+    let input = tmp.0.join("in.gguf");
+    std::fs::write(&input, small_gguf()).unwrap();
+    let (i, o) = (
+        input.to_str().unwrap().to_owned(),
+        tmp.0.join("mix.gguf").to_str().unwrap().to_owned(),
+    );
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_kiln"))
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let json = run(&[
+        "--json",
+        "quantize",
+        "--target-bpw",
+        "5.5",
+        &i,
+        &o,
+        "Q4_K_M",
+    ]);
+    assert!(json.status.success(), "{}", stderr(&json));
+    let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    let mix = &v["mix"];
+    assert_eq!(mix["base"], "Q4_K_M");
+    let written = std::fs::read(&o).unwrap();
+    assert_eq!(written.len() as u64, mix["file_len"].as_u64().unwrap());
+    assert!(v["summary"]["bits_per_weight"].as_f64().unwrap() <= 5.5);
+    // The printed llama-quantize arguments are kiln quantize's too: the same bytes again.
+    let args: Vec<String> = mix["llama_quantize_args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap().to_owned())
+        .collect();
+    let again = tmp.0.join("again.gguf");
+    let mut argv = vec!["quantize".to_owned()];
+    argv.extend(args[..args.len() - 1].iter().cloned());
+    argv.extend([
+        i.clone(),
+        again.to_str().unwrap().to_owned(),
+        args[args.len() - 1].clone(),
+    ]);
+    let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+    let rerun = run(&argv);
+    assert!(rerun.status.success(), "{}", stderr(&rerun));
+    assert!(std::fs::read(&again).unwrap() == written);
+
+    let text = run(&["quantize", "--target-size", "1kB", &i, &o, "Q4_K_M"]);
+    assert_eq!(text.status.code(), Some(1));
+    assert!(
+        stderr(&text).contains("the size target is too small"),
+        "{}",
+        stderr(&text)
+    );
+    let human = run(&["quantize", "--target-size", "90KiB", &i, &o, "Q4_K_M"]);
+    assert!(human.status.success(), "{}", stderr(&human));
+    let out = stdout(&human);
+    assert!(out.contains("nearest fixed type:"), "{out}");
+    assert!(
+        out.contains("same bytes with llama.cpp: llama-quantize --tensor-type"),
+        "{out}"
+    );
+    assert!(std::fs::metadata(&o).unwrap().len() <= 90 * 1024);
+}
