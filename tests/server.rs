@@ -1006,3 +1006,64 @@ fn repair_drops_corrupt_blobs_and_fetches_them_again_from_the_registry() {
         [(local_name.display_shortest(), system_digest.to_string())]
     );
 }
+
+/// `GET /v1/models` and `/v1/models/{model}` as Ollama's OpenAI middleware answers them
+/// (middleware/openai_test.go's TestListMiddleware and TestRetrieveMiddleware shapes): `data` null
+/// for an empty store, `owned_by` the name's namespace, `created` the manifest's Unix time, and
+/// errors in OpenAI's shape with the type by status.
+#[test]
+fn openai_model_endpoints_answer_as_ollamas_middleware() {
+    let dir = std::env::temp_dir().join(format!("kiln-openai-models-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let store = Store::open(&dir).unwrap();
+    let (rt, addr) = start_server(&store, 1);
+    let json = |body: &str| serde_json::from_str::<serde_json::Value>(body).unwrap();
+
+    let (status, body) = http(&addr, "GET", "/v1/models", b"");
+    assert_eq!(status, 200);
+    assert_eq!(json(&body), json!({"object": "list", "data": null}));
+    assert!(body.ends_with('\n'));
+
+    create_base(&addr, &store);
+    let (_, copied) = http(
+        &addr,
+        "POST",
+        "/api/copy",
+        br#"{"source": "base", "destination": "team/other:v1"}"#,
+    );
+    assert!(copied.is_empty(), "{copied}");
+    let created = |name: &str| {
+        let n = kiln_store::ModelName::parse(name).unwrap();
+        let modified = store.manifest(&n).unwrap().modified;
+        modified
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64
+    };
+    let (status, body) = http(&addr, "GET", "/v1/models", b"");
+    assert_eq!(status, 200);
+    let mut data = json(&body)["data"].as_array().unwrap().clone();
+    data.sort_by_key(|m| m["id"].as_str().unwrap().to_owned());
+    assert_eq!(
+        data,
+        [
+            json!({"id": "base:latest", "object": "model", "created": created("base"), "owned_by": "library"}),
+            json!({"id": "team/other:v1", "object": "model", "created": created("team/other:v1"), "owned_by": "team"}),
+        ]
+    );
+
+    let (status, body) = http(&addr, "GET", "/v1/models/base", b"");
+    assert_eq!(status, 200);
+    assert_eq!(
+        json(&body),
+        json!({"id": "base", "object": "model", "created": created("base"), "owned_by": "library"})
+    );
+    let (status, body) = http(&addr, "GET", "/v1/models/missing", b"");
+    assert_eq!(status, 404);
+    assert_eq!(
+        json(&body),
+        json!({"error": {"code": null, "message": "model 'missing' not found", "param": null, "type": "not_found_error"}})
+    );
+    rt.shutdown_background();
+    let _ = std::fs::remove_dir_all(&dir);
+}

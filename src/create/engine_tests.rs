@@ -1096,3 +1096,108 @@ fn remote_models_store_only_their_config() {
         assert_eq!((err.status(), err.to_string()), (400, message.to_owned()));
     }
 }
+
+/// `show` as Ollama's GetModelInfo answers it: `model_info` without `general.name` and
+/// `tokenizer.chat_template`, every non-empty array `null` unless verbose (Ollama decodes show's
+/// GGUF with no room for array values) and an empty one `[]`; `tensors` with ggml's upper-cased
+/// type names; capabilities from the GGUF (a chat template's tools and thinking when Ollama does
+/// not render the chat itself, embedding when there is a pooling type, else completion; vision from
+/// a projector layer) and `projector_info` from the first projector as stored.
+#[test]
+fn show_answers_model_info_tensors_and_capabilities_as_ollama() {
+    let tmp = test_support::TempStore::new("engine-show-info");
+    let store = tmp.store.clone();
+    let engine = Engine::new(store.clone()).with_threads(1);
+    let md = vec![
+        ("general.architecture", Value::string("bert")),
+        ("general.name", Value::string("mini")),
+        ("general.file_type", Value::U32(1)),
+        ("bert.pooling_type", Value::U32(1)),
+        (
+            "tokenizer.chat_template",
+            Value::string("{% if tools %}<think>{{ x }}</think>{% endif %}"),
+        ),
+        (
+            "bert.short",
+            Value::Array(kiln_gguf::Array::new(
+                kiln_gguf::ValueType::U32,
+                vec![Value::U32(1), Value::U32(2)],
+            )),
+        ),
+        (
+            "bert.none",
+            Value::Array(kiln_gguf::Array::new(kiln_gguf::ValueType::U32, vec![])),
+        ),
+    ];
+    let specs = [
+        TensorSpec::new("blk.0.attn_q.weight", GgmlType::F16, vec![256, 64]),
+        TensorSpec::new("blk.0.attn_q.bias", GgmlType::F32, vec![64]),
+    ];
+    let mut w = Writer::new(Vec::new(), &md, &specs).unwrap();
+    for s in &specs {
+        w.write_tensor_data(&vec![0u8; s.n_bytes().unwrap() as usize])
+            .unwrap();
+    }
+    let model = store
+        .write_blob(&w.finish().unwrap()[..], None)
+        .unwrap()
+        .digest;
+    let projector = store
+        .write_blob(&clip_projector(Some("ldp"))[..], None)
+        .unwrap()
+        .digest;
+    let files = BTreeMap::from([
+        ("model.gguf".to_owned(), model.to_string()),
+        ("mmproj.gguf".to_owned(), projector.to_string()),
+    ]);
+    let request = CreateRequest {
+        model: "emb".into(),
+        files: Some(files),
+        ..Default::default()
+    };
+    engine
+        .create(request, &mut |_| ControlFlow::Continue(()))
+        .unwrap();
+    let show = |verbose: bool| {
+        super::models::show(
+            &store,
+            &kiln_api::ShowRequest {
+                model: "emb".into(),
+                verbose,
+                ..Default::default()
+            },
+        )
+        .unwrap()
+    };
+    let plain = show(false);
+    assert!(!plain.model_info.contains_key("general.name"));
+    assert!(!plain.model_info.contains_key("tokenizer.chat_template"));
+    assert_eq!(plain.model_info["bert.short"], serde_json::Value::Null);
+    assert_eq!(plain.model_info["bert.none"], serde_json::json!([]));
+    assert_eq!(plain.model_info["bert.pooling_type"], 1);
+    assert_eq!(
+        plain.capabilities,
+        ["tools", "thinking", "embedding", "vision"]
+    );
+    let tensors: Vec<(&str, &str, &[u64])> = plain
+        .tensors
+        .iter()
+        .map(|t| (t.name.as_str(), t.tensor_type.as_str(), t.shape.as_slice()))
+        .collect();
+    // In the stored model layer's order (the COPY validation writes llama.cpp's order).
+    assert_eq!(
+        tensors,
+        [
+            ("blk.0.attn_q.bias", "F32", &[64u64][..]),
+            ("blk.0.attn_q.weight", "F16", &[256, 64][..]),
+        ]
+    );
+    let stored = model_layer(&store, "emb", MEDIA_TYPE_MODEL);
+    let stored = kiln_gguf::Gguf::parse(&stored, &Limits::default()).unwrap();
+    let order: Vec<&str> = stored.tensors().iter().map(|t| t.name()).collect();
+    assert_eq!(order, ["blk.0.attn_q.bias", "blk.0.attn_q.weight"]);
+    assert_eq!(plain.projector_info["general.architecture"], "clip");
+    assert_eq!(plain.projector_info["clip.projector_type"], "ldp");
+    let verbose = show(true);
+    assert_eq!(verbose.model_info["bert.short"], serde_json::json!([1, 2]));
+}

@@ -238,10 +238,6 @@ pub fn show(store: &Store, request: &ShowRequest) -> Result<ShowResponse, Manage
             capabilities.push(c.clone());
         }
     }
-    let has_model = manifest.layers_of(MEDIA_TYPE_MODEL).next().is_some();
-    if has_model && !capabilities.iter().any(|c| c == "completion") {
-        capabilities.push("completion".into());
-    }
     if remote && !config.model_family.is_empty() {
         let family = &config.model_family;
         model_info.insert("general.architecture".into(), family.clone().into());
@@ -261,19 +257,81 @@ pub fn show(store: &Store, request: &ShowRequest) -> Result<ShowResponse, Manage
             );
         }
     }
-    if let Some(layer) = manifest.layers_of(MEDIA_TYPE_MODEL).next() {
+    let mut tensors = Vec::new();
+    let mut projector_info = kiln_api::AnyMap::new();
+    let blob_digest = |what: &'static str, layer: &kiln_store::Layer| {
         let digest = layer
             .digest()
-            .map_err(|e| reader.corrupt("model", &layer.digest, e))?;
+            .map_err(|e| reader.corrupt(what, &layer.digest, e))?;
         if !store.has_blob(&digest) {
             return Err(ManageError::MissingBlob {
                 model: reader.model.clone(),
-                what: "model",
+                what,
                 digest: layer.digest.clone(),
             });
         }
-        model_info = gguf_info(store, &digest, request.verbose)
+        Ok(digest)
+    };
+    // GetModel keeps the last model layer as the model.
+    if let Some(layer) = manifest.layers_of(MEDIA_TYPE_MODEL).last() {
+        let digest = blob_digest("model", layer)?;
+        let gguf = gguf_info(store, &digest, request.verbose)
             .map_err(|e| reader.corrupt("model", &layer.digest, e))?;
+        // Ollama's ggufCapabilities: the chat template's tools and thinking when the model is
+        // not rendered by Ollama itself (no renderer, parser or Go template), then embedding or
+        // completion, vision, audio.
+        let rendered_by_ollama =
+            !config.renderer.is_empty() || !config.parser.is_empty() || has_template;
+        if !rendered_by_ollama && let Some(chat) = &gguf.chat_template {
+            if chat.contains("tools") || chat.contains("tool_call") {
+                push_capability(&mut capabilities, "tools");
+            }
+            if chat_template_thinks(chat) {
+                push_capability(&mut capabilities, "thinking");
+            }
+        }
+        let arch_key = |key: &str| gguf.arch_keys.iter().any(|k| k == key);
+        push_capability(
+            &mut capabilities,
+            if arch_key("pooling_type") {
+                "embedding"
+            } else {
+                "completion"
+            },
+        );
+        if arch_key("vision.block_count") {
+            push_capability(&mut capabilities, "vision");
+        }
+        if arch_key("audio.block_count") {
+            push_capability(&mut capabilities, "audio");
+        }
+        model_info = gguf.info;
+        tensors = gguf.tensors;
+    }
+    let projectors: Vec<&kiln_store::Layer> = manifest.layers_of(MEDIA_TYPE_PROJECTOR).collect();
+    if !projectors.is_empty() {
+        push_capability(&mut capabilities, "vision");
+    }
+    for (i, layer) in projectors.iter().enumerate() {
+        let digest = blob_digest("projector", layer)?;
+        let gguf = gguf_info(store, &digest, request.verbose)
+            .map_err(|e| reader.corrupt("projector", &layer.digest, e))?;
+        if gguf.has_audio_encoder && gguf.vision_projector_type.as_deref() != Some("gemma3nv") {
+            push_capability(&mut capabilities, "audio");
+        }
+        if i == 0 {
+            // The first projector's metadata, as it is stored (nothing removed).
+            projector_info = gguf.info;
+            if let Some(chat) = gguf.chat_template {
+                projector_info.insert("tokenizer.chat_template".into(), chat.into());
+            }
+            if let Some(name) = gguf.name {
+                projector_info.insert("general.name".into(), name.into());
+            }
+        }
+    }
+    if matches!(config.model_family.as_str(), "gptoss" | "gpt-oss") {
+        push_capability(&mut capabilities, "thinking");
     }
     let messages: Vec<kiln_api::Message> = match manifest.layers_of(MEDIA_TYPE_MESSAGES).next() {
         Some(layer) => serde_json::from_slice(&reader.bytes("messages", layer)?)
@@ -298,6 +356,8 @@ pub fn show(store: &Store, request: &ShowRequest) -> Result<ShowResponse, Manage
         template,
         system,
         messages,
+        tensors,
+        projector_info,
         renderer: config.renderer.clone(),
         parser: config.parser.clone(),
         details: details(&config),
@@ -307,7 +367,6 @@ pub fn show(store: &Store, request: &ShowRequest) -> Result<ShowResponse, Manage
         remote_host: config.remote_host.clone(),
         modified_at: Timestamp::from_system_time(stored.modified),
         requires: config.requires.clone(),
-        ..Default::default()
     })
 }
 
@@ -491,8 +550,29 @@ fn go_percent_g(x: f64) -> String {
     out
 }
 
-/// A GGUF's metadata as Ollama's `model_info` (long arrays only when verbose, as `null` otherwise).
-fn gguf_info(store: &Store, digest: &Digest, verbose: bool) -> Result<kiln_api::AnyMap, String> {
+/// What `show` reads from a GGUF blob.
+struct GgufShow {
+    /// `model_info`: the metadata without `general.name` and `tokenizer.chat_template` (Ollama
+    /// deletes both), arrays as Ollama decodes them for show.
+    info: kiln_api::AnyMap,
+    /// The removed `general.name`.
+    name: Option<String>,
+    /// The removed `tokenizer.chat_template`.
+    chat_template: Option<String>,
+    /// The keys under `{general.architecture}.`, without that prefix (Ollama's `KeyValue` lookups).
+    arch_keys: Vec<String>,
+    /// Whether some `has_audio_encoder` key is true (a projector with an audio encoder).
+    has_audio_encoder: bool,
+    /// `{arch}.vision.projector_type` as a string, for a projector.
+    vision_projector_type: Option<String>,
+    /// Every tensor: name, Ollama's type name (ggml's, upper-cased) and dimensions.
+    tensors: Vec<kiln_api::Tensor>,
+}
+
+/// A GGUF's metadata as Ollama's `show` decodes it (`getModelData`): without `verbose`, arrays are
+/// read with no room for their values, so every non-empty array is `null` and an empty one `[]`;
+/// with it, every value. `general.parameter_count` is added when missing.
+fn gguf_info(store: &Store, digest: &Digest, verbose: bool) -> Result<GgufShow, String> {
     let mut info = kiln_api::AnyMap::new();
     // SAFETY: blobs are content-addressed and written once; nothing modifies them in place.
     let file = unsafe { GgufFile::map(store.blob_path(digest)) }.map_err(|e| e.to_string())?;
@@ -511,9 +591,50 @@ fn gguf_info(store: &Store, digest: &Digest, verbose: bool) -> Result<kiln_api::
                 .unwrap_or_default(),
         }
     }
+    let text = |v: &Value<'_>| match v {
+        Value::String(s) => Some(s.to_string()),
+        _ => None,
+    };
+    let arch = gguf
+        .metadata()
+        .get("general.architecture")
+        .and_then(&text)
+        .unwrap_or_default();
+    let prefix = format!("{arch}.");
+    let mut out = GgufShow {
+        info: kiln_api::AnyMap::new(),
+        name: None,
+        chat_template: None,
+        arch_keys: Vec::new(),
+        has_audio_encoder: false,
+        vision_projector_type: None,
+        tensors: Vec::new(),
+    };
     for (k, v) in gguf.metadata().iter() {
-        let value = match v {
-            Value::Array(a) if !verbose && a.len() > 16 => serde_json::Value::Null,
+        if let Some(rest) = k.strip_prefix(&prefix) {
+            out.arch_keys.push(rest.to_owned());
+            if rest == "vision.projector_type" {
+                out.vision_projector_type = text(v);
+            }
+        }
+        if (k == "has_audio_encoder" || k.ends_with(".has_audio_encoder"))
+            && matches!(v, Value::Bool(true))
+        {
+            out.has_audio_encoder = true;
+        }
+        match k {
+            "general.name" => {
+                out.name = text(v);
+                continue;
+            }
+            "tokenizer.chat_template" => {
+                out.chat_template = text(v);
+                continue;
+            }
+            _ => {}
+        }
+        let value = match &v {
+            Value::Array(a) if !verbose && !a.is_empty() => serde_json::Value::Null,
             other => json(other),
         };
         info.insert(k.to_owned(), value);
@@ -521,7 +642,36 @@ fn gguf_info(store: &Store, digest: &Digest, verbose: bool) -> Result<kiln_api::
     let parameters: u64 = gguf.tensors().iter().map(|t| t.n_elements()).sum();
     info.entry("general.parameter_count".to_owned())
         .or_insert(serde_json::json!(parameters));
-    Ok(info)
+    out.info = info;
+    out.tensors = gguf
+        .tensors()
+        .iter()
+        .map(|t| kiln_api::Tensor {
+            name: t.name().to_owned(),
+            tensor_type: t
+                .ggml_type()
+                .name()
+                .map_or_else(|| "unknown".to_owned(), str::to_ascii_uppercase),
+            shape: t.dims().to_vec(),
+        })
+        .collect();
+    Ok(out)
+}
+
+fn push_capability(capabilities: &mut Vec<String>, c: &str) {
+    if !capabilities.iter().any(|x| x == c) {
+        capabilities.push(c.to_owned());
+    }
+}
+
+/// Ollama's `chatTemplateHasThinkingSupport`.
+fn chat_template_thinks(t: &str) -> bool {
+    if t.contains("<think>") && t.contains("</think>") {
+        return true;
+    }
+    (t.contains("content.split('</think>')") || t.contains("content.split(\"</think>\")"))
+        && !t.contains("reasoning_content")
+        && !t.contains("<SPECIAL_12>")
 }
 
 /// `/api/copy`.

@@ -4,6 +4,7 @@ pub mod base64;
 pub mod decode;
 pub mod json;
 pub mod ndjson;
+pub mod openai;
 mod scan;
 mod time;
 mod types;

@@ -248,6 +248,63 @@ async fn show(State(app): State<Shared>, body: Bytes) -> Response {
     }
 }
 
+/// The namespace Ollama's `model.ParseName` gives a name (`library` when it has none).
+fn namespace_of(name: &str) -> String {
+    kiln_store::ModelName::parse(name)
+        .map(|n| n.namespace().to_owned())
+        .unwrap_or_default()
+}
+
+/// OpenAI's JSON body as Ollama's middleware writes it (`json.Encoder`, `application/json`).
+fn openai_response<T: Wire + ?Sized>(status: StatusCode, value: &T) -> Response {
+    let mut body = to_go_json(value);
+    body.push(b'\n');
+    let mut r = (status, body).into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(content_type::JSON_PLAIN),
+    );
+    r
+}
+
+fn openai_error(status: u16, message: impl Into<String>) -> Response {
+    openai_response(
+        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        &kiln_api::openai::ErrorResponse::new(status, message),
+    )
+}
+
+/// `GET /v1/models`: the model list in OpenAI's shape.
+async fn openai_models(State(app): State<Shared>) -> Response {
+    let store = app.engine.store().clone();
+    match tokio::task::spawn_blocking(move || create::list(&store)).await {
+        Ok(Ok(list)) => openai_response(
+            StatusCode::OK,
+            &kiln_api::openai::model_list(&list, namespace_of),
+        ),
+        Ok(Err(e)) => openai_error(e.status(), e.to_string()),
+        Err(e) => openai_error(500, e.to_string()),
+    }
+}
+
+/// `GET /v1/models/{model}`: one model in OpenAI's shape, errors as OpenAI errors.
+async fn openai_model(State(app): State<Shared>, Path(model): Path<String>) -> Response {
+    let store = app.engine.store().clone();
+    let name = model.clone();
+    let req = ShowRequest {
+        name: model,
+        ..ShowRequest::default()
+    };
+    match tokio::task::spawn_blocking(move || create::show(&store, &req)).await {
+        Ok(Ok(show)) => openai_response(
+            StatusCode::OK,
+            &kiln_api::openai::model(&show, &name, namespace_of),
+        ),
+        Ok(Err(e)) => openai_error(e.status(), e.to_string()),
+        Err(e) => openai_error(500, e.to_string()),
+    }
+}
+
 async fn copy(State(app): State<Shared>, body: Bytes) -> Response {
     let req: CopyRequest = match decode_request(&body) {
         Ok(r) => r,
@@ -511,6 +568,8 @@ pub fn router(server: Arc<Server>) -> Router {
         .route("/api/embeddings", any(not_served))
         .route("/api/pull", post(pull))
         .route("/api/push", post(push))
+        .route("/v1/models", get(openai_models))
+        .route("/v1/models/{model}", get(openai_model))
         .layer(middleware::from_fn(log_requests))
         .with_state(app)
 }
