@@ -1062,7 +1062,7 @@ fn openai_model_endpoints_answer_as_ollamas_middleware() {
     assert_eq!(status, 404);
     assert_eq!(
         json(&body),
-        json!({"error": {"code": null, "message": "model 'missing' not found", "param": null, "type": "not_found_error"}})
+        json!({"error": {"code": null, "message": "model 'missing:latest' not found", "param": null, "type": "not_found_error"}})
     );
     rt.shutdown_background();
     let _ = std::fs::remove_dir_all(&dir);

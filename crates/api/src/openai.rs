@@ -76,7 +76,11 @@ pub fn model_list(list: &ListResponse, namespace_of: impl Fn(&str) -> String) ->
         .models
         .iter()
         .map(|m| {
-            let id = if m.model.is_empty() { &m.name } else { &m.model };
+            let id = if m.model.is_empty() {
+                &m.name
+            } else {
+                &m.model
+            };
             Model {
                 id: id.clone(),
                 object: "model".to_owned(),
