@@ -275,7 +275,7 @@ impl TensorReport {
 pub struct ModelSummary {
     /// Weights in all tensors.
     pub n_elements: u64,
-    /// Tensor bytes in and out (without padding).
+    /// Tensor bytes read (without padding).
     pub bytes_in: u64,
     /// Tensor bytes written.
     pub bytes_out: u64,

@@ -41,6 +41,24 @@ fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
+/// kiln's server over `store` on an ephemeral loopback port: the runtime (keep it) and `host:port`.
+fn start_server(store: &Store) -> (tokio::runtime::Runtime, String) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let server = std::sync::Arc::new(kiln_server::Server::new(
+        kiln::create::Engine::new(store.clone()).with_threads(1),
+    ));
+    rt.spawn(async move { axum::serve(listener, kiln_server::router(server)).await });
+    (rt, addr)
+}
+
 /// A small F16 llama GGUF.
 fn small_gguf() -> Vec<u8> {
     let md = vec![
@@ -249,19 +267,7 @@ fn store_health_exit_codes_tell_healthy_from_broken_from_usage() {
 fn commands_through_a_server_with_host() {
     let tmp = TempStore::new("remote");
     let store = store_base(&tmp.0);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let listener = rt
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
-    let server = std::sync::Arc::new(kiln_server::Server::new(
-        kiln::create::Engine::new(store.clone()).with_threads(1),
-    ));
-    rt.spawn(async move { axum::serve(listener, kiln_server::router(server)).await });
+    let (rt, addr) = start_server(&store);
     // The models directory given is empty: everything must come from the server.
     let elsewhere = TempStore::new("remote-empty");
     let remote = |args: &[&str]| {
@@ -529,19 +535,7 @@ fn create_from_a_modelfile_through_a_server_uploads_the_files() {
     llama_folder(&work);
     std::fs::write(work.join("Modelfile"), "FROM .\nSYSTEM hello\n").unwrap();
     let store = Store::open(tmp.0.join("server")).unwrap();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let listener = rt
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
-    let server = std::sync::Arc::new(kiln_server::Server::new(
-        kiln::create::Engine::new(store.clone()).with_threads(1),
-    ));
-    rt.spawn(async move { axum::serve(listener, kiln_server::router(server)).await });
+    let (rt, addr) = start_server(&store);
     let created = kiln(
         &tmp.0.join("unused"),
         &[
