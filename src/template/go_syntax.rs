@@ -40,6 +40,62 @@ impl std::error::Error for SyntaxError {}
 pub struct Parsed {
     /// Some `{{template "name"}}` has no pipeline (Ollama rejects these).
     pub template_without_pipeline: bool,
+    /// The main template's nodes (Go's `Tree.Root`).
+    pub root: Vec<GoNode>,
+    /// Every `{{define}}` and `{{block}}` body, in the order they close, with its name.
+    pub definitions: Vec<(String, Vec<GoNode>)>,
+}
+
+/// A node of Go's parse tree, with as much of each as Ollama reads (text, the fields and
+/// variables named, and the shape of control structures). Comments are not nodes, as in Go
+/// without `ParseComments`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GoNode {
+    /// Text between actions, after trim markers took their spaces.
+    Text(String),
+    /// `{{pipeline}}`.
+    Action(Pipeline),
+    /// `{{if}}`; an `{{else if}}` is an else list holding one `If`, as in Go.
+    If(Branch),
+    /// `{{range}}`.
+    Range(Branch),
+    /// `{{with}}`; `{{else with}}` nests like `{{else if}}`.
+    With(Branch),
+    /// `{{template "name" pipeline}}` (the pipeline is optional) or a `{{block}}`'s call.
+    Template(Option<Pipeline>),
+    /// `{{break}}` or `{{continue}}`.
+    Loop,
+}
+
+/// The pipeline and lists of an `if`, `range` or `with`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Branch {
+    /// The condition or ranged value (declarations are not part of it, as in Go's `Cmds`).
+    pub pipe: Pipeline,
+    /// The nodes run when the pipeline is non-empty.
+    pub list: Vec<GoNode>,
+    /// The `{{else}}` nodes, if there is an else.
+    pub else_list: Option<Vec<GoNode>>,
+}
+
+/// A pipeline's commands, each a list of arguments (Go's `PipeNode.Cmds`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Pipeline {
+    /// One argument list per `|`-separated command.
+    pub commands: Vec<Vec<Arg>>,
+}
+
+/// A command argument, as far as Ollama tells them apart.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Arg {
+    /// `.A.B`: Go's `FieldNode.Ident` (`["A", "B"]`).
+    Field(Vec<String>),
+    /// `$x.A`: Go's `VariableNode.Ident` (`["$x", "A"]`; `$.A` is `["$", "A"]`).
+    Variable(Vec<String>),
+    /// A parenthesised pipeline.
+    Pipe(Pipeline),
+    /// Anything else: literals, `.`, function names, and chains such as `(x).A`.
+    Other,
 }
 
 /// Parses `text` as Go's `template.New("").Funcs(funcs).Parse(text)` would, with `funcs`
@@ -52,7 +108,7 @@ pub fn parse(text: &str, funcs: &[&str]) -> Result<Parsed, SyntaxError> {
         defined: HashMap::new(),
         found: Parsed::default(),
     };
-    parser.parse_top()?;
+    parser.found.root = parser.parse_top()?;
     Ok(parser.found)
 }
 
@@ -689,13 +745,10 @@ fn leading_space_len(s: &str) -> usize {
 
 /// What the checks need to know of a parsed node: `{{end}}`/`{{else}}` close a list, and a list
 /// is empty (Go's `IsEmptyTree`) when it holds only blank text.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum Node {
-    Text {
-        blank: bool,
-    },
-    /// An action, control structure or template call.
-    Action,
+    /// Text, an action, a control structure or a template call.
+    Tree(GoNode),
     End,
     Else,
 }
@@ -708,10 +761,10 @@ enum Operand {
     Nil,
     Number(String),
     String(String),
-    Field,
-    Variable,
+    Field(Vec<String>),
+    Variable(Vec<String>),
     Identifier,
-    Pipe,
+    Pipe(Pipeline),
     Chain,
 }
 
@@ -724,6 +777,16 @@ impl Operand {
             Operand::Nil => "nil".into(),
             Operand::Number(s) | Operand::String(s) => s.clone(),
             _ => String::new(),
+        }
+    }
+
+    /// The argument this operand is in the tree.
+    fn into_arg(self) -> Arg {
+        match self {
+            Operand::Field(ident) => Arg::Field(ident),
+            Operand::Variable(ident) => Arg::Variable(ident),
+            Operand::Pipe(pipe) => Arg::Pipe(pipe),
+            _ => Arg::Other,
         }
     }
 
@@ -882,9 +945,10 @@ impl<'a> Parser<'a> {
         }
     }
 
-    fn parse_top(&mut self) -> Result<()> {
+    fn parse_top(&mut self) -> Result<Vec<GoNode>> {
         self.trees.push(Tree::new());
         let mut empty = true;
+        let mut root = Vec::new();
         while self.peek().kind != Kind::Eof {
             if self.peek().kind == Kind::LeftDelim {
                 let delim = self.next();
@@ -899,12 +963,16 @@ impl<'a> Parser<'a> {
             }
             match self.text_or_action()? {
                 node @ (Node::End | Node::Else) => {
-                    return self.error(format_args!("unexpected {}", node_text(node)));
+                    return self.error(format_args!("unexpected {}", node_text(&node)));
                 }
-                node => empty &= node_is_empty(node),
+                Node::Tree(node) => {
+                    empty &= node_is_empty(&node);
+                    root.push(node);
+                }
             }
         }
-        self.add(String::new(), empty)
+        self.add(String::new(), empty)?;
+        Ok(root)
     }
 
     fn parse_definition(&mut self) -> Result<()> {
@@ -918,20 +986,26 @@ impl<'a> Parser<'a> {
             Err(e) => return self.error(e),
         };
         self.expect(Kind::RightDelim, CONTEXT)?;
-        let (empty, end) = self.item_list()?;
+        let (nodes, empty, end) = self.item_list()?;
         if end != Node::End {
-            return self.error(format_args!("unexpected {} in {CONTEXT}", node_text(end)));
+            return self.error(format_args!("unexpected {} in {CONTEXT}", node_text(&end)));
         }
-        self.add(name, empty)
+        self.add(name.clone(), empty)?;
+        self.found.definitions.push((name, nodes));
+        Ok(())
     }
 
     /// Nodes up to `{{end}}` or `{{else}}` (returned); whether the list is empty.
-    fn item_list(&mut self) -> Result<(bool, Node)> {
+    fn item_list(&mut self) -> Result<(Vec<GoNode>, bool, Node)> {
         let mut empty = true;
+        let mut nodes = Vec::new();
         while self.peek_non_space().kind != Kind::Eof {
             match self.text_or_action()? {
-                node @ (Node::End | Node::Else) => return Ok((empty, node)),
-                node => empty &= node_is_empty(node),
+                node @ (Node::End | Node::Else) => return Ok((nodes, empty, node)),
+                Node::Tree(node) => {
+                    empty &= node_is_empty(&node);
+                    nodes.push(node);
+                }
             }
         }
         self.error("unexpected EOF")
@@ -940,9 +1014,7 @@ impl<'a> Parser<'a> {
     fn text_or_action(&mut self) -> Result<Node> {
         let token = self.next_non_space();
         match token.kind {
-            Kind::Text => Ok(Node::Text {
-                blank: token.val.trim().is_empty(),
-            }),
+            Kind::Text => Ok(Node::Tree(GoNode::Text(token.val))),
             Kind::LeftDelim => {
                 self.tree().action_line = token.line;
                 let node = self.action();
@@ -970,7 +1042,7 @@ impl<'a> Parser<'a> {
                 if self.tree().range_depth == 0 {
                     return self.error(format_args!("{{{{{word}}}}} outside {{{{range}}}}"));
                 }
-                return Ok(Node::Action);
+                return Ok(Node::Tree(GoNode::Loop));
             }
             Kind::Else => return self.else_control(),
             Kind::End => {
@@ -984,13 +1056,14 @@ impl<'a> Parser<'a> {
             _ => {}
         }
         self.backup();
-        self.pipeline("command", Kind::RightDelim)?;
-        Ok(Node::Action)
+        let pipe = self.pipeline("command", Kind::RightDelim)?;
+        Ok(Node::Tree(GoNode::Action(pipe)))
     }
 
-    fn pipeline(&mut self, context: &str, end: Kind) -> Result<()> {
+    fn pipeline(&mut self, context: &str, end: Kind) -> Result<Pipeline> {
         let mut decls = 0;
         let mut commands: Vec<Operand> = Vec::new();
+        let mut pipe = Pipeline::default();
         loop {
             let v = self.peek_non_space();
             if v.kind != Kind::Variable {
@@ -1037,7 +1110,7 @@ impl<'a> Parser<'a> {
                             ));
                         }
                     }
-                    return Ok(());
+                    return Ok(pipe);
                 }
                 Kind::Bool
                 | Kind::CharConstant
@@ -1052,20 +1125,29 @@ impl<'a> Parser<'a> {
                 | Kind::Variable
                 | Kind::LeftParen => {
                     self.backup();
-                    commands.push(self.command()?);
+                    let (first, args) = self.command()?;
+                    commands.push(first);
+                    pipe.commands.push(args);
                 }
                 _ => return self.unexpected(&token, context),
             }
         }
     }
 
-    /// Parses a command; returns its first operand.
-    fn command(&mut self) -> Result<Operand> {
+    /// Parses a command; returns its first operand's kind and its arguments.
+    fn command(&mut self) -> Result<(Operand, Vec<Arg>)> {
         let mut first = None;
+        let mut args = Vec::new();
         loop {
             self.peek_non_space();
             if let Some(operand) = self.operand()? {
-                first.get_or_insert(operand);
+                match first {
+                    None => {
+                        args.push(operand.clone().into_arg());
+                        first = Some(operand);
+                    }
+                    Some(_) => args.push(operand.into_arg()),
+                }
             }
             let token = self.next();
             match token.kind {
@@ -1077,7 +1159,7 @@ impl<'a> Parser<'a> {
             break;
         }
         match first {
-            Some(operand) => Ok(operand),
+            Some(operand) => Ok((operand, args)),
             None => self.error("empty command"),
         }
     }
@@ -1089,11 +1171,19 @@ impl<'a> Parser<'a> {
         if self.peek().kind != Kind::Field {
             return Ok(Some(node));
         }
+        let mut fields = Vec::new();
         while self.peek().kind == Kind::Field {
-            self.next();
+            fields.push(field_name(&self.next().val));
         }
         match node {
-            Operand::Field | Operand::Variable => Ok(Some(node)),
+            Operand::Field(mut ident) => {
+                ident.append(&mut fields);
+                Ok(Some(Operand::Field(ident)))
+            }
+            Operand::Variable(mut ident) => {
+                ident.append(&mut fields);
+                Ok(Some(Operand::Variable(ident)))
+            }
             literal if literal.is_literal() => self.error(format_args!(
                 "unexpected . after term {}",
                 go_quote(&literal.text())
@@ -1121,9 +1211,9 @@ impl<'a> Parser<'a> {
                 if !self.tree().vars.contains(&name) {
                     return self.error(format_args!("undefined variable {}", go_quote(&name)));
                 }
-                Operand::Variable
+                Operand::Variable(vec![token.val])
             }
-            Kind::Field => Operand::Field,
+            Kind::Field => Operand::Field(vec![field_name(&token.val)]),
             Kind::Bool => Operand::Bool(token.val == "true"),
             Kind::CharConstant | Kind::Complex | Kind::Number => {
                 if let Err(e) = check_number(&token.val, token.kind) {
@@ -1135,8 +1225,7 @@ impl<'a> Parser<'a> {
                 self.enter()?;
                 let result = self.pipeline("parenthesized pipeline", Kind::RightParen);
                 self.tree().depth -= 1;
-                result?;
-                Operand::Pipe
+                Operand::Pipe(result?)
             }
             Kind::String | Kind::RawString => {
                 if let Err(e) = go_unquote(&token.val) {
@@ -1169,11 +1258,16 @@ impl<'a> Parser<'a> {
         let tree = self.tree();
         tree.vars.truncate(vars);
         tree.depth -= 1;
-        result.map(|()| Node::Action)
+        let branch = result?;
+        Ok(Node::Tree(match context {
+            "if" => GoNode::If(branch),
+            "range" => GoNode::Range(branch),
+            _ => GoNode::With(branch),
+        }))
     }
 
-    fn control_body(&mut self, context: &str) -> Result<()> {
-        self.pipeline(context, Kind::RightDelim)?;
+    fn control_body(&mut self, context: &str) -> Result<Branch> {
+        let pipe = self.pipeline(context, Kind::RightDelim)?;
         let ranging = context == "range";
         if ranging {
             self.tree().range_depth += 1;
@@ -1182,7 +1276,8 @@ impl<'a> Parser<'a> {
         if ranging {
             self.tree().range_depth -= 1;
         }
-        let (_, next) = listed?;
+        let (list, _, next) = listed?;
+        let mut else_list = None;
         if next == Node::Else {
             let chained = match (context, self.peek().kind) {
                 ("if", Kind::If) => Some("if"),
@@ -1191,15 +1286,22 @@ impl<'a> Parser<'a> {
             };
             if let Some(inner) = chained {
                 self.next();
-                self.control(inner)?;
-            } else {
-                let (_, next) = self.item_list()?;
-                if next != Node::End {
-                    return self.error(format_args!("expected end; found {}", node_text(next)));
+                if let Node::Tree(node) = self.control(inner)? {
+                    else_list = Some(vec![node]);
                 }
+            } else {
+                let (nodes, _, next) = self.item_list()?;
+                if next != Node::End {
+                    return self.error(format_args!("expected end; found {}", node_text(&next)));
+                }
+                else_list = Some(nodes);
             }
         }
-        Ok(())
+        Ok(Branch {
+            pipe,
+            list,
+            else_list,
+        })
     }
 
     fn else_control(&mut self) -> Result<Node> {
@@ -1225,7 +1327,7 @@ impl<'a> Parser<'a> {
         const CONTEXT: &str = "block clause";
         let token = self.next_non_space();
         let name = self.template_name(&token, CONTEXT)?;
-        self.pipeline(CONTEXT, Kind::RightDelim)?;
+        let pipe = self.pipeline(CONTEXT, Kind::RightDelim)?;
         // The block's body is a tree of its own (fresh lookahead and variables), nested here.
         let depth = self.tree().depth + 1;
         if depth > MAX_DEPTH {
@@ -1236,25 +1338,27 @@ impl<'a> Parser<'a> {
         self.trees.push(body);
         let listed = self.item_list();
         self.trees.pop();
-        let (empty, end) = listed?;
+        let (nodes, empty, end) = listed?;
         if end != Node::End {
-            return self.error(format_args!("unexpected {} in {CONTEXT}", node_text(end)));
+            return self.error(format_args!("unexpected {} in {CONTEXT}", node_text(&end)));
         }
-        self.add(name, empty)?;
-        Ok(Node::Action)
+        self.add(name.clone(), empty)?;
+        self.found.definitions.push((name, nodes));
+        Ok(Node::Tree(GoNode::Template(Some(pipe))))
     }
 
     fn template_control(&mut self) -> Result<Node> {
         const CONTEXT: &str = "template clause";
         let token = self.next_non_space();
         self.template_name(&token, CONTEXT)?;
-        if self.next_non_space().kind != Kind::RightDelim {
+        let pipe = if self.next_non_space().kind != Kind::RightDelim {
             self.backup();
-            self.pipeline(CONTEXT, Kind::RightDelim)?;
+            Some(self.pipeline(CONTEXT, Kind::RightDelim)?)
         } else {
             self.found.template_without_pipeline = true;
-        }
-        Ok(Node::Action)
+            None
+        };
+        Ok(Node::Tree(GoNode::Template(pipe)))
     }
 }
 
@@ -1263,7 +1367,12 @@ fn variable_name(token: &str) -> String {
     token.split('.').next().unwrap_or(token).to_owned()
 }
 
-fn node_text(node: Node) -> &'static str {
+/// A field token's name (`.Messages` → `Messages`).
+fn field_name(token: &str) -> String {
+    token.strip_prefix('.').unwrap_or(token).to_owned()
+}
+
+fn node_text(node: &Node) -> &'static str {
     match node {
         Node::End => "{{end}}",
         Node::Else => "{{else}}",
@@ -1272,8 +1381,163 @@ fn node_text(node: Node) -> &'static str {
 }
 
 /// Go's `IsEmptyTree` for one node: only blank text is empty.
-fn node_is_empty(node: Node) -> bool {
-    matches!(node, Node::Text { blank: true })
+fn node_is_empty(node: &GoNode) -> bool {
+    matches!(node, GoNode::Text(text) if text.trim().is_empty())
+}
+
+// ---------------------------------------------------------------------------------------------
+// What Ollama reads from the tree
+
+impl Parsed {
+    /// Ollama's `Template.Vars()` of the template its `template.Parse` returns: every field and
+    /// variable name in every template of the set (pipelines, not declarations; nothing inside
+    /// a chain such as `(x).A`), lower-cased, sorted, without repeats; `"response"` is among
+    /// them when the text names neither messages nor a response (Parse appends
+    /// `{{ .Response }}` then). `None` when Ollama's Parse fails on a `{{template}}` without a
+    /// pipeline.
+    pub fn vars(&self) -> Option<Vec<String>> {
+        if self.template_without_pipeline {
+            return None;
+        }
+        let mut names = std::collections::BTreeSet::new();
+        let mut collect = |nodes: &[GoNode]| {
+            walk_nodes(nodes, &mut |arg| {
+                if let Arg::Field(ident) | Arg::Variable(ident) = arg {
+                    names.extend(ident.iter().map(|name| go_to_lower(name)));
+                }
+            })
+        };
+        collect(&self.root);
+        for (_, nodes) in &self.definitions {
+            collect(nodes);
+        }
+        if !names.contains("messages") && !names.contains("response") {
+            names.insert("response".to_owned());
+        }
+        Some(names.into_iter().collect())
+    }
+
+    /// Ollama's `thinking.InferTags`: for each `.Thinking` field in the main template inside a
+    /// `range` over `.Messages` (its nearest enclosing range), the first and last nodes of the
+    /// nearest enclosing list, when they are text, trimmed, become the opening and closing tags
+    /// (a later match overwrites an earlier one, one side at a time, as Ollama's walk does).
+    pub fn thinking_tags(&self) -> (String, String) {
+        let mut finder = TagFinder::default();
+        finder.list(&self.root);
+        (finder.opening, finder.closing)
+    }
+}
+
+/// Go's `strings.ToLower`: each character's simple lower case. Rust's per-character mapping
+/// is the same except for U+0130 (its full mapping adds a combining dot) and it never applies
+/// the word-final sigma rule that `str::to_lowercase` does.
+fn go_to_lower(s: &str) -> String {
+    let mut lower = String::with_capacity(s.len());
+    for c in s.chars() {
+        if c == '\u{130}' {
+            lower.push('i');
+        } else {
+            lower.extend(c.to_lowercase());
+        }
+    }
+    lower
+}
+
+/// Calls `f` on every argument of every pipeline under `nodes`, in tree order.
+fn walk_nodes(nodes: &[GoNode], f: &mut dyn FnMut(&Arg)) {
+    for node in nodes {
+        match node {
+            GoNode::Text(_) | GoNode::Loop | GoNode::Template(None) => {}
+            GoNode::Action(pipe) | GoNode::Template(Some(pipe)) => walk_pipe(pipe, f),
+            GoNode::If(branch) | GoNode::Range(branch) | GoNode::With(branch) => {
+                walk_pipe(&branch.pipe, f);
+                walk_nodes(&branch.list, f);
+                if let Some(nodes) = &branch.else_list {
+                    walk_nodes(nodes, f);
+                }
+            }
+        }
+    }
+}
+
+fn walk_pipe(pipe: &Pipeline, f: &mut dyn FnMut(&Arg)) {
+    for arg in pipe.commands.iter().flatten() {
+        f(arg);
+        if let Arg::Pipe(inner) = arg {
+            walk_pipe(inner, f);
+        }
+    }
+}
+
+/// The walk of [`Parsed::thinking_tags`]: the innermost enclosing range and list as it goes.
+#[derive(Default)]
+struct TagFinder<'a> {
+    ranges: Vec<&'a Branch>,
+    lists: Vec<&'a [GoNode]>,
+    opening: String,
+    closing: String,
+}
+
+impl<'a> TagFinder<'a> {
+    fn list(&mut self, nodes: &'a [GoNode]) {
+        self.lists.push(nodes);
+        for node in nodes {
+            match node {
+                GoNode::Text(_) | GoNode::Loop | GoNode::Template(None) => {}
+                GoNode::Action(pipe) | GoNode::Template(Some(pipe)) => self.pipe(pipe),
+                GoNode::If(branch) | GoNode::With(branch) => self.branch(branch),
+                GoNode::Range(branch) => {
+                    self.ranges.push(branch);
+                    self.branch(branch);
+                    self.ranges.pop();
+                }
+            }
+        }
+        self.lists.pop();
+    }
+
+    fn branch(&mut self, branch: &'a Branch) {
+        self.pipe(&branch.pipe);
+        self.list(&branch.list);
+        if let Some(nodes) = &branch.else_list {
+            self.list(nodes);
+        }
+    }
+
+    fn pipe(&mut self, pipe: &'a Pipeline) {
+        walk_pipe(pipe, &mut |arg| {
+            let Arg::Field(ident) = arg else { return };
+            if ident.first().map(String::as_str) != Some("Thinking") {
+                return;
+            }
+            let Some(range) = self.ranges.last() else {
+                return;
+            };
+            if !pipe_names_field(&range.pipe, "Messages") {
+                return;
+            }
+            if let Some(list) = self.lists.last() {
+                if let Some(GoNode::Text(text)) = list.first() {
+                    self.opening = text.trim().to_owned();
+                }
+                if let Some(GoNode::Text(text)) = list.last() {
+                    self.closing = text.trim().to_owned();
+                }
+            }
+        });
+    }
+}
+
+/// Whether some argument of `pipe` (or of a pipeline in parentheses in it) is a field whose
+/// first name is `name`.
+fn pipe_names_field(pipe: &Pipeline, name: &str) -> bool {
+    let mut found = false;
+    walk_pipe(pipe, &mut |arg| {
+        if let Arg::Field(ident) = arg {
+            found |= ident.first().map(String::as_str) == Some(name);
+        }
+    });
+    found
 }
 
 // ---------------------------------------------------------------------------------------------
