@@ -1201,3 +1201,95 @@ fn show_answers_model_info_tensors_and_capabilities_as_ollama() {
     let verbose = show(true);
     assert_eq!(verbose.model_info["bert.short"], serde_json::json!([1, 2]));
 }
+
+/// Capabilities, the template `show` answers with, and `/api/tags`' details, as Ollama derives
+/// them (server/images.go, server/routes.go selectedModelTemplate, server/model_list_cache.go)
+/// for one GGUF whose Jinja chat template calls tools and thinks, stored three ways: without a
+/// template, with a plain Go template (the chat template is preferred: it offers more), and with
+/// a Go template that has its own tool round trip and thinking tags (it is kept).
+#[test]
+fn capabilities_and_templates_follow_ollamas_selection() {
+    let tmp = test_support::TempStore::new("engine-capabilities");
+    let store = tmp.store.clone();
+    let engine = Engine::new(store.clone()).with_threads(1);
+    let chat = "{% for message in messages %}{% if message.role == 'tool' %}<tool_response>\
+                {% endif %}{% if message.tool_calls %}x{% endif %}{% endfor %}{% if tools %}\
+                {% endif %}<think></think>";
+    let md = vec![
+        ("general.architecture", Value::string("llama")),
+        ("llama.embedding_length", Value::U32(64)),
+        ("general.file_type", Value::U32(1)),
+        ("tokenizer.chat_template", Value::string(chat)),
+        // After the first tokenizer key: Ollama's list scan never sees it, show does.
+        ("llama.context_length", Value::U32(4096)),
+    ];
+    let specs = [TensorSpec::new(
+        "blk.0.attn_q.weight",
+        GgmlType::F16,
+        vec![256, 4],
+    )];
+    let mut w = Writer::new(Vec::new(), &md, &specs).unwrap();
+    w.write_tensor_data(&vec![0u8; specs[0].n_bytes().unwrap() as usize])
+        .unwrap();
+    let model = store
+        .write_blob(&w.finish().unwrap()[..], None)
+        .unwrap()
+        .digest;
+    let round_trip = "{{ range $i, $m := .Messages }}{{ if eq .Role \"tool\" }}{{ .Content }}\
+                      {{ end }}{{ if .Thinking }}<t>{{ .Thinking }}</t>{{ end }}{{ .ToolCalls }}\
+                      {{ end }}{{ .Tools }}";
+    for (name, template) in [
+        ("bare", ""),
+        ("plain", "{{ .System }} {{ .Prompt }}"),
+        ("own", round_trip),
+    ] {
+        let request = CreateRequest {
+            model: name.into(),
+            files: Some(BTreeMap::from([(
+                "model.gguf".to_owned(),
+                model.to_string(),
+            )])),
+            template: template.into(),
+            ..Default::default()
+        };
+        engine
+            .create(request, &mut |_| ControlFlow::Continue(()))
+            .unwrap();
+    }
+    let show = |name: &str| {
+        super::models::show(
+            &store,
+            &kiln_api::ShowRequest {
+                model: name.into(),
+                ..Default::default()
+            },
+        )
+        .unwrap()
+    };
+    for name in ["bare", "plain"] {
+        let s = show(name);
+        assert_eq!(
+            s.capabilities,
+            ["tools", "thinking", "completion"],
+            "{name}"
+        );
+        assert_eq!(s.template, chat, "{name}");
+        assert_eq!(s.details.quantization_level, "F16");
+    }
+    let own = show("own");
+    assert_eq!(own.capabilities, ["completion", "tools", "thinking"]);
+    assert_eq!(own.template, round_trip);
+    assert!(own.modelfile.contains(round_trip));
+    let list = super::models::list(&store).unwrap();
+    for m in &list.models {
+        assert_eq!(m.details.embedding_length, 64, "{}", m.name);
+        assert_eq!(m.details.context_length, 0, "{}", m.name);
+        let expected: &[&str] = if m.name == "own:latest" {
+            &["completion", "tools", "thinking"]
+        } else {
+            &["completion"]
+        };
+        assert_eq!(m.capabilities, expected, "{}", m.name);
+    }
+    assert_eq!(list.models.len(), 3);
+}

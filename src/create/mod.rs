@@ -6,6 +6,7 @@
 //! The store only changes by complete blobs first and the manifest last; a failed or cancelled
 //! create removes the blobs it added that nothing references, leaving the store as it was.
 
+mod capabilities;
 mod models;
 mod remote;
 mod transfer;

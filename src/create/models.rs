@@ -1,5 +1,10 @@
 //! The model-management endpoints around create: list (`/api/tags`), show, copy and delete.
 
+use super::capabilities::{
+    ListGguf, ModelGguf, ProjectorGguf, ShowModel, list_capabilities, scan_list_gguf,
+};
+use super::file_type_name;
+use crate::template::GoTemplate;
 use kiln_api::{
     CopyRequest, DeleteRequest, ListModelResponse, ListResponse, ModelDetails, ShowRequest,
     ShowResponse, Timestamp,
@@ -78,16 +83,6 @@ impl ManageError {
     }
 }
 
-fn read_config(store: &Store, manifest: &Manifest) -> ModelConfig {
-    manifest
-        .config
-        .digest()
-        .ok()
-        .and_then(|d| std::fs::read(store.blob_path(&d)).ok())
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .unwrap_or_default()
-}
-
 fn details(config: &ModelConfig) -> ModelDetails {
     ModelDetails {
         parent_model: String::new(),
@@ -157,27 +152,93 @@ impl ShowReader<'_> {
     }
 }
 
-/// `/api/tags`: every model, newest first.
+/// `/api/tags`: every model, newest first, as Ollama's model list summarises each
+/// (server/model_list_cache.go): details from the config, filled in from a quick scan of the
+/// model GGUF (context and embedding lengths, the file type when the config has none), and
+/// capabilities. A model whose config or template blob cannot be read is left out, as Ollama
+/// leaves it out.
 pub fn list(store: &Store) -> Result<ListResponse, ManageError> {
     let models = store
         .list()?
         .into_iter()
-        .map(|m: StoredManifest| {
-            let config = read_config(store, &m.manifest);
-            ListModelResponse {
-                name: m.name.display_shortest(),
-                model: m.name.display_shortest(),
-                modified_at: Timestamp::from_system_time(m.modified),
-                size: m.manifest.size(),
-                digest: m.digest.hex(),
-                details: details(&config),
-                remote_model: config.remote_model.clone(),
-                remote_host: config.remote_host.clone(),
-                ..Default::default()
-            }
-        })
+        .filter_map(|m: StoredManifest| list_entry(store, &m))
         .collect();
     Ok(ListResponse { models })
+}
+
+/// Ollama's `buildModelListSummary`; `None` where it fails.
+fn list_entry(store: &Store, m: &StoredManifest) -> Option<ListModelResponse> {
+    let config: ModelConfig = if m.manifest.config.digest.is_empty() {
+        ModelConfig::default()
+    } else {
+        let digest = m.manifest.config.digest().ok()?;
+        serde_json::from_slice(&std::fs::read(store.blob_path(&digest)).ok()?).ok()?
+    };
+    let mut details = details(&config);
+    let mut model_layer = None;
+    let mut projectors = 0;
+    let mut template = None;
+    for layer in &m.manifest.layers {
+        match layer.media_type.as_str() {
+            MEDIA_TYPE_MODEL => {
+                model_layer = Some(layer.digest().ok()?);
+                details.parent_model = layer.from.clone();
+            }
+            MEDIA_TYPE_PROJECTOR => projectors += 1,
+            MEDIA_TYPE_TEMPLATE => {
+                let bytes = std::fs::read(store.blob_path(&layer.digest().ok()?)).ok()?;
+                template = Some(GoTemplate::parse(&String::from_utf8_lossy(&bytes)).ok()?);
+            }
+            _ => {}
+        }
+    }
+    let template = match template {
+        Some(t) => t,
+        None => GoTemplate::parse(DEFAULT_TEMPLATE).expect("the default template parses"),
+    };
+    let remote = !config.remote_host.is_empty() || !config.remote_model.is_empty();
+    let scan = model_layer
+        .filter(|_| !remote)
+        .and_then(|digest| list_scan(store, &digest));
+    if let Some(scan) = &scan {
+        if details.context_length == 0 {
+            details.context_length = scan.context_length;
+        }
+        if details.embedding_length == 0 {
+            details.embedding_length = scan.embedding_length;
+        }
+        if let Some(name) = &scan.file_type
+            && is_unknown_quantization(&details.quantization_level)
+            && !is_unknown_quantization(name)
+        {
+            details.quantization_level = name.clone();
+        }
+    }
+    Some(ListModelResponse {
+        name: m.name.display_shortest(),
+        model: m.name.display_shortest(),
+        modified_at: Timestamp::from_system_time(m.modified),
+        size: m.manifest.size(),
+        digest: m.digest.hex(),
+        capabilities: list_capabilities(&config, scan.as_ref(), &template, projectors),
+        details,
+        remote_model: config.remote_model.clone(),
+        remote_host: config.remote_host.clone(),
+    })
+}
+
+/// The `/api/tags` header scan of a model blob; `None` when it is not a GGUF kiln can read or
+/// Ollama's scan would fail on it.
+fn list_scan(store: &Store, digest: &Digest) -> Option<ListGguf> {
+    // SAFETY: blobs are content-addressed and written once; nothing modifies them in place.
+    let file = unsafe { GgufFile::map(store.blob_path(digest)) }.ok()?;
+    let gguf = file.parse(&Limits::default()).ok()?;
+    scan_list_gguf(gguf.metadata().iter(), |n| file_type_name(Some(n))).ok()
+}
+
+/// Ollama's `isUnknownQuantization`.
+fn is_unknown_quantization(name: &str) -> bool {
+    name.is_empty() || name == "unknown"
 }
 
 /// `/api/show`: details, layers' text, and the model file's metadata as `model_info`.
@@ -231,13 +292,19 @@ pub fn show(store: &Store, request: &ShowRequest) -> Result<ShowResponse, Manage
         .join("\n");
     let mut model_info = kiln_api::AnyMap::new();
     let remote = !config.remote_host.is_empty();
-    // Config capabilities first (cloud models carry theirs), then what the GGUF gives.
-    let mut capabilities: Vec<String> = Vec::new();
-    for c in &config.capabilities {
-        if !capabilities.contains(c) {
-            capabilities.push(c.clone());
-        }
-    }
+    // GetModel parses the template layer (a template Ollama cannot parse fails the request).
+    let template_layer = match manifest.layers_of(MEDIA_TYPE_TEMPLATE).last() {
+        Some(layer) => Some(
+            GoTemplate::parse(&template)
+                .map_err(|e| reader.corrupt("template", &layer.digest, e))?,
+        ),
+        None => None,
+    };
+    let default_template =
+        GoTemplate::parse(DEFAULT_TEMPLATE).expect("the default template parses");
+    let mut model_gguf = None;
+    let mut projector_ggufs = Vec::new();
+    let mut details = details(&config);
     if remote && !config.model_family.is_empty() {
         let family = &config.model_family;
         model_info.insert("general.architecture".into(), family.clone().into());
@@ -275,50 +342,28 @@ pub fn show(store: &Store, request: &ShowRequest) -> Result<ShowResponse, Manage
     // GetModel keeps the last model layer as the model.
     if let Some(layer) = manifest.layers_of(MEDIA_TYPE_MODEL).last() {
         let digest = blob_digest("model", layer)?;
-        let gguf = gguf_info(store, &digest, request.verbose)
+        let mut gguf = gguf_info(store, &digest, request.verbose)
             .map_err(|e| reader.corrupt("model", &layer.digest, e))?;
-        // Ollama's ggufCapabilities: the chat template's tools and thinking when the model is
-        // not rendered by Ollama itself (no renderer, parser or Go template), then embedding or
-        // completion, vision, audio.
-        let rendered_by_ollama =
-            !config.renderer.is_empty() || !config.parser.is_empty() || has_template;
-        if !rendered_by_ollama && let Some(chat) = &gguf.chat_template {
-            if chat.contains("tools") || chat.contains("tool_call") {
-                push_capability(&mut capabilities, "tools");
-            }
-            if chat_template_thinks(chat) {
-                push_capability(&mut capabilities, "thinking");
+        details.parent_model = layer.from.clone();
+        if is_unknown_quantization(&details.quantization_level) {
+            let name = file_type_name(gguf.file_type);
+            if !is_unknown_quantization(&name) {
+                details.quantization_level = name;
             }
         }
-        let arch_key = |key: &str| gguf.arch_keys.iter().any(|k| k == key);
-        push_capability(
-            &mut capabilities,
-            if arch_key("pooling_type") {
-                "embedding"
-            } else {
-                "completion"
-            },
-        );
-        if arch_key("vision.block_count") {
-            push_capability(&mut capabilities, "vision");
-        }
-        if arch_key("audio.block_count") {
-            push_capability(&mut capabilities, "audio");
-        }
-        model_info = gguf.info;
-        tensors = gguf.tensors;
+        model_info = std::mem::take(&mut gguf.info);
+        tensors = std::mem::take(&mut gguf.tensors);
+        model_gguf = Some(gguf);
     }
     let projectors: Vec<&kiln_store::Layer> = manifest.layers_of(MEDIA_TYPE_PROJECTOR).collect();
-    if !projectors.is_empty() {
-        push_capability(&mut capabilities, "vision");
-    }
     for (i, layer) in projectors.iter().enumerate() {
         let digest = blob_digest("projector", layer)?;
         let gguf = gguf_info(store, &digest, request.verbose)
             .map_err(|e| reader.corrupt("projector", &layer.digest, e))?;
-        if gguf.has_audio_encoder && gguf.vision_projector_type.as_deref() != Some("gemma3nv") {
-            push_capability(&mut capabilities, "audio");
-        }
+        projector_ggufs.push(ProjectorGguf {
+            has_audio_encoder: gguf.has_audio_encoder,
+            vision_projector_type: gguf.vision_projector_type.clone(),
+        });
         if i == 0 {
             // The first projector's metadata, as it is stored (nothing removed).
             projector_info = gguf.info;
@@ -330,9 +375,19 @@ pub fn show(store: &Store, request: &ShowRequest) -> Result<ShowResponse, Manage
             }
         }
     }
-    if matches!(config.model_family.as_str(), "gptoss" | "gpt-oss") {
-        push_capability(&mut capabilities, "thinking");
-    }
+    let view = ShowModel {
+        config: &config,
+        go_template: template_layer.as_ref(),
+        template: template_layer.as_ref().unwrap_or(&default_template),
+        model: model_gguf.as_ref().map(|g| ModelGguf {
+            arch: &g.arch,
+            chat_template: g.chat_template.as_deref().unwrap_or_default(),
+            arch_keys: &g.arch_keys,
+        }),
+        projectors: &projector_ggufs,
+    };
+    let capabilities = view.capabilities();
+    let template_shown = view.template_shown();
     let messages: Vec<kiln_api::Message> = match manifest.layers_of(MEDIA_TYPE_MESSAGES).next() {
         Some(layer) => serde_json::from_slice(&reader.bytes("messages", layer)?)
             .map_err(|e| reader.corrupt("messages", &layer.digest, e))?,
@@ -353,14 +408,14 @@ pub fn show(store: &Store, request: &ShowRequest) -> Result<ShowResponse, Manage
         license,
         modelfile,
         parameters,
-        template,
+        template: template_shown,
         system,
         messages,
         tensors,
         projector_info,
         renderer: config.renderer.clone(),
         parser: config.parser.clone(),
-        details: details(&config),
+        details,
         model_info,
         capabilities,
         remote_model: config.remote_model.clone(),
@@ -559,6 +614,10 @@ struct GgufShow {
     name: Option<String>,
     /// The removed `tokenizer.chat_template`.
     chat_template: Option<String>,
+    /// `general.architecture`.
+    arch: String,
+    /// `general.file_type`.
+    file_type: Option<u32>,
     /// The keys under `{general.architecture}.`, without that prefix (Ollama's `KeyValue` lookups).
     arch_keys: Vec<String>,
     /// Whether some `has_audio_encoder` key is true (a projector with an audio encoder).
@@ -605,6 +664,12 @@ fn gguf_info(store: &Store, digest: &Digest, verbose: bool) -> Result<GgufShow, 
         info: kiln_api::AnyMap::new(),
         name: None,
         chat_template: None,
+        arch: arch.clone(),
+        file_type: gguf
+            .metadata()
+            .get("general.file_type")
+            .and_then(|v| v.as_u64())
+            .and_then(|n| u32::try_from(n).ok()),
         arch_keys: Vec::new(),
         has_audio_encoder: false,
         vision_projector_type: None,
@@ -656,22 +721,6 @@ fn gguf_info(store: &Store, digest: &Digest, verbose: bool) -> Result<GgufShow, 
         })
         .collect();
     Ok(out)
-}
-
-fn push_capability(capabilities: &mut Vec<String>, c: &str) {
-    if !capabilities.iter().any(|x| x == c) {
-        capabilities.push(c.to_owned());
-    }
-}
-
-/// Ollama's `chatTemplateHasThinkingSupport`.
-fn chat_template_thinks(t: &str) -> bool {
-    if t.contains("<think>") && t.contains("</think>") {
-        return true;
-    }
-    (t.contains("content.split('</think>')") || t.contains("content.split(\"</think>\")"))
-        && !t.contains("reasoning_content")
-        && !t.contains("<SPECIAL_12>")
 }
 
 /// `/api/copy`.
