@@ -179,8 +179,9 @@ pub(crate) fn create_local(
 }
 
 /// Runs a Modelfile create through a server, as `ollama create` does: every local file hashed,
-/// uploaded as a blob (skipped when the server has it), then the request sent with the files
-/// named by their upload names.
+/// uploaded as a blob (skipped when the server has it) on up to one fewer threads than the
+/// machine has cores (Ollama's limit), with one progress bar over all the bytes, then the
+/// request sent with the files named by their upload names.
 pub(crate) fn create_remote(
     remote: &crate::remote::Remote,
     resolved: Resolved,
@@ -189,21 +190,104 @@ pub(crate) fn create_remote(
     let named = named(&resolved);
     let mut request = resolved.request;
     let mut maps: [BTreeMap<String, String>; 3] = Default::default();
+    let mut uploads: Vec<(String, PathBuf)> = Vec::new();
     for (map, files) in maps.iter_mut().zip(&named) {
         let paths: Vec<&PathBuf> = files.iter().map(|(_, p)| p).collect();
         let digests = kiln_modelfile::digest_files(&paths)?;
         for (name, path) in files {
-            let digest = &digests[path];
-            let _ = progress.line(&ProgressResponse {
-                status: format!("copying file {digest}"),
-                ..ProgressResponse::default()
-            });
-            remote.create_blob(digest, path)?;
+            let digest = digests[path].clone();
             map.insert(name.clone(), digest.clone());
+            if !uploads.iter().any(|(d, _)| *d == digest) {
+                uploads.push((digest, path.clone()));
+            }
         }
     }
+    upload_all(remote, &uploads, progress)?;
     set_maps(&mut request, maps);
     remote.create(&request, progress)
+}
+
+/// Uploads `(digest, path)` blobs in parallel; the first failure is the error (the others
+/// still finish what they started).
+fn upload_all(
+    remote: &crate::remote::Remote,
+    uploads: &[(String, PathBuf)],
+    progress: &mut Progress,
+) -> Result<(), CliError> {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+    let mut total = 0i64;
+    for (_, path) in uploads {
+        let len = std::fs::metadata(path).map_err(|source| CliError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        total += len.len() as i64;
+    }
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get().saturating_sub(1))
+        .max(1)
+        .min(uploads.len().max(1));
+    let sent = Arc::new(AtomicU64::new(0));
+    let next = AtomicUsize::new(0);
+    let done = AtomicUsize::new(0);
+    let status = |completed: i64| ProgressResponse {
+        status: "copying files".to_owned(),
+        total,
+        completed,
+        ..ProgressResponse::default()
+    };
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut first_error = None;
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some((digest, path)) = uploads.get(i) else {
+                            break;
+                        };
+                        if let Err(e) = remote.create_blob(digest, path, &sent) {
+                            first_error.get_or_insert(e);
+                        }
+                        done.fetch_add(1, Ordering::Release);
+                    }
+                    first_error
+                })
+            })
+            .collect();
+        if progress.is_json() {
+            for (digest, _) in uploads {
+                let _ = progress.line(&ProgressResponse {
+                    status: format!("copying file {digest}"),
+                    ..ProgressResponse::default()
+                });
+            }
+        } else {
+            while done.load(Ordering::Acquire) < uploads.len()
+                && !workers.iter().all(|w| w.is_finished())
+            {
+                let _ = progress.line(&status(sent.load(Ordering::Relaxed) as i64));
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+        }
+        let mut result = Ok(());
+        for worker in workers {
+            match worker.join() {
+                Ok(Some(e)) if result.is_ok() => result = Err(e),
+                Ok(_) => {}
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        }
+        if result.is_ok() && !progress.is_json() && !uploads.is_empty() {
+            let _ = progress.line(&status(total));
+            progress.finish();
+            for (digest, _) in uploads {
+                eprintln!("  copying file {digest} 100%");
+            }
+        }
+        result
+    })
 }
 
 /// Runs `kiln create` from its arguments.

@@ -2,6 +2,8 @@
 //! same requests, NDJSON progress streams and `{"error": …}` bodies.
 
 use std::io::BufRead;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use kiln_api::{
     CopyRequest, CreateRequest, DeleteRequest, ListResponse, ProgressResponse, PullRequest,
@@ -148,8 +150,14 @@ impl Remote {
         self.stream("/api/create", request, progress)
     }
 
-    /// `POST /api/blobs/DIGEST` with the file's bytes, unless `HEAD` says the server has it.
-    pub(crate) fn create_blob(&self, digest: &str, path: &std::path::Path) -> Result<(), CliError> {
+    /// `POST /api/blobs/DIGEST` with the file's bytes, unless `HEAD` says the server has it;
+    /// the bytes sent (or the whole size, when skipped) are added to `sent`.
+    pub(crate) fn create_blob(
+        &self,
+        digest: &str,
+        path: &std::path::Path,
+        sent: &Arc<AtomicU64>,
+    ) -> Result<(), CliError> {
         let url = self.url(&format!("/api/blobs/{digest}"));
         if self
             .http
@@ -157,6 +165,9 @@ impl Remote {
             .send()
             .is_ok_and(|r| r.status().is_success())
         {
+            if let Ok(meta) = std::fs::metadata(path) {
+                sent.fetch_add(meta.len(), Ordering::Relaxed);
+            }
             return Ok(());
         }
         let file = std::fs::File::open(path).map_err(|source| CliError::Io {
@@ -170,12 +181,12 @@ impl Remote {
                 source,
             })?
             .len();
-        self.send(
-            self.http
-                .post(url)
-                .body(reqwest::blocking::Body::sized(file, len)),
-        )
-        .map(drop)
+        let counted = Counted {
+            inner: file,
+            sent: sent.clone(),
+        };
+        let body = reqwest::blocking::Body::sized(counted, len);
+        self.send(self.http.post(url).body(body)).map(drop)
     }
 
     pub(crate) fn pull(
@@ -214,6 +225,20 @@ impl Remote {
             let _ = progress.line(&p);
         }
         Ok(())
+    }
+}
+
+/// A reader that adds the bytes read to a shared counter (an upload's progress).
+struct Counted<R> {
+    inner: R,
+    sent: Arc<AtomicU64>,
+}
+
+impl<R: std::io::Read> std::io::Read for Counted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.sent.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
     }
 }
 

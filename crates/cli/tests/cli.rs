@@ -550,8 +550,10 @@ fn create_from_a_modelfile_through_a_server_uploads_the_files() {
         ],
     );
     assert!(created.status.success(), "{}", stderr(&created));
-    assert!(
-        stderr(&created).contains("copying file sha256:"),
+    // Every file of the folder uploaded once, each reported.
+    assert_eq!(
+        stderr(&created).matches("copying file sha256:").count(),
+        3,
         "{}",
         stderr(&created)
     );
