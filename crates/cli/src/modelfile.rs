@@ -290,15 +290,23 @@ fn upload_all(
     })
 }
 
-/// Runs `kiln create` from its arguments.
+/// Runs `kiln create` from its arguments; returns the size of the model's input files (the
+/// `FROM` files, for the summary; 0 when `FROM` names a stored model).
 pub(crate) fn create(
     target: &Target,
     args: &CreateArgs,
     progress: &mut Progress,
-) -> Result<(), CliError> {
+) -> Result<u64, CliError> {
     let resolved = prepare(args)?;
+    let inputs = resolved
+        .files
+        .iter()
+        .filter_map(|p| std::fs::metadata(p).ok())
+        .map(|m| m.len())
+        .sum();
     match target {
-        Target::Local(engine) => create_local(engine, resolved, args.import.into(), progress),
-        Target::Remote(remote) => create_remote(remote, resolved, progress),
+        Target::Local(engine) => create_local(engine, resolved, args.import.into(), progress)?,
+        Target::Remote(remote) => create_remote(remote, resolved, progress)?,
     }
+    Ok(inputs)
 }

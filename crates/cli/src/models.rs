@@ -41,33 +41,81 @@ pub(crate) fn table(rows: &[Vec<String>]) -> String {
     out
 }
 
-/// The model layer's size after a create or pull, for the summary line.
-fn model_size(store: &Store, name: &str) -> Option<i64> {
+/// What the summary line of a create tells about the stored model: the model layer's size,
+/// its weight count and the file type.
+struct ModelSummary {
+    size: u64,
+    weights: u64,
+    file_type: String,
+}
+
+fn model_summary(store: &Store, name: &str) -> Option<ModelSummary> {
     let name = ModelName::parse(name).ok()?;
     let manifest = store.manifest(&name).ok()?.manifest;
-    manifest
+    let layer = manifest
         .layers
         .iter()
-        .find(|l| l.media_type == "application/vnd.ollama.image.model")
-        .map(|l| l.size)
+        .rfind(|l| l.media_type == kiln_store::MEDIA_TYPE_MODEL)?;
+    let path = store.blob_path(&layer.digest().ok()?);
+    // SAFETY: blobs are content-addressed and written once; nothing modifies them in place.
+    let file = unsafe { kiln_gguf::GgufFile::map(path) }.ok()?;
+    let gguf = file.parse(&kiln_gguf::Limits::default()).ok()?;
+    let weights = gguf.tensors().iter().map(|t| t.n_elements()).sum();
+    let file_type = gguf
+        .metadata()
+        .get("general.file_type")
+        .and_then(|v| v.as_u64())
+        .and_then(|n| u32::try_from(n).ok())
+        .and_then(kiln::quantize::FileType::from_llama_ftype)
+        .map_or_else(String::new, |f| f.name().to_owned());
+    Some(ModelSummary {
+        size: layer.size.max(0) as u64,
+        weights,
+        file_type,
+    })
+}
+
+/// `created NAME in T s`, then, for a model in the local store, its input and model sizes, file
+/// type and bits per weight.
+fn summary_line(name: &str, seconds: f64, inputs: u64, model: Option<&ModelSummary>) -> String {
+    let mut line = format!("created {name} in {seconds:.1} s");
+    if let Some(m) = model {
+        line.push_str(": ");
+        if inputs > 0 {
+            line.push_str(&format!("{} → ", human_bytes(inputs as i64)));
+        }
+        line.push_str(&human_bytes(m.size as i64));
+        let mut details = Vec::new();
+        if !m.file_type.is_empty() {
+            details.push(m.file_type.clone());
+        }
+        if m.weights > 0 {
+            details.push(format!(
+                "{:.2} bits per weight",
+                m.size as f64 * 8.0 / m.weights as f64
+            ));
+        }
+        if !details.is_empty() {
+            line.push_str(&format!(" ({})", details.join(", ")));
+        }
+    }
+    line
 }
 
 pub(crate) fn create(target: &Target, args: CreateArgs, json: bool) -> Result<(), CliError> {
     let name = args.name.clone();
     let start = Instant::now();
     let mut progress = Progress::new(json);
-    crate::modelfile::create(target, &args, &mut progress)?;
+    let inputs = crate::modelfile::create(target, &args, &mut progress)?;
     progress.finish();
     if !json {
-        let size = match target {
-            Target::Local(engine) => model_size(engine.store(), &name),
+        let model = match target {
+            Target::Local(engine) => model_summary(engine.store(), &name),
             Target::Remote(_) => None,
-        }
-        .map(|s| format!(", model {}", human_bytes(s)))
-        .unwrap_or_default();
+        };
         eprintln!(
-            "created {name} in {:.1} s{size}",
-            start.elapsed().as_secs_f64()
+            "{}",
+            summary_line(&name, start.elapsed().as_secs_f64(), inputs, model.as_ref())
         );
     }
     Ok(())
@@ -332,6 +380,24 @@ pub(crate) fn push(target: &Target, args: TransferArgs, json: bool) -> Result<()
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_create_summary_gives_sizes_type_and_bits_per_weight() {
+        let model = ModelSummary {
+            size: 1_000_000,
+            weights: 1_600_000,
+            file_type: "Q4_K_M".into(),
+        };
+        assert_eq!(
+            summary_line("m", 2.04, 3_200_000, Some(&model)),
+            format!(
+                "created m in 2.0 s: {} → {} (Q4_K_M, 5.00 bits per weight)",
+                human_bytes(3_200_000),
+                human_bytes(1_000_000)
+            )
+        );
+        assert_eq!(summary_line("m", 0.5, 0, None), "created m in 0.5 s");
+    }
 
     #[test]
     fn tables_pad_columns_as_tablewriter_does() {
