@@ -148,3 +148,384 @@ pub(crate) fn make_q3_lanes<const G: usize>(
     }
     scales
 }
+
+// ---- make_qkx and make_qx, sixteen groups per register ----------------------------------------
+
+use crate::search::QkxSearch;
+
+/// Largest magnitude for which `nearest_int` and round-to-nearest-even agree with room to spare
+/// (`nearest_int` is exact below 2^22; its bias then keeps the sum inside one binade).
+const ROUND_EXACT_BELOW: f32 = 2_097_152.0;
+
+/// `nearest_int(v).clamp(lo, hi)` for lanes known to satisfy `|v| <= 2^21`: there it equals
+/// round-half-even, which one instruction does. `-0.0` results are harmless: `lo` is `+0.0` for
+/// the asymmetric searches (`maxps` returns its second operand on equal zeros) and the symmetric
+/// ones only add them to sums that cannot be `-0.0`.
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn round_clamped(v: __m512, lo: __m512, hi: __m512) -> __m512 {
+    let r = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(v);
+    _mm512_min_ps(_mm512_max_ps(r, lo), hi)
+}
+
+/// The sixteen bytes of a register of small non-negative integer floats, as two eight-lane rows.
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn store_level_pair(level: __m512, low: &mut [u8; LANES], high: &mut [u8; LANES]) {
+    let bytes = _mm512_cvtepi32_epi8(_mm512_cvttps_epi32(level));
+    let mut out = [0u8; 2 * LANES];
+    // SAFETY: `out` has room for the sixteen bytes stored.
+    unsafe { _mm_storeu_si128(out.as_mut_ptr().cast(), bytes) };
+    low.copy_from_slice(&out[..LANES]);
+    high.copy_from_slice(&out[LANES..]);
+}
+
+/// A register as its two eight-lane halves.
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn split(v: __m512, low: &mut [f32; LANES], high: &mut [f32; LANES]) {
+    let mut out = [0.0f32; 2 * LANES];
+    // SAFETY: `out` has room for the sixteen floats stored.
+    unsafe { _mm512_storeu_ps(out.as_mut_ptr(), v) };
+    low.copy_from_slice(&out[..LANES]);
+    high.copy_from_slice(&out[LANES..]);
+}
+
+/// `-v` per lane (the sign bit flipped, as the scalar negation does).
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn negate(v: __m512) -> __m512 {
+    let sign = _mm512_set1_epi32(i32::MIN);
+    _mm512_castsi512_ps(_mm512_xor_si512(_mm512_castps_si512(v), sign))
+}
+
+/// Every lane of `v` not in `ignore` has `|v| <= 2^21` (false for NaN).
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn small(v: __m512, ignore: __mmask16) -> bool {
+    let ok = _mm512_cmp_ps_mask::<_CMP_LE_OQ>(_mm512_abs_ps(v), _mm512_set1_ps(ROUND_EXACT_BELOW));
+    ok | ignore == 0xFFFF
+}
+
+/// `crate::search::make_qkx_lanes` for an even number `G` (at most `2 * MAX_SETS`) of eight-lane
+/// sets of at most 32 elements, two sets per register, the registers interleaved (each step's
+/// offset depends on the previous step's choice, so one register alone waits on its own sums).
+///
+/// Each lane runs the scalar operations in the scalar order. Where a step's rounding inputs are
+/// provably small (checked per step from the group's extremes, `v = iscale·(x − min)` being
+/// monotonic in `x`), `nearest_int` becomes a single rounding instruction; otherwise the exact
+/// bit trick runs.
+#[target_feature(enable = "avx512f")]
+pub(crate) fn make_qkx_lanes<const G: usize>(
+    search: &QkxSearch,
+    n: usize,
+    x: &[[[f32; LANES]; 32]; G],
+    w: &[[[f32; LANES]; 32]; G],
+    levels: &mut [[[u8; LANES]; 32]; G],
+    the_min: &mut [[f32; LANES]; G],
+) -> [[f32; LANES]; G] {
+    let n = n.min(32);
+    let sets = (G / 2).min(MAX_SETS);
+    let nmax = search.nmax;
+    let zero = _mm512_setzero_ps();
+    let (lo, hi) = (_mm512_setzero_si512(), _mm512_set1_epi32(nmax));
+    let (lo_f, hi_f) = (zero, _mm512_set1_ps(nmax as f32));
+    let use_mad = search.use_mad;
+    let err = |d: __m512| {
+        if use_mad {
+            _mm512_abs_ps(d)
+        } else {
+            _mm512_mul_ps(d, d)
+        }
+    };
+    let xr: [[__m512; 32]; MAX_SETS] = std::array::from_fn(|h| {
+        std::array::from_fn(|i| {
+            if h < sets && i < n {
+                join(&x[2 * h][i], &x[2 * h + 1][i])
+            } else {
+                zero
+            }
+        })
+    });
+    let wr: [[__m512; 32]; MAX_SETS] = std::array::from_fn(|h| {
+        std::array::from_fn(|i| {
+            if h < sets && i < n {
+                join(&w[2 * h][i], &w[2 * h + 1][i])
+            } else {
+                zero
+            }
+        })
+    });
+    let mut min = [zero; MAX_SETS];
+    let mut max = [zero; MAX_SETS];
+    let mut lowest = [zero; MAX_SETS];
+    let mut sum_w = [zero; MAX_SETS];
+    let mut sum_x = [zero; MAX_SETS];
+    let mut degenerate = [0 as __mmask16; MAX_SETS];
+    let mut finite = [true; MAX_SETS];
+    let mut iscale = [zero; MAX_SETS];
+    let mut scale = [zero; MAX_SETS];
+    let mut best = [zero; MAX_SETS];
+    let inf = _mm512_set1_ps(f32::INFINITY);
+    for h in 0..sets {
+        let (mut mn, mut mx) = (xr[h][0], xr[h][0]);
+        let mut sw = wr[h][0];
+        let mut sx = _mm512_mul_ps(sw, xr[h][0]);
+        let mut all_finite: __mmask16 = 0xFFFF;
+        for i in 0..n {
+            let v = xr[h][i];
+            all_finite &= _mm512_cmp_ps_mask::<_CMP_LT_OQ>(_mm512_abs_ps(v), inf);
+            if i == 0 {
+                continue;
+            }
+            mn = _mm512_mask_blend_ps(_mm512_cmp_ps_mask::<_CMP_LT_OQ>(v, mn), mn, v);
+            mx = _mm512_mask_blend_ps(_mm512_cmp_ps_mask::<_CMP_GT_OQ>(v, mx), mx, v);
+            sw = _mm512_add_ps(sw, wr[h][i]);
+            sx = _mm512_add_ps(sx, _mm512_mul_ps(wr[h][i], v));
+        }
+        lowest[h] = mn;
+        mn = _mm512_mask_blend_ps(_mm512_cmp_ps_mask::<_CMP_GT_OQ>(mn, zero), mn, zero);
+        degenerate[h] = if search.degenerate_if_below {
+            _mm512_cmp_ps_mask::<_CMP_LE_OQ>(mx, mn)
+        } else {
+            _mm512_cmp_ps_mask::<_CMP_EQ_OQ>(mx, mn)
+        };
+        finite[h] = all_finite == 0xFFFF;
+        iscale[h] = _mm512_div_ps(_mm512_set1_ps(nmax as f32), _mm512_sub_ps(mx, mn));
+        scale[h] = _mm512_div_ps(_mm512_set1_ps(1.0), iscale[h]);
+        (min[h], max[h], sum_w[h], sum_x[h]) = (mn, mx, sw, sx);
+    }
+    let min_at_start = min;
+    let (mut kept_iscale, mut kept_min) = (iscale, min);
+    for i in 0..n {
+        for h in 0..sets {
+            let l = nearest_clamped(
+                _mm512_mul_ps(iscale[h], _mm512_sub_ps(xr[h][i], min[h])),
+                lo,
+                hi,
+            );
+            let diff = _mm512_sub_ps(_mm512_add_ps(_mm512_mul_ps(scale[h], l), min[h]), xr[h][i]);
+            best[h] = _mm512_add_ps(best[h], _mm512_mul_ps(wr[h][i], err(diff)));
+        }
+    }
+    if search.nstep >= 1 {
+        let mut aux = [[zero; 32]; MAX_SETS];
+        for step in 0..=search.nstep {
+            let num = _mm512_set1_ps(search.rmin + search.rdelta * step as f32 + nmax as f32);
+            let mut fast = true;
+            for h in 0..sets {
+                iscale[h] = _mm512_div_ps(num, _mm512_sub_ps(max[h], min[h]));
+                let at_low = _mm512_mul_ps(iscale[h], _mm512_sub_ps(lowest[h], min[h]));
+                let at_high = _mm512_mul_ps(iscale[h], _mm512_sub_ps(max[h], min[h]));
+                fast &= finite[h] && small(at_low, degenerate[h]) && small(at_high, degenerate[h]);
+            }
+            let (mut sum_l, mut sum_l2, mut sum_xl) =
+                ([zero; MAX_SETS], [zero; MAX_SETS], [zero; MAX_SETS]);
+            for i in 0..n {
+                for h in 0..sets {
+                    let v = _mm512_mul_ps(iscale[h], _mm512_sub_ps(xr[h][i], min[h]));
+                    let l = if fast {
+                        round_clamped(v, lo_f, hi_f)
+                    } else {
+                        nearest_clamped(v, lo, hi)
+                    };
+                    aux[h][i] = l;
+                    let wl = _mm512_mul_ps(wr[h][i], l);
+                    sum_l[h] = _mm512_add_ps(sum_l[h], wl);
+                    sum_l2[h] = _mm512_add_ps(sum_l2[h], _mm512_mul_ps(wl, l));
+                    sum_xl[h] = _mm512_add_ps(sum_xl[h], _mm512_mul_ps(wl, xr[h][i]));
+                }
+            }
+            let mut this_scale = [zero; MAX_SETS];
+            let mut this_min = [zero; MAX_SETS];
+            let mut positive_det = [0 as __mmask16; MAX_SETS];
+            for h in 0..sets {
+                let det = _mm512_sub_ps(
+                    _mm512_mul_ps(sum_w[h], sum_l2[h]),
+                    _mm512_mul_ps(sum_l[h], sum_l[h]),
+                );
+                positive_det[h] = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(det, zero);
+                let s = _mm512_div_ps(
+                    _mm512_sub_ps(
+                        _mm512_mul_ps(sum_w[h], sum_xl[h]),
+                        _mm512_mul_ps(sum_x[h], sum_l[h]),
+                    ),
+                    det,
+                );
+                let m = _mm512_div_ps(
+                    _mm512_sub_ps(
+                        _mm512_mul_ps(sum_l2[h], sum_x[h]),
+                        _mm512_mul_ps(sum_l[h], sum_xl[h]),
+                    ),
+                    det,
+                );
+                let positive_min = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(m, zero);
+                this_min[h] = _mm512_mask_blend_ps(positive_min, m, zero);
+                this_scale[h] =
+                    _mm512_mask_blend_ps(positive_min, s, _mm512_div_ps(sum_xl[h], sum_l2[h]));
+            }
+            let mut cur = [zero; MAX_SETS];
+            for i in 0..n {
+                for h in 0..sets {
+                    let diff = _mm512_sub_ps(
+                        _mm512_add_ps(_mm512_mul_ps(this_scale[h], aux[h][i]), this_min[h]),
+                        xr[h][i],
+                    );
+                    cur[h] = _mm512_add_ps(cur[h], _mm512_mul_ps(wr[h][i], err(diff)));
+                }
+            }
+            for h in 0..sets {
+                let take = positive_det[h] & _mm512_cmp_ps_mask::<_CMP_LT_OQ>(cur[h], best[h]);
+                kept_iscale[h] = _mm512_mask_blend_ps(take, kept_iscale[h], iscale[h]);
+                kept_min[h] = _mm512_mask_blend_ps(take, kept_min[h], min[h]);
+                best[h] = _mm512_mask_blend_ps(take, best[h], cur[h]);
+                scale[h] = _mm512_mask_blend_ps(take, scale[h], this_scale[h]);
+                min[h] = _mm512_mask_blend_ps(take, min[h], this_min[h]);
+            }
+        }
+    }
+    let mut scales = [[0.0f32; LANES]; G];
+    for h in 0..sets {
+        for i in 0..n {
+            let l = nearest_clamped(
+                _mm512_mul_ps(kept_iscale[h], _mm512_sub_ps(xr[h][i], kept_min[h])),
+                lo,
+                hi,
+            );
+            let l = _mm512_mask_blend_ps(degenerate[h], l, zero);
+            let (low, high) = levels.split_at_mut(2 * h + 1);
+            store_level_pair(l, &mut low[2 * h][i], &mut high[0][i]);
+        }
+        let s = _mm512_mask_blend_ps(degenerate[h], scale[h], zero);
+        let m = _mm512_mask_blend_ps(degenerate[h], min[h], min_at_start[h]);
+        let (low, high) = scales.split_at_mut(2 * h + 1);
+        split(s, &mut low[2 * h], &mut high[0]);
+        let (low, high) = the_min.split_at_mut(2 * h + 1);
+        split(negate(m), &mut low[2 * h], &mut high[0]);
+    }
+    scales
+}
+
+/// `crate::search::make_qx_lanes` for an even number `G` (at most `2 * MAX_SETS`) of eight-lane
+/// sets of at most [`ROWS`] elements, two sets per register. The nineteen candidate scales are
+/// independent, so this is throughput-bound: sixteen lanes per instruction, `w·x` computed once
+/// (the scalar code's `(w·x)·l` rounds it identically every time), and, when every element is
+/// finite, `nearest_int` as one rounding instruction (then `|iscale·x| <= nmax + 1` in every lane
+/// whose result is kept).
+#[target_feature(enable = "avx512f")]
+pub(crate) fn make_qx_lanes<const G: usize>(
+    nmax: i32,
+    n: usize,
+    x: &[[[f32; LANES]; 32]; G],
+    w: &[[[f32; LANES]; 32]; G],
+    levels: &mut [[[u8; LANES]; 32]; G],
+) -> [[f32; LANES]; G] {
+    let n = n.min(ROWS);
+    let sets = (G / 2).min(MAX_SETS);
+    let zero = _mm512_setzero_ps();
+    let inf = _mm512_set1_ps(f32::INFINITY);
+    let (lo, hi) = (_mm512_set1_epi32(-nmax), _mm512_set1_epi32(nmax - 1));
+    let (lo_f, hi_f) = (
+        _mm512_set1_ps(-nmax as f32),
+        _mm512_set1_ps((nmax - 1) as f32),
+    );
+    let xr: [[__m512; ROWS]; MAX_SETS] = std::array::from_fn(|h| {
+        std::array::from_fn(|i| {
+            if h < sets && i < n {
+                join(&x[2 * h][i], &x[2 * h + 1][i])
+            } else {
+                zero
+            }
+        })
+    });
+    let wr: [[__m512; ROWS]; MAX_SETS] = std::array::from_fn(|h| {
+        std::array::from_fn(|i| {
+            if h < sets && i < n {
+                join(&w[2 * h][i], &w[2 * h + 1][i])
+            } else {
+                zero
+            }
+        })
+    });
+    let wx: [[__m512; ROWS]; MAX_SETS] =
+        std::array::from_fn(|h| std::array::from_fn(|i| _mm512_mul_ps(wr[h][i], xr[h][i])));
+    let mut max = [zero; MAX_SETS];
+    let mut amax = [zero; MAX_SETS];
+    let mut fast = true;
+    for h in 0..sets {
+        let mut finite: __mmask16 = 0xFFFF;
+        for &v in xr[h].iter().take(n) {
+            let ax = _mm512_abs_ps(v);
+            finite &= _mm512_cmp_ps_mask::<_CMP_LT_OQ>(ax, inf);
+            let bigger = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(ax, amax[h]);
+            amax[h] = _mm512_mask_blend_ps(bigger, amax[h], ax);
+            max[h] = _mm512_mask_blend_ps(bigger, max[h], v);
+        }
+        fast &= finite == 0xFFFF;
+    }
+    let sums = |iscale: &[__m512; MAX_SETS]| {
+        let (mut sumlx, mut suml2) = ([zero; MAX_SETS], [zero; MAX_SETS]);
+        for i in 0..n {
+            for h in 0..sets {
+                let v = _mm512_mul_ps(iscale[h], xr[h][i]);
+                let l = if fast {
+                    round_clamped(v, lo_f, hi_f)
+                } else {
+                    nearest_clamped(v, lo, hi)
+                };
+                sumlx[h] = _mm512_add_ps(sumlx[h], _mm512_mul_ps(wx[h][i], l));
+                suml2[h] = _mm512_add_ps(suml2[h], _mm512_mul_ps(_mm512_mul_ps(wr[h][i], l), l));
+            }
+        }
+        (sumlx, suml2)
+    };
+    let mut iscale = [zero; MAX_SETS];
+    for h in 0..sets {
+        iscale[h] = _mm512_div_ps(_mm512_set1_ps(-(nmax as f32)), max[h]);
+    }
+    let mut chosen = iscale;
+    let (sumlx, suml2) = sums(&iscale);
+    let (mut scale, mut best) = ([zero; MAX_SETS], [zero; MAX_SETS]);
+    for h in 0..sets {
+        let nonzero = _mm512_cmp_ps_mask::<_CMP_NEQ_UQ>(suml2[h], zero);
+        scale[h] = _mm512_mask_blend_ps(nonzero, zero, _mm512_div_ps(sumlx[h], suml2[h]));
+        best[h] = _mm512_mul_ps(scale[h], sumlx[h]);
+    }
+    for step in -9..=9 {
+        if step == 0 {
+            continue;
+        }
+        let num = _mm512_set1_ps(-(nmax as f32 + 0.1f32 * step as f32));
+        for h in 0..sets {
+            iscale[h] = _mm512_div_ps(num, max[h]);
+        }
+        let (sumlx, suml2) = sums(&iscale);
+        for h in 0..sets {
+            let better = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(suml2[h], zero)
+                & _mm512_cmp_ps_mask::<_CMP_GT_OQ>(
+                    _mm512_mul_ps(sumlx[h], sumlx[h]),
+                    _mm512_mul_ps(best[h], suml2[h]),
+                );
+            chosen[h] = _mm512_mask_blend_ps(better, chosen[h], iscale[h]);
+            scale[h] = _mm512_mask_blend_ps(better, scale[h], _mm512_div_ps(sumlx[h], suml2[h]));
+            best[h] = _mm512_mask_blend_ps(better, best[h], _mm512_mul_ps(scale[h], sumlx[h]));
+        }
+    }
+    let eps = _mm512_set1_ps(GROUP_MAX_EPS);
+    let bias = _mm512_set1_ps(nmax as f32);
+    let mut scales = [[0.0f32; LANES]; G];
+    for h in 0..sets {
+        let all_zero = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(amax[h], eps);
+        for i in 0..n {
+            let l = nearest_clamped(_mm512_mul_ps(chosen[h], xr[h][i]), lo, hi);
+            // The bias is added before the zero-group selection: a zero group stores 0, not nmax.
+            let l = _mm512_mask_blend_ps(all_zero, _mm512_add_ps(l, bias), zero);
+            let (low, high) = levels.split_at_mut(2 * h + 1);
+            store_level_pair(l, &mut low[2 * h][i], &mut high[0][i]);
+        }
+        let s = _mm512_mask_blend_ps(all_zero, scale[h], zero);
+        let (low, high) = scales.split_at_mut(2 * h + 1);
+        split(s, &mut low[2 * h], &mut high[0]);
+    }
+    scales
+}

@@ -4,8 +4,8 @@
 
 use crate::common::{f16_bits_to_f32 as h2f, f32_to_f16_bits as f16, nearest_int};
 use crate::search::{
-    GROUP_MAX_EPS, LANES, make_q3_lanes, make_qkx_lanes, make_qp_quants, make_qx_lanes,
-    make_qx_quants,
+    GROUP_MAX_EPS, LANES, QkxSearch, make_q3_lanes, make_qkx_lane_sets, make_qkx_lanes,
+    make_qp_quants, make_qx_lane_sets, make_qx_quants,
 };
 
 const QK_K: usize = 256;
@@ -36,6 +36,43 @@ fn for_each_block(
     {
         let col = (i % blocks_per_row) * QK_K;
         f(x, y, imatrix.map(|q| &q[col..col + QK_K]));
+    }
+}
+
+/// Whether the sixteen-lane searches run (they take an even number of eight-lane sets per call).
+fn wide() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    return std::arch::is_x86_feature_detected!("avx512f");
+    #[cfg(not(target_arch = "x86_64"))]
+    return false;
+}
+
+/// The imatrix slice of super-block `i`'s columns (the same imatrix for every row).
+fn block_weights(imatrix: Option<&[f32]>, n_per_row: usize, i: usize) -> Option<&[f32]> {
+    let col = (i % (n_per_row / QK_K)) * QK_K;
+    imatrix.map(|q| &q[col..col + QK_K])
+}
+
+/// Calls `many(index of the first block, blocks, their bytes)` on runs of `B` consecutive
+/// super-blocks of `bytes` bytes each, then `one` on each block left over.
+fn in_batches<const B: usize>(
+    src: &[f32],
+    dst: &mut [u8],
+    bytes: usize,
+    mut many: impl FnMut(usize, &[f32], &mut [u8]),
+    mut one: impl FnMut(usize, &[f32], &mut [u8]),
+) {
+    let mut xs = src.chunks_exact(B * QK_K);
+    let mut ys = dst.chunks_exact_mut(B * bytes);
+    let mut i = 0;
+    for (x, y) in (&mut xs).zip(&mut ys) {
+        many(i, x, y);
+        i += B;
+    }
+    let (x, y) = (xs.remainder(), ys.into_remainder());
+    for (xb, yb) in x.chunks_exact(QK_K).zip(y.chunks_exact_mut(bytes)) {
+        one(i, xb, yb);
+        i += 1;
     }
 }
 
@@ -90,40 +127,49 @@ fn pack_2bit(levels: &[u8; QK_K], qs: &mut [u8]) {
     }
 }
 
-/// Runs [`make_qkx_lanes`] over `groups` groups of `n` consecutive elements of `x`, eight at a
-/// time, with per-element weights from `weight(element index)`; fills levels, scales and mins.
-#[allow(clippy::too_many_arguments)]
-fn qkx_groups(
+/// Runs [`make_qkx_lanes`] over a super-block's sixteen groups of sixteen elements (two sets of
+/// eight), with per-element weights from `weight(element index)`; fills levels, scales and mins.
+/// Eight lanes even with AVX-512: one sixteen-lane register per block measured slower for Q2_K
+/// (45 → 38 M weights/s with an imatrix).
+fn qkx_groups16(
     x: &[f32],
-    n: usize,
     weight: impl Fn(usize) -> f32,
-    nmax: i32,
-    levels: &mut [u8],
-    scales: &mut [f32],
-    mins: &mut [f32],
-    (rmin, rdelta, nstep, use_mad, below): (f32, f32, i32, bool, bool),
+    search: &QkxSearch,
+    levels: &mut [u8; QK_K],
+    scales: &mut [f32; 16],
+    mins: &mut [f32; 16],
 ) {
-    for batch in 0..scales.len() / LANES {
-        let (mut xt, mut wt) = ([[0.0f32; LANES]; 32], [[0.0f32; LANES]; 32]);
-        for k in 0..LANES {
-            let base = (batch * LANES + k) * n;
-            for l in 0..n {
-                xt[l][k] = x[base + l];
-                wt[l][k] = weight(base + l);
-            }
+    let (mut xt, mut wt) = ([[[0.0f32; LANES]; 32]; 2], [[[0.0f32; LANES]; 32]; 2]);
+    for j in 0..16 {
+        for l in 0..16 {
+            xt[j / LANES][l][j % LANES] = x[16 * j + l];
+            wt[j / LANES][l][j % LANES] = weight(16 * j + l);
         }
-        let mut lt = [[0u8; LANES]; 32];
-        let mut m = [0.0f32; LANES];
-        let sc = make_qkx_lanes(
-            nmax, n, &xt, &wt, &mut lt, &mut m, rmin, rdelta, nstep, use_mad, below,
+    }
+    let mut lt = [[[0u8; LANES]; 32]; 2];
+    let mut m = [[0.0f32; LANES]; 2];
+    let mut sc = [[0.0f32; LANES]; 2];
+    for set in 0..2 {
+        sc[set] = make_qkx_lanes(
+            search.nmax,
+            16,
+            &xt[set],
+            &wt[set],
+            &mut lt[set],
+            &mut m[set],
+            search.rmin,
+            search.rdelta,
+            search.nstep,
+            search.use_mad,
+            search.degenerate_if_below,
         );
-        for k in 0..LANES {
-            let g = batch * LANES + k;
-            scales[g] = sc[k];
-            mins[g] = m[k];
-            for l in 0..n {
-                levels[g * n + l] = lt[l][k];
-            }
+    }
+    for j in 0..16 {
+        let (set, k) = (j / LANES, j % LANES);
+        scales[j] = sc[set][k];
+        mins[j] = m[set][k];
+        for l in 0..16 {
+            levels[16 * j + l] = lt[set][l][k];
         }
     }
 }
@@ -143,16 +189,21 @@ pub(crate) fn quantize_q2_k(
         match qw {
             None => {
                 let (mut max_scale, mut max_min) = (0.0f32, 0.0f32);
-                let params = (-0.5, 0.1, 15, true, false);
-                qkx_groups(
+                let search = QkxSearch {
+                    nmax: 3,
+                    rmin: -0.5,
+                    rdelta: 0.1,
+                    nstep: 15,
+                    use_mad: true,
+                    degenerate_if_below: false,
+                };
+                qkx_groups16(
                     x,
-                    16,
                     |i| x[i].abs(),
-                    3,
+                    &search,
                     &mut levels,
                     &mut scales,
                     &mut mins,
-                    params,
                 );
                 for j in 0..16 {
                     if scales[j] > max_scale {
@@ -191,17 +242,15 @@ pub(crate) fn quantize_q2_k(
                         sw[j] += weight(16 * j + l);
                     }
                 }
-                let params = (-0.9, 0.05, 36, false, true);
-                qkx_groups(
-                    x,
-                    16,
-                    weight,
-                    3,
-                    &mut levels,
-                    &mut scales,
-                    &mut mins,
-                    params,
-                );
+                let search = QkxSearch {
+                    nmax: 3,
+                    rmin: -0.9,
+                    rdelta: 0.05,
+                    nstep: 36,
+                    use_mad: false,
+                    degenerate_if_below: true,
+                };
+                qkx_groups16(x, weight, &search, &mut levels, &mut scales, &mut mins);
                 let (mut ls, mut lm) = ([0u8; 16], [0u8; 16]);
                 let dm = make_qp_quants(15, &scales, &mut ls, &sw);
                 let mm = make_qp_quants(15, &mins, &mut lm, &sw);
@@ -319,28 +368,26 @@ fn q3_search_imatrix(x: &[f32], qw: &[f32], y: &mut [u8], levels: &mut [u8; QK_K
     let mut scales = [0.0f32; 16];
     let sigma2 = 2.0 * sum_squares(x) / QK_K as f32;
     let mut sw = [0.0f32; 16];
-    for batch in 0..2 {
-        let (mut xt, mut wt) = ([[0.0f32; LANES]; 32], [[0.0f32; LANES]; 32]);
-        for k in 0..LANES {
-            let j = 8 * batch + k;
-            let mut sumw = 0.0f32;
-            for l in 0..16 {
-                let v = x[16 * j + l];
-                let w = qw[16 * j + l] * (sigma2 + v * v).sqrt();
-                sumw += w;
-                xt[l][k] = v;
-                wt[l][k] = w;
-            }
-            sw[j] = sumw;
+    let (mut xt, mut wt) = ([[[0.0f32; LANES]; 32]; 2], [[[0.0f32; LANES]; 32]; 2]);
+    for j in 0..16 {
+        let (set, k) = (j / LANES, j % LANES);
+        let mut sumw = 0.0f32;
+        for l in 0..16 {
+            let v = x[16 * j + l];
+            let w = qw[16 * j + l] * (sigma2 + v * v).sqrt();
+            sumw += w;
+            xt[set][l][k] = v;
+            wt[set][l][k] = w;
         }
-        let mut lt = [[0u8; LANES]; 32];
-        let sc = make_qx_lanes(4, 16, &xt, &wt, &mut lt);
-        for k in 0..LANES {
-            let j = 8 * batch + k;
-            scales[j] = sc[k];
-            for l in 0..16 {
-                levels[16 * j + l] = lt[l][k];
-            }
+        sw[j] = sumw;
+    }
+    let mut lt = [[[0u8; LANES]; 32]; 2];
+    let sc = make_qx_lane_sets::<2>(4, 16, &xt, &wt, &mut lt);
+    for j in 0..16 {
+        let (set, k) = (j / LANES, j % LANES);
+        scales[j] = sc[set][k];
+        for l in 0..16 {
+            levels[16 * j + l] = lt[set][l][k];
         }
     }
     let mut ls = [0u8; 16];
@@ -480,36 +527,13 @@ fn scale_min_k4(j: usize, q: &[u8]) -> (u8, u8) {
 }
 
 /// The shared body of Q4_K and Q5_K: chooses levels (0..=nmax) and writes d, dmin and scales.
-fn quantize_k4_levels(
-    x: &[f32],
-    y: &mut [u8],
-    qw: Option<&[f32]>,
-    nmax: i32,
-    levels: &mut [u8; QK_K],
-) {
-    let scales: [f32; 8];
-    let mut mins = [0.0f32; 8];
-    match qw {
+/// Q4_K and Q5_K's scale and offset bytes (`d`, `dmin`, `scales[12]`) from the sub-block searches,
+/// `sw` holding the sub-blocks' weight sums when an importance matrix is given.
+fn k4_scales(y: &mut [u8], scales: &[f32; 8], mins: &[f32; 8], sw: Option<&[f32; 8]>, nmax: i32) {
+    match sw {
         None => {
-            let (rmin, nstep) = if nmax == 15 { (-1.0, 20) } else { (-0.5, 15) };
             let (mut max_scale, mut max_min) = (0.0f32, 0.0f32);
-            let (mut xt, mut wt) = ([[0.0f32; LANES]; 32], [[0.0f32; LANES]; 32]);
             for j in 0..8 {
-                let xs = &x[32 * j..32 * j + 32];
-                let av_x = (sum_squares(xs) / 32.0).sqrt();
-                for l in 0..32 {
-                    xt[l][j] = xs[l];
-                    wt[l][j] = av_x + xs[l].abs();
-                }
-            }
-            let mut lt = [[0u8; LANES]; 32];
-            scales = make_qkx_lanes(
-                nmax, 32, &xt, &wt, &mut lt, &mut mins, rmin, 0.1, nstep, false, false,
-            );
-            for j in 0..8 {
-                for l in 0..32 {
-                    levels[32 * j + l] = lt[l][j];
-                }
                 if scales[j] > max_scale {
                     max_scale = scales[j];
                 }
@@ -531,33 +555,10 @@ fn quantize_k4_levels(
             put_f16(y, 0, max_scale / 63.0);
             put_f16(y, 2, max_min / 63.0);
         }
-        Some(qw) => {
-            let sigma2 = 2.0 * sum_squares(x) / QK_K as f32;
-            let mut sw = [0.0f32; 8];
-            let (mut xt, mut wt) = ([[0.0f32; LANES]; 32], [[0.0f32; LANES]; 32]);
-            for j in 0..8 {
-                let xs = &x[32 * j..32 * j + 32];
-                let mut sumw = 0.0f32;
-                for l in 0..32 {
-                    let w = qw[32 * j + l] * (sigma2 + xs[l] * xs[l]).sqrt();
-                    sumw += w;
-                    xt[l][j] = xs[l];
-                    wt[l][j] = w;
-                }
-                sw[j] = sumw;
-            }
-            let mut lt = [[0u8; LANES]; 32];
-            scales = make_qkx_lanes(
-                nmax, 32, &xt, &wt, &mut lt, &mut mins, -0.9, 0.05, 36, false, true,
-            );
-            for j in 0..8 {
-                for l in 0..32 {
-                    levels[32 * j + l] = lt[l][j];
-                }
-            }
+        Some(sw) => {
             let (mut ls, mut lm) = ([0u8; 8], [0u8; 8]);
-            let d_block = make_qp_quants(63, &scales, &mut ls, &sw);
-            let m_block = make_qp_quants(63, &mins, &mut lm, &sw);
+            let d_block = make_qp_quants(63, scales, &mut ls, sw);
+            let m_block = make_qp_quants(63, mins, &mut lm, sw);
             for j in 0..8 {
                 let (s, m) = if nmax == 31 {
                     (ls[j].min(63), lm[j].min(63))
@@ -570,14 +571,148 @@ fn quantize_k4_levels(
             put_f16(y, 2, m_block);
         }
     }
-    let (d_all, m_all) = (get_f16(y, 0), get_f16(y, 2));
-    let (mut d, mut dm) = ([0.0f32; 8], [0.0f32; 8]);
-    for j in 0..8 {
-        let (sc, m) = scale_min_k4(j, &y[4..16]);
-        d[j] = d_all * f32::from(sc);
-        dm[j] = m_all * f32::from(m);
+}
+
+/// Q4_K or Q5_K (`nmax` 15 or 31) for `B` consecutive super-blocks: one lane set of eight
+/// sub-blocks per super-block, all `B` searched together; `pack` writes a block's levels.
+fn k4_blocks<const B: usize>(
+    x: &[f32],
+    y: &mut [u8],
+    qw: [Option<&[f32]>; B],
+    nmax: i32,
+    bytes: usize,
+    pack: fn(&[u8; QK_K], &mut [u8]),
+) {
+    let (mut xt, mut wt) = ([[[0.0f32; LANES]; 32]; B], [[[0.0f32; LANES]; 32]; B]);
+    let mut sw = [[0.0f32; 8]; B];
+    for b in 0..B {
+        let xb = &x[b * QK_K..(b + 1) * QK_K];
+        match qw[b] {
+            None => {
+                for j in 0..8 {
+                    let xs = &xb[32 * j..32 * j + 32];
+                    let av_x = (sum_squares(xs) / 32.0).sqrt();
+                    for l in 0..32 {
+                        xt[b][l][j] = xs[l];
+                        wt[b][l][j] = av_x + xs[l].abs();
+                    }
+                }
+            }
+            Some(qw) => {
+                let sigma2 = 2.0 * sum_squares(xb) / QK_K as f32;
+                for j in 0..8 {
+                    let xs = &xb[32 * j..32 * j + 32];
+                    let mut sumw = 0.0f32;
+                    for l in 0..32 {
+                        let w = qw[32 * j + l] * (sigma2 + xs[l] * xs[l]).sqrt();
+                        sumw += w;
+                        xt[b][l][j] = xs[l];
+                        wt[b][l][j] = w;
+                    }
+                    sw[b][j] = sumw;
+                }
+            }
+        }
     }
-    requantize_groups(x, 32, &d, Some(&dm), (0, nmax), levels);
+    let search = if qw[0].is_some() {
+        QkxSearch {
+            nmax,
+            rmin: -0.9,
+            rdelta: 0.05,
+            nstep: 36,
+            use_mad: false,
+            degenerate_if_below: true,
+        }
+    } else {
+        QkxSearch {
+            nmax,
+            rmin: if nmax == 15 { -1.0 } else { -0.5 },
+            rdelta: 0.1,
+            nstep: if nmax == 15 { 20 } else { 15 },
+            use_mad: false,
+            degenerate_if_below: false,
+        }
+    };
+    let mut lt = [[[0u8; LANES]; 32]; B];
+    let mut mins = [[0.0f32; LANES]; B];
+    let scales = make_qkx_lane_sets::<B>(&search, 32, &xt, &wt, &mut lt, &mut mins);
+    for b in 0..B {
+        let (xb, yb) = (
+            &x[b * QK_K..(b + 1) * QK_K],
+            &mut y[b * bytes..(b + 1) * bytes],
+        );
+        let mut levels = [0u8; QK_K];
+        for j in 0..8 {
+            for l in 0..32 {
+                levels[32 * j + l] = lt[b][l][j];
+            }
+        }
+        k4_scales(yb, &scales[b], &mins[b], qw[b].map(|_| &sw[b]), nmax);
+        let (d_all, m_all) = (get_f16(yb, 0), get_f16(yb, 2));
+        let (mut d, mut dm) = ([0.0f32; 8], [0.0f32; 8]);
+        for j in 0..8 {
+            let (sc, m) = scale_min_k4(j, &yb[4..16]);
+            d[j] = d_all * f32::from(sc);
+            dm[j] = m_all * f32::from(m);
+        }
+        requantize_groups(xb, 32, &d, Some(&dm), (0, nmax), &mut levels);
+        pack(&levels, yb);
+    }
+}
+
+/// Q4_K or Q5_K over a whole tensor: super-blocks in batches of four where the sixteen-lane
+/// searches run (two registers of two blocks each; measured faster than one or eight), one by one
+/// otherwise.
+fn quantize_k4(
+    src: &[f32],
+    n_per_row: usize,
+    imatrix: Option<&[f32]>,
+    dst: &mut [u8],
+    (nmax, bytes): (i32, usize),
+    pack: fn(&[u8; QK_K], &mut [u8]),
+) {
+    let one = |i: usize, x: &[f32], y: &mut [u8]| {
+        k4_blocks::<1>(
+            x,
+            y,
+            [block_weights(imatrix, n_per_row, i)],
+            nmax,
+            bytes,
+            pack,
+        );
+    };
+    if wide() {
+        let many = |i: usize, x: &[f32], y: &mut [u8]| {
+            let qw = std::array::from_fn(|b| block_weights(imatrix, n_per_row, i + b));
+            k4_blocks::<4>(x, y, qw, nmax, bytes, pack);
+        };
+        in_batches::<4>(src, dst, bytes, many, one);
+    } else {
+        in_batches::<1>(src, dst, bytes, one, one);
+    }
+}
+
+fn pack_q4_k(levels: &[u8; QK_K], y: &mut [u8]) {
+    for n in 0..4 {
+        for l in 0..32 {
+            y[16 + 32 * n + l] = levels[64 * n + l] | (levels[64 * n + l + 32] << 4);
+        }
+    }
+}
+
+/// Q5_K's levels: the low nibbles in `qs`, the fifth bits in `qh` (no branches: the levels are
+/// random, so a branch per level mispredicted half the time).
+fn pack_q5_k(levels: &[u8; QK_K], y: &mut [u8]) {
+    for j in 0..32 {
+        let mut high = 0u8;
+        for n in 0..4 {
+            let (l1, l2) = (levels[64 * n + j], levels[64 * n + j + 32]);
+            high |= ((l1 >> 4) & 1) << (2 * n);
+            high |= ((l2 >> 4) & 1) << (2 * n + 1);
+            y[48 + 32 * n + j] = (l1 & 0xF) | ((l2 & 0xF) << 4);
+        }
+        y[16 + j] = high;
+    }
 }
 
 pub(crate) fn quantize_q4_k(
@@ -586,15 +721,7 @@ pub(crate) fn quantize_q4_k(
     imatrix: Option<&[f32]>,
     dst: &mut [u8],
 ) {
-    for_each_block(src, n_per_row, imatrix, dst, 144, |x, y, qw| {
-        let mut levels = [0u8; QK_K];
-        quantize_k4_levels(x, y, qw, 15, &mut levels);
-        for n in 0..4 {
-            for l in 0..32 {
-                y[16 + 32 * n + l] = levels[64 * n + l] | (levels[64 * n + l + 32] << 4);
-            }
-        }
-    });
+    quantize_k4(src, n_per_row, imatrix, dst, (15, 144), pack_q4_k);
 }
 
 pub(crate) fn quantize_q5_k(
@@ -603,29 +730,7 @@ pub(crate) fn quantize_q5_k(
     imatrix: Option<&[f32]>,
     dst: &mut [u8],
 ) {
-    for_each_block(src, n_per_row, imatrix, dst, 176, |x, y, qw| {
-        let mut levels = [0u8; QK_K];
-        quantize_k4_levels(x, y, qw, 31, &mut levels);
-        y[16..48].fill(0);
-        let (mut m1, mut m2) = (1u8, 2u8);
-        for n in 0..4 {
-            for j in 0..32 {
-                let mut l1 = levels[64 * n + j];
-                if l1 > 15 {
-                    l1 -= 16;
-                    y[16 + j] |= m1;
-                }
-                let mut l2 = levels[64 * n + j + 32];
-                if l2 > 15 {
-                    l2 -= 16;
-                    y[16 + j] |= m2;
-                }
-                y[48 + 32 * n + j] = l1 | (l2 << 4);
-            }
-            m1 <<= 2;
-            m2 <<= 2;
-        }
-    });
+    quantize_k4(src, n_per_row, imatrix, dst, (31, 176), pack_q5_k);
 }
 
 pub(crate) fn dequantize_q4_k(src: &[u8], dst: &mut [f32]) {
@@ -680,25 +785,24 @@ pub(crate) fn quantize_q6_k(
         let mut levels = [0u8; QK_K];
         let mut scales = [0.0f32; 16];
         let (mut max_scale, mut max_abs_scale) = (0.0f32, 0.0f32);
-        for half in 0..2 {
-            let (mut xt, mut wt) = ([[0.0f32; LANES]; 32], [[0.0f32; LANES]; 32]);
-            for k in 0..LANES {
-                let ib = 8 * half + k;
-                for l in 0..16 {
-                    let v = x[16 * ib + l];
-                    xt[l][k] = v;
-                    wt[l][k] = qw.map_or(v * v, |q| q[16 * ib + l]);
-                }
+        // Both halves in one call: one sixteen-lane register where the CPU has AVX-512.
+        let (mut xt, mut wt) = ([[[0.0f32; LANES]; 32]; 2], [[[0.0f32; LANES]; 32]; 2]);
+        for ib in 0..16 {
+            let (half, k) = (ib / LANES, ib % LANES);
+            for l in 0..16 {
+                let v = x[16 * ib + l];
+                xt[half][l][k] = v;
+                wt[half][l][k] = qw.map_or(v * v, |q| q[16 * ib + l]);
             }
-            let mut lt = [[0u8; LANES]; 32];
-            let s8 = make_qx_lanes(32, 16, &xt, &wt, &mut lt);
-            for k in 0..LANES {
-                let ib = 8 * half + k;
-                for l in 0..16 {
-                    levels[16 * ib + l] = lt[l][k];
-                }
-                scales[ib] = s8[k];
+        }
+        let mut lt = [[[0u8; LANES]; 32]; 2];
+        let s16 = make_qx_lane_sets::<2>(32, 16, &xt, &wt, &mut lt);
+        for ib in 0..16 {
+            let (half, k) = (ib / LANES, ib % LANES);
+            for l in 0..16 {
+                levels[16 * ib + l] = lt[half][l][k];
             }
+            scales[ib] = s16[half][k];
         }
         for &scale in &scales {
             if scale.abs() > max_abs_scale {
@@ -799,6 +903,49 @@ pub(crate) fn dequantize_q8_k(src: &[u8], dst: &mut [f32]) {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn k4_types_give_the_same_blocks_in_batches_and_one_by_one() {
+        let mut state = 0x2545_F491_4F6C_DD1D_u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 40) as f32 / (1u64 << 24) as f32 - 0.5
+        };
+        // Seven blocks (batches of four leave three), two blocks per row for the imatrix.
+        let n = 7 * super::QK_K;
+        let mut x: Vec<f32> = (0..n).map(|_| next()).collect();
+        x[300..340].fill(0.0);
+        x[1000..1032].fill(0.25);
+        let imatrix: Vec<f32> = (0..2 * super::QK_K).map(|_| next().abs() + 0.01).collect();
+        type Quantize = fn(&[f32], usize, Option<&[f32]>, &mut [u8]);
+        let kinds: [(Quantize, usize); 2] =
+            [(super::quantize_q4_k, 144), (super::quantize_q5_k, 176)];
+        for (quantize, bytes) in kinds {
+            for im in [None, Some(&imatrix[..])] {
+                let per_row = if im.is_some() { 2 * super::QK_K } else { n };
+                let xs = if im.is_some() {
+                    &x[..6 * super::QK_K]
+                } else {
+                    &x[..]
+                };
+                let mut together = vec![0u8; xs.len() / super::QK_K * bytes];
+                quantize(xs, per_row, im, &mut together);
+                for (b, (xb, yb)) in xs
+                    .chunks(super::QK_K)
+                    .zip(together.chunks(bytes))
+                    .enumerate()
+                {
+                    let mut alone = vec![0u8; bytes];
+                    let col = (b % 2) * super::QK_K;
+                    let qw = im.map(|q| &q[col..col + super::QK_K]);
+                    quantize(xb, super::QK_K, qw, &mut alone);
+                    assert_eq!(alone, yb, "block {b}");
+                }
+            }
+        }
+    }
+
     #[test]
     fn q3_k_gives_the_same_blocks_in_batches_and_one_by_one() {
         let mut state = 0x9E37_79B9_7F4A_7C15_u64;

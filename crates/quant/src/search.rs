@@ -402,6 +402,61 @@ pub(crate) fn make_qkx_lanes(
     )
 }
 
+/// The parameters of an asymmetric search ([`make_qkx_quants`]), as its callers fix them.
+#[derive(Clone, Copy)]
+pub(crate) struct QkxSearch {
+    /// Largest level.
+    pub(crate) nmax: i32,
+    /// Offset of the first candidate scale's numerator from `nmax`.
+    pub(crate) rmin: f32,
+    /// Step between candidate numerators.
+    pub(crate) rdelta: f32,
+    /// Number of steps after the first candidate (none when below 1).
+    pub(crate) nstep: i32,
+    /// Absolute instead of squared error.
+    pub(crate) use_mad: bool,
+    /// `make_qkx3_quants`' `max <= min` degenerate test instead of `max == min`.
+    pub(crate) degenerate_if_below: bool,
+}
+
+/// [`make_qkx_lanes`] for `G` sets of [`LANES`] groups (`x[set][i][lane]`): sixteen lanes per
+/// register, several registers interleaved, where the CPU has AVX-512 and `G` is even (measured
+/// faster than the eight-lane form); otherwise set by set.
+pub(crate) fn make_qkx_lane_sets<const G: usize>(
+    search: &QkxSearch,
+    n: usize,
+    x: &[[[f32; LANES]; 32]; G],
+    w: &[[[f32; LANES]; 32]; G],
+    levels: &mut [[[u8; LANES]; 32]; G],
+    the_min: &mut [[f32; LANES]; G],
+) -> [[f32; LANES]; G] {
+    #[cfg(target_arch = "x86_64")]
+    if G.is_multiple_of(2)
+        && G <= 2 * crate::avx512::MAX_SETS
+        && std::arch::is_x86_feature_detected!("avx512f")
+    {
+        // SAFETY: the CPU supports AVX-512F (checked just above).
+        return unsafe { crate::avx512::make_qkx_lanes(search, n, x, w, levels, the_min) };
+    }
+    let mut scales = [[0.0f32; LANES]; G];
+    for g in 0..G {
+        scales[g] = make_qkx_lanes(
+            search.nmax,
+            n,
+            &x[g],
+            &w[g],
+            &mut levels[g],
+            &mut the_min[g],
+            search.rmin,
+            search.rdelta,
+            search.nstep,
+            search.use_mad,
+            search.degenerate_if_below,
+        );
+    }
+    scales
+}
+
 /// The portable form of [`make_qkx_lanes`] (plain arrays that LLVM vectorizes as it can).
 #[allow(clippy::too_many_arguments)]
 fn make_qkx_lanes_portable(
@@ -550,6 +605,31 @@ pub(crate) fn make_qx_lanes(
         return unsafe { crate::avx2::make_qx_lanes(nmax, n, x, w, levels) };
     }
     make_qx_lanes_portable(nmax, n, x, w, levels)
+}
+
+/// [`make_qx_lanes`] for `G` sets of [`LANES`] groups of at most 16 elements: sixteen lanes per
+/// register where the CPU has AVX-512 and `G` is even (measured faster); otherwise set by set.
+pub(crate) fn make_qx_lane_sets<const G: usize>(
+    nmax: i32,
+    n: usize,
+    x: &[[[f32; LANES]; 32]; G],
+    w: &[[[f32; LANES]; 32]; G],
+    levels: &mut [[[u8; LANES]; 32]; G],
+) -> [[f32; LANES]; G] {
+    #[cfg(target_arch = "x86_64")]
+    if G.is_multiple_of(2)
+        && G <= 2 * crate::avx512::MAX_SETS
+        && n <= crate::avx512::ROWS
+        && std::arch::is_x86_feature_detected!("avx512f")
+    {
+        // SAFETY: the CPU supports AVX-512F (checked just above).
+        return unsafe { crate::avx512::make_qx_lanes(nmax, n, x, w, levels) };
+    }
+    let mut scales = [[0.0f32; LANES]; G];
+    for g in 0..G {
+        scales[g] = make_qx_lanes(nmax, n, &x[g], &w[g], &mut levels[g]);
+    }
+    scales
 }
 
 /// The portable form of [`make_qx_lanes`].
@@ -706,6 +786,203 @@ mod tests {
                     let s1 = make_q3_quants(4, g, &mut l);
                     assert_eq!(s1.to_bits(), sc[set][k].to_bits(), "q3 set {set} lane {k}");
                     assert!((0..n).all(|i| l[i] == lt[set][i][k]), "q3 levels {set}/{k}");
+                }
+            }
+        }
+    }
+
+    /// Eight sets of eight groups from `groups`, padded by repeating, transposed.
+    fn sets(all: &[Vec<f32>], n: usize) -> [[[f32; LANES]; 32]; 8] {
+        std::array::from_fn(|s| {
+            let gs: Vec<Vec<f32>> = (0..LANES)
+                .map(|k| all[(s * LANES + k) % all.len()].clone())
+                .collect();
+            transpose(&gs, n)
+        })
+    }
+
+    /// More adversarial groups for the sixteen-lane forms: rounding ties at every level, equal
+    /// extremes of opposite sign, negative-only and positive-only groups, a single non-zero value,
+    /// values just below the all-zero threshold, and mixtures of huge and tiny magnitudes.
+    fn wide_groups(seed: u64, n: usize) -> Vec<Vec<f32>> {
+        let mut out = groups(seed, n);
+        let mut s = seed | 1;
+        let mut next = move || {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            (s >> 40) as f32 / (1u64 << 24) as f32 - 0.5
+        };
+        for kind in 0..40 {
+            out.push(
+                (0..n)
+                    .map(|i| match kind % 10 {
+                        0 => (i as f32 - 7.5) * 0.25,
+                        1 => [1.0, -1.0][i % 2],
+                        2 => -(next().abs() + 0.01),
+                        3 => next().abs() + 1.0,
+                        4 if i == 5 => 3.0,
+                        4 => 0.0,
+                        5 => next() * 1.9e-15,
+                        6 => [3e30, 1e-30, -2e30, 0.5][i % 4] * (1.0 + next()),
+                        7 => ((i * 7) % 16) as f32 / 2.0 - 4.0,
+                        8 => [-0.0, 0.0, 2.0, -2.0][i % 4],
+                        _ => next() * 40.0,
+                    })
+                    .collect(),
+            );
+        }
+        out
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn sixteen_lane_searches_equal_the_scalar_searches_bit_for_bit() {
+        if !std::arch::is_x86_feature_detected!("avx512f") {
+            return;
+        }
+        for n in [16usize, 32] {
+            for seed in [7u64, 0xDEAD_BEEF, 0x1234_5678_9ABC] {
+                let mixed = wide_groups(seed + n as u64, n);
+                // Without NaN/±Inf the one-instruction rounding runs (a single such group sends
+                // the whole call to the exact rounding).
+                let finite: Vec<Vec<f32>> = mixed
+                    .iter()
+                    .filter(|g| g.iter().all(|v| v.is_finite()))
+                    .cloned()
+                    .collect();
+                for chunk in mixed.chunks(8 * LANES).chain(finite.chunks(8 * LANES)) {
+                    let xt = sets(chunk, n);
+                    let groups_of =
+                        |s: usize, k: usize| chunk[(s * LANES + k) % chunk.len()].clone();
+                    let weights =
+                        |g: &[f32]| -> Vec<f32> { g.iter().map(|v| v.abs() + 0.3).collect() };
+                    let wt: [[[f32; LANES]; 32]; 8] = std::array::from_fn(|s| {
+                        let ws: Vec<Vec<f32>> =
+                            (0..LANES).map(|k| weights(&groups_of(s, k))).collect();
+                        transpose(&ws, n)
+                    });
+                    for search in [
+                        QkxSearch {
+                            nmax: 3,
+                            rmin: -0.5,
+                            rdelta: 0.1,
+                            nstep: 15,
+                            use_mad: true,
+                            degenerate_if_below: false,
+                        },
+                        QkxSearch {
+                            nmax: 15,
+                            rmin: -1.0,
+                            rdelta: 0.1,
+                            nstep: 20,
+                            use_mad: false,
+                            degenerate_if_below: false,
+                        },
+                        QkxSearch {
+                            nmax: 31,
+                            rmin: -0.9,
+                            rdelta: 0.05,
+                            nstep: 36,
+                            use_mad: false,
+                            degenerate_if_below: true,
+                        },
+                    ] {
+                        let (mut lt, mut mt) = ([[[0u8; LANES]; 32]; 8], [[0.0f32; LANES]; 8]);
+                        // SAFETY: the CPU supports AVX-512F (checked above).
+                        let sc = unsafe {
+                            crate::avx512::make_qkx_lanes::<8>(
+                                &search, n, &xt, &wt, &mut lt, &mut mt,
+                            )
+                        };
+                        for s in 0..8 {
+                            for k in 0..LANES {
+                                let g = groups_of(s, k);
+                                let (mut l, mut m) = ([0u8; 32], 0.0f32);
+                                let s1 = make_qkx_quants(
+                                    search.nmax,
+                                    &g,
+                                    &weights(&g),
+                                    &mut l,
+                                    &mut m,
+                                    search.rmin,
+                                    search.rdelta,
+                                    search.nstep,
+                                    search.use_mad,
+                                    search.degenerate_if_below,
+                                );
+                                assert_eq!(
+                                    (s1.to_bits(), m.to_bits()),
+                                    (sc[s][k].to_bits(), mt[s][k].to_bits()),
+                                    "qkx nmax {} set {s} lane {k}: {g:?}",
+                                    search.nmax
+                                );
+                                assert!((0..n).all(|i| l[i] == lt[s][i][k]), "qkx levels {s}/{k}");
+                            }
+                        }
+                    }
+                    if n == 16 {
+                        for nmax in [4, 32] {
+                            let mut lt = [[[0u8; LANES]; 32]; 8];
+                            // SAFETY: the CPU supports AVX-512F (checked above).
+                            let sc = unsafe {
+                                crate::avx512::make_qx_lanes::<8>(nmax, n, &xt, &wt, &mut lt)
+                            };
+                            for s in 0..8 {
+                                for k in 0..LANES {
+                                    let g = groups_of(s, k);
+                                    let mut l = [0u8; 32];
+                                    let s1 = make_qx_quants(nmax, &g, &mut l, Some(&weights(&g)));
+                                    assert_eq!(
+                                        s1.to_bits(),
+                                        sc[s][k].to_bits(),
+                                        "qx {nmax} {s}/{k}: {g:?}"
+                                    );
+                                    assert!(
+                                        (0..n).all(|i| l[i] == lt[s][i][k]),
+                                        "qx levels {s}/{k}"
+                                    );
+                                }
+                            }
+                        }
+                    }
+                    // The dispatching forms with two sets (one register) and with odd counts.
+                    let x2 = [xt[0], xt[1]];
+                    let w2 = [wt[0], wt[1]];
+                    let search = QkxSearch {
+                        nmax: 15,
+                        rmin: -1.0,
+                        rdelta: 0.1,
+                        nstep: 20,
+                        use_mad: false,
+                        degenerate_if_below: false,
+                    };
+                    let (mut l2, mut m2) = ([[[0u8; LANES]; 32]; 2], [[0.0f32; LANES]; 2]);
+                    let s2 = make_qkx_lane_sets::<2>(&search, n, &x2, &w2, &mut l2, &mut m2);
+                    let (mut l1, mut m1) = ([[[0u8; LANES]; 32]; 1], [[0.0f32; LANES]; 1]);
+                    for s in 0..2 {
+                        let s1 = make_qkx_lane_sets::<1>(
+                            &search,
+                            n,
+                            &[x2[s]],
+                            &[w2[s]],
+                            &mut l1,
+                            &mut m1,
+                        );
+                        assert_eq!(s1[0].map(f32::to_bits), s2[s].map(f32::to_bits));
+                        assert_eq!(m1[0].map(f32::to_bits), m2[s].map(f32::to_bits));
+                        assert_eq!(l1[0], l2[s]);
+                    }
+                    if n == 16 {
+                        let mut lq2 = [[[0u8; LANES]; 32]; 2];
+                        let q2 = make_qx_lane_sets::<2>(32, n, &x2, &w2, &mut lq2);
+                        for s in 0..2 {
+                            let mut lq1 = [[[0u8; LANES]; 32]; 1];
+                            let q1 = make_qx_lane_sets::<1>(32, n, &[x2[s]], &[w2[s]], &mut lq1);
+                            assert_eq!(q1[0].map(f32::to_bits), q2[s].map(f32::to_bits));
+                            assert_eq!(lq1[0], lq2[s]);
+                        }
+                    }
                 }
             }
         }
