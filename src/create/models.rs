@@ -194,7 +194,7 @@ fn list_entry(store: &Store, m: &StoredManifest) -> Option<ListModelResponse> {
     }
     let template = match template {
         Some(t) => t,
-        None => GoTemplate::parse(DEFAULT_TEMPLATE).expect("the default template parses"),
+        None => default_template(),
     };
     let remote = !config.remote_host.is_empty() || !config.remote_model.is_empty();
     let scan = model_layer
@@ -300,8 +300,7 @@ pub fn show(store: &Store, request: &ShowRequest) -> Result<ShowResponse, Manage
         ),
         None => None,
     };
-    let default_template =
-        GoTemplate::parse(DEFAULT_TEMPLATE).expect("the default template parses");
+    let default_template = default_template();
     let mut model_gguf = None;
     let mut projector_ggufs = Vec::new();
     let mut details = details(&config);
@@ -428,6 +427,11 @@ pub fn show(store: &Store, request: &ShowRequest) -> Result<ShowResponse, Manage
 /// The template a model without a template layer is shown (and run) with: Ollama's
 /// `template.DefaultTemplate`.
 pub const DEFAULT_TEMPLATE: &str = "{{ .Prompt }}";
+
+/// [`DEFAULT_TEMPLATE`], parsed.
+fn default_template() -> GoTemplate {
+    GoTemplate::parse(DEFAULT_TEMPLATE).expect("the default template parses")
+}
 
 struct ModelfileParts<'a> {
     store: &'a Store,

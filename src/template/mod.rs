@@ -102,6 +102,16 @@ impl GoTemplate {
 mod tests {
     use super::*;
 
+    /// Fails with the first mismatches of a golden-file comparison, if there are any.
+    fn assert_none_differ(count: usize, mismatches: &[String]) {
+        assert!(
+            mismatches.is_empty(),
+            "{} of {count} differ:\n{}",
+            mismatches.len(),
+            mismatches[..mismatches.len().min(20)].join("\n")
+        );
+    }
+
     /// Every case of the golden file (made by Go's own parser through
     /// scripts/oracle/gen_go_template_golden.py) gives Go's verdict and error text.
     #[test]
@@ -124,17 +134,7 @@ mod tests {
             count += 1;
         }
         assert!(count > 2000, "only {count} cases");
-        assert!(
-            mismatches.is_empty(),
-            "{} of {count} differ:\n{}",
-            mismatches.len(),
-            mismatches
-                .iter()
-                .take(30)
-                .cloned()
-                .collect::<Vec<_>>()
-                .join("\n")
-        );
+        assert_none_differ(count, &mismatches);
     }
 
     /// Every case of the golden file made by Ollama's own `Parse`, `Vars` and
@@ -180,17 +180,7 @@ mod tests {
             count > 3000 && thinking > 100,
             "{count} cases, {thinking} thinking"
         );
-        assert!(
-            mismatches.is_empty(),
-            "{} of {count} differ:\n{}",
-            mismatches.len(),
-            mismatches
-                .iter()
-                .take(20)
-                .cloned()
-                .collect::<Vec<_>>()
-                .join("\n")
-        );
+        assert_none_differ(count, &mismatches);
     }
 
     /// Ollama's template_test.go TestParse and thinking/template_test.go cases, by hand, and
