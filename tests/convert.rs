@@ -311,6 +311,9 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
 /// tied embeddings) from BF16. Each conversion, quantized to Q4_K_M by kiln, equals
 /// llama.cpp's Q4_K_M of it. A Gemma3ForConditionalGeneration converts its text model exactly as
 /// llama.cpp does and its SigLIP tower and projector as Ollama's converter names and stores them.
+/// A GPT-OSS (BF16, experts in OpenAI's MXFP4 blocks and scales) converts to llama.cpp's bytes
+/// exactly: experts regrouped into ggml's MXFP4 blocks, gate and up split by row, the fused
+/// bias by column; kiln, like llama.cpp, refuses to quantize its MXFP4 experts again.
 #[test]
 fn causal_lms_match_llama_cpps_converter() {
     let Some(python) = common::oracle_python() else {
@@ -330,7 +333,8 @@ fn causal_lms_match_llama_cpps_converter() {
     let tokens = golden["tokens_for_logits"].clone();
     let mut jobs = Vec::new();
     let mut quantized = Vec::new();
-    let cases: [(&str, &[&str]); 12] = [
+    let mut copied = Vec::new();
+    let cases: [(&str, &[&str]); 13] = [
         ("f32", &["f32"]),
         ("bf16", &["bf16"]),
         ("spm", &["f32", "spm"]),
@@ -343,6 +347,7 @@ fn causal_lms_match_llama_cpps_converter() {
         ("olmo3", &["bf16", "olmo3"]),
         ("ministral3", &["bf16", "ministral3"]),
         ("cohere", &["bf16", "cohere"]),
+        ("gptoss", &["bf16", "gptoss"]),
     ];
     for (dtype, make_args) in cases {
         let folder = work.join(dtype);
@@ -361,6 +366,23 @@ fn causal_lms_match_llama_cpps_converter() {
         let path = work.join(format!("kiln-{dtype}.gguf"));
         std::fs::write(&path, &out).unwrap();
         let gguf = Gguf::parse(&out, &Limits::default()).unwrap();
+        // GPT-OSS keeps its experts in MXFP4: llama.cpp refuses to quantize that again without
+        // --allow-requantize (and Ollama refuses any quantize of it), and so does kiln.
+        let mxfp4 = dtype == "gptoss";
+        if mxfp4 {
+            let err = kiln::quantize_conversion(
+                &conversion,
+                &mut Vec::new(),
+                kiln::FileType::Q4_K_M,
+                &kiln::QuantizeOptions::default(),
+                &mut kiln::NoProgress,
+            )
+            .unwrap_err();
+            assert!(
+                matches!(err, kiln::QuantizeError::RequantizeNotAllowed { .. }),
+                "{err}"
+            );
+        }
         // One pass (converted while quantized, nothing written in between) gives the two-step
         // bytes for every kind of target: k-quants with their fallbacks, legacy, float, COPY.
         for ftype in [
@@ -370,7 +392,10 @@ fn causal_lms_match_llama_cpps_converter() {
             kiln::FileType::Q4_0,
             kiln::FileType::BF16,
             kiln::FileType::Copy,
-        ] {
+        ]
+        .into_iter()
+        .filter(|&f| !mxfp4 || f == kiln::FileType::Copy)
+        {
             let options = kiln::QuantizeOptions {
                 threads: 2,
                 ..Default::default()
@@ -486,6 +511,14 @@ fn causal_lms_match_llama_cpps_converter() {
         }
         jobs.push(serde_json::json!({"op": "logits", "model": path,
             "output": work.join(format!("logits-{dtype}.f32")), "tokens": tokens}));
+        if mxfp4 {
+            // Ollama's validation of a conversion it does not quantize: llama.cpp's COPY.
+            jobs.push(serde_json::json!({"op": "quantize", "input": path,
+                "output": work.join(format!("llama-copy-{dtype}.gguf")), "ftype": 0,
+                "only_copy": true}));
+            copied.push((dtype, out.clone()));
+            continue;
+        }
         // What Ollama does next with its conversion: llama.cpp's Q4_K_M of it (15), which
         // kiln's quantizer must equal byte for byte (fused qkv, tied embeddings and all).
         jobs.push(serde_json::json!({"op": "quantize", "input": path,
@@ -508,6 +541,24 @@ fn causal_lms_match_llama_cpps_converter() {
             *ours == theirs,
             "{dtype}: kiln's one-pass Q4_K_M of the folder differs from llama.cpp's of the conversion"
         );
+    }
+    for (dtype, converted) in &copied {
+        let mut ours = Vec::new();
+        let gguf = Gguf::parse(converted, &Limits::default()).unwrap();
+        kiln::quantize_gguf(
+            &gguf,
+            &mut ours,
+            kiln::FileType::Copy,
+            &kiln::QuantizeOptions::default(),
+            &mut kiln::NoProgress,
+        )
+        .unwrap();
+        let theirs = std::fs::read(work.join(format!("llama-copy-{dtype}.gguf"))).unwrap();
+        assert!(
+            ours == theirs,
+            "{dtype}: kiln's COPY differs from llama.cpp's"
+        );
+        mxfp4_model_created_as_ollama_creates_it(&work.join(dtype), &theirs, &work);
     }
     for (dtype, _) in cases {
         if golden[dtype]["logits"].is_null() {
@@ -533,6 +584,71 @@ fn causal_lms_match_llama_cpps_converter() {
         assert!(worst < 1e-3, "{dtype}: logits differ by up to {worst}");
     }
     let _ = std::fs::remove_dir_all(&work);
+}
+
+/// `/api/create` with a GPT-OSS folder's files: without `quantize` the model layer is llama.cpp's
+/// COPY of the conversion (Ollama's validation) and the config names file type 4 as Ollama's
+/// `FileType.String` does ("unknown"); any `quantize` is Ollama's refusal of quantized models.
+fn mxfp4_model_created_as_ollama_creates_it(folder: &Path, llama_copy: &[u8], work: &Path) {
+    let store = kiln_store::Store::open(work.join("models-gptoss")).unwrap();
+    let engine = kiln::create::Engine::new(store.clone()).with_threads(2);
+    let mut files = BTreeMap::new();
+    for entry in walk(folder) {
+        let rel = entry
+            .strip_prefix(folder)
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        let bytes = std::fs::read(&entry).unwrap();
+        let digest = store.write_blob(&bytes[..], None).unwrap().digest;
+        files.insert(rel, digest.to_string());
+    }
+    let request = |quantize: &str| -> kiln_api::CreateRequest {
+        serde_json::from_value(serde_json::json!({
+            "model": "gpt-oss-tiny", "files": files, "quantize": quantize,
+        }))
+        .unwrap()
+    };
+    let err = engine
+        .create(request("q4_K_M"), &mut |_| {
+            std::ops::ControlFlow::Continue(())
+        })
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "quantization is only supported for F16, BF16 and F32 models"
+    );
+    let mut statuses = Vec::new();
+    engine
+        .create(request(""), &mut |p| {
+            if statuses.last() != Some(&p.status) {
+                statuses.push(p.status);
+            }
+            std::ops::ControlFlow::Continue(())
+        })
+        .unwrap();
+    assert!(
+        statuses.iter().any(|s| s == "validating GGUF model"),
+        "{statuses:?}"
+    );
+    let name = kiln_store::ModelName::parse("gpt-oss-tiny").unwrap();
+    let manifest = store.manifest(&name).unwrap().manifest;
+    let model = manifest
+        .layers
+        .iter()
+        .find(|l| l.media_type == "application/vnd.ollama.image.model")
+        .unwrap();
+    let blob = std::fs::read(store.blob_path(&model.digest().unwrap())).unwrap();
+    assert!(
+        blob == llama_copy,
+        "the model layer differs from llama.cpp's COPY"
+    );
+    let config: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(store.blob_path(&manifest.config.digest().unwrap())).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(config["model_family"], "gpt-oss");
+    assert_eq!(config["file_type"], "unknown");
 }
 
 /// Ollama's fixtures for gemma-2b-it, gemma-2-2b-it, gemma-2-9b-it, Phi-3-mini-128k-instruct and

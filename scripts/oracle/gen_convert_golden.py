@@ -12,7 +12,7 @@ For each case (f32 weights → llama.cpp --outtype f16, bf16 → --outtype bf16,
 SentencePiece tokenizer.model instead of tokenizer.json, a Qwen2 from bf16, and Gemma, Gemma 2 and
 Gemma 3 text models from f32, a Phi-3 from bf16, and a Gemma3ForConditionalGeneration from f32 whose
 text tensors come from llama.cpp and vision tensors from numpy, see vision_golden, and an OLMo 3, a
-Ministral 3 and a Command-R from bf16: llama.cpp adds Gemma's norm offset in the source dtype, Ollama in
+Ministral 3 and a Command-R from bf16, and a GPT-OSS from bf16 with MXFP4 experts: llama.cpp adds Gemma's norm offset in the source dtype, Ollama in
 float32, so only f32 sources can agree bit for bit) it records what
 llama.cpp's converter writes for the synthetic Llama of hf_llama.py: every tensor's type, shape
 and SHA-256 (rope_freqs also as values: Ollama computes them partly in float32, llama.cpp in
@@ -42,7 +42,8 @@ def main():
                                              ("gemma3", "f32", "f16", ["gemma3"]), ("phi3", "bf16", "bf16", ["phi3"]),
                                              ("gemma3v", "f32", "f16", ["gemma3v"]), ("olmo3", "bf16", "bf16", ["olmo3"]),
                                              ("ministral3", "bf16", "bf16", ["ministral3"]),
-                                             ("cohere", "bf16", "bf16", ["cohere"])):
+                                             ("cohere", "bf16", "bf16", ["cohere"]),
+                                             ("gptoss", "bf16", "bf16", ["gptoss"])):
             folder = os.path.join(tmp, case)
             gguf_path = os.path.join(tmp, f"llama-{case}.gguf")
             subprocess.run([oracle_python, os.path.join(HERE, "hf_llama.py"), "make", folder, dtype] + extra,

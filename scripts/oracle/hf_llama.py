@@ -14,7 +14,10 @@
       tokenizer, fused qkv and gate_up weights and longrope factors; "olmo3" an Olmo3ForCausalLM
       (post-norms, whole-projection q/k norms, sliding-window layer types, yarn rope scaling);
       "ministral3" a Ministral3ForCausalLM (head size 24, yarn rope_parameters with Llama 4 scaling);
-      "cohere" a CohereForCausalLM (Command-R: one layer norm per layer, tied embeddings, logit scale).
+      "cohere" a CohereForCausalLM (Command-R: one layer norm per layer, tied embeddings, logit scale);
+      "gptoss" a GptOssForCausalLM (4 experts of which 2 are used, their weights in OpenAI's MXFP4
+      form: U8 blocks and E8M0 scales, gate and up interleaved by row; attention biases and sinks,
+      a router with a bias, yarn rope scaling, a sliding window).
       Deterministic: weights come from integer hashing, not a random generator, so every numpy
       gives the same bytes.
 
@@ -162,7 +165,10 @@ def write_safetensors(path, tensors, dtype):
     header, blobs, offset = {}, [], 0
     for name in sorted(tensors):
         a = tensors[name]
-        if dtype == "bf16":
+        if a.dtype == np.uint8:
+            # Packed quantized data (MXFP4 blocks and scales) is stored as it is.
+            raw, st = a.tobytes(), "U8"
+        elif dtype == "bf16":
             raw = (a.astype(np.float32).view(np.uint32) >> 16).astype(np.uint16).tobytes()
             st = "BF16"
         else:
@@ -179,6 +185,48 @@ def write_safetensors(path, tensors, dtype):
         f.write(h)
         for b in blobs:
             f.write(b)
+
+
+GPTOSS_EXPERTS, GPTOSS_USED, GPTOSS_FF = 4, 2, 64
+
+
+def mxfp4(name, experts, rows, cols):
+    """OpenAI's MXFP4 form of an expert weight [experts, rows, cols]: blocks [experts, rows,
+    cols/32, 16] (values 2k and 2k+1 of a block in the low and high nibble of byte k) and scales
+    [experts, rows, cols/32] (E8M0 exponents near 2^-4, so activations stay moderate)."""
+    groups = cols // 32
+    h = (values(name, (experts, rows, groups, 16), 1.0) * 1e6).astype(np.int64)
+    blocks = (h % 256).astype(np.uint8)
+    s = (values(name + "s", (experts, rows, groups), 1.0) * 1e6).astype(np.int64)
+    scales = (120 + s % 4).astype(np.uint8)
+    return blocks, scales
+
+
+def gptoss_tensors():
+    """A GPT-OSS text model under Hugging Face's names."""
+    e, ff, hd = GPTOSS_EXPERTS, GPTOSS_FF, HIDDEN // HEADS
+    t = {"model.embed_tokens.weight": values("embed", (len(tokenizer()["model"]["vocab"]), HIDDEN), 1.0),
+         "model.norm.weight": 1 + values("norm", (HIDDEN,), 0.1),
+         "lm_head.weight": values("head", (len(tokenizer()["model"]["vocab"]), HIDDEN), 0.2)}
+    for l in range(LAYERS):
+        p = f"model.layers.{l}."
+        t[p + "input_layernorm.weight"] = 1 + values(p + "n1", (HIDDEN,), 0.1)
+        t[p + "post_attention_layernorm.weight"] = 1 + values(p + "n2", (HIDDEN,), 0.1)
+        for n, rows in (("q", HEADS * hd), ("k", KV_HEADS * hd), ("v", KV_HEADS * hd)):
+            t[p + f"self_attn.{n}_proj.weight"] = values(p + n, (rows, HIDDEN), 0.3)
+            t[p + f"self_attn.{n}_proj.bias"] = values(p + n + "b", (rows,), 0.1)
+        t[p + "self_attn.o_proj.weight"] = values(p + "o", (HIDDEN, HEADS * hd), 0.3)
+        t[p + "self_attn.o_proj.bias"] = values(p + "ob", (HIDDEN,), 0.1)
+        t[p + "self_attn.sinks"] = values(p + "sinks", (HEADS,), 1.0)
+        t[p + "mlp.router.weight"] = values(p + "r", (e, HIDDEN), 0.5)
+        t[p + "mlp.router.bias"] = values(p + "rb", (e,), 0.1)
+        blocks, scales = mxfp4(p + "gu", e, 2 * ff, HIDDEN)
+        t[p + "mlp.experts.gate_up_proj_blocks"], t[p + "mlp.experts.gate_up_proj_scales"] = blocks, scales
+        t[p + "mlp.experts.gate_up_proj_bias"] = values(p + "gub", (e, 2 * ff), 0.1)
+        blocks, scales = mxfp4(p + "d", e, HIDDEN, ff)
+        t[p + "mlp.experts.down_proj_blocks"], t[p + "mlp.experts.down_proj_scales"] = blocks, scales
+        t[p + "mlp.experts.down_proj_bias"] = values(p + "db", (e, HIDDEN), 0.1)
+    return t
 
 
 def make(out, dtype, variant=None):
@@ -256,6 +304,8 @@ def make(out, dtype, variant=None):
                 [t.pop(p + f"self_attn.{x}_proj.weight") for x in "qkv"])
             t[p + "mlp.gate_up_proj.weight"] = np.concatenate(
                 [t.pop(p + "mlp.gate_proj.weight"), t.pop(p + "mlp.up_proj.weight")])
+    if variant == "gptoss":
+        t = gptoss_tensors()
     write_safetensors(os.path.join(out, "model.safetensors"), t, dtype)
     bos, eos, eot = (1, 2, 2) if spm else (vocab_size - 3, vocab_size - 2, vocab_size - 1)
     config = {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": HIDDEN,
@@ -322,6 +372,24 @@ def make(out, dtype, variant=None):
                        "rope_scaling": {"type": "longrope",
                                         "long_factor": [1.0 + 0.5 * i for i in range(half)],
                                         "short_factor": [1.0 + 0.125 * i for i in range(half)]}})
+    if variant == "gptoss":
+        config = {"architectures": ["GptOssForCausalLM"], "model_type": "gpt_oss", "hidden_size": HIDDEN,
+                  "intermediate_size": GPTOSS_FF, "num_attention_heads": HEADS,
+                  "num_key_value_heads": KV_HEADS, "head_dim": HIDDEN // HEADS, "num_hidden_layers": LAYERS,
+                  "num_local_experts": GPTOSS_EXPERTS, "experts_per_token": GPTOSS_USED,
+                  "num_experts_per_tok": GPTOSS_USED, "max_position_embeddings": 131072,
+                  "initial_context_length": 4096, "rms_norm_eps": 1e-5, "rope_theta": 150000,
+                  "sliding_window": 128, "attention_bias": True, "swiglu_limit": 7.0,
+                  "layer_types": ["sliding_attention", "full_attention"], "vocab_size": vocab_size,
+                  "tie_word_embeddings": False, "hidden_act": "silu", "torch_dtype": "bfloat16",
+                  "eos_token_id": eos, "pad_token_id": eot,
+                  "rope_scaling": {"beta_fast": 32.0, "beta_slow": 1.0, "factor": 32.0,
+                                   "original_max_position_embeddings": 4096, "rope_type": "yarn",
+                                   "truncate": False},
+                  "quantization_config": {"quant_method": "mxfp4",
+                                          "modules_to_not_convert": ["model.layers.*.self_attn",
+                                                                     "model.layers.*.mlp.router",
+                                                                     "model.embed_tokens", "lm_head"]}}
     template = ("{{ bos_token }}{% for message in messages %}{{ '<|start_header_id|>' + message['role'] + "
                 "'<|end_header_id|>\\n\\n' + message['content'] | trim + '<|eot_id|>' }}{% endfor %}"
                 "{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}{% endif %}")

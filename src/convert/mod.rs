@@ -8,8 +8,8 @@
 //! `tokenizer.json` or a SentencePiece `tokenizer.model`), Qwen2 (`Qwen2ForCausalLM`), Gemma 1,
 //! 2 and 3 (`GemmaForCausalLM`, `Gemma2ForCausalLM`, `Gemma3ForCausalLM`,
 //! `Gemma3ForConditionalGeneration` with its vision tower), Phi-3 (`Phi3ForCausalLM`), OLMo 3
-//! (`Olmo3ForCausalLM`), Ministral 3 (`Ministral3ForCausalLM`) and Command-R
-//! (`CohereForCausalLM`): tensors, vocabulary
+//! (`Olmo3ForCausalLM`), Ministral 3 (`Ministral3ForCausalLM`), Command-R
+//! (`CohereForCausalLM`) and GPT-OSS (`GptOssForCausalLM`, experts kept in MXFP4): tensors, vocabulary
 //! and merges checked against llama.cpp's own converter, and llama.cpp's logits of the result
 //! against those of llama.cpp's conversion; the keys Ollama writes checked against its Go source
 //! in unit tests. The others Ollama converts are refused with [`ConvertError::NotYet`].
@@ -29,6 +29,7 @@ mod bert;
 mod command_r;
 mod fp8;
 mod gemma;
+mod gpt_oss;
 mod llama;
 mod mistral;
 mod olmo;
@@ -127,6 +128,14 @@ pub enum ConvertError {
     /// Two tensors that map to one GGUF name.
     #[error("duplicate tensor name '{0}' was found for this model")]
     DuplicateTensor(String),
+    /// MXFP4 expert weights (`NAME.blocks` with `NAME.scales`) that do not fit together.
+    #[error("MXFP4 tensor {name}: {message}")]
+    Mxfp4 {
+        /// The tensor (GGUF name, without `.blocks`/`.scales`).
+        name: String,
+        /// What was wrong.
+        message: String,
+    },
     /// A tensor whose element type is not F32, F16 or BF16.
     #[error("unknown data type: {dtype} (tensor {name:?})")]
     UnsupportedDtype {
@@ -147,6 +156,15 @@ pub enum ConvertError {
         rows: u64,
         /// The head count.
         heads: u64,
+    },
+    /// A fused tensor to split into interleaved halves that is not 2-D with an even number of
+    /// columns.
+    #[error("cannot split {name:?} of shape {shape:?} into interleaved halves")]
+    Split {
+        /// The GGUF tensor name.
+        name: String,
+        /// Its shape, outermost first.
+        shape: Vec<u64>,
     },
     /// The progress callback asked to stop.
     #[error("conversion cancelled")]
@@ -637,6 +655,8 @@ pub(crate) struct Planned<'f> {
     pub add_one: bool,
     /// An FP8 weight's block scales (its values are `decode(byte) × scale`).
     fp8: Option<fp8::Scales>,
+    /// MXFP4 expert weights, regrouped into ggml blocks as they are written (`data` is empty).
+    mxfp4: Option<gpt_oss::Mxfp4Source<'f>>,
 }
 
 impl<'f> Planned<'f> {
@@ -650,6 +670,7 @@ impl<'f> Planned<'f> {
             permute_heads: None,
             add_one: false,
             fp8: None,
+            mxfp4: None,
         }
     }
 
@@ -658,6 +679,64 @@ impl<'f> Planned<'f> {
         let mut planned = Planned::from_view(name, view);
         planned.fp8 = Some(scales);
         planned
+    }
+
+    /// MXFP4 expert weights, written as ggml's MXFP4 blocks.
+    fn from_mxfp4(name: String, source: gpt_oss::Mxfp4Source<'f>) -> Planned<'f> {
+        Planned {
+            name,
+            kind: Kind::F16,
+            dtype: Dtype::U8,
+            shape: source.shape(),
+            data: Cow::Borrowed(&[]),
+            permute_heads: None,
+            add_one: false,
+            fp8: None,
+            mxfp4: Some(source),
+        }
+    }
+
+    /// Every other column (`first`, `first + 2`, …) of a 2-D tensor, as a new tensor `name`
+    /// (its storage decided by the new name). Used for interleaved fused biases, which are small:
+    /// the selected values are copied.
+    fn every_other_column(&self, name: String, first: u64) -> Result<Planned<'f>, ConvertError> {
+        let &[rows, cols] = &self.shape[..] else {
+            return Err(ConvertError::Split {
+                name: self.name.clone(),
+                shape: self.shape.clone(),
+            });
+        };
+        if !cols.is_multiple_of(2) || self.fp8.is_some() || self.mxfp4.is_some() {
+            return Err(ConvertError::Split {
+                name: self.name.clone(),
+                shape: self.shape.clone(),
+            });
+        }
+        let width = self.dtype.size() as usize;
+        let row_bytes = cols as usize * width;
+        let data: Vec<u8> = self
+            .data
+            .chunks_exact(row_bytes.max(1))
+            .take(rows as usize)
+            .flat_map(|row| {
+                row.chunks_exact(width)
+                    .skip(first as usize)
+                    .step_by(2)
+                    .flatten()
+                    .copied()
+            })
+            .collect();
+        Ok(Planned {
+            kind: Kind::for_tensor(&name, 2, self.dtype),
+            name,
+            dtype: self.dtype,
+            shape: vec![rows, cols / 2],
+            data: Cow::Owned(data),
+            permute_heads: None,
+            add_one: self.add_one,
+            fp8: None,
+            mxfp4: None,
+        })
     }
 
     /// A computed F32 vector (e.g. rope frequency factors).
@@ -671,6 +750,7 @@ impl<'f> Planned<'f> {
             permute_heads: None,
             add_one: false,
             fp8: None,
+            mxfp4: None,
         }
     }
 
@@ -700,7 +780,11 @@ impl<'f> Planned<'f> {
     fn spec(&self) -> TensorSpec<'_> {
         TensorSpec::new(
             self.name.as_str(),
-            self.kind.ggml(),
+            if self.mxfp4.is_some() {
+                GgmlType::MXFP4
+            } else {
+                self.kind.ggml()
+            },
             self.shape.iter().rev().copied().collect::<Vec<_>>(),
         )
     }
@@ -756,6 +840,18 @@ impl<'f> Planned<'f> {
         let width = self.dtype.size() as usize;
         let mut out = Vec::with_capacity(CHUNK * 4);
         let mut done = 0u64;
+        if let Some(source) = &self.mxfp4 {
+            let blocks = source.block_count();
+            let step = (CHUNK as u64 / 16).max(1);
+            for first in (0..blocks).step_by(step as usize) {
+                out.clear();
+                source.write_blocks(first..(first + step).min(blocks), &mut out);
+                writer.write_tensor_data(&out)?;
+                done += out.len() as u64;
+                written(done)?;
+            }
+            return Ok(());
+        }
         for piece in self.pieces()? {
             if same {
                 for chunk in piece.chunks(1 << 20) {
@@ -784,6 +880,14 @@ impl<'f> Planned<'f> {
         out: &mut Vec<u8>,
     ) -> Result<(), ConvertError> {
         out.clear();
+        if let Some(source) = &self.mxfp4 {
+            const BLOCK: usize = 17;
+            let (first, last) = (range.start / BLOCK, range.end.div_ceil(BLOCK));
+            source.write_blocks(first as u64..last as u64, out);
+            out.drain(..range.start - first * BLOCK);
+            out.truncate(range.len());
+            return Ok(());
+        }
         let (from, to) = (self.dtype.size() as usize, self.kind.ggml_size());
         // Whole output values covering the range, trimmed to it afterwards.
         let (first, last) = (range.start / to, range.end.div_ceil(to));
@@ -897,6 +1001,7 @@ impl<'f> Conversion<'f> {
             "Olmo3ForCausalLM" => &olmo::Olmo3,
             "Ministral3ForCausalLM" => &mistral::Ministral3,
             "CohereForCausalLM" => &command_r::CommandR,
+            "GptOssForCausalLM" => &gpt_oss::GptOss,
             other if OLLAMA_ARCHITECTURES.contains(&other) => {
                 return Err(ConvertError::NotYet(format!("{other} models")));
             }
@@ -916,6 +1021,7 @@ impl<'f> Conversion<'f> {
         }
 
         let fp8_block = fp8::block_size(&config)?;
+        let names = arch.replacements_for_config(&config)?;
         let mut sources = Vec::new();
         let mut seen = std::collections::BTreeSet::new();
         for (file, bytes) in folder.top_level(".safetensors") {
@@ -929,7 +1035,7 @@ impl<'f> Conversion<'f> {
                 if consumed.contains(&i) {
                     continue;
                 }
-                let name = go_replace(arch.replacements(), &tensor.name);
+                let name = go_replace(names, &tensor.name);
                 if !seen.insert(name.clone()) {
                     return Err(ConvertError::DuplicateTensor(name));
                 }
@@ -962,6 +1068,7 @@ impl<'f> Conversion<'f> {
             return Err(ConvertError::UnknownTensorFormat);
         }
         let mut tensors = Vec::new();
+        let mut packed = Vec::new();
         for (name, source, fp8) in sources {
             if arch.skip_tensor(&name) {
                 continue;
@@ -971,13 +1078,12 @@ impl<'f> Conversion<'f> {
                 continue;
             }
             if !matches!(source.dtype, Dtype::F32 | Dtype::F16 | Dtype::BF16) {
-                return Err(ConvertError::UnsupportedDtype {
-                    name,
-                    dtype: source.dtype,
-                });
+                packed.push((name, source));
+                continue;
             }
             tensors.push(Planned::from_view(name, source));
         }
+        arch.adopt_packed(packed, &mut tensors)?;
         arch.adjust_tensors(&config, tokenizer.vocab.tokens.len(), &mut tensors)?;
         tensors.sort_by(|a, b| ollama_tensor_order(&a.name, &b.name));
 
@@ -1175,6 +1281,28 @@ pub(crate) trait Architecture {
     }
     /// Hugging Face → GGUF tensor-name replacements, in priority order.
     fn replacements(&self) -> &'static [(&'static str, &'static str)];
+    /// The replacements for this config (for architectures with more than one naming layout).
+    fn replacements_for_config(
+        &self,
+        _config: &Config,
+    ) -> Result<&'static [(&'static str, &'static str)], ConvertError> {
+        Ok(self.replacements())
+    }
+    /// Takes over the tensors whose dtype is not a float (packed quantized blocks and their
+    /// scales), by GGUF name in source order; by default the first is refused.
+    fn adopt_packed<'f>(
+        &self,
+        packed: Vec<(String, TensorView<'f>)>,
+        _tensors: &mut Vec<Planned<'f>>,
+    ) -> Result<(), ConvertError> {
+        match packed.into_iter().next() {
+            Some((name, view)) => Err(ConvertError::UnsupportedDtype {
+                name,
+                dtype: view.dtype,
+            }),
+            None => Ok(()),
+        }
+    }
     /// Tensors the GGUF leaves out (by GGUF name).
     fn skip_tensor(&self, _name: &str) -> bool {
         false
@@ -1335,8 +1463,14 @@ impl crate::quantize::TensorData for Conversion<'_> {
     }
 
     fn release(&self, index: usize) {
-        if let Cow::Borrowed(data) = &self.tensors[index].data {
+        let tensor = &self.tensors[index];
+        if let Cow::Borrowed(data) = &tensor.data {
             self.folder.release(data);
+        }
+        if let Some(source) = &tensor.mxfp4 {
+            for data in source.sources() {
+                self.folder.release(data);
+            }
         }
     }
 }
@@ -1462,6 +1596,7 @@ mod tests {
                 permute_heads: permute.then_some(heads),
                 add_one,
                 fp8: None,
+                mxfp4: None,
             };
             let whole = written(&t);
             let mut buf = Vec::new();
