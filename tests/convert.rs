@@ -516,6 +516,15 @@ fn causal_lms_match_llama_cpps_converter() {
             jobs.push(serde_json::json!({"op": "quantize", "input": path,
                 "output": work.join(format!("llama-copy-{dtype}.gguf")), "ftype": 0,
                 "only_copy": true}));
+            // llama.cpp's MXFP4_MOE (experts kept, the rest Q8_0), its F16 of the experts
+            // (requantizing allowed), and MXFP4_MOE of that F16 (experts quantized to MXFP4).
+            let llama = |what: &str| work.join(format!("llama-{what}-{dtype}.gguf"));
+            jobs.push(serde_json::json!({"op": "quantize", "input": path,
+                "output": llama("mxfp4moe"), "ftype": 38, "threads": 2}));
+            jobs.push(serde_json::json!({"op": "quantize", "input": path,
+                "output": llama("f16"), "ftype": 1, "threads": 2, "allow_requantize": true}));
+            jobs.push(serde_json::json!({"op": "quantize", "input": llama("f16"),
+                "output": llama("f16-mxfp4moe"), "ftype": 38, "threads": 2}));
             copied.push((dtype, out.clone()));
             continue;
         }
@@ -557,6 +566,58 @@ fn causal_lms_match_llama_cpps_converter() {
         assert!(
             ours == theirs,
             "{dtype}: kiln's COPY differs from llama.cpp's"
+        );
+        let llama =
+            |what: &str| std::fs::read(work.join(format!("llama-{what}-{dtype}.gguf"))).unwrap();
+        let options = kiln::QuantizeOptions {
+            threads: 2,
+            ..Default::default()
+        };
+        let (conversion_folder, mut one_pass) = (work.join(dtype), Vec::new());
+        // SAFETY: the folder was written by this test and is not modified.
+        let mapped = unsafe { ModelFolder::map_dir(&conversion_folder) }.unwrap();
+        kiln::quantize_conversion(
+            &Conversion::plan(&mapped).unwrap(),
+            &mut one_pass,
+            kiln::FileType::MXFP4_MOE,
+            &options,
+            &mut kiln::NoProgress,
+        )
+        .unwrap();
+        assert!(
+            one_pass == llama("mxfp4moe"),
+            "{dtype}: MXFP4_MOE differs from llama.cpp's"
+        );
+        let mut f16 = Vec::new();
+        let requantize = kiln::QuantizeOptions {
+            allow_requantize: true,
+            ..options.clone()
+        };
+        kiln::quantize_gguf(
+            &gguf,
+            &mut f16,
+            kiln::FileType::F16,
+            &requantize,
+            &mut kiln::NoProgress,
+        )
+        .unwrap();
+        assert!(
+            f16 == llama("f16"),
+            "{dtype}: F16 of the MXFP4 experts differs from llama.cpp's"
+        );
+        let mut moe = Vec::new();
+        let f16_model = Gguf::parse(&f16, &Limits::default()).unwrap();
+        kiln::quantize_gguf(
+            &f16_model,
+            &mut moe,
+            kiln::FileType::MXFP4_MOE,
+            &options,
+            &mut kiln::NoProgress,
+        )
+        .unwrap();
+        assert!(
+            moe == llama("f16-mxfp4moe"),
+            "{dtype}: MXFP4_MOE of F16 experts differs from llama.cpp's"
         );
         mxfp4_model_created_as_ollama_creates_it(&work.join(dtype), &theirs, &work);
     }

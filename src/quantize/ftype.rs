@@ -30,6 +30,8 @@ pub enum FileType {
     IQ4_XS,
     TQ1_0,
     TQ2_0,
+    /// Expert (3-D) tensors MXFP4, the other weights Q8_0: how llama.cpp ships GPT-OSS.
+    MXFP4_MOE,
     /// Rewrite the file without changing any tensor type.
     Copy,
 }
@@ -122,6 +124,13 @@ const TABLE: &[(FileType, u32, &str, &str, GgmlType)] = &[
         "TQ2_0",
         "TQ2_0 - 2.06 bpw ternary",
         GgmlType::TQ2_0,
+    ),
+    (
+        FileType::MXFP4_MOE,
+        38,
+        "MXFP4_MOE",
+        "MXFP4 MoE",
+        GgmlType::MXFP4,
     ),
 ];
 

@@ -319,7 +319,7 @@ impl<'a> Policy<'a> {
                 return Ok(t);
             }
             let qk = new_type.block_size().unwrap_or(1);
-            if falcon || !ne[0].is_multiple_of(qk) {
+            if ft == F::MXFP4_MOE || falcon || !ne[0].is_multiple_of(qk) {
                 return Ok(T::Q8_0);
             }
             return Ok(if new_type != T::Q8_0 {
@@ -327,6 +327,14 @@ impl<'a> Policy<'a> {
             } else {
                 new_type
             });
+        }
+        if ft == F::MXFP4_MOE {
+            // Expert tensors (stacked along the third dimension) MXFP4, everything else Q8_0;
+            // BailingMoE 3's 3-D attention projections are not experts.
+            let expert = ne[2] > 1
+                && (info.arch != "bailingmoe3"
+                    || matches!(cat, Category::FfnUp | Category::FfnGate | Category::FfnDown));
+            return Ok(if expert { T::MXFP4 } else { T::Q8_0 });
         }
         match cat {
             Category::TokenEmbd => {
