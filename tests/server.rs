@@ -237,6 +237,15 @@ fn the_official_python_client_drives_kiln_like_ollama() {
     assert_eq!(r["show"]["modelfile_has_system"], true);
     assert_eq!(r["show"]["quantization_level"], "Q4_K_M");
     assert_eq!(r["show"]["arch"], "llama");
+    // No pooling type: a completion model, as the client reads it.
+    assert!(
+        r["show"]["capabilities"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("completion")),
+        "{}",
+        r["show"]
+    );
     assert!(
         r["show"]["parameters"]
             .as_str()
@@ -291,7 +300,10 @@ fn the_official_python_client_drives_kiln_like_ollama() {
     assert_eq!(&st[st.len() - 2..], ["writing manifest", "success"]);
     assert_eq!(
         r["show_safetensors"],
-        json!({"arch": "bert", "quantization_level": "Q8_0", "family": "bert"})
+        // Ollama's converter writes bert.pooling_type, which makes a model an embedding model
+        // (and not a completion one) in Ollama's Model.Capabilities.
+        json!({"arch": "bert", "quantization_level": "Q8_0", "family": "bert",
+               "capabilities": ["embedding"]})
     );
 
     // Everything the store holds is consistent and nothing is left over.

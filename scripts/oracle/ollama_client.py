@@ -53,7 +53,7 @@ def main():
                   "family": m.details.family} for m in c.list().models]
     show = c.show("llama3.1:with-system")
     r["show"] = {"system": show.get("system"), "modelfile_has_system": "You are kiln." in (show.modelfile or ""), "parameters": show.parameters, "quantization_level": show.details.quantization_level,
-                 "arch": (show.modelinfo or {}).get("general.architecture")}
+                 "arch": (show.modelinfo or {}).get("general.architecture"), "capabilities": show.capabilities}
     c.copy("llama3.1:quantized", "kiln/copy:v1")
     r["after_copy"] = sorted(m.model for m in c.list().models)
     c.delete("kiln/copy:v1")
@@ -85,7 +85,7 @@ def main():
         show = c.show("minilm:q8_0")
         r["show_safetensors"] = {"arch": (show.modelinfo or {}).get("general.architecture"),
                                  "quantization_level": show.details.quantization_level,
-                                 "family": show.details.family}
+                                 "family": show.details.family, "capabilities": show.capabilities}
     print(json.dumps(r))
 
 

@@ -113,12 +113,40 @@ pub struct Engine {
     limits: Limits,
 }
 
-/// Ollama's `FileType.String()` for a `general.file_type` value (0 reads as unknown, as in Ollama).
+/// The file types Ollama names (`fs/ggml.FileType.String`) that kiln does not write, by
+/// `general.file_type` number; the others are named as [`FileType::name`] names them.
+const OTHER_OLLAMA_FILE_TYPES: [(u32, &str); 13] = [
+    (19, "IQ2_XXS"),
+    (20, "IQ2_XS"),
+    (21, "Q2_K_S"),
+    (22, "IQ3_XS"),
+    (23, "IQ3_XXS"),
+    (24, "IQ1_S"),
+    (26, "IQ3_S"),
+    (27, "IQ3_M"),
+    (28, "IQ2_S"),
+    (29, "IQ2_M"),
+    (31, "IQ1_M"),
+    (39, "NVFP4"),
+    (40, "Q1_0"),
+];
+
+/// Ollama's `FileType.String()` for a `general.file_type` value (0 reads as unknown, as in
+/// Ollama, and so do numbers it has no name for, such as 4, GPT-OSS's).
 fn file_type_name(ft: Option<u32>) -> String {
-    match ft.filter(|&n| n > 0).and_then(FileType::from_llama_ftype) {
-        Some(f) => f.name().to_owned(),
-        None => "unknown".to_owned(),
-    }
+    let Some(n) = ft.filter(|&n| n > 0) else {
+        return "unknown".to_owned();
+    };
+    FileType::from_llama_ftype(n)
+        .map(FileType::name)
+        .or_else(|| {
+            OTHER_OLLAMA_FILE_TYPES
+                .iter()
+                .find(|(number, _)| *number == n)
+                .map(|(_, name)| *name)
+        })
+        .unwrap_or("unknown")
+        .to_owned()
 }
 
 /// Ollama's `format.HumanNumber` (parameter sizes such as "8.0B", "494.03M").
@@ -983,6 +1011,56 @@ mod tests {
         assert_eq!(human_number(494_032_768), "494.03M");
         assert_eq!(human_number(1_500), "2K");
         assert_eq!(file_type_name(Some(15)), "Q4_K_M");
+        // Every name Ollama's fs/ggml/type.go gives, by its iota order (F32 = 0 … Q1_0 = 40,
+        // with 4-6 and 33-35 removed from GGUF and unnamed).
+        let ollama = [
+            "F32",
+            "F16",
+            "Q4_0",
+            "Q4_1",
+            "",
+            "",
+            "",
+            "Q8_0",
+            "Q5_0",
+            "Q5_1",
+            "Q2_K",
+            "Q3_K_S",
+            "Q3_K_M",
+            "Q3_K_L",
+            "Q4_K_S",
+            "Q4_K_M",
+            "Q5_K_S",
+            "Q5_K_M",
+            "Q6_K",
+            "IQ2_XXS",
+            "IQ2_XS",
+            "Q2_K_S",
+            "IQ3_XS",
+            "IQ3_XXS",
+            "IQ1_S",
+            "IQ4_NL",
+            "IQ3_S",
+            "IQ3_M",
+            "IQ2_S",
+            "IQ2_M",
+            "IQ4_XS",
+            "IQ1_M",
+            "BF16",
+            "",
+            "",
+            "",
+            "TQ1_0",
+            "TQ2_0",
+            "MXFP4_MOE",
+            "NVFP4",
+            "Q1_0",
+            "",
+        ];
+        for (n, name) in ollama.iter().enumerate().skip(1) {
+            let want = if name.is_empty() { "unknown" } else { name };
+            assert_eq!(file_type_name(Some(n as u32)), want, "file type {n}");
+        }
         assert_eq!(file_type_name(Some(0)), "unknown");
         assert_eq!(file_type_name(None), "unknown");
     }
