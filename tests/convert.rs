@@ -19,7 +19,7 @@ fn hex(bytes: &[u8]) -> String {
 
 /// Go's `fmt.Sprintf("%v", f)` for a float32: the shortest decimal, in exponent form when the
 /// exponent is below -4 or at least 21 digits... of precision 6 (Go's %g rule for shortest).
-fn go_float(f: f32) -> String {
+fn go_percent_v_f32(f: f32) -> String {
     let e = format!("{f:e}"); // shortest digits, e.g. "1e-12", "1.5e3"
     let (mantissa, exp) = e.split_once('e').unwrap();
     let exp: i32 = exp.parse().unwrap();
@@ -37,7 +37,7 @@ fn ollama_form(value: &Value<'_>) -> String {
     match value {
         Value::U32(v) => v.to_string(),
         Value::I32(v) => v.to_string(),
-        Value::F32(v) => go_float(*v),
+        Value::F32(v) => go_percent_v_f32(*v),
         Value::Bool(v) => v.to_string(),
         Value::String(s) => s.to_string(),
         Value::Array(a) => {
@@ -71,10 +71,10 @@ fn ollama_form(value: &Value<'_>) -> String {
 
 #[test]
 fn go_float_formatting() {
-    assert_eq!(go_float(1e-12), "1e-12");
-    assert_eq!(go_float(0.5), "0.5");
-    assert_eq!(go_float(1e6), "1e+06");
-    assert_eq!(go_float(123456.0), "123456");
+    assert_eq!(go_percent_v_f32(1e-12), "1e-12");
+    assert_eq!(go_percent_v_f32(0.5), "0.5");
+    assert_eq!(go_percent_v_f32(1e6), "1e+06");
+    assert_eq!(go_percent_v_f32(123456.0), "123456");
 }
 
 #[test]

@@ -1671,7 +1671,8 @@ fn check_number(text: &str, kind: Kind) -> Result<(), String> {
                 .map(|i| i + 1)
                 .filter(|&i| !matches!(text.as_bytes()[i - 1], b'e' | b'E' | b'p' | b'P'));
             let ok = split.is_some_and(|i| {
-                go_float(&text[..i]).is_some() && go_float(&text[i..text.len() - 1]).is_some()
+                parse_go_float(&text[..i]).is_some()
+                    && parse_go_float(&text[i..text.len() - 1]).is_some()
             });
             return if ok {
                 Ok(())
@@ -1682,14 +1683,14 @@ fn check_number(text: &str, kind: Kind) -> Result<(), String> {
         _ => {}
     }
     if let Some(imaginary) = text.strip_suffix('i')
-        && go_float(imaginary).is_some()
+        && parse_go_float(imaginary).is_some()
     {
         return Ok(());
     }
     if go_int(text).is_ok() {
         return Ok(());
     }
-    if let Some(_f) = go_float(text) {
+    if let Some(_f) = parse_go_float(text) {
         if !text.contains(['.', 'e', 'E', 'p', 'P']) {
             return Err(format!("integer overflow: {}", go_quote(text)));
         }
@@ -1804,7 +1805,7 @@ fn underscores_ok(s: &str) -> bool {
 }
 
 /// Go's `ParseFloat(s, 64)` success (finite result), for the syntax the lexer can produce.
-fn go_float(s: &str) -> Option<f64> {
+fn parse_go_float(s: &str) -> Option<f64> {
     if s.contains('_') && !underscores_ok(s) {
         return None;
     }

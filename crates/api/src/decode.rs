@@ -27,7 +27,7 @@ use serde::Deserialize;
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Number, Value};
 
-use crate::json::go_float;
+use crate::json::go_json_float;
 use crate::types::{
     AnyMap, CopyRequest, CreateRequest, DeleteRequest, ImageData, License, Message, PullRequest,
     PushRequest, ShowRequest, ToolCall, ToolCallArguments,
@@ -394,7 +394,7 @@ impl Dec {
                 None => {
                     let text = match n.as_u64() {
                         Some(u) => u.to_string(),
-                        None => go_float(n.as_f64().unwrap_or(0.0), false),
+                        None => go_json_float(n.as_f64().unwrap_or(0.0), false),
                     };
                     let e = self.type_error(format!("number {text}"), "int");
                     self.save(e.into());

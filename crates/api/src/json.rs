@@ -122,17 +122,17 @@ impl Formatter for GoFormatter {
     }
 
     fn write_f64<W: ?Sized + io::Write>(&mut self, writer: &mut W, value: f64) -> io::Result<()> {
-        writer.write_all(go_float(value, false).as_bytes())
+        writer.write_all(go_json_float(value, false).as_bytes())
     }
 
     fn write_f32<W: ?Sized + io::Write>(&mut self, writer: &mut W, value: f32) -> io::Result<()> {
-        writer.write_all(go_float(f64::from(value), true).as_bytes())
+        writer.write_all(go_json_float(f64::from(value), true).as_bytes())
     }
 }
 
 /// Go's `encoding/json` float text: shortest round-trip digits for the given width, `%f` layout for
 /// `1e-6 <= |x| < 1e21`, otherwise `%e` layout with the exponent's leading zero dropped when negative.
-pub(crate) fn go_float(value: f64, is_f32: bool) -> String {
+pub(crate) fn go_json_float(value: f64, is_f32: bool) -> String {
     if !value.is_finite() {
         return "null".to_owned();
     }
@@ -227,10 +227,10 @@ mod tests {
             (12345678901234567890.0, "12345678901234567000"),
         ];
         for (v, want) in cases {
-            assert_eq!(go_float(*v, false), *want, "{v:e}");
+            assert_eq!(go_json_float(*v, false), *want, "{v:e}");
         }
-        assert_eq!(go_float(f64::from(1e-5f32), true), "0.00001");
-        assert_eq!(go_float(f64::from(0.1f32), true), "0.1");
-        assert_eq!(go_float(f64::NAN, false), "null");
+        assert_eq!(go_json_float(f64::from(1e-5f32), true), "0.00001");
+        assert_eq!(go_json_float(f64::from(0.1f32), true), "0.1");
+        assert_eq!(go_json_float(f64::NAN, false), "null");
     }
 }
