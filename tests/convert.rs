@@ -978,3 +978,81 @@ fn vision_tower_kept_as_ollama_keeps_it(python: &Path, dir: &Path, converted: &[
     }
     assert!(tower > 0, "the model has a vision tower");
 }
+
+/// A size target for a Hugging Face folder (`choose_mix_for_conversion`: sampled rows converted
+/// as they are read, nothing written) is the mix chosen for the converted file, and kiln's
+/// one-pass quantization of the folder with it equals llama.cpp's `llama_model_quantize` of the
+/// conversion given the mix as tensor-type overrides.
+#[test]
+fn size_targets_for_a_folder_reproduce_in_llama_cpp() {
+    use kiln::quantize::target::{Budget, TargetOptions, choose_mix, choose_mix_for_conversion};
+    let Some(python) = common::oracle_python() else {
+        return;
+    };
+    let work = std::env::temp_dir().join(format!("kiln-convert-target-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work).unwrap();
+    let folder = work.join("hf");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/oracle/hf_llama.py");
+    let status = std::process::Command::new(&python)
+        .arg(&script)
+        .arg("make")
+        .arg(&folder)
+        .args(["f32", "wide"])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    // SAFETY: the folder was just written and is not modified while it is read.
+    let mapped = unsafe { ModelFolder::map_dir(&folder) }.unwrap();
+    let conversion = Conversion::plan(&mapped).unwrap();
+    let converted = conversion.write(Vec::new()).unwrap();
+    let converted_path = work.join("converted.gguf");
+    std::fs::write(&converted_path, &converted).unwrap();
+    let gguf = Gguf::parse(&converted, &Limits::default()).unwrap();
+    let options = kiln::QuantizeOptions {
+        threads: 2,
+        ..Default::default()
+    };
+    let target = TargetOptions::new(Budget::BitsPerWeight(4.5));
+    let mix =
+        choose_mix_for_conversion(&conversion, kiln::FileType::Q4_K_M, &options, &target).unwrap();
+    let from_file = choose_mix(
+        std::slice::from_ref(&gguf),
+        kiln::FileType::Q4_K_M,
+        &options,
+        &target,
+    )
+    .unwrap();
+    assert_eq!(mix, from_file, "the folder's mix is its conversion's");
+    let types: std::collections::BTreeSet<_> = mix.tensors.iter().map(|t| t.chosen).collect();
+    assert!(types.len() >= 2, "a mix of one type: {types:?}");
+    let mut ours = Vec::new();
+    kiln::quantize_conversion(
+        &conversion,
+        &mut ours,
+        kiln::FileType::Q4_K_M,
+        &mix.apply(&options),
+        &mut kiln::NoProgress,
+    )
+    .unwrap();
+    assert_eq!(ours.len() as u64, mix.file_len);
+    let overrides: Vec<serde_json::Value> = mix
+        .overrides()
+        .into_iter()
+        .map(|(re, ty)| serde_json::json!([re, ty.0]))
+        .collect();
+    let theirs = work.join("llama-mix.gguf");
+    common::run_llama_oracle(
+        &python,
+        &[
+            serde_json::json!({"op": "quantize", "input": converted_path, "output": theirs,
+            "ftype": 15, "threads": 2, "tensor_types": overrides}),
+        ],
+        &work,
+    );
+    assert!(
+        ours == std::fs::read(&theirs).unwrap(),
+        "kiln's mix of the folder differs from llama.cpp's of the conversion"
+    );
+    let _ = std::fs::remove_dir_all(&work);
+}

@@ -14,6 +14,7 @@
       tokenizer, fused qkv and gate_up weights and longrope factors; "olmo3" an Olmo3ForCausalLM
       (post-norms, whole-projection q/k norms, sliding-window layer types, yarn rope scaling);
       "ministral3" a Ministral3ForCausalLM (head size 24, yarn rope_parameters with Llama 4 scaling);
+      "wide" the Llama with hidden size 256 and feed-forward size 512 (rows every k-quant fits);
       "cohere" a CohereForCausalLM (Command-R: one layer norm per layer, tied embeddings, logit scale);
       "gptoss" a GptOssForCausalLM (4 experts of which 2 are used, their weights in OpenAI's MXFP4
       form: U8 blocks and E8M0 scales, gate and up interleaved by row; attention biases and sinks,
@@ -422,7 +423,11 @@ def reference(folder, out, outtype, script):
 
 if __name__ == "__main__":
     if sys.argv[1] == "make":
-        make(sys.argv[2], sys.argv[3], sys.argv[4] if len(sys.argv) > 4 else None)
+        variant = sys.argv[4] if len(sys.argv) > 4 else None
+        if variant == "wide":
+            # The Llama with rows of 256 and 512 values, so that every k-quant fits them.
+            HIDDEN, FF, variant = 256, 512, None
+        make(sys.argv[2], sys.argv[3], variant)
     elif sys.argv[1] == "reference":
         reference(*sys.argv[2:6])
     else:

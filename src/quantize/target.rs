@@ -13,8 +13,8 @@ use kiln_gguf::{GgmlType, Gguf};
 use kiln_quant::QuantType;
 
 use super::{
-    ErrorSums, FileType, QuantizeError, QuantizeOptions, SourceModel, data_len, imatrix_for,
-    kernel_type, output_size, plan,
+    ErrorSums, FileType, QuantizeError, QuantizeOptions, SourceModel, TensorData, data_len,
+    imatrix_for, kernel_type, output_size, plan,
 };
 
 /// What the mix must fit in.
@@ -139,13 +139,13 @@ struct Choices {
 /// with none.
 fn measure(
     model: &SourceModel<'_, '_>,
+    data: &dyn TensorData,
     plans: &[super::TensorPlan],
     options: &QuantizeOptions,
     candidates_for: &dyn Fn(&super::TensorPlan) -> Vec<GgmlType>,
     sample_rows: usize,
 ) -> Result<Vec<Choices>, QuantizeError> {
     let mut out = Vec::new();
-    let mut rows_f32 = Vec::new();
     let mut back = Vec::new();
     let mut quantized = Vec::new();
     for p in plans {
@@ -176,6 +176,23 @@ fn measure(
             (0..sample_rows).map(|i| i * rows / sample_rows).collect()
         };
         let scale = rows as f64 / sample.len().max(1) as f64;
+        // The sampled rows as f32, read (or converted) once for every candidate.
+        let mut sampled = vec![0f32; sample.len() * n_per_row];
+        let mut read_buf = Vec::new();
+        for (&row, dst) in sample
+            .iter()
+            .zip(sampled.chunks_exact_mut(n_per_row.max(1)))
+        {
+            let bytes = data.read(
+                p.input_index,
+                row * in_row..(row + 1) * in_row,
+                &mut read_buf,
+            )?;
+            kiln_quant::dequantize(from, bytes, dst).map_err(|e| QuantizeError::Kernel {
+                name: p.name.clone(),
+                source: e,
+            })?;
+        }
         let mut choices = Vec::new();
         for ty in candidates {
             let to = kernel_type(&p.name, ty)?;
@@ -185,9 +202,7 @@ fn measure(
                     source: e,
                 })?;
             let mut sums = ErrorSums::default();
-            for &row in &sample {
-                let bytes = &t.data()[row * in_row..(row + 1) * in_row];
-                rows_f32.resize(n_per_row, 0.0);
+            for (&row, rows_f32) in sample.iter().zip(sampled.chunks_exact(n_per_row.max(1))) {
                 back.resize(n_per_row, 0.0);
                 quantized.resize(out_row, 0);
                 let weights = imatrix.map(|im| {
@@ -198,11 +213,10 @@ fn measure(
                     name: p.name.clone(),
                     source: e,
                 };
-                kiln_quant::dequantize(from, bytes, &mut rows_f32).map_err(kernel)?;
-                kiln_quant::quantize(to, &rows_f32, n_per_row, weights, &mut quantized)
+                kiln_quant::quantize(to, rows_f32, n_per_row, weights, &mut quantized)
                     .map_err(kernel)?;
                 kiln_quant::dequantize(to, &quantized, &mut back).map_err(kernel)?;
-                sums.add_rows(&rows_f32, &back, n_per_row, weights);
+                sums.add_rows(rows_f32, &back, n_per_row, weights);
             }
             let error = if imatrix.is_some() {
                 sums.w_sq_err
@@ -305,9 +319,39 @@ pub fn choose_mix(
     target: &TargetOptions,
 ) -> Result<Mix, QuantizeError> {
     let model = SourceModel::new(parts)?;
-    let plans = plan(&model, base, options)?;
+    let data = super::Parsed {
+        model: &model,
+        consumed: &|_| {},
+    };
+    choose_mix_in(&model, &data, base, options, target)
+}
+
+/// [`choose_mix`] for a Hugging Face folder's planned conversion: the sampled rows are converted
+/// as they are read, nothing is written. The mix applies to
+/// [`quantize_conversion`](super::quantize_conversion) of the same conversion.
+pub fn choose_mix_for_conversion(
+    conversion: &crate::convert::Conversion<'_>,
+    base: FileType,
+    options: &QuantizeOptions,
+    target: &TargetOptions,
+) -> Result<Mix, QuantizeError> {
+    let header = conversion.header()?;
+    let gguf = Gguf::parse_header(&header, &kiln_gguf::Limits::default())?;
+    let model = SourceModel::new(std::slice::from_ref(&gguf))?;
+    choose_mix_in(&model, conversion, base, options, target)
+}
+
+fn choose_mix_in(
+    model: &SourceModel<'_, '_>,
+    data: &dyn TensorData,
+    base: FileType,
+    options: &QuantizeOptions,
+    target: &TargetOptions,
+) -> Result<Mix, QuantizeError> {
+    let plans = plan(model, base, options)?;
     let choices = measure(
-        &model,
+        model,
+        data,
         &plans,
         options,
         &|_| target.candidates.clone(),
@@ -317,8 +361,8 @@ pub fn choose_mix(
     let size_with = |picked: &[usize]| -> Result<(u64, u64), QuantizeError> {
         let mix = to_mix(&choices, picked, base, 0, 0.0);
         let applied = mix.apply(options);
-        let file_len = output_size(&model, base, &applied)?;
-        let plans = plan(&model, base, &applied)?;
+        let file_len = output_size(model, base, &applied)?;
+        let plans = plan(model, base, &applied)?;
         let tensor_bytes: u64 = plans
             .iter()
             .map(|p| {
@@ -371,7 +415,7 @@ pub fn choose_mix(
             let bpw = tensor_bytes as f64 * 8.0 / n_elements.max(1) as f64;
             let mut mix = to_mix(&choices, &picked, base, file_len, bpw);
             mix.error = error;
-            mix.nearest_fixed = nearest_fixed(&model, options, file_len, target.sample_rows)?;
+            mix.nearest_fixed = nearest_fixed(model, data, options, file_len, target.sample_rows)?;
             return Ok(mix);
         }
         if let Budget::FileBytes(b) = target.budget {
@@ -405,6 +449,7 @@ fn to_mix(choices: &[Choices], picked: &[usize], base: FileType, file_len: u64, 
 /// The k-quant file type whose output is nearest `file_len` bytes, with its estimated error.
 fn nearest_fixed(
     model: &SourceModel<'_, '_>,
+    data: &dyn TensorData,
     options: &QuantizeOptions,
     file_len: u64,
     sample_rows: usize,
@@ -427,17 +472,24 @@ fn nearest_fixed(
     Ok(Some(FixedType {
         file_type,
         file_len: len,
-        error: estimate(model, file_type, options, sample_rows)?,
+        error: estimate(model, data, file_type, options, sample_rows)?,
     }))
 }
 
-/// [`choose_mix`] for a GGUF file on disk (the first part of a split model brings the others).
+/// [`choose_mix`] for a model on disk: a GGUF file (the first part of a split model brings the
+/// others) or a Hugging Face folder ([`choose_mix_for_conversion`]).
 pub fn choose_mix_for_file(
     input: &std::path::Path,
     base: FileType,
     options: &QuantizeOptions,
     target: &TargetOptions,
 ) -> Result<Mix, QuantizeError> {
+    if input.is_dir() {
+        // SAFETY: read-only maps of the user's input, as for `quantize_model`.
+        let folder = unsafe { crate::convert::ModelFolder::map_dir(input) }?;
+        let conversion = crate::convert::Conversion::plan(&folder)?;
+        return choose_mix_for_conversion(&conversion, base, options, target);
+    }
     let files = super::map_parts(input)?;
     let parts = files
         .iter()
@@ -454,17 +506,23 @@ pub fn estimate_error(
     options: &QuantizeOptions,
     sample_rows: usize,
 ) -> Result<f64, QuantizeError> {
-    estimate(&SourceModel::new(parts)?, base, options, sample_rows)
+    let model = SourceModel::new(parts)?;
+    let data = super::Parsed {
+        model: &model,
+        consumed: &|_| {},
+    };
+    estimate(&model, &data, base, options, sample_rows)
 }
 
 fn estimate(
     model: &SourceModel<'_, '_>,
+    data: &dyn TensorData,
     base: FileType,
     options: &QuantizeOptions,
     sample_rows: usize,
 ) -> Result<f64, QuantizeError> {
     let plans = plan(model, base, options)?;
-    let measured = measure(model, &plans, options, &|p| vec![p.to], sample_rows)?;
+    let measured = measure(model, data, &plans, options, &|p| vec![p.to], sample_rows)?;
     Ok(measured
         .iter()
         .filter_map(|c| c.options.first())
