@@ -102,6 +102,12 @@ pub enum ConvertError {
     /// Something Ollama converts and kiln does not yet.
     #[error("kiln cannot convert {0} yet; convert it to GGUF with llama.cpp and upload that")]
     NotYet(String),
+    /// An architecture Ollama converts and kiln does not yet (the message lists those it does).
+    #[error(
+        "kiln cannot convert {0} models yet (it converts {list}); convert it to GGUF with llama.cpp and upload that",
+        list = supported_list()
+    )]
+    ArchitectureNotYet(String),
     /// A tokenizer whose files contradict each other (Ollama's messages).
     #[error("{0}")]
     Tokenizer(String),
@@ -989,23 +995,12 @@ impl<'f> Conversion<'f> {
         let Some(architecture) = architectures.first() else {
             return Err(ConvertError::UnknownArchitecture);
         };
-        let arch: &dyn Architecture = match architecture.as_str() {
-            "BertModel" => &bert::Bert,
-            "LlamaForCausalLM" => &llama::Llama,
-            "Qwen2ForCausalLM" => &qwen2::Qwen2,
-            "GemmaForCausalLM" => &gemma::Gemma::One,
-            "Gemma2ForCausalLM" => &gemma::Gemma::Two,
-            "Gemma3ForCausalLM" => &gemma::Gemma::Three,
-            "Gemma3ForConditionalGeneration" => &gemma::Gemma::ThreeVision,
-            "Phi3ForCausalLM" => &phi3::Phi3,
-            "Olmo3ForCausalLM" => &olmo::Olmo3,
-            "Ministral3ForCausalLM" => &mistral::Ministral3,
-            "CohereForCausalLM" => &command_r::CommandR,
-            "GptOssForCausalLM" => &gpt_oss::GptOss,
-            other if OLLAMA_ARCHITECTURES.contains(&other) => {
-                return Err(ConvertError::NotYet(format!("{other} models")));
+        let arch: &dyn Architecture = match CONVERTERS.iter().find(|(n, _)| n == architecture) {
+            Some((_, arch)) => *arch,
+            None if OLLAMA_ARCHITECTURES.contains(&architecture.as_str()) => {
+                return Err(ConvertError::ArchitectureNotYet(architecture.clone()));
             }
-            other => return Err(ConvertError::UnsupportedArchitecture(other.to_owned())),
+            None => return Err(ConvertError::UnsupportedArchitecture(architecture.clone())),
         };
         let params = arch.parameters(&config, folder)?;
         let mut tokenizer = tokenizer::parse(folder, arch.special_kinds())?;
@@ -1389,9 +1384,36 @@ fn base_metadata(t: &Tokenizer) -> Metadata {
     kv
 }
 
+/// The architectures kiln converts (`config.json`'s first `architectures` entry), each with its
+/// converter.
+static CONVERTERS: [(&str, &(dyn Architecture + Sync)); 12] = [
+    ("BertModel", &bert::Bert),
+    ("LlamaForCausalLM", &llama::Llama),
+    ("Qwen2ForCausalLM", &qwen2::Qwen2),
+    ("GemmaForCausalLM", &gemma::Gemma::One),
+    ("Gemma2ForCausalLM", &gemma::Gemma::Two),
+    ("Gemma3ForCausalLM", &gemma::Gemma::Three),
+    ("Gemma3ForConditionalGeneration", &gemma::Gemma::ThreeVision),
+    ("Phi3ForCausalLM", &phi3::Phi3),
+    ("Olmo3ForCausalLM", &olmo::Olmo3),
+    ("Ministral3ForCausalLM", &mistral::Ministral3),
+    ("CohereForCausalLM", &command_r::CommandR),
+    ("GptOssForCausalLM", &gpt_oss::GptOss),
+];
+
+/// The Hugging Face architectures kiln converts, in the order its documentation lists them.
+pub fn supported_architectures() -> impl Iterator<Item = &'static str> {
+    CONVERTERS.iter().map(|(name, _)| *name)
+}
+
+fn supported_list() -> String {
+    supported_architectures().collect::<Vec<_>>().join(", ")
+}
+
 /// `config.json` architectures Ollama's converter handles (kiln refuses the ones it does not
-/// convert yet with [`ConvertError::NotYet`] rather than calling them unsupported).
-const OLLAMA_ARCHITECTURES: [&str; 36] = [
+/// convert yet with [`ConvertError::ArchitectureNotYet`] rather than calling them unsupported).
+const OLLAMA_ARCHITECTURES: [&str; 39] = [
+    "BertModel",
     "LlamaForCausalLM",
     "MllamaForConditionalGeneration",
     "Llama4ForConditionalGeneration",
@@ -1428,6 +1450,8 @@ const OLLAMA_ARCHITECTURES: [&str; 36] = [
     "Qwen3_5ForConditionalGeneration",
     "Qwen3_5MoeForConditionalGeneration",
     "NemotronHForCausalLM",
+    "NemotronH_Nano_VL_V2",
+    "NemotronH_Nano_Omni_Reasoning_V3",
 ];
 
 /// A model folder for unit tests: `config`, a four-token `tokenizer.json`, and these tensors.
@@ -1847,10 +1871,19 @@ mod tests {
             )]))
         };
         let err = |arch: &str| Conversion::plan(&folder(arch)).err().unwrap().to_string();
-        assert_eq!(
-            err("MixtralForCausalLM"),
-            "kiln cannot convert MixtralForCausalLM models yet; convert it to GGUF with llama.cpp and upload that"
+        let mixtral = err("MixtralForCausalLM");
+        assert!(
+            mixtral.starts_with("kiln cannot convert MixtralForCausalLM models yet (it converts BertModel, LlamaForCausalLM, ")
+                && mixtral.ends_with(", GptOssForCausalLM); convert it to GGUF with llama.cpp and upload that"),
+            "{mixtral}"
         );
+        // Every architecture kiln converts is one Ollama converts, and none is listed twice.
+        let supported: Vec<&str> = supported_architectures().collect();
+        for name in &supported {
+            assert!(OLLAMA_ARCHITECTURES.contains(name), "{name}");
+        }
+        let unique: std::collections::BTreeSet<&&str> = supported.iter().collect();
+        assert_eq!(unique.len(), supported.len());
         assert_eq!(
             err("Frobnicator"),
             "unsupported architecture \"Frobnicator\""
