@@ -172,7 +172,7 @@ fn gemma3_parameters(c: &Config, vision_model: bool) -> Result<Parameters, Conve
         // Which layers attend locally: from layer_types when given, else every layer but each
         // sliding_window_pattern-th.
         if c.contains("sliding_window_pattern") || !layer_types.is_empty() {
-            super::generated("sliding-window layer flags", u64::from(blocks))?;
+            c.generated("sliding-window layer flags", u64::from(blocks))?;
             let local = (0..blocks)
                 .map(|i| {
                     let is_local = match layer_types.get(i as usize) {

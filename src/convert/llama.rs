@@ -32,10 +32,8 @@ fn rope_factors(config: &Config) -> Result<Option<Vec<f32>>, ConvertError> {
         n => n,
     } as f32;
     let (lambda_low, lambda_high) = (original / low, original / high);
-    let mut factors = Vec::with_capacity(super::generated(
-        "rope frequency factors",
-        u64::from(dim.div_ceil(2)),
-    )?);
+    let mut factors =
+        Vec::with_capacity(config.generated("rope frequency factors", u64::from(dim.div_ceil(2)))?);
     for i in (0..dim).step_by(2) {
         let lambda =
             2.0 * std::f64::consts::PI * f64::from(theta).powf(f64::from(i) / f64::from(dim));

@@ -78,13 +78,15 @@ pub enum ConvertError {
         /// What was wrong.
         message: String,
     },
-    /// A JSON file over [`MAX_JSON_BYTES`].
-    #[error("{file} is {len} bytes, over the {MAX_JSON_BYTES}-byte limit for JSON files")]
+    /// A JSON file over [`ConvertLimits::max_json_bytes`].
+    #[error("{file} is {len} bytes, over the {limit}-byte limit for JSON files")]
     TooLarge {
         /// The file.
         file: String,
         /// Its size.
         len: u64,
+        /// The limit it is over.
+        limit: u64,
     },
     /// `config.json` names no architecture.
     #[error("unknown architecture")]
@@ -177,32 +179,47 @@ pub enum ConvertError {
     Cancelled,
     /// `config.json` asks kiln to generate more items than [`MAX_GENERATED_ITEMS`] (a hostile
     /// or broken count would otherwise exhaust memory).
-    #[error("config.json asks for {count} {what}, over kiln's limit of {MAX_GENERATED_ITEMS}")]
+    #[error("config.json asks for {count} {what}, over kiln's limit of {limit}")]
     TooMany {
         /// What would be generated.
         what: &'static str,
         /// How many the configuration implies.
         count: u64,
+        /// The limit it is over ([`ConvertLimits::max_generated_items`]).
+        limit: u64,
     },
 }
 
-/// The most items a count from `config.json` may make kiln generate (vocabulary padding,
-/// rope factors, per-layer flags): far above any real model (the largest vocabularies are
-/// near 2^18), far below what would exhaust memory.
-pub const MAX_GENERATED_ITEMS: u64 = 1 << 22;
-
-/// `count` as a length, or [`ConvertError::TooMany`] over [`MAX_GENERATED_ITEMS`].
-pub(crate) fn generated(what: &'static str, count: u64) -> Result<usize, ConvertError> {
-    if count > MAX_GENERATED_ITEMS {
-        return Err(ConvertError::TooMany { what, count });
-    }
-    Ok(count as usize)
+/// Bounds on what a model folder can make the converter read or generate, in the spirit of
+/// [`kiln_gguf::Limits`]: the defaults are far above any real model and far below what would
+/// exhaust memory; an embedder converting untrusted uploads can lower them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConvertLimits {
+    /// The largest JSON file (config, tokenizer, …) read, in bytes.
+    pub max_json_bytes: u64,
+    /// The most items a count from `config.json` may make kiln generate (vocabulary padding,
+    /// rope factors, per-layer flags).
+    pub max_generated_items: u64,
 }
+
+impl Default for ConvertLimits {
+    fn default() -> ConvertLimits {
+        ConvertLimits {
+            max_json_bytes: MAX_JSON_BYTES,
+            max_generated_items: MAX_GENERATED_ITEMS,
+        }
+    }
+}
+
+/// The default of [`ConvertLimits::max_generated_items`]: far above any real model (the largest
+/// vocabularies are near 2^18), far below what would exhaust memory.
+pub const MAX_GENERATED_ITEMS: u64 = 1 << 22;
 
 /// The files of a model folder, by path relative to the folder (`/`-separated), each mapped
 /// read-only.
 pub struct ModelFolder {
     files: BTreeMap<String, Source>,
+    limits: ConvertLimits,
 }
 
 enum Source {
@@ -264,7 +281,17 @@ impl ModelFolder {
             })?;
             mapped.insert(name, Source::File(bytes));
         }
-        Ok(ModelFolder { files: mapped })
+        Ok(ModelFolder {
+            files: mapped,
+            limits: ConvertLimits::default(),
+        })
+    }
+
+    /// The folder with these limits for its conversion (the default is
+    /// [`ConvertLimits::default`]).
+    pub fn with_limits(mut self, limits: ConvertLimits) -> ModelFolder {
+        self.limits = limits;
+        self
     }
 
     /// A folder whose files are already in memory, by relative path (for embedders that hold
@@ -275,6 +302,7 @@ impl ModelFolder {
                 .into_iter()
                 .map(|(k, v)| (k, Source::Bytes(v)))
                 .collect(),
+            limits: ConvertLimits::default(),
         }
     }
 
@@ -299,10 +327,12 @@ impl ModelFolder {
             return Ok(None);
         };
         let bytes = source.bytes();
-        if bytes.len() as u64 > MAX_JSON_BYTES {
+        let limit = self.limits.max_json_bytes;
+        if bytes.len() as u64 > limit {
             return Err(ConvertError::TooLarge {
                 file: name.to_owned(),
                 len: bytes.len() as u64,
+                limit,
             });
         }
         Ok(Some(bytes))
@@ -348,16 +378,34 @@ fn parse_json<'de, T: serde::Deserialize<'de>>(
 /// field must be a literal of its Go type, a missing or null field reads as zero.
 pub(crate) struct Config {
     fields: BTreeMap<String, Box<RawValue>>,
+    /// Bounds every count read from the config is checked against before it is generated.
+    max_generated: u64,
 }
 
 impl Config {
-    fn parse(bytes: &[u8]) -> Result<Config, ConvertError> {
+    fn parse(bytes: &[u8], limits: &ConvertLimits) -> Result<Config, ConvertError> {
         let bytes = replace_non_finite(bytes);
         let fields = serde_json::from_slice(&bytes).map_err(|e| ConvertError::Json {
             file: "config.json".into(),
             message: e.to_string(),
         })?;
-        Ok(Config { fields })
+        Ok(Config {
+            fields,
+            max_generated: limits.max_generated_items,
+        })
+    }
+
+    /// `count` (implied by this config) as a length, or [`ConvertError::TooMany`] over the
+    /// folder's [`ConvertLimits::max_generated_items`].
+    pub(crate) fn generated(&self, what: &'static str, count: u64) -> Result<usize, ConvertError> {
+        if count > self.max_generated {
+            return Err(ConvertError::TooMany {
+                what,
+                count,
+                limit: self.max_generated,
+            });
+        }
+        Ok(count as usize)
     }
 
     fn bad(key: &str, raw: &str, ty: &str) -> ConvertError {
@@ -501,9 +549,11 @@ impl Config {
         match self.raw(key) {
             None => Ok(Config {
                 fields: BTreeMap::new(),
+                max_generated: self.max_generated,
             }),
             Some(raw) => Ok(Config {
                 fields: serde_json::from_str(raw).map_err(|_| Self::bad(key, raw, "struct"))?,
+                max_generated: self.max_generated,
             }),
         }
     }
@@ -990,7 +1040,7 @@ impl<'f> Conversion<'f> {
     /// Reads the folder's configuration, tokenizer and safetensors headers and decides every
     /// output tensor; no tensor data is read yet.
     pub fn plan(folder: &'f ModelFolder) -> Result<Conversion<'f>, ConvertError> {
-        let config = Config::parse(folder.require("config.json")?)?;
+        let config = Config::parse(folder.require("config.json")?, &folder.limits)?;
         let architectures = config.strings("architectures")?;
         let Some(architecture) = architectures.first() else {
             return Err(ConvertError::UnknownArchitecture);
@@ -1007,7 +1057,7 @@ impl<'f> Conversion<'f> {
         let vocab_size = config.vocab_size()? as usize;
         let have = tokenizer.vocab.tokens.len();
         if vocab_size > have {
-            generated("vocabulary entries", vocab_size as u64)?;
+            config.generated("vocabulary entries", vocab_size as u64)?;
             for i in 0..vocab_size - have {
                 tokenizer.vocab.tokens.push(format!("[PAD{i}]"));
                 tokenizer.vocab.scores.push(-1.0);
@@ -1649,6 +1699,7 @@ mod tests {
         let c = Config::parse(
             br#"{"a": 384, "b": 1e-12, "c": -1, "d": 1.5, "e": null, "f": "x",
                                    "text_config": {"vocab_size": 7}}"#,
+            &ConvertLimits::default(),
         )
         .unwrap();
         assert_eq!(c.u32("a").unwrap(), 384);
@@ -1821,10 +1872,48 @@ mod tests {
     }
 
     #[test]
+    fn lowered_limits_refuse_what_the_defaults_accept() {
+        let config = r#"{"architectures": ["LlamaForCausalLM"], "vocab_size": 64}"#;
+        let folder = || test_folder(config, &[("x.weight", "F32", &[1], &[0; 4])]);
+        assert!(Conversion::plan(&folder()).is_ok());
+        let small_json = folder().with_limits(ConvertLimits {
+            max_json_bytes: 32,
+            ..ConvertLimits::default()
+        });
+        match Conversion::plan(&small_json) {
+            Err(ConvertError::TooLarge { file, limit, .. }) => {
+                assert_eq!((file.as_str(), limit), ("config.json", 32));
+            }
+            other => panic!("{:?}", other.err()),
+        }
+        // A 64-entry vocabulary (padded from the four-token tokenizer), over a limit of 63.
+        let few = folder().with_limits(ConvertLimits {
+            max_generated_items: 63,
+            ..ConvertLimits::default()
+        });
+        let err = Conversion::plan(&few).err().unwrap();
+        assert!(
+            matches!(
+                err,
+                ConvertError::TooMany {
+                    what: "vocabulary entries",
+                    count: 64,
+                    limit: 63
+                }
+            ),
+            "{err:?}"
+        );
+        assert_eq!(
+            err.to_string(),
+            "config.json asks for 64 vocabulary entries, over kiln's limit of 63"
+        );
+    }
+
+    #[test]
     fn counts_from_config_cannot_exhaust_memory() {
         let folder = |config: &str| test_folder(config, &[("x.weight", "F32", &[1], &[0; 4])]);
         let too_many = |config: &str| match Conversion::plan(&folder(config)) {
-            Err(ConvertError::TooMany { what, count }) => (what, count),
+            Err(ConvertError::TooMany { what, count, .. }) => (what, count),
             other => panic!("{:?}", other.err()),
         };
         assert_eq!(

@@ -178,6 +178,30 @@ fn fp8_conversions_default_to_q8_0() {
         let g = kiln_gguf::Gguf::parse(&stored, &Limits::default()).unwrap();
         assert_eq!(g.metadata().file_type().unwrap(), Some(file_type));
     }
+    // The engine's convert limits reach the conversion: the same upload under a 64-byte JSON
+    // limit is refused, naming the file and the limit, and no model is written.
+    let strict = Engine::new(store.clone()).with_convert_limits(crate::convert::ConvertLimits {
+        max_json_bytes: 64,
+        ..Default::default()
+    });
+    let request = CreateRequest {
+        model: "fp8-strict".into(),
+        files: Some(files.clone()),
+        ..Default::default()
+    };
+    let err = strict
+        .create(request, &mut |_| ControlFlow::Continue(()))
+        .unwrap_err();
+    let want = format!(
+        "config.json is {} bytes, over the 64-byte limit for JSON files",
+        config.len()
+    );
+    assert!(err.to_string().ends_with(&want), "{err}");
+    assert!(
+        store
+            .manifest(&kiln_store::ModelName::parse("fp8-strict").unwrap())
+            .is_err()
+    );
 }
 
 /// A LLaVA-style CLIP projector GGUF with its tensors, optionally naming its projector type.

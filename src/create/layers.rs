@@ -59,7 +59,7 @@ impl Engine {
         }
         emit(sink, ProgressResponse::status("converting model"))?;
         // SAFETY: blobs are content-addressed and written once; nothing modifies them in place.
-        let folder = unsafe { ModelFolder::map_files(paths) }?;
+        let folder = unsafe { ModelFolder::map_files(paths) }?.with_limits(self.convert_limits);
         let conversion = Conversion::plan(&folder)?;
         let header = conversion.header()?;
         let chat_template =

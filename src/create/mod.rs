@@ -111,6 +111,8 @@ pub struct Engine {
     no_prune: bool,
     /// Bounds on every GGUF the engine parses (uploads, pulled and existing models).
     limits: Limits,
+    /// Bounds on what an uploaded Hugging Face folder can make the converter read or generate.
+    convert_limits: crate::convert::ConvertLimits,
 }
 
 /// The file types Ollama names (`fs/ggml.FileType.String`) that kiln does not write, by
@@ -189,7 +191,15 @@ impl Engine {
             registry: Arc::new(OnceLock::new()),
             no_prune: false,
             limits: Limits::default(),
+            convert_limits: crate::convert::ConvertLimits::default(),
         }
+    }
+
+    /// Sets the bounds on the Hugging Face folders a create converts (JSON file sizes, counts a
+    /// `config.json` implies); a folder beyond them is refused before anything is generated.
+    pub fn with_convert_limits(mut self, limits: crate::convert::ConvertLimits) -> Engine {
+        self.convert_limits = limits;
+        self
     }
 
     /// Sets the bounds on the GGUF files a create reads (counts, string and array lengths,
