@@ -1131,39 +1131,15 @@ pub fn quantize_model(
 }
 
 /// Runs `write` into a temporary file beside `output`, then fsyncs and renames it into place; on
-/// any error the temporary file is removed and `output` is untouched.
+/// any error the temporary file is removed and `output` is untouched (kiln-store's one helper).
 fn write_atomically(
     output: &Path,
     write: impl FnOnce(&mut std::io::BufWriter<std::fs::File>) -> Result<QuantizeReport, QuantizeError>,
 ) -> Result<QuantizeReport, QuantizeError> {
-    let dir = output
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let file_name = output
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "model".into());
-    let temp = dir.join(format!(".{file_name}.kiln-partial-{}", std::process::id()));
-    let result = (|| {
-        let f = std::fs::File::create(&temp).map_err(io_err(&temp))?;
-        let mut buffered = std::io::BufWriter::with_capacity(1 << 20, f);
-        let report = write(&mut buffered)?;
-        let f = buffered.into_inner().map_err(|e| QuantizeError::Io {
-            path: temp.display().to_string(),
-            source: e.into_error(),
-        })?;
-        f.sync_all().map_err(io_err(&temp))?;
-        std::fs::rename(&temp, output).map_err(io_err(output))?;
-        if let Ok(d) = std::fs::File::open(dir) {
-            let _ = d.sync_all();
-        }
-        Ok(report)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&temp);
-    }
-    result
+    kiln_store::write_atomically(output, write, |path, source| QuantizeError::Io {
+        path: path.display().to_string(),
+        source,
+    })
 }
 
 /// Deterministic small F16 values for tests elsewhere in the crate.

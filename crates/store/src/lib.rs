@@ -15,4 +15,5 @@ pub use name::{DEFAULT_HOST, DEFAULT_NAMESPACE, DEFAULT_TAG, InvalidName, ModelN
 pub use store::{
     BlobWriter, BrokenModel, Deleted, Garbage, GarbageKind, ImportMethod, ImportMode, Imported,
     PartialDownload, Store, StoreError, StoreGuard, StoredBlob, StoredManifest, VerifyReport,
+    write_atomically,
 };

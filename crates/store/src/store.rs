@@ -127,6 +127,42 @@ fn sync_dir(dir: &Path) {
     }
 }
 
+/// Writes `path` so that it appears complete or not at all: `write` fills a temporary file
+/// beside it (buffered), which is then flushed, fsynced and renamed over `path`, and the
+/// directory fsynced. On any error the temporary file is removed and `path` is untouched. I/O
+/// failures of the steps around `write` become errors through `io_error(path of the step, error)`.
+pub fn write_atomically<T, E>(
+    path: &Path,
+    write: impl FnOnce(&mut io::BufWriter<File>) -> Result<T, E>,
+    io_error: impl Fn(&Path, io::Error) -> E,
+) -> Result<T, E> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let temp = dir.join(temp_name());
+    let result = (|| {
+        let file = File::options()
+            .write(true)
+            .create_new(true)
+            .open(&temp)
+            .map_err(|e| io_error(&temp, e))?;
+        let mut buffered = io::BufWriter::with_capacity(1 << 20, file);
+        let value = write(&mut buffered)?;
+        let file = buffered
+            .into_inner()
+            .map_err(|e| io_error(&temp, e.into_error()))?;
+        file.sync_all().map_err(|e| io_error(&temp, e))?;
+        fs::rename(&temp, path).map_err(|e| io_error(path, e))?;
+        sync_dir(dir);
+        Ok(value)
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&temp);
+    }
+    result
+}
+
 /// An Ollama models directory (`OLLAMA_MODELS`): `blobs/sha256-<hex>` and
 /// `manifests/<host>/<namespace>/<model>/<tag>`.
 #[derive(Debug, Clone)]
@@ -688,19 +724,11 @@ impl Store {
             .expect("manifest paths have four components")
             .to_owned();
         fs::create_dir_all(&dir).map_err(io_at(&dir))?;
-        let temp = dir.join(temp_name());
-        let result = (|| {
-            let mut f = File::options().write(true).create_new(true).open(&temp)?;
-            f.write_all(bytes)?;
-            f.sync_all()?;
-            fs::rename(&temp, &path)
-        })();
-        if let Err(e) = result {
-            let _ = fs::remove_file(&temp);
-            return Err(StoreError::Io { path, source: e });
-        }
-        sync_dir(&dir);
-        Ok(())
+        let io = |_: &Path, source| StoreError::Io {
+            path: path.clone(),
+            source,
+        };
+        write_atomically(&path, |f| f.write_all(bytes).map_err(|e| io(&path, e)), io)
     }
 
     /// Every model, newest first (as `/api/tags` lists them). Unreadable entries are skipped, as

@@ -1000,3 +1000,47 @@ fn cross_device_links_fail_cleanly(store_dir: &std::path::Path, other_dir: &std:
     assert_eq!(auto.method, ImportMethod::Copy);
     let _ = std::fs::remove_dir_all(other_dir);
 }
+
+/// `write_atomically`: a write that fails leaves the old file as it was and no temporary file
+/// beside it; one that succeeds replaces it whole.
+#[test]
+fn atomic_writes_replace_whole_or_not_at_all() {
+    let dir = std::env::temp_dir().join(format!("kiln-atomic-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("out.gguf");
+    std::fs::write(&path, b"old contents").unwrap();
+    let io = |p: &std::path::Path, e: std::io::Error| format!("{}: {e}", p.display());
+    let failed: Result<(), String> = kiln_store::write_atomically(
+        &path,
+        |f| {
+            f.write_all(&[7u8; 3 << 20]).map_err(|e| e.to_string())?;
+            Err("the writer gave up".to_owned())
+        },
+        io,
+    );
+    assert_eq!(failed, Err("the writer gave up".to_owned()));
+    assert_eq!(std::fs::read(&path).unwrap(), b"old contents");
+    let names = || -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(names(), ["out.gguf"]);
+    let written = kiln_store::write_atomically(
+        &path,
+        |f| f.write_all(b"new").map(|()| 3).map_err(|e| e.to_string()),
+        io,
+    );
+    assert_eq!(written, Ok(3));
+    assert_eq!(std::fs::read(&path).unwrap(), b"new");
+    assert_eq!(names(), ["out.gguf"]);
+    // A directory that does not exist: the creation step's error, through `io_error`.
+    let missing = dir.join("no/such/dir/out.gguf");
+    let err = kiln_store::write_atomically(&missing, |_| Ok::<(), String>(()), io).unwrap_err();
+    assert!(err.contains("no/such/dir"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
