@@ -269,6 +269,7 @@ pub(crate) fn quantize_q2_k(
     });
 }
 
+#[inline(always)]
 pub(crate) fn dequantize_q2_k(src: &[u8], dst: &mut [f32]) {
     for (x, y) in src.chunks_exact(84).zip(dst.chunks_exact_mut(QK_K)) {
         let (d, min) = (get_f16(x, 80), get_f16(x, 82));
@@ -475,6 +476,7 @@ fn q3_plain_blocks<const B: usize, const G: usize>(x: &[f32], y: &mut [u8]) {
     }
 }
 
+#[inline(always)]
 pub(crate) fn dequantize_q3_k(src: &[u8], dst: &mut [f32]) {
     for (x, y) in src.chunks_exact(110).zip(dst.chunks_exact_mut(QK_K)) {
         let d_all = get_f16(x, 108);
@@ -733,6 +735,7 @@ pub(crate) fn quantize_q5_k(
     quantize_k4(src, n_per_row, imatrix, dst, (31, 176), pack_q5_k);
 }
 
+#[inline(always)]
 pub(crate) fn dequantize_q4_k(src: &[u8], dst: &mut [f32]) {
     for (x, y) in src.chunks_exact(144).zip(dst.chunks_exact_mut(QK_K)) {
         let (d, min) = (get_f16(x, 0), get_f16(x, 2));
@@ -750,6 +753,7 @@ pub(crate) fn dequantize_q4_k(src: &[u8], dst: &mut [f32]) {
     }
 }
 
+#[inline(always)]
 pub(crate) fn dequantize_q5_k(src: &[u8], dst: &mut [f32]) {
     for (x, y) in src.chunks_exact(176).zip(dst.chunks_exact_mut(QK_K)) {
         let (d, min) = (get_f16(x, 0), get_f16(x, 2));
@@ -841,6 +845,7 @@ pub(crate) fn quantize_q6_k(
     });
 }
 
+#[inline(always)]
 pub(crate) fn dequantize_q6_k(src: &[u8], dst: &mut [f32]) {
     for (x, y) in src.chunks_exact(210).zip(dst.chunks_exact_mut(QK_K)) {
         let d = get_f16(x, 208);
@@ -892,6 +897,7 @@ pub(crate) fn quantize_q8_k(src: &[f32], dst: &mut [u8]) {
     }
 }
 
+#[inline(always)]
 pub(crate) fn dequantize_q8_k(src: &[u8], dst: &mut [f32]) {
     for (x, y) in src.chunks_exact(292).zip(dst.chunks_exact_mut(QK_K)) {
         let d = f32::from_le_bytes([x[0], x[1], x[2], x[3]]);

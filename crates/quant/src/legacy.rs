@@ -380,6 +380,7 @@ pub(crate) fn quantize_q8_1(src: &[f32], dst: &mut [u8]) {
     }
 }
 
+#[inline(always)]
 pub(crate) fn dequantize_q4_0(src: &[u8], dst: &mut [f32]) {
     for (x, y) in src.chunks_exact(18).zip(dst.chunks_exact_mut(QK)) {
         let d = get_f16(x, 0);
@@ -390,6 +391,7 @@ pub(crate) fn dequantize_q4_0(src: &[u8], dst: &mut [f32]) {
     }
 }
 
+#[inline(always)]
 pub(crate) fn dequantize_q4_1(src: &[u8], dst: &mut [f32]) {
     for (x, y) in src.chunks_exact(20).zip(dst.chunks_exact_mut(QK)) {
         let (d, m) = (get_f16(x, 0), get_f16(x, 2));
@@ -416,6 +418,7 @@ fn dequantize_5bit(
     }
 }
 
+#[inline(always)]
 pub(crate) fn dequantize_q5_0(src: &[u8], dst: &mut [f32]) {
     for (x, y) in src.chunks_exact(22).zip(dst.chunks_exact_mut(QK)) {
         let d = get_f16(x, 0);
@@ -423,6 +426,7 @@ pub(crate) fn dequantize_q5_0(src: &[u8], dst: &mut [f32]) {
     }
 }
 
+#[inline(always)]
 pub(crate) fn dequantize_q5_1(src: &[u8], dst: &mut [f32]) {
     for (x, y) in src.chunks_exact(24).zip(dst.chunks_exact_mut(QK)) {
         let (d, m) = (get_f16(x, 0), get_f16(x, 2));
@@ -430,6 +434,7 @@ pub(crate) fn dequantize_q5_1(src: &[u8], dst: &mut [f32]) {
     }
 }
 
+#[inline(always)]
 pub(crate) fn dequantize_q8_0(src: &[u8], dst: &mut [f32]) {
     for (x, y) in src.chunks_exact(34).zip(dst.chunks_exact_mut(QK)) {
         let d = get_f16(x, 0);
@@ -439,6 +444,7 @@ pub(crate) fn dequantize_q8_0(src: &[u8], dst: &mut [f32]) {
     }
 }
 
+#[inline(always)]
 pub(crate) fn dequantize_q8_1(src: &[u8], dst: &mut [f32]) {
     for (x, y) in src.chunks_exact(36).zip(dst.chunks_exact_mut(QK)) {
         let d = get_f16(x, 0);
