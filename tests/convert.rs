@@ -551,17 +551,19 @@ fn causal_lms_match_llama_cpps_converter() {
             "{dtype}: kiln's one-pass Q4_K_M of the folder differs from llama.cpp's of the conversion"
         );
     }
+    // kiln's quantization of a GGUF held in memory.
+    let quantized_gguf = |bytes: &[u8], ftype, options: &kiln::QuantizeOptions| {
+        let mut out = Vec::new();
+        let gguf = Gguf::parse(bytes, &Limits::default()).unwrap();
+        kiln::quantize_gguf(&gguf, &mut out, ftype, options, &mut kiln::NoProgress).unwrap();
+        out
+    };
     for (dtype, converted) in &copied {
-        let mut ours = Vec::new();
-        let gguf = Gguf::parse(converted, &Limits::default()).unwrap();
-        kiln::quantize_gguf(
-            &gguf,
-            &mut ours,
+        let ours = quantized_gguf(
+            converted,
             kiln::FileType::Copy,
             &kiln::QuantizeOptions::default(),
-            &mut kiln::NoProgress,
-        )
-        .unwrap();
+        );
         let theirs = std::fs::read(work.join(format!("llama-copy-{dtype}.gguf"))).unwrap();
         assert!(
             ours == theirs,
@@ -588,33 +590,16 @@ fn causal_lms_match_llama_cpps_converter() {
             one_pass == llama("mxfp4moe"),
             "{dtype}: MXFP4_MOE differs from llama.cpp's"
         );
-        let mut f16 = Vec::new();
         let requantize = kiln::QuantizeOptions {
             allow_requantize: true,
             ..options.clone()
         };
-        kiln::quantize_gguf(
-            &gguf,
-            &mut f16,
-            kiln::FileType::F16,
-            &requantize,
-            &mut kiln::NoProgress,
-        )
-        .unwrap();
+        let f16 = quantized_gguf(converted, kiln::FileType::F16, &requantize);
         assert!(
             f16 == llama("f16"),
             "{dtype}: F16 of the MXFP4 experts differs from llama.cpp's"
         );
-        let mut moe = Vec::new();
-        let f16_model = Gguf::parse(&f16, &Limits::default()).unwrap();
-        kiln::quantize_gguf(
-            &f16_model,
-            &mut moe,
-            kiln::FileType::MXFP4_MOE,
-            &options,
-            &mut kiln::NoProgress,
-        )
-        .unwrap();
+        let moe = quantized_gguf(&f16, kiln::FileType::MXFP4_MOE, &options);
         assert!(
             moe == llama("f16-mxfp4moe"),
             "{dtype}: MXFP4_MOE of F16 experts differs from llama.cpp's"

@@ -741,6 +741,7 @@ impl<'f> Planned<'f> {
     fn from_mxfp4(name: String, source: gpt_oss::Mxfp4Source<'f>) -> Planned<'f> {
         Planned {
             name,
+            // Not a value conversion: `spec`, `write` and `convert_range` take the MXFP4 path.
             kind: Kind::F16,
             dtype: Dtype::U8,
             shape: source.shape(),
