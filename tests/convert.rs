@@ -159,17 +159,7 @@ fn create_from_safetensors_files_converts_then_quantizes_like_ollama() {
 
     let store = kiln_store::Store::open(work.join("models")).unwrap();
     let engine = kiln::create::Engine::new(store.clone()).with_threads(2);
-    let mut files = BTreeMap::new();
-    for entry in walk(&dir) {
-        let rel = entry
-            .strip_prefix(&dir)
-            .unwrap()
-            .to_string_lossy()
-            .replace('\\', "/");
-        let bytes = std::fs::read(&entry).unwrap();
-        let digest = store.write_blob(&bytes[..], None).unwrap().digest;
-        files.insert(rel, digest.to_string());
-    }
+    let files = upload_folder(&store, &dir);
     let uploads: Vec<String> = files.values().cloned().collect();
     let blobs_dir = work.join("models/blobs");
     // Every byte under blobs/, temporary files included.
@@ -281,6 +271,23 @@ fn create_from_safetensors_files_converts_then_quantizes_like_ollama() {
     stored.sort();
     assert_eq!(stored, referenced);
     let _ = std::fs::remove_dir_all(&work);
+}
+
+/// Stores every file under `dir` as a blob, as a client uploads a folder: Ollama's `files` map
+/// (path relative to the folder, `/`-separated → digest).
+fn upload_folder(store: &kiln_store::Store, dir: &Path) -> BTreeMap<String, String> {
+    let mut files = BTreeMap::new();
+    for entry in walk(dir) {
+        let rel = entry
+            .strip_prefix(dir)
+            .unwrap()
+            .to_string_lossy()
+            .replace('\\', "/");
+        let bytes = std::fs::read(&entry).unwrap();
+        let digest = store.write_blob(&bytes[..], None).unwrap().digest;
+        files.insert(rel, digest.to_string());
+    }
+    files
 }
 
 fn walk(dir: &Path) -> Vec<PathBuf> {
@@ -638,17 +645,7 @@ fn causal_lms_match_llama_cpps_converter() {
 fn mxfp4_model_created_as_ollama_creates_it(folder: &Path, llama_copy: &[u8], work: &Path) {
     let store = kiln_store::Store::open(work.join("models-gptoss")).unwrap();
     let engine = kiln::create::Engine::new(store.clone()).with_threads(2);
-    let mut files = BTreeMap::new();
-    for entry in walk(folder) {
-        let rel = entry
-            .strip_prefix(folder)
-            .unwrap()
-            .to_string_lossy()
-            .into_owned();
-        let bytes = std::fs::read(&entry).unwrap();
-        let digest = store.write_blob(&bytes[..], None).unwrap().digest;
-        files.insert(rel, digest.to_string());
-    }
+    let files = upload_folder(&store, folder);
     let request = |quantize: &str| -> kiln_api::CreateRequest {
         serde_json::from_value(serde_json::json!({
             "model": "gpt-oss-tiny", "files": files, "quantize": quantize,
@@ -823,19 +820,7 @@ fn vision_tower_kept_as_ollama_keeps_it(python: &Path, dir: &Path, converted: &[
     let models = work.join("models");
     let store = kiln_store::Store::open(&models).unwrap();
     let engine = kiln::create::Engine::new(store.clone()).with_threads(2);
-    let mut files = BTreeMap::new();
-    for entry in walk(dir) {
-        let rel = entry
-            .strip_prefix(dir)
-            .unwrap()
-            .to_string_lossy()
-            .replace('\\', "/");
-        let digest = store
-            .write_blob(&std::fs::read(&entry).unwrap()[..], None)
-            .unwrap()
-            .digest;
-        files.insert(rel, digest.to_string());
-    }
+    let files = upload_folder(&store, dir);
     let model_layer = |tag: &str| {
         let name = kiln_store::ModelName::parse(tag).unwrap();
         let manifest = store.manifest(&name).unwrap().manifest;
