@@ -5,12 +5,15 @@
 //! - [`convert`]: Hugging Face safetensors folders to GGUF, as Ollama's converter writes them.
 //! - [`create`]: Ollama's `/api/create` flow on top of a models directory.
 //! - [`template`]: Ollama's built-in chat templates and its Go template syntax check.
+//! - [`Cancel`]: the one cancellation token a create and its quantization check.
 
+mod cancel;
 pub mod convert;
 pub mod create;
 pub mod quantize;
 pub mod template;
 
+pub use cancel::Cancel;
 pub use quantize::{
     FileType, Imatrix, ImatrixError, ModelSummary, NoProgress, QuantizeError, QuantizeEvent,
     QuantizeOptions, QuantizeReport, QuantizeSink, SourceModel, SplitError, TensorError,

@@ -888,8 +888,13 @@ fn cancellation_stops_within_a_chunk_of_rows() {
         .digest;
     let engine = Engine::new(store.clone()).with_threads(1);
     let before = tmp.blob_files();
-    let asked = std::cell::Cell::new(0);
-    let prepared = engine
+    let asked = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = asked.clone();
+    let cancel = crate::Cancel::with_probe(move || {
+        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        true
+    });
+    let job = engine
         .prepare(CreateRequest {
             model: "big".into(),
             files: Some(BTreeMap::from([("m.gguf".to_owned(), digest.to_string())])),
@@ -898,19 +903,20 @@ fn cancellation_stops_within_a_chunk_of_rows() {
         })
         .unwrap();
     let mut lines = Vec::new();
-    let result = engine.run_cancellable(
-        prepared,
-        &mut |p| {
-            lines.push(p.status);
+    let result = engine.run(
+        job,
+        &mut |e: &Event| {
+            lines.push(ProgressResponse::from(e).status);
             ControlFlow::Continue(())
         },
-        &|| {
-            asked.set(asked.get() + 1);
-            true
-        },
+        &cancel,
     );
     assert!(matches!(result, Err(CreateError::Cancelled)), "{result:?}");
-    assert_eq!(asked.get(), 1, "stopped at the first chunk boundary");
+    assert_eq!(
+        asked.load(std::sync::atomic::Ordering::Relaxed),
+        1,
+        "stopped at the first chunk boundary"
+    );
     assert_eq!(
         lines.last().map(String::as_str),
         Some("quantizing F16 model to Q8_0")
@@ -1316,4 +1322,133 @@ fn capabilities_and_templates_follow_ollamas_selection() {
         assert_eq!(m.capabilities, expected, "{}", m.name);
     }
     assert_eq!(list.models.len(), 3);
+}
+
+/// The typed boundary: a job built with the builder (a `FileType`, a `Digest`) makes the same
+/// model, through the same events, as Ollama's request for it; the events are the lines.
+#[test]
+fn a_built_job_makes_the_same_model_as_the_request() {
+    let tmp = test_support::TempStore::new("engine-typed-job");
+    let store = tmp.store.clone();
+    let engine = Engine::new(store.clone()).with_threads(1);
+    let digest = store.write_blob(&tiny_model()[..], None).unwrap().digest;
+
+    let (result, wire_lines) = collect(
+        &engine,
+        CreateRequest {
+            model: "wire".into(),
+            files: Some(BTreeMap::from([("m.gguf".to_owned(), digest.to_string())])),
+            quantize: "q8_0".into(),
+            system: "be brief".into(),
+            ..Default::default()
+        },
+    );
+    result.unwrap();
+
+    let job = CreateJob::builder(ModelName::parse("typed").unwrap())
+        .file("m.gguf", digest)
+        .quantize(FileType::Q8_0)
+        .system("be brief")
+        .build()
+        .unwrap();
+    let mut events = Vec::new();
+    engine
+        .run(
+            job,
+            &mut |e: &Event| {
+                events.push(e.clone());
+                ControlFlow::Continue(())
+            },
+            &Cancel::new(),
+        )
+        .unwrap();
+    let manifest = |name: &str| {
+        store
+            .manifest_bytes(&ModelName::parse(name).unwrap())
+            .unwrap()
+    };
+    assert_eq!(manifest("typed"), manifest("wire"));
+    assert!(events.contains(&Event::ParsingGguf));
+    assert!(events.iter().any(|e| matches!(
+        e,
+        Event::Quantizing { from, to: FileType::Q8_0, .. } if from == "F16"
+    )));
+    assert_eq!(events.last(), Some(&Event::Success));
+    // The second create reuses every blob the first wrote: only the reuse lines differ.
+    let typed_lines: Vec<String> = events
+        .iter()
+        .map(|e| ProgressResponse::from(e).status)
+        .collect();
+    let wire: Vec<String> = wire_lines
+        .into_iter()
+        .map(|l| {
+            l.status
+                .replace("creating new layer", "using existing layer")
+        })
+        .collect();
+    assert_eq!(typed_lines, wire);
+}
+
+/// A cancellation token fired while a Hugging Face folder is converted (to its own type, so the
+/// conversion is written as it is) stops it at the next chunk and leaves no blob behind.
+#[test]
+fn cancel_stops_a_conversion_being_written() {
+    let tmp = test_support::TempStore::new("engine-cancel-convert");
+    let store = tmp.store.clone();
+    let engine = Engine::new(store.clone()).with_threads(1);
+    let weight: Vec<u8> = (0..64 * 64)
+        .flat_map(|i| (i as f32).to_le_bytes())
+        .collect();
+    let norm = vec![0u8; 64 * 4];
+    let tensors: [(&str, &str, &[u64], &[u8]); 2] = [
+        (
+            "model.layers.0.mlp.down_proj.weight",
+            "F32",
+            &[64, 64],
+            &weight,
+        ),
+        ("model.norm.weight", "F32", &[64], &norm),
+    ];
+    let config = br#"{"architectures": ["Ministral3ForCausalLM"], "hidden_size": 64,
+        "num_attention_heads": 2, "block_count": 1}"#;
+    let mut builder = CreateJob::builder(ModelName::parse("conv").unwrap());
+    for (name, bytes) in [
+        ("config.json", config.to_vec()),
+        (
+            "tokenizer.json",
+            br#"{"model": {"vocab": {"a": 0, "b": 1}}}"#.to_vec(),
+        ),
+        (
+            "model.safetensors",
+            crate::convert::safetensors_for_tests(&tensors),
+        ),
+    ] {
+        let digest = store.write_blob(&bytes[..], None).unwrap().digest;
+        builder = builder.file(name, digest);
+    }
+    // F16 is the conversion's own type: the conversion is written as it is.
+    let job = builder.quantize(FileType::F16).build().unwrap();
+    let before = tmp.blob_files();
+    let cancel = Cancel::new();
+    let mut converting = 0;
+    let result = engine.run(
+        job,
+        &mut |e: &Event| {
+            if let Event::Converting { written, .. } = e
+                && *written > 0
+            {
+                converting += 1;
+                cancel.cancel();
+            }
+            ControlFlow::Continue(())
+        },
+        &cancel,
+    );
+    assert!(matches!(result, Err(CreateError::Cancelled)), "{result:?}");
+    assert_eq!(
+        converting, 1,
+        "stopped at the next chunk after the token fired"
+    );
+    assert_eq!(tmp.blob_files(), before);
+    assert!(store.names().unwrap().is_empty());
 }

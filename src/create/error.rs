@@ -103,28 +103,3 @@ pub enum CreateError {
     #[error("create cancelled")]
     Cancelled,
 }
-
-impl CreateError {
-    /// The HTTP status Ollama answers with.
-    pub fn status(&self) -> u16 {
-        match self {
-            CreateError::FilePath
-            | CreateError::InvalidDigest
-            | CreateError::DraftQuantizeWithoutDraft
-            | CreateError::InvalidModelName
-            | CreateError::NeitherFromNorFiles
-            | CreateError::UnknownType
-            | CreateError::NotGguf
-            | CreateError::OnlyOneAdapter
-            | CreateError::Draft(_)
-            | CreateError::Info(_)
-            | CreateError::BadRemote
-            | CreateError::RemoteDraft
-            | CreateError::BadTemplate(_)
-            | CreateError::Unsupported(_) => 400,
-            CreateError::Pull(e) => e.status(),
-            CreateError::Cancelled => 499,
-            _ => 500,
-        }
-    }
-}

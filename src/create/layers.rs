@@ -4,13 +4,13 @@
 use std::collections::BTreeMap;
 use std::ops::ControlFlow;
 
-use kiln_api::ProgressResponse;
 use kiln_store::{
     Digest, Layer, MEDIA_TYPE_ADAPTER, MEDIA_TYPE_MODEL, MEDIA_TYPE_PARAMS, MEDIA_TYPE_PROJECTOR,
     MEDIA_TYPE_TEMPLATE,
 };
 
-use super::{CreateError, Engine, Pending, check_space, emit};
+use super::{CreateError, CreateSink, Engine, Event, JobFiles, Pending, check_space, emit};
+use crate::Cancel;
 use crate::convert::{Conversion, ConvertError, ModelFolder};
 use crate::quantize::{QuantizeError, parse_split_file_name};
 use crate::template;
@@ -44,20 +44,26 @@ impl Engine {
     /// quantization, so the converted GGUF is never stored; the layer gets its blob then.
     pub(super) fn converted_layers(
         &self,
-        files: &BTreeMap<String, String>,
-        sink: &mut dyn FnMut(ProgressResponse) -> ControlFlow<()>,
+        files: &JobFiles,
+        sink: &mut dyn CreateSink,
         created: &mut Vec<Digest>,
     ) -> Result<Vec<Staged>, CreateError> {
         let mut paths = BTreeMap::new();
-        for (path, digest) in files {
-            let d = Digest::parse(digest).map_err(|_| CreateError::InvalidDigest)?;
+        for (path, blob) in files {
+            let d = blob.digest()?;
             let blob = self.store.blob_path(&d);
             if !blob.is_file() {
                 return Err(CreateError::MissingBlob(blob.display().to_string()));
             }
             paths.insert(path.clone(), blob);
         }
-        emit(sink, ProgressResponse::status("converting model"))?;
+        emit(
+            sink,
+            Event::Converting {
+                written: 0,
+                total: 0,
+            },
+        )?;
         // SAFETY: blobs are content-addressed and written once; nothing modifies them in place.
         let folder = unsafe { ModelFolder::map_files(paths) }?.with_limits(self.convert_limits);
         let conversion = Conversion::plan(&folder)?;
@@ -71,10 +77,8 @@ impl Engine {
         };
         drop(conversion);
         let mut out = vec![Staged {
-            pending: Pending {
-                layer,
-                status: String::new(),
-            },
+            // Replaced once the conversion is written or quantized.
+            pending: Pending::existing(layer),
             parts: Vec::new(),
             folder: Some(folder),
         }];
@@ -91,7 +95,7 @@ impl Engine {
     pub(super) fn add_default_projector_type(
         &self,
         pending: &mut Pending,
-        sink: &mut dyn FnMut(ProgressResponse) -> ControlFlow<()>,
+        sink: &mut dyn CreateSink,
         created: &mut Vec<Digest>,
     ) -> Result<(), CreateError> {
         let digest = pending
@@ -108,10 +112,7 @@ impl Engine {
         if !needs_type {
             return Ok(());
         }
-        emit(
-            sink,
-            ProgressResponse::status("updating GGUF projector metadata"),
-        )?;
+        emit(sink, Event::UpdatingProjector)?;
         let mut metadata = md.to_vec();
         metadata.push(("clip.projector_type", kiln_gguf::Value::string("mlp")));
         metadata.sort_by(|a, b| a.0.cmp(b.0));
@@ -135,24 +136,17 @@ impl Engine {
             created.push(stored.digest);
         }
         let layer = Layer::new(MEDIA_TYPE_PROJECTOR, stored.digest, stored.size);
-        let verb = if stored.created {
-            "creating new layer"
-        } else {
-            "using existing layer"
-        };
-        *pending = Pending {
-            layer,
-            status: format!("{verb} {}", stored.digest),
-        };
+        *pending = Pending::stored(layer, stored.created);
         Ok(())
     }
 
     /// Writes a conversion as it is (a folder whose quantize type is the converted one) to a
-    /// blob, with `converting model` byte progress.
+    /// blob, with `converting model` byte progress, stopping within a chunk when `cancel` fires.
     pub(super) fn write_conversion(
         &self,
         conversion: &Conversion<'_>,
-        sink: &mut dyn FnMut(ProgressResponse) -> ControlFlow<()>,
+        sink: &mut dyn CreateSink,
+        cancel: &Cancel,
     ) -> Result<kiln_store::StoredBlob, CreateError> {
         check_space(
             conversion.output_len()?,
@@ -160,13 +154,11 @@ impl Engine {
             &self.store,
         )?;
         let mut writer = self.store.blob_writer()?;
-        let mut progress = |done: u64, total: u64| {
-            sink(ProgressResponse {
-                status: "converting model".into(),
-                digest: String::new(),
-                total: total as i64,
-                completed: done as i64,
-            })
+        let mut progress = |written: u64, total: u64| {
+            if cancel.is_cancelled() {
+                return ControlFlow::Break(());
+            }
+            sink.event(&Event::Converting { written, total })
         };
         match conversion.write_with_progress(&mut writer, &mut progress) {
             Err(ConvertError::Cancelled) => return Err(CreateError::Cancelled),
@@ -182,13 +174,13 @@ impl Engine {
     /// with its split parts' blobs in part order (empty when not split).
     pub(super) fn gguf_layers(
         &self,
-        files: &BTreeMap<String, String>,
+        files: &JobFiles,
         media_type: Option<&'static str>,
-        sink: &mut dyn FnMut(ProgressResponse) -> ControlFlow<()>,
+        sink: &mut dyn CreateSink,
         created: &mut Vec<Digest>,
     ) -> Result<Vec<Staged>, CreateError> {
         let mut is_gguf = false;
-        for (path, digest) in files {
+        for (path, blob) in files {
             if path.ends_with(".safetensors") {
                 if media_type.is_some() {
                     // Ollama converts only Qwen 3.5 multi-token-prediction drafts.
@@ -200,10 +192,10 @@ impl Engine {
                 is_gguf = true;
                 break;
             }
-            let Ok(d) = Digest::parse(digest) else {
+            let Some(d) = blob.as_digest() else {
                 break;
             };
-            if has_gguf_magic(&self.store.blob_path(&d)) {
+            if has_gguf_magic(&self.store.blob_path(d)) {
                 is_gguf = true;
                 break;
             }
@@ -214,9 +206,9 @@ impl Engine {
         let mut single = Vec::new();
         let mut groups: Vec<ShardGroup> = Vec::new();
         let mut chat_templates: Vec<(Digest, Option<String>)> = Vec::new();
-        for (path, digest) in files {
-            emit(sink, ProgressResponse::status("parsing GGUF"))?;
-            let d = Digest::parse(digest).map_err(|_| CreateError::InvalidDigest)?;
+        for (path, blob) in files {
+            emit(sink, Event::ParsingGguf)?;
+            let d = blob.digest()?;
             let blob = self.store.blob_path(&d);
             if !blob.is_file() {
                 return Err(CreateError::MissingBlob(blob.display().to_string()));
@@ -235,10 +227,7 @@ impl Engine {
             };
             let mut layer = Layer::new(media, d, self.store.blob_size(&d)?);
             layer.from = path.clone();
-            let pending = Pending {
-                layer,
-                status: format!("using existing layer {d}"),
-            };
+            let pending = Pending::existing(layer);
             match split_shard(&gguf, path)? {
                 None => single.push(pending),
                 Some((prefix, no, count)) => {
@@ -324,7 +313,7 @@ impl Engine {
             return Ok(Vec::new());
         };
         let mut layer = self.new_layer(named.template.as_bytes(), MEDIA_TYPE_TEMPLATE, created)?;
-        layer.status = format!("using autodetected template {}", named.name);
+        layer.detected_template = Some(named.name.to_string());
         let mut layers = vec![layer];
         if let Some(params) = &named.params {
             layers.push(self.new_layer(params, MEDIA_TYPE_PARAMS, created)?);

@@ -5,6 +5,42 @@
 //!
 //! The store only changes by complete blobs first and the manifest last; a failed or cancelled
 //! create removes the blobs it added that nothing references, leaving the store as it was.
+//!
+//! The boundary is typed: a [`CreateJob`] (from [`CreateJob::builder`], or from Ollama's request
+//! by [`Engine::prepare`]) runs with [`Engine::run`], which reports [`Event`]s to a
+//! [`CreateSink`] and stops at the next chunk of rows once its [`Cancel`] token fires. Ollama's
+//! status lines are `ProgressResponse::from(&event)`, made in one place; every error's HTTP status
+//! is [`HttpStatus::status`], one table.
+//!
+//! ```no_run
+//! use std::ops::ControlFlow;
+//! use kiln::create::{CreateJob, Engine, Event};
+//! use kiln::{Cancel, FileType};
+//! use kiln_store::{ModelName, Store};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let store = Store::open("/home/me/.ollama/models")?;
+//! let gguf = std::fs::read("model-f16.gguf")?;
+//! let digest = store.write_blob(&gguf[..], None)?.digest;
+//! let job = CreateJob::builder(ModelName::parse("my-model:q4")?)
+//!     .file("model-f16.gguf", digest)
+//!     .quantize(FileType::Q4_K_M)
+//!     .system("You are concise.")
+//!     .build()?;
+//! let cancel = Cancel::new(); // clone it into a Ctrl-C handler to stop the job
+//! Engine::new(store).run(
+//!     job,
+//!     &mut |event: &Event| {
+//!         if let Event::Quantizing { completed, total, .. } = event {
+//!             eprintln!("{completed}/{total}");
+//!         }
+//!         ControlFlow::Continue(())
+//!     },
+//!     &cancel,
+//! )?;
+//! # Ok(())
+//! # }
+//! ```
 
 mod capabilities;
 mod models;
@@ -17,13 +53,19 @@ mod ollama_fixtures;
 mod test_support;
 
 mod error;
+mod event;
+mod job;
 mod layers;
+mod status;
 
 pub use error::CreateError;
+pub use event::{CreateSink, Event};
+pub use job::{BlobRef, CreateJob, CreateJobBuilder, JobFiles, ModelSource, Quantize};
 use layers::{chat_template_of, has_gguf_magic};
 pub use models::{ManageError, copy, delete, list, show};
 pub(crate) use remote::clean_path as go_clean_path;
 pub use remote::{CLOUD_HOST, Source, parse_model_ref, remote_url};
+pub use status::HttpStatus;
 pub use transfer::{Repair, Transfer, TransferError};
 
 use std::collections::BTreeMap;
@@ -31,6 +73,8 @@ use std::ops::ControlFlow;
 use std::sync::{Arc, OnceLock};
 
 use kiln_api::{AnyMap, CreateRequest, ProgressResponse};
+
+use crate::Cancel;
 use kiln_gguf::{GgufFile, Limits};
 use kiln_registry::{Client, ClientOptions, PullOptions, RegistryError};
 use kiln_store::{
@@ -83,19 +127,6 @@ impl Loaded<'_> {
 /// Go's `fs.ValidPath`: relative, no empty, `.` or `..` elements.
 fn valid_path(p: &str) -> bool {
     p == "." || (!p.is_empty() && p.split('/').all(|e| !e.is_empty() && e != "." && e != ".."))
-}
-
-/// A checked request, ready to run: the part of a create that answers before streaming starts.
-pub struct Prepared {
-    request: CreateRequest,
-    name: ModelName,
-}
-
-impl Prepared {
-    /// The resolved model name.
-    pub fn name(&self) -> &ModelName {
-        &self.name
-    }
 }
 
 /// Runs creates, pulls and pushes against one store.
@@ -178,7 +209,41 @@ fn human_number(n: u64) -> String {
 /// A layer on its way into the manifest, with the status line Ollama streams for it.
 struct Pending {
     layer: Layer,
-    status: String,
+    /// Whether its line says `creating new layer` (else `using existing layer`).
+    new: bool,
+    /// The built-in template Ollama detected in the GGUF, which this layer holds (its line
+    /// names it instead).
+    detected_template: Option<String>,
+}
+
+impl Pending {
+    /// A layer already in the store, reported as `using existing layer`.
+    fn existing(layer: Layer) -> Pending {
+        Pending::stored(layer, false)
+    }
+
+    /// A layer this create stored (`new` when its blob was written now).
+    fn stored(layer: Layer, new: bool) -> Pending {
+        Pending {
+            layer,
+            new,
+            detected_template: None,
+        }
+    }
+
+    /// Its line in the stream.
+    fn event(&self) -> Result<Event, CreateError> {
+        if let Some(name) = &self.detected_template {
+            return Ok(Event::DetectedTemplate { name: name.clone() });
+        }
+        Ok(Event::Layer {
+            digest: self
+                .layer
+                .digest()
+                .map_err(|_| CreateError::InvalidDigest)?,
+            created: self.new,
+        })
+    }
 }
 
 impl Engine {
@@ -244,51 +309,31 @@ impl Engine {
         &self.store
     }
 
-    /// The checks Ollama makes before it starts streaming (their errors are plain JSON responses).
-    pub fn prepare(&self, request: CreateRequest) -> Result<Prepared, CreateError> {
-        for (path, digest) in request.files.iter().chain(&request.draft_files).flatten() {
-            if !valid_path(path) {
-                return Err(CreateError::FilePath);
-            }
-            if digest.is_empty() {
-                return Err(CreateError::InvalidDigest);
-            }
-        }
-        if !request.draft_quantize.is_empty()
-            && request.draft_files.as_ref().is_none_or(|f| f.is_empty())
-        {
-            return Err(CreateError::DraftQuantizeWithoutDraft);
-        }
-        if request.adapters.iter().flatten().any(|(_, d)| d.is_empty()) {
-            return Err(CreateError::InvalidDigest);
-        }
-        let name =
-            ModelName::parse(request.model_name()).map_err(|_| CreateError::InvalidModelName)?;
-        let name = self.store.existing_name(&name)?;
-        Ok(Prepared { request, name })
+    /// Ollama's request as a job, with the checks Ollama makes before it starts streaming (their
+    /// errors are plain JSON responses) and the name resolved to an existing model's spelling.
+    pub fn prepare(&self, request: CreateRequest) -> Result<CreateJob, CreateError> {
+        let mut job = CreateJob::from_request(request)?;
+        job.name = self.store.existing_name(&job.name)?;
+        Ok(job)
     }
 
-    /// Runs a prepared create, reporting progress to `sink`; `ControlFlow::Break` cancels it.
+    /// Runs a job, reporting to `sink` (whose `ControlFlow::Break` cancels it) and checking
+    /// `cancel` between chunks of rows while it converts and quantizes, so a client that goes
+    /// away (or a shutdown) stops a long tensor within one chunk rather than at the next
+    /// progress line, which Ollama's per-tensor figures make seconds apart.
+    ///
+    /// The store changes by complete blobs and then the manifest; a failed or cancelled job
+    /// removes the blobs it added that nothing references.
     pub fn run(
         &self,
-        prepared: Prepared,
-        sink: &mut dyn FnMut(ProgressResponse) -> ControlFlow<()>,
+        job: CreateJob,
+        sink: &mut dyn CreateSink,
+        cancel: &Cancel,
     ) -> Result<(), CreateError> {
-        self.run_cancellable(prepared, sink, &|| false)
-    }
-
-    /// [`run`](Self::run), also asking `cancelled` between chunks of rows while it quantizes, so
-    /// a client that goes away (or a shutdown) stops a long tensor within one chunk rather than
-    /// at the next progress line, which Ollama's per-tensor figures make seconds apart.
-    pub fn run_cancellable(
-        &self,
-        prepared: Prepared,
-        sink: &mut dyn FnMut(ProgressResponse) -> ControlFlow<()>,
-        cancelled: &dyn Fn() -> bool,
-    ) -> Result<(), CreateError> {
+        let name = self.store.existing_name(&job.name)?;
         let mut created: Vec<Digest> = Vec::new();
-        let old = self.store.manifest(&prepared.name).ok();
-        let result = self.build(&prepared, sink, cancelled, &mut created);
+        let old = self.store.manifest(&name).ok();
+        let result = self.build(&job, &name, sink, cancel, &mut created);
         match result {
             Ok(()) => {
                 if let Some(old) = old {
@@ -298,7 +343,7 @@ impl Engine {
                 }
                 // The model is written: a client gone at this last line does not undo that, so
                 // the outcome is success, not a cancellation.
-                let _ = sink(ProgressResponse::status("success"));
+                let _ = sink.event(&Event::Success);
                 Ok(())
             }
             Err(e) => {
@@ -308,14 +353,15 @@ impl Engine {
         }
     }
 
-    /// Convenience: [`prepare`](Self::prepare) then [`run`](Self::run).
+    /// Ollama's request in, its status lines out: [`prepare`](Self::prepare) then
+    /// [`run`](Self::run), each event given to `sink` as the line the server would stream.
     pub fn create(
         &self,
         request: CreateRequest,
         sink: &mut dyn FnMut(ProgressResponse) -> ControlFlow<()>,
     ) -> Result<(), CreateError> {
-        let prepared = self.prepare(request)?;
-        self.run(prepared, sink)
+        let job = self.prepare(request)?;
+        self.run(job, &mut |e: &Event| sink(e.into()), &Cancel::new())
     }
 
     /// Removes the given blobs unless a manifest still references them (best effort: a failure
@@ -334,44 +380,36 @@ impl Engine {
         if stored.created {
             created.push(stored.digest);
         }
-        Ok(Pending {
-            layer: Layer::new(media_type, stored.digest, stored.size),
-            status: format!(
-                "{} {}",
-                if stored.created {
-                    "creating new layer"
-                } else {
-                    "using existing layer"
-                },
-                stored.digest
-            ),
-        })
+        Ok(Pending::stored(
+            Layer::new(media_type, stored.digest, stored.size),
+            stored.created,
+        ))
     }
 
     /// Builds and stores the model.
     fn build(
         &self,
-        prepared: &Prepared,
-        sink: &mut dyn FnMut(ProgressResponse) -> ControlFlow<()>,
-        cancelled: &dyn Fn() -> bool,
+        job: &CreateJob,
+        name: &ModelName,
+        sink: &mut dyn CreateSink,
+        cancel: &Cancel,
         created: &mut Vec<Digest>,
     ) -> Result<(), CreateError> {
-        let req = &prepared.request;
         let _guard = self.store.create_guard()?;
         let mut config = ModelConfig::new();
-        config.renderer = req.renderer.clone();
-        config.parser = req.parser.clone();
-        config.requires = req.requires.clone();
+        config.renderer = job.renderer.clone();
+        config.parser = job.parser.clone();
+        config.requires = job.requires.clone();
         let mut layers: Vec<Pending> = Vec::new();
         let mut models: Vec<ModelSlot> = Vec::new();
         // Projector GGUFs uploaded in `files` (Ollama may rewrite their metadata).
         let mut uploaded_projectors: Vec<usize> = Vec::new();
 
         let mut remote = false;
-        if !req.from.is_empty() {
-            let (base, source) = parse_model_ref(&req.from).ok_or(CreateError::InvalidModelName)?;
+        if let ModelSource::From { model, remote_host } = &job.source {
+            let (base, source) = parse_model_ref(model).ok_or(CreateError::InvalidModelName)?;
             ModelName::parse(&base).map_err(|_| CreateError::InvalidModelName)?;
-            let remote_host = match (req.remote_host.as_str(), source) {
+            let remote_host = match (remote_host.as_str(), source) {
                 ("", Source::Cloud) => CLOUD_HOST,
                 (host, _) => host,
             };
@@ -383,8 +421,8 @@ impl Engine {
         }
         if remote {
             // A remote model is its config (and any text layers); nothing is read locally.
-        } else if !req.from.is_empty() {
-            let (base, _) = parse_model_ref(&req.from).ok_or(CreateError::InvalidModelName)?;
+        } else if let ModelSource::From { model, .. } = &job.source {
+            let (base, _) = parse_model_ref(model).ok_or(CreateError::InvalidModelName)?;
             let from = ModelName::parse(&base).map_err(|_| CreateError::InvalidModelName)?;
             let source = match self.store.manifest(&from) {
                 // Ollama pulls a `from` that is not local, then reads it again.
@@ -394,7 +432,9 @@ impl Engine {
                         insecure: false,
                         no_prune: self.no_prune,
                     };
-                    kiln_registry::pull(client, &self.store, &from, &options, sink)?;
+                    kiln_registry::pull(client, &self.store, &from, &options, &mut |line| {
+                        sink.event(&Event::Pulling(line))
+                    })?;
                     self.store.manifest(&from)?
                 }
                 other => other?,
@@ -423,12 +463,9 @@ impl Engine {
                         folder: None,
                     });
                 }
-                layers.push(Pending {
-                    layer,
-                    status: format!("using existing layer {digest}"),
-                });
+                layers.push(Pending::existing(layer));
             }
-        } else if let Some(files) = &req.files {
+        } else if let ModelSource::Files(files) = &job.source {
             for staged in self.gguf_layers(files, None, sink, created)? {
                 if staged.pending.layer.media_type == MEDIA_TYPE_PROJECTOR {
                     uploaded_projectors.push(layers.len());
@@ -456,18 +493,18 @@ impl Engine {
             return Err(CreateError::NeitherFromNorFiles);
         }
 
-        if remote && req.draft_files.as_ref().is_some_and(|f| !f.is_empty()) {
+        if remote && job.draft_files.as_ref().is_some_and(|f| !f.is_empty()) {
             return Err(CreateError::RemoteDraft);
         }
-        if let Some(adapters) = req.adapters.as_ref().filter(|_| !remote) {
+        if let Some(adapters) = job.adapters.as_ref().filter(|_| !remote) {
             if adapters.len() > 1 {
                 return Err(CreateError::OnlyOneAdapter);
             }
-            for (path, digest) in adapters {
+            for (path, blob) in adapters {
                 if !valid_path(path) {
                     return Err(CreateError::FilePath);
                 }
-                let d = Digest::parse(digest).map_err(|_| CreateError::InvalidDigest)?;
+                let d = blob.digest()?;
                 let blob = self.store.blob_path(&d);
                 if !blob.is_file() {
                     return Err(CreateError::MissingBlob(blob.display().to_string()));
@@ -479,21 +516,18 @@ impl Engine {
                         CreateError::NotGguf
                     });
                 }
-                emit(sink, ProgressResponse::status("parsing GGUF"))?;
+                emit(sink, Event::ParsingGguf)?;
                 let file = self.map_blob(&d)?;
                 let chat_template = chat_template_of(&file.parse(&self.limits)?);
                 let mut layer = Layer::new(MEDIA_TYPE_ADAPTER, d, self.store.blob_size(&d)?);
                 layer.from = path.clone();
-                layers.push(Pending {
-                    layer,
-                    status: format!("using existing layer {d}"),
-                });
+                layers.push(Pending::existing(layer));
                 let detected = self.detected_template_layers(chat_template.as_deref(), created)?;
                 layers.extend(detected);
             }
         }
 
-        if let Some(draft_files) = req.draft_files.as_ref().filter(|_| !remote) {
+        if let Some(draft_files) = job.draft_files.as_ref().filter(|_| !remote) {
             let drafts = self
                 .gguf_layers(draft_files, Some(MEDIA_TYPE_DRAFT), sink, created)
                 .map_err(|e| match e {
@@ -515,51 +549,48 @@ impl Engine {
                 layers.push(staged.pending);
             }
         }
-        if let Some(info) = &req.info {
+        if let Some(info) = &job.info {
             apply_info(&mut config, info)?;
         }
 
         // The request's parameters, which a model's architecture may add stop words to.
-        let mut parameters = req.parameters.clone().unwrap_or_default();
-        let quantize = req.quantize_type().to_ascii_uppercase();
-        let draft_quantize = req.draft_quantize.to_ascii_uppercase();
+        let mut parameters = job.parameters.clone().unwrap_or_default();
         // Ollama refuses a bad quantize request, then a bad template, each only once it gets
         // there (after minutes of quantizing, for the template); both are checked here, in that
         // order, before any work starts.
         let mut planned = Vec::with_capacity(models.len());
         for slot in models {
             let wanted = if slot.draft {
-                &draft_quantize
+                job.draft_quantize.as_ref()
             } else {
-                &quantize
+                job.quantize.as_ref()
             };
             let loaded = self.load(&slot, &layers)?;
             let parts = loaded.parts(&self.limits)?;
             let model = SourceModel::new(&parts).map_err(QuantizeError::from)?;
-            let job = plan_job(&slot, &model, wanted)?;
-            planned.push((slot, job));
+            let step = plan_job(&slot, &model, wanted)?;
+            planned.push((slot, step));
         }
-        if !req.template.is_empty() {
-            template::check(&req.template)?;
+        if !job.template.is_empty() {
+            template::check(&job.template)?;
         }
-        for (slot, job) in planned {
+        for (slot, step) in planned {
             let index = slot.index;
             let loaded = self.load(&slot, &layers)?;
             let parts = loaded.parts(&self.limits)?;
             let model = SourceModel::new(&parts).map_err(QuantizeError::from)?;
-            if let (None, Loaded::Converted(conversion, _)) = (&job, &loaded) {
+            if let (None, Loaded::Converted(conversion, _)) = (&step, &loaded) {
                 // Kept as converted (the quantize type is the conversion's own): written now.
-                let stored = self.write_conversion(conversion, sink)?;
+                let stored = self.write_conversion(conversion, sink, cancel)?;
                 if stored.created {
                     created.push(stored.digest);
                 }
+                // Ollama writes the converted blob before it makes the layer: never "new".
                 let layer = Layer::new(MEDIA_TYPE_MODEL, stored.digest, stored.size);
-                layers[index] = Pending {
-                    layer,
-                    status: format!("using existing layer {}", stored.digest),
-                };
+                layers[index] = Pending::existing(layer);
             }
-            if let Some((ftype, status)) = job {
+            if let Some(step) = step {
+                let ftype = step.file_type();
                 // Ollama's figures: llama-quantize's "[i/n]" tensor counter scaled to the first
                 // file's tensor bytes, then to the layer size over its size past the header.
                 let size = layers[index].layer.size;
@@ -580,15 +611,10 @@ impl Engine {
                         }
                         reported = done;
                         let fraction = done as f32 / past_header as f32;
-                        sink(ProgressResponse {
-                            status: status.clone(),
-                            digest: "0000000000000000000".into(),
-                            total: size,
-                            completed: (fraction * size as f32) as i64,
-                        })
+                        sink.event(&step.event((fraction * size as f32) as i64, size))
                     }
                     QuantizeEvent::Bytes { .. } | QuantizeEvent::TensorDone { .. }
-                        if cancelled() =>
+                        if cancel.is_cancelled() =>
                     {
                         ControlFlow::Break(())
                     }
@@ -625,7 +651,7 @@ impl Engine {
                     Err(e) => return Err(e.into()),
                     Ok(_) => {}
                 }
-                emit(sink, ProgressResponse::status("verifying conversion"))?;
+                emit(sink, Event::VerifyingConversion)?;
                 let stored = writer.commit()?;
                 if stored.created {
                     created.push(stored.digest);
@@ -634,15 +660,7 @@ impl Engine {
                 // `from`.
                 let media_type = layers[index].layer.media_type.clone();
                 let layer = Layer::new(media_type, stored.digest, stored.size);
-                let verb = if stored.created {
-                    "creating new layer"
-                } else {
-                    "using existing layer"
-                };
-                layers[index] = Pending {
-                    layer,
-                    status: format!("{verb} {}", stored.digest),
-                };
+                layers[index] = Pending::stored(layer, stored.created);
             }
             if slot.draft {
                 config.draft = Some(serde_json::json!({
@@ -658,24 +676,21 @@ impl Engine {
             self.add_default_projector_type(&mut layers[index], sink, created)?;
         }
 
-        if !req.template.is_empty() {
+        if !job.template.is_empty() {
             layers.retain(|p| p.layer.media_type != MEDIA_TYPE_TEMPLATE);
-            layers.push(self.new_layer(req.template.as_bytes(), MEDIA_TYPE_TEMPLATE, created)?);
+            layers.push(self.new_layer(job.template.as_bytes(), MEDIA_TYPE_TEMPLATE, created)?);
         }
-        if !req.system.is_empty() {
+        if !job.system.is_empty() {
             layers.retain(|p| p.layer.media_type != MEDIA_TYPE_SYSTEM);
-            layers.push(self.new_layer(req.system.as_bytes(), MEDIA_TYPE_SYSTEM, created)?);
+            layers.push(self.new_layer(job.system.as_bytes(), MEDIA_TYPE_SYSTEM, created)?);
         }
-        for license in req
-            .licenses()
-            .map_err(|e| CreateError::License(e.to_string()))?
-        {
+        for license in job.licenses.clone().map_err(CreateError::License)? {
             layers.push(self.new_layer(license.as_bytes(), MEDIA_TYPE_LICENSE, created)?);
         }
         self.set_parameters(&mut layers, parameters, created)?;
-        if !req.messages.is_empty() {
+        if !job.messages.is_empty() {
             layers.retain(|p| p.layer.media_type != MEDIA_TYPE_MESSAGES);
-            let bytes = kiln_api::try_to_go_json_line(&req.messages)
+            let bytes = kiln_api::try_to_go_json_line(&job.messages)
                 .map_err(|e| CreateError::License(e.to_string()))?;
             layers.push(self.new_layer(&bytes, MEDIA_TYPE_MESSAGES, created)?);
         }
@@ -685,14 +700,14 @@ impl Engine {
             created.push(config_blob.digest);
         }
         for p in &layers {
-            emit(sink, ProgressResponse::status(p.status.clone()))?;
+            emit(sink, p.event()?)?;
         }
-        emit(sink, ProgressResponse::status("writing manifest"))?;
+        emit(sink, Event::WritingManifest)?;
         let manifest = Manifest::new(
             Layer::new(CONFIG_MEDIA_TYPE, config_blob.digest, config_blob.size),
             layers.into_iter().map(|p| p.layer).collect(),
         );
-        self.store.write_manifest(&prepared.name, &manifest)?;
+        self.store.write_manifest(name, &manifest)?;
         Ok(())
     }
 
@@ -838,37 +853,72 @@ fn parse_all<'f>(
         .collect::<Result<Vec<_>, _>>()?)
 }
 
-/// What a model slot needs: a file type to write and its status line, or nothing (kept as
-/// uploaded). Errors are Ollama's refusals of the `quantize` / `draft_quantize` value.
+/// What a model slot's quantization writes: the file type, and how its progress reads.
+struct Step {
+    /// The type to write.
+    to: FileType,
+    /// The source's file type name, for the `quantizing … model to …` line.
+    from: String,
+    /// The type as the request spelled it, `None` for llama.cpp's COPY (`validating GGUF model`).
+    spelled: Option<String>,
+}
+
+impl Step {
+    fn file_type(&self) -> FileType {
+        self.to
+    }
+
+    /// The progress event at `completed` of `total`.
+    fn event(&self, completed: i64, total: i64) -> Event {
+        match &self.spelled {
+            None => Event::Validating { completed, total },
+            Some(spelled) => Event::Quantizing {
+                from: self.from.clone(),
+                to: self.to,
+                spelled: spelled.clone(),
+                completed,
+                total,
+            },
+        }
+    }
+}
+
+/// What a model slot needs: a file type to write, or nothing (kept as uploaded). Errors are
+/// Ollama's refusals of the `quantize` / `draft_quantize` value.
 fn plan_job(
     slot: &ModelSlot,
     model: &SourceModel<'_, '_>,
-    wanted: &str,
-) -> Result<Option<(FileType, String)>, CreateError> {
+    wanted: Option<&Quantize>,
+) -> Result<Option<Step>, CreateError> {
     let source_ft = model.metadata().file_type().ok().flatten();
     let source_name = file_type_name(source_ft);
     // Ollama makes a model converted from FP8 weights Q8_0 when no type is asked for, rather
     // than keep the BF16 they were decoded to.
-    let wanted = if wanted.is_empty()
+    let fp8_default;
+    let wanted = if wanted.is_none()
         && !slot.draft
         && from_fp8(model.metadata())
         && matches!(source_name.as_str(), "F16" | "BF16" | "F32")
     {
-        "Q8_0"
+        fp8_default = Quantize::from(FileType::Q8_0);
+        Some(&fp8_default)
     } else {
         wanted
     };
-    if wanted.is_empty() {
+    let Some(wanted) = wanted else {
         // Ollama validates through llama-quantize's COPY only what llama.cpp's text loader
         // can read: a model with embedded (vision, audio, …) tensors is kept as it is.
         let embedded = model
             .tensors()
             .iter()
             .any(|t| crate::quantize::is_embedded_tensor(t.name()));
-        return Ok((slot.rewrite && !embedded)
-            .then(|| (FileType::Copy, "validating GGUF model".to_owned())));
-    }
-    let want: FileType = wanted.parse()?;
+        return Ok((slot.rewrite && !embedded).then_some(Step {
+            to: FileType::Copy,
+            from: source_name,
+            spelled: None,
+        }));
+    };
+    let want = wanted.file_type()?;
     let source_quantized = source_ft
         .and_then(FileType::from_llama_ftype)
         .and_then(|f| f.default_tensor_type())
@@ -879,8 +929,11 @@ fn plan_job(
     if !matches!(source_name.as_str(), "F16" | "BF16" | "F32") {
         return Err(CreateError::AlreadyQuantized);
     }
-    Ok((want.llama_ftype() != source_ft)
-        .then(|| (want, format!("quantizing {source_name} model to {wanted}"))))
+    Ok((want.llama_ftype() != source_ft).then(|| Step {
+        to: want,
+        from: source_name,
+        spelled: Some(wanted.spelled().to_owned()),
+    }))
 }
 
 /// Ollama's `hasSourceFP8Tensors`: the model says it was converted from FP8 weights.
@@ -973,11 +1026,8 @@ fn or(a: &str, b: &str) -> String {
     }
 }
 
-fn emit(
-    sink: &mut dyn FnMut(ProgressResponse) -> ControlFlow<()>,
-    p: ProgressResponse,
-) -> Result<(), CreateError> {
-    match sink(p) {
+fn emit(sink: &mut dyn CreateSink, event: Event) -> Result<(), CreateError> {
+    match sink.event(&event) {
         ControlFlow::Continue(()) => Ok(()),
         ControlFlow::Break(()) => Err(CreateError::Cancelled),
     }

@@ -70,19 +70,6 @@ pub enum ManageError {
     Store(#[from] StoreError),
 }
 
-impl ManageError {
-    /// The HTTP status Ollama answers with.
-    pub fn status(&self) -> u16 {
-        match self {
-            ManageError::NotFound(_)
-            | ManageError::SourceNotFound(_)
-            | ManageError::MissingBlob { .. } => 404,
-            ManageError::Store(_) | ManageError::CorruptBlob { .. } => 500,
-            _ => 400,
-        }
-    }
-}
-
 fn details(config: &ModelConfig) -> ModelDetails {
     ModelDetails {
         parent_model: String::new(),

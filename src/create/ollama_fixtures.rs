@@ -9,7 +9,7 @@ use kiln_store::{ModelName, Store};
 use serde_json::json;
 
 use super::test_support::TempStore;
-use super::{CreateError, Engine};
+use super::{CreateError, Engine, HttpStatus};
 
 /// The blob Ollama's `createBinFile` writes: a tensor-less GGUF v3 whose string metadata is
 /// `general.architecture = "test"` plus `extra`, keys sorted, and no padding after the header

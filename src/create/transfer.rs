@@ -25,16 +25,6 @@ pub enum TransferError {
     Registry(#[from] RegistryError),
 }
 
-impl TransferError {
-    /// The HTTP status Ollama answers with when this error comes before any progress line.
-    pub fn status(&self) -> u16 {
-        match self {
-            TransferError::InvalidModelName | TransferError::ModelRequired => 400,
-            TransferError::Registry(e) => e.status(),
-        }
-    }
-}
-
 /// A checked pull or push, ready to run.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Transfer {

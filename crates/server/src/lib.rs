@@ -13,7 +13,8 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
-use kiln::create::{self, Engine, Transfer, TransferError};
+use kiln::Cancel;
+use kiln::create::{self, Engine, HttpStatus, Transfer, TransferError};
 use kiln_api::{
     CopyRequest, CreateRequest, DeleteRequest, ErrorResponse, ProcessResponse, ProgressResponse,
     PullRequest, PushRequest, ShowRequest, VersionResponse, Wire, content_type, decode_request,
@@ -195,6 +196,10 @@ fn error(status: u16, message: impl Into<String>) -> Response {
     )
 }
 
+fn store_error(e: StoreError) -> Response {
+    error(e.status(), e.to_string())
+}
+
 fn empty(status: StatusCode) -> Response {
     status.into_response()
 }
@@ -238,7 +243,7 @@ async fn tags(State(app): State<Shared>) -> Response {
 async fn show(State(app): State<Shared>, body: Bytes) -> Response {
     let req: ShowRequest = match decode_request(&body) {
         Ok(r) => r,
-        Err(e) => return error(400, e.to_string()),
+        Err(e) => return error(e.status(), e.to_string()),
     };
     let store = app.engine.store().clone();
     match tokio::task::spawn_blocking(move || create::show(&store, &req)).await {
@@ -308,7 +313,7 @@ async fn openai_model(State(app): State<Shared>, Path(model): Path<String>) -> R
 async fn copy(State(app): State<Shared>, body: Bytes) -> Response {
     let req: CopyRequest = match decode_request(&body) {
         Ok(r) => r,
-        Err(e) => return error(400, e.to_string()),
+        Err(e) => return error(e.status(), e.to_string()),
     };
     let store = app.engine.store().clone();
     match tokio::task::spawn_blocking(move || create::copy(&store, &req)).await {
@@ -321,7 +326,7 @@ async fn copy(State(app): State<Shared>, body: Bytes) -> Response {
 async fn delete(State(app): State<Shared>, body: Bytes) -> Response {
     let req: DeleteRequest = match decode_request(&body) {
         Ok(r) => r,
-        Err(e) => return error(400, e.to_string()),
+        Err(e) => return error(e.status(), e.to_string()),
     };
     let store = app.engine.store().clone();
     match tokio::task::spawn_blocking(move || create::delete(&store, &req)).await {
@@ -332,8 +337,9 @@ async fn delete(State(app): State<Shared>, body: Bytes) -> Response {
 }
 
 async fn head_blob(State(app): State<Shared>, Path(digest): Path<String>) -> Response {
-    let Ok(d) = Digest::parse(&digest) else {
-        return error(400, "invalid digest format");
+    let d = match Digest::parse(&digest) {
+        Ok(d) => d,
+        Err(e) => return store_error(e.into()),
     };
     if app.engine.store().has_blob(&d) {
         empty(StatusCode::OK)
@@ -343,8 +349,9 @@ async fn head_blob(State(app): State<Shared>, Path(digest): Path<String>) -> Res
 }
 
 async fn post_blob(State(app): State<Shared>, Path(digest): Path<String>, body: Body) -> Response {
-    let Ok(expected) = Digest::parse(&digest) else {
-        return error(400, "invalid digest format");
+    let expected = match Digest::parse(&digest) {
+        Ok(d) => d,
+        Err(e) => return store_error(e.into()),
     };
     let store = app.engine.store();
     if store.has_blob(&expected) {
@@ -352,7 +359,7 @@ async fn post_blob(State(app): State<Shared>, Path(digest): Path<String>, body: 
     }
     let mut writer = match store.blob_writer() {
         Ok(w) => w,
-        Err(e) => return error(500, e.to_string()),
+        Err(e) => return error(e.status(), e.to_string()),
     };
     let mut stream = body.into_data_stream();
     while let Some(chunk) = stream.next().await {
@@ -368,23 +375,23 @@ async fn post_blob(State(app): State<Shared>, Path(digest): Path<String>, body: 
     }
     match tokio::task::block_in_place(|| writer.commit_expecting(Some(&expected))) {
         Ok(_) => empty(StatusCode::CREATED),
-        Err(e @ StoreError::DigestMismatch { .. }) => error(400, e.to_string()),
-        Err(e) => error(500, e.to_string()),
+        Err(e) => error(e.status(), e.to_string()),
     }
 }
 
 /// One message from a worker: a progress line or the error that ended it (status, message).
-enum Event {
+enum Line {
     Progress(ProgressResponse),
     Failed(u16, String),
 }
 
-/// A job that streams progress into a sink (which cancels by returning `Break`), may ask between
-/// lines whether it is cancelled, and ends with an error's HTTP status and message, or nothing.
+/// A job that streams progress into a sink (which cancels by returning `Break`), may check a
+/// cancellation token between chunks, and ends with an error's HTTP status and message, or
+/// nothing.
 type Job = Box<
     dyn FnOnce(
             &mut dyn FnMut(ProgressResponse) -> ControlFlow<()>,
-            &dyn Fn() -> bool,
+            &Cancel,
         ) -> Result<(), (u16, String)>
         + Send,
 >;
@@ -394,31 +401,33 @@ type Job = Box<
 /// line or the error (`waitForStream`). A client that goes away, or Ctrl-C, cancels the job at
 /// its next line.
 async fn respond(app: &Shared, streaming: bool, job: Job) -> Response {
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Event>(64);
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Line>(64);
     let app = app.clone();
     tokio::task::spawn_blocking(move || {
         let probe = tx.clone();
-        let shutting_down = || app.shutting_down.load(Ordering::Relaxed);
-        let cancelled = || shutting_down() || probe.is_closed();
+        let server = app.clone();
+        let cancel = Cancel::with_probe(move || {
+            server.shutting_down.load(Ordering::Relaxed) || probe.is_closed()
+        });
         let mut sink = |p: ProgressResponse| {
-            if shutting_down() {
+            if app.shutting_down.load(Ordering::Relaxed) {
                 return ControlFlow::Break(());
             }
-            match tx.blocking_send(Event::Progress(p)) {
+            match tx.blocking_send(Line::Progress(p)) {
                 Ok(()) => ControlFlow::Continue(()),
                 Err(_) => ControlFlow::Break(()),
             }
         };
-        if let Err((status, message)) = job(&mut sink, &cancelled) {
-            let _ = tx.blocking_send(Event::Failed(status, message));
+        if let Err((status, message)) = job(&mut sink, &cancel) {
+            let _ = tx.blocking_send(Line::Failed(status, message));
         }
     });
     if !streaming {
         let mut last = None;
         while let Some(event) = rx.recv().await {
             match event {
-                Event::Progress(p) => last = Some(p),
-                Event::Failed(status, message) => return error(status, message),
+                Line::Progress(p) => last = Some(p),
+                Line::Failed(status, message) => return error(status, message),
             }
         }
         return match last {
@@ -427,7 +436,7 @@ async fn respond(app: &Shared, streaming: bool, job: Job) -> Response {
         };
     }
     let first = match rx.recv().await {
-        Some(Event::Failed(status, message)) => {
+        Some(Line::Failed(status, message)) => {
             let mut r = error(status, message);
             r.headers_mut().insert(
                 header::CONTENT_TYPE,
@@ -435,12 +444,12 @@ async fn respond(app: &Shared, streaming: bool, job: Job) -> Response {
             );
             return r;
         }
-        Some(Event::Progress(p)) => p,
+        Some(Line::Progress(p)) => p,
         None => return error(500, "the request ended without a result"),
     };
     let rest = tokio_stream::wrappers::ReceiverStream::new(rx).map(|event| match event {
-        Event::Progress(p) => to_ndjson_line(&p),
-        Event::Failed(_, message) => to_ndjson_line(&ErrorResponse::new(message)),
+        Line::Progress(p) => to_ndjson_line(&p),
+        Line::Failed(_, message) => to_ndjson_line(&ErrorResponse::new(message)),
     });
     let lines = tokio_stream::once(to_ndjson_line(&first))
         .chain(rest)
@@ -456,12 +465,12 @@ async fn respond(app: &Shared, streaming: bool, job: Job) -> Response {
 async fn create(State(app): State<Shared>, body: Bytes) -> Response {
     let req: CreateRequest = match decode_request(&body) {
         Ok(r) => r,
-        Err(e) => return error(400, e.to_string()),
+        Err(e) => return error(e.status(), e.to_string()),
     };
     let streaming = req.is_streaming();
     let engine = app.engine.clone();
-    let prepared = match tokio::task::spawn_blocking(move || engine.prepare(req)).await {
-        Ok(Ok(p)) => p,
+    let job = match tokio::task::spawn_blocking(move || engine.prepare(req)).await {
+        Ok(Ok(job)) => job,
         Ok(Err(e)) => return error(e.status(), e.to_string()),
         Err(e) => return error(500, e.to_string()),
     };
@@ -469,9 +478,9 @@ async fn create(State(app): State<Shared>, body: Bytes) -> Response {
     respond(
         &app,
         streaming,
-        Box::new(move |sink, cancelled| {
+        Box::new(move |sink, cancel| {
             engine
-                .run_cancellable(prepared, sink, cancelled)
+                .run(job, &mut |e: &create::Event| sink(e.into()), cancel)
                 .map_err(|e| (e.status(), e.to_string()))
         }),
     )
@@ -495,7 +504,7 @@ async fn transfer<R: kiln_api::Request + Send + 'static>(
 ) -> Response {
     let req: R = match decode_request(&body) {
         Ok(r) => r,
-        Err(e) => return error(400, e.to_string()),
+        Err(e) => return error(e.status(), e.to_string()),
     };
     let stream = streaming(&req);
     let engine = app.engine.clone();
