@@ -1,7 +1,8 @@
 //! AVX-512 forms of the searches that stay latency-bound in AVX2: sixteen groups per register.
 //!
-//! The same rules as `avx2.rs`: every lane runs the scalar operations in the scalar order (no
-//! fused multiply-add; `avx512f` brings none unless asked for), so the bytes do not change.
+//! The same rules as the AVX2 kernels (`avx2/`): every lane runs the scalar operations in the
+//! scalar order (no fused multiply-add; `avx512f` brings none unless asked for), so the bytes do
+//! not change.
 
 use std::arch::x86_64::*;
 

@@ -436,11 +436,7 @@ pub(crate) fn quantize_q3_k(
     // interleaving independent groups keeps the core busy. Measured best: four super-blocks with
     // AVX-512 (four registers of sixteen groups), two with AVX2 (four registers of eight; eight
     // were slower).
-    #[cfg(target_arch = "x86_64")]
-    let wide = std::arch::is_x86_feature_detected!("avx512f");
-    #[cfg(not(target_arch = "x86_64"))]
-    let wide = false;
-    if wide {
+    if wide() {
         q3_plain_batches::<4, 8>(src, dst);
     } else {
         q3_plain_batches::<2, 4>(src, dst);

@@ -3,9 +3,8 @@
 
 use kiln_gguf::Value;
 
-use super::{
-    Architecture, Config, ConvertError, ModelFolder, Parameters, Planned, shared_parameters,
-};
+use super::{Architecture, Parameters, shared_parameters};
+use crate::convert::{Config, ConvertError, ModelFolder, Planned};
 
 pub(crate) struct Llama;
 

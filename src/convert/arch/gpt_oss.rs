@@ -8,11 +8,9 @@
 
 use kiln_gguf::{Array, Value, ValueType};
 
-use super::tokenizer::Tokenizer;
-use super::{
-    Architecture, Config, ConvertError, Dtype, Metadata, ModelFolder, Parameters, Planned,
-    TensorView,
-};
+use super::{Architecture, Metadata, Parameters};
+use crate::convert::tokenizer::Tokenizer;
+use crate::convert::{Config, ConvertError, Dtype, ModelFolder, Planned, TensorView};
 
 pub(crate) struct GptOss;
 
@@ -383,7 +381,7 @@ impl<'f> Mxfp4Source<'f> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{Conversion, ConvertError, test_folder};
+    use crate::convert::{Conversion, ConvertError, test_folder};
     use kiln_gguf::{Gguf, Limits, Value};
 
     const CONFIG: &str = r#"{"architectures": ["GptOssForCausalLM"], "num_hidden_layers": 1,

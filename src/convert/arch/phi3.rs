@@ -4,7 +4,8 @@
 
 use kiln_gguf::Value;
 
-use super::{Architecture, Config, ConvertError, ModelFolder, Parameters, Planned};
+use super::{Architecture, Parameters};
+use crate::convert::{Config, ConvertError, ModelFolder, Planned};
 
 pub(crate) struct Phi3;
 
@@ -127,7 +128,7 @@ impl Architecture for Phi3 {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{Conversion, ConvertError, ModelFolder, test_folder};
+    use crate::convert::{Conversion, ConvertError, ModelFolder, test_folder};
     use kiln_gguf::{Gguf, Limits, Value};
 
     fn folder(config: &str) -> ModelFolder {

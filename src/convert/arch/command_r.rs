@@ -3,8 +3,9 @@
 
 use kiln_gguf::Value;
 
-use super::tokenizer::Tokenizer;
-use super::{Architecture, Config, ConvertError, Metadata, ModelFolder, Parameters};
+use super::{Architecture, Metadata, Parameters};
+use crate::convert::tokenizer::Tokenizer;
+use crate::convert::{Config, ConvertError, ModelFolder};
 
 pub(crate) struct CommandR;
 

@@ -2,7 +2,8 @@
 
 use kiln_gguf::{Array, Value, ValueType};
 
-use super::{Architecture, Config, ConvertError, ModelFolder, Parameters};
+use super::{Architecture, Parameters};
+use crate::convert::{Config, ConvertError, ModelFolder};
 
 pub(crate) struct Qwen2;
 

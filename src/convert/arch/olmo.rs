@@ -4,7 +4,8 @@
 
 use kiln_gguf::{Array, Value, ValueType};
 
-use super::{Architecture, Config, ConvertError, ModelFolder, Parameters};
+use super::{Architecture, Parameters};
+use crate::convert::{Config, ConvertError, ModelFolder};
 
 pub(crate) struct Olmo3;
 
@@ -92,7 +93,7 @@ impl Architecture for Olmo3 {
 mod tests {
     use std::collections::BTreeMap;
 
-    use super::super::{Conversion, test_folder};
+    use crate::convert::{Conversion, test_folder};
     use kiln_gguf::{Gguf, Limits, Value};
 
     fn keys(config: &str) -> BTreeMap<String, String> {

@@ -7,8 +7,9 @@
 
 use kiln_gguf::{Array, Value, ValueType};
 
-use super::tokenizer::Tokenizer;
-use super::{Architecture, Config, ConvertError, Metadata, ModelFolder, Parameters, Planned};
+use super::{Architecture, Metadata, Parameters};
+use crate::convert::tokenizer::Tokenizer;
+use crate::convert::{Config, ConvertError, ModelFolder, Planned};
 
 /// Which Gemma generation: they differ in keys, tensor names and (for 3) the embedding rows.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -355,7 +356,7 @@ impl Architecture for Gemma {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{Conversion, ModelFolder, test_folder};
+    use crate::convert::{Conversion, ModelFolder, test_folder};
     use kiln_gguf::{Gguf, Limits, Value};
 
     /// A folder with `config` and these tensors (F32 or BF16 values), and a 4-token vocabulary.

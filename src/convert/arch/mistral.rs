@@ -4,7 +4,8 @@
 
 use kiln_gguf::Value;
 
-use super::{Architecture, Config, ConvertError, ModelFolder, Parameters, Planned};
+use super::{Architecture, Parameters};
+use crate::convert::{Config, ConvertError, ModelFolder, Planned};
 
 pub(crate) struct Ministral3;
 
@@ -140,7 +141,7 @@ impl Architecture for Ministral3 {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{Conversion, ConvertError, test_folder};
+    use crate::convert::{Conversion, ConvertError, test_folder};
     use kiln_gguf::{Gguf, Limits, Value};
 
     fn plan(config: &str) -> Result<Vec<u8>, ConvertError> {

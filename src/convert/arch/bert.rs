@@ -3,11 +3,9 @@
 use kiln_gguf::{Array, Value, ValueType};
 use serde::Deserialize;
 
-use super::tokenizer::Tokenizer;
-use super::{
-    Architecture, Config, ConvertError, Metadata, ModelFolder, Parameters, parse_json as json,
-    shared_parameters,
-};
+use super::{Architecture, Metadata, Parameters, shared_parameters};
+use crate::convert::tokenizer::Tokenizer;
+use crate::convert::{Config, ConvertError, ModelFolder, parse_json as json};
 
 pub(crate) struct Bert;
 
