@@ -607,29 +607,6 @@ fn replace_non_finite(input: &[u8]) -> Vec<u8> {
     out
 }
 
-/// Go's `strings.NewReplacer(pairs...).Replace(s)`: left to right, at each position the earliest
-/// listed old string that matches there is replaced, and scanning resumes after it.
-pub(crate) fn go_replace(pairs: &[(&str, &str)], s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut rest = s;
-    while let Some(c) = rest.chars().next() {
-        match pairs
-            .iter()
-            .find(|(old, _)| !old.is_empty() && rest.starts_with(old))
-        {
-            Some((old, new)) => {
-                out.push_str(new);
-                rest = &rest[old.len()..];
-            }
-            None => {
-                out.push(c);
-                rest = &rest[c.len_utf8()..];
-            }
-        }
-    }
-    out
-}
-
 /// GGUF storage Ollama picks for a converted tensor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
@@ -1081,7 +1058,7 @@ impl<'f> Conversion<'f> {
                 if consumed.contains(&i) {
                     continue;
                 }
-                let name = go_replace(names, &tensor.name);
+                let name = kiln_go::strings::Replacer::new(names).replace(&tensor.name);
                 if !seen.insert(name.clone()) {
                     return Err(ConvertError::DuplicateTensor(name));
                 }
@@ -1553,27 +1530,6 @@ impl crate::quantize::TensorData for Conversion<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn go_replacer_semantics() {
-        let pairs = [
-            ("encoder.layer", "blk"),
-            ("encoder.layers", "blk"),
-            ("attention.output.dense", "attn_output"),
-            ("output.dense", "ffn_down"),
-        ];
-        assert_eq!(
-            go_replace(&pairs, "encoder.layer.3.attention.output.dense.weight"),
-            "blk.3.attn_output.weight"
-        );
-        assert_eq!(
-            go_replace(&pairs, "encoder.layer.3.output.dense.bias"),
-            "blk.3.ffn_down.bias"
-        );
-        // The earlier pair wins at a position even when a later one is longer (Go's priority).
-        assert_eq!(go_replace(&pairs, "encoder.layers.0"), "blks.0");
-        assert_eq!(go_replace(&pairs, "héllo"), "héllo");
-    }
 
     #[test]
     fn block_numbers_as_gos_sscanf_reads_them() {

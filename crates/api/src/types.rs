@@ -161,8 +161,9 @@ impl CreateRequest {
     }
 }
 
+/// Go's `cmp.Or` of two strings.
 fn or<'a>(a: &'a str, b: &'a str) -> &'a str {
-    if a.is_empty() { b } else { a }
+    kiln_go::cmp::or(&[a, b])
 }
 
 /// The `license` field: Go's `any`, used as a string or a list of strings.

@@ -1,4 +1,4 @@
-//! Go's `path` package (slash-separated paths, as in URLs and upload names).
+//! Go's `path` package (slash-separated paths, as in URLs and upload names), and `io/fs.ValidPath`.
 
 /// Go's `path.Clean` for slash-separated paths: repeated slashes and `.` elements dropped, `..`
 /// removing the element before it (never above the root of a rooted path), `.` for an empty result.
@@ -23,5 +23,27 @@ pub fn clean(p: &str) -> String {
         (true, _) => format!("/{joined}"),
         (false, true) => ".".into(),
         (false, false) => joined,
+    }
+}
+
+/// Go's `io/fs.ValidPath`: relative, no empty, `.` or `..` elements (`.` alone is valid).
+pub fn valid_path(p: &str) -> bool {
+    p == "." || (!p.is_empty() && p.split('/').all(|e| !e.is_empty() && e != "." && e != ".."))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn valid_paths() {
+        assert!(valid_path("a.gguf") && valid_path("dir/a.gguf") && valid_path("."));
+        assert!(
+            !valid_path("/a")
+                && !valid_path("a/")
+                && !valid_path("../a")
+                && !valid_path("a//b")
+                && !valid_path("")
+        );
     }
 }

@@ -15,6 +15,51 @@ pub fn to_lower(s: &str) -> String {
     lower
 }
 
+/// Go's `strings.NewReplacer(pairs...)`: old/new string pairs, applied by [`Replacer::replace`].
+#[derive(Clone, Copy, Debug)]
+pub struct Replacer<'p, 's> {
+    pairs: &'p [(&'s str, &'s str)],
+}
+
+impl<'p, 's> Replacer<'p, 's> {
+    /// The replacer for these `(old, new)` pairs, in priority order.
+    pub fn new(pairs: &'p [(&'s str, &'s str)]) -> Self {
+        Replacer { pairs }
+    }
+
+    /// Go's `Replacer.Replace`: left to right, at each position the earliest listed old string that
+    /// matches there is replaced, and scanning resumes after it. Empty old strings are ignored (Go
+    /// would insert their replacement at every position).
+    pub fn replace(&self, s: &str) -> String {
+        let mut out = String::with_capacity(s.len());
+        let mut rest = s;
+        while let Some(c) = rest.chars().next() {
+            match self
+                .pairs
+                .iter()
+                .find(|(old, _)| !old.is_empty() && rest.starts_with(old))
+            {
+                Some((old, new)) => {
+                    out.push_str(new);
+                    rest = &rest[old.len()..];
+                }
+                None => {
+                    out.push(c);
+                    rest = &rest[c.len_utf8()..];
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Go's `strings.EqualFold` for ASCII text: equal up to ASCII case. Go also folds non-ASCII runes
+/// (U+212A KELVIN SIGN equals `k`, U+017F `ſ` equals `s`); this does not (see [`crate::json::match_field`] for
+/// that folding against ASCII names).
+pub fn equal_fold_ascii(a: &str, b: &str) -> bool {
+    a.eq_ignore_ascii_case(b)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -23,5 +68,26 @@ mod tests {
     fn go_lower() {
         assert_eq!(to_lower("USER"), "user");
         assert_eq!(to_lower("ΟΔΟΣ"), "οδοσ");
+    }
+
+    #[test]
+    fn go_replacer_semantics() {
+        let pairs = [
+            ("encoder.layer", "blk"),
+            ("encoder.layers", "blk"),
+            ("attention.output.dense", "attn_output"),
+            ("output.dense", "ffn_down"),
+        ];
+        assert_eq!(
+            Replacer::new(&pairs).replace("encoder.layer.3.attention.output.dense.weight"),
+            "blk.3.attn_output.weight"
+        );
+        assert_eq!(
+            Replacer::new(&pairs).replace("encoder.layer.3.output.dense.bias"),
+            "blk.3.ffn_down.bias"
+        );
+        // The earlier pair wins at a position even when a later one is longer (Go's priority).
+        assert_eq!(Replacer::new(&pairs).replace("encoder.layers.0"), "blks.0");
+        assert_eq!(Replacer::new(&pairs).replace("héllo"), "héllo");
     }
 }
