@@ -14,3 +14,4 @@ pub mod strconv;
 pub mod strings;
 pub mod time;
 pub mod unicode;
+pub mod url;
