@@ -1,6 +1,6 @@
 //! `golang.org/x/mod/semver`, which Ollama uses to check a Modelfile's `REQUIRES` version.
 
-/// `semver.IsValid`: `v` then MAJOR[.MINOR[.PATCH[-PRE][+BUILD]]], numbers without leading zeros
+/// `semver.IsValid`: `v` then `MAJOR[.MINOR[.PATCH[-PRE][+BUILD]]]`, numbers without leading zeros
 /// (the `v1` and `v1.2` shorthands are valid).
 pub fn is_valid(v: &str) -> bool {
     fn number(s: &str) -> Option<(&str, &str)> {
