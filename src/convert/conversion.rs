@@ -9,7 +9,7 @@ use kiln_gguf::{TensorSpec, Value, Writer};
 use super::arch::{Architecture, CONVERTERS, Metadata, OLLAMA_ARCHITECTURES};
 use super::tokenizer::{self, Tokenizer};
 use super::{
-    Config, ConvertError, Dtype, ModelFolder, Planned, Safetensors, fp8, go_replace,
+    Config, ConvertError, Dtype, ModelFolder, Planned, Safetensors, fp8,
     ollama_tensor_order,
 };
 
@@ -67,7 +67,7 @@ impl<'f> Conversion<'f> {
                 if consumed.contains(&i) {
                     continue;
                 }
-                let name = go_replace(names, &tensor.name);
+                let name = kiln_go::strings::Replacer::new(names).replace(&tensor.name);
                 if !seen.insert(name.clone()) {
                     return Err(ConvertError::DuplicateTensor(name));
                 }

@@ -7,6 +7,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use kiln_go::strings::equal_fold_ascii;
+
 use super::safetensors::{Dtype, TensorView};
 use super::{Config, ConvertError};
 
@@ -31,11 +33,6 @@ impl BlockSize {
     }
 }
 
-/// Go's `strings.EqualFold` for the ASCII names involved.
-fn equal_fold(a: &str, b: &str) -> bool {
-    a.eq_ignore_ascii_case(b)
-}
-
 /// The block size `config.json` declares for FP8 weights: `quant_method: fp8` with
 /// `weight_block_size`, or compressed-tensors `config_groups` of 8-bit floats with a
 /// `block_structure`, at the top level or in `text_config`. `None` when there is none; an error
@@ -56,10 +53,12 @@ pub(crate) fn block_size(config: &Config) -> Result<Option<BlockSize>, ConvertEr
         let method = q.string("quant_method").map_err(bad)?;
         let format = q.string("format").map_err(bad)?;
         let sizes = q.i32s("weight_block_size").map_err(bad)?;
-        if equal_fold(&method, "fp8") && sizes.len() == 2 {
+        if equal_fold_ascii(&method, "fp8") && sizes.len() == 2 {
             blocks.push(BlockSize::new(sizes[0].into(), sizes[1].into())?);
         }
-        if !equal_fold(&method, "compressed-tensors") && !equal_fold(&format, "float-quantized") {
+        if !equal_fold_ascii(&method, "compressed-tensors")
+            && !equal_fold_ascii(&format, "float-quantized")
+        {
             continue;
         }
         let groups = q.object("config_groups").map_err(bad)?;
@@ -67,9 +66,9 @@ pub(crate) fn block_size(config: &Config) -> Result<Option<BlockSize>, ConvertEr
             let group = groups.object(name).map_err(bad)?;
             let weights = group.object("weights").map_err(bad)?;
             let structure = weights.i32s("block_structure").map_err(bad)?;
-            if !equal_fold(&group.string("format").map_err(bad)?, "float-quantized")
+            if !equal_fold_ascii(&group.string("format").map_err(bad)?, "float-quantized")
                 || weights.i32("num_bits").map_err(bad)? != 8
-                || !equal_fold(&weights.string("type").map_err(bad)?, "float")
+                || !equal_fold_ascii(&weights.string("type").map_err(bad)?, "float")
                 || structure.len() != 2
             {
                 continue;

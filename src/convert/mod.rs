@@ -51,29 +51,6 @@ use config::Config;
 use folder::parse_json;
 use tensor::Planned;
 
-/// Go's `strings.NewReplacer(pairs...).Replace(s)`: left to right, at each position the earliest
-/// listed old string that matches there is replaced, and scanning resumes after it.
-pub(crate) fn go_replace(pairs: &[(&str, &str)], s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut rest = s;
-    while let Some(c) = rest.chars().next() {
-        match pairs
-            .iter()
-            .find(|(old, _)| !old.is_empty() && rest.starts_with(old))
-        {
-            Some((old, new)) => {
-                out.push_str(new);
-                rest = &rest[old.len()..];
-            }
-            None => {
-                out.push(c);
-                rest = &rest[c.len_utf8()..];
-            }
-        }
-    }
-    out
-}
-
 /// A model folder for unit tests: `config`, a four-token `tokenizer.json`, and these tensors.
 /// A safetensors file of these tensors (name, dtype, shape, bytes), for tests elsewhere.
 #[cfg(test)]
@@ -97,24 +74,4 @@ pub(crate) fn test_folder(config: &str, tensors: &[(&str, &str, &[u64], &[u8])])
 mod tests {
     use super::*;
 
-    #[test]
-    fn go_replacer_semantics() {
-        let pairs = [
-            ("encoder.layer", "blk"),
-            ("encoder.layers", "blk"),
-            ("attention.output.dense", "attn_output"),
-            ("output.dense", "ffn_down"),
-        ];
-        assert_eq!(
-            go_replace(&pairs, "encoder.layer.3.attention.output.dense.weight"),
-            "blk.3.attn_output.weight"
-        );
-        assert_eq!(
-            go_replace(&pairs, "encoder.layer.3.output.dense.bias"),
-            "blk.3.ffn_down.bias"
-        );
-        // The earlier pair wins at a position even when a later one is longer (Go's priority).
-        assert_eq!(go_replace(&pairs, "encoder.layers.0"), "blks.0");
-        assert_eq!(go_replace(&pairs, "héllo"), "héllo");
-    }
 }

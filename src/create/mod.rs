@@ -63,7 +63,6 @@ pub use event::{CreateSink, Event};
 pub use job::{BlobRef, CreateJob, CreateJobBuilder, JobFiles, ModelSource, Quantize};
 use layers::{chat_template_of, has_gguf_magic};
 pub use models::{ManageError, copy, delete, list, show};
-pub(crate) use remote::clean_path as go_clean_path;
 pub use remote::{CLOUD_HOST, Source, parse_model_ref, remote_url};
 pub use status::HttpStatus;
 pub use transfer::{Repair, Transfer, TransferError};
@@ -76,6 +75,8 @@ use kiln_api::{AnyMap, CreateRequest, ProgressResponse};
 
 use crate::Cancel;
 use kiln_gguf::{GgufFile, Limits};
+use kiln_go::format::human_number;
+use kiln_go::path::valid_path;
 use kiln_registry::{Client, ClientOptions, PullOptions, RegistryError};
 use kiln_store::{
     CONFIG_MEDIA_TYPE, Digest, Layer, MEDIA_TYPE_ADAPTER, MEDIA_TYPE_LICENSE, MEDIA_TYPE_MESSAGES,
@@ -122,11 +123,6 @@ impl Loaded<'_> {
             }
         }
     }
-}
-
-/// Go's `fs.ValidPath`: relative, no empty, `.` or `..` elements.
-fn valid_path(p: &str) -> bool {
-    p == "." || (!p.is_empty() && p.split('/').all(|e| !e.is_empty() && e != "." && e != ".."))
 }
 
 /// Runs creates, pulls and pushes against one store.
@@ -180,30 +176,6 @@ fn file_type_name(ft: Option<u32>) -> String {
         })
         .unwrap_or("unknown")
         .to_owned()
-}
-
-/// Ollama's `format.HumanNumber` (parameter sizes such as "8.0B", "494.03M").
-fn human_number(n: u64) -> String {
-    let f = n as f64;
-    if n >= 1_000_000_000 {
-        let v = f / 1e9;
-        if v == v.floor() {
-            format!("{v:.0}B")
-        } else {
-            format!("{v:.1}B")
-        }
-    } else if n >= 1_000_000 {
-        let v = f / 1e6;
-        if v == v.floor() {
-            format!("{v:.0}M")
-        } else {
-            format!("{v:.2}M")
-        }
-    } else if n >= 1_000 {
-        format!("{:.0}K", f / 1e3)
-    } else {
-        n.to_string()
-    }
 }
 
 /// A layer on its way into the manifest, with the status line Ollama streams for it.
@@ -1018,12 +990,9 @@ fn apply_info(config: &mut ModelConfig, info: &AnyMap) -> Result<(), CreateError
     Ok(())
 }
 
+/// Go's `cmp.Or` of two strings, owned.
 fn or(a: &str, b: &str) -> String {
-    if a.is_empty() {
-        b.to_owned()
-    } else {
-        a.to_owned()
-    }
+    kiln_go::cmp::or(&[a, b]).to_owned()
 }
 
 fn emit(sink: &mut dyn CreateSink, event: Event) -> Result<(), CreateError> {
@@ -1057,19 +1026,6 @@ mod tests {
 
     #[test]
     fn go_helpers() {
-        assert!(valid_path("a.gguf") && valid_path("dir/a.gguf") && valid_path("."));
-        assert!(
-            !valid_path("/a")
-                && !valid_path("a/")
-                && !valid_path("../a")
-                && !valid_path("a//b")
-                && !valid_path("")
-        );
-        assert_eq!(human_number(0), "0");
-        assert_eq!(human_number(8_030_261_248), "8.0B");
-        assert_eq!(human_number(7_000_000_000), "7B");
-        assert_eq!(human_number(494_032_768), "494.03M");
-        assert_eq!(human_number(1_500), "2K");
         assert_eq!(file_type_name(Some(15)), "Q4_K_M");
         // Every name Ollama's fs/ggml/type.go gives, by its iota order (F32 = 0 … Q1_0 = 40,
         // with 4-6 and 33-35 removed from GGUF and unnamed).

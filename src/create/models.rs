@@ -10,6 +10,7 @@ use kiln_api::{
     ShowResponse, Timestamp,
 };
 use kiln_gguf::{GgufFile, Limits, Value};
+use kiln_go::fmt::{format_sharp_v, format_v};
 use kiln_store::{
     Digest, MEDIA_TYPE_ADAPTER, MEDIA_TYPE_LICENSE, MEDIA_TYPE_MESSAGES, MEDIA_TYPE_MODEL,
     MEDIA_TYPE_PARAMS, MEDIA_TYPE_PROJECTOR, MEDIA_TYPE_SYSTEM, MEDIA_TYPE_TEMPLATE, Manifest,
@@ -271,9 +272,9 @@ pub fn show(store: &Store, request: &ShowRequest) -> Result<ShowResponse, Manage
         .flat_map(|(k, v)| match v {
             serde_json::Value::Array(items) => items
                 .iter()
-                .map(|i| format!("{k:<30} {}", go_sharp_v(i)))
+                .map(|i| format!("{k:<30} {}", format_sharp_v(i)))
                 .collect::<Vec<_>>(),
-            other => vec![format!("{k:<30} {}", go_sharp_v(other))],
+            other => vec![format!("{k:<30} {}", format_sharp_v(other))],
         })
         .collect::<Vec<_>>()
         .join("\n");
@@ -483,10 +484,10 @@ fn show_modelfile(parts: ModelfileParts<'_>) -> String {
         match value {
             serde_json::Value::Array(items) => {
                 for item in items {
-                    commands.push(Command::new(key, go_value_text(item)));
+                    commands.push(Command::new(key, format_v(item)));
                 }
             }
-            other => commands.push(Command::new(key, go_value_text(other))),
+            other => commands.push(Command::new(key, format_v(other))),
         }
     }
     for license in licenses {
@@ -503,97 +504,6 @@ fn show_modelfile(parts: ModelfileParts<'_>) -> String {
         name.display_shortest(),
         Modelfile { commands }
     )
-}
-
-/// A decoded JSON value as Go's `%#v` prints it for `show`'s `parameters`: strings quoted, numbers
-/// as [`go_value_text`].
-fn go_sharp_v(v: &serde_json::Value) -> String {
-    match v {
-        serde_json::Value::String(s) => serde_json::Value::String(s.clone()).to_string(),
-        other => go_value_text(other),
-    }
-}
-
-/// A decoded JSON value as Go's `%v` prints it (`fmt.Sprintf("%v", v)` over `any`): strings bare,
-/// numbers as `float64` with `%g`'s shortest form.
-fn go_value_text(v: &serde_json::Value) -> String {
-    match v {
-        serde_json::Value::String(s) => s.clone(),
-        serde_json::Value::Number(n) => n.as_f64().map_or_else(|| n.to_string(), go_percent_g),
-        serde_json::Value::Bool(b) => b.to_string(),
-        serde_json::Value::Null => "<nil>".to_owned(),
-        serde_json::Value::Array(items) => {
-            let inner: Vec<String> = items.iter().map(go_value_text).collect();
-            format!("[{}]", inner.join(" "))
-        }
-        serde_json::Value::Object(map) => {
-            let inner: Vec<String> = map
-                .iter()
-                .map(|(k, v)| format!("{k}:{}", go_value_text(v)))
-                .collect();
-            format!("map[{}]", inner.join(" "))
-        }
-    }
-}
-
-/// Go's `%v` of a `float64` (`strconv.FormatFloat(x, 'g', -1, 64)`): the shortest digits that
-/// round-trip, in exponent form (`1e+06`, `1e-05`) when the decimal exponent is below -4 or at
-/// least 6.
-fn go_percent_g(x: f64) -> String {
-    if x.is_nan() {
-        return "NaN".into();
-    }
-    if x.is_infinite() {
-        return if x > 0.0 {
-            "+Inf".into()
-        } else {
-            "-Inf".into()
-        };
-    }
-    if x == 0.0 {
-        return if x.is_sign_negative() {
-            "-0".into()
-        } else {
-            "0".into()
-        };
-    }
-    let sci = format!("{x:e}");
-    let (mantissa, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
-    let exp: i32 = exp.parse().unwrap_or(0);
-    let (negative, mantissa) = match mantissa.strip_prefix('-') {
-        Some(m) => (true, m),
-        None => (false, mantissa),
-    };
-    let digits: String = mantissa.chars().filter(|c| *c != '.').collect();
-    let mut out = String::new();
-    if negative {
-        out.push('-');
-    }
-    if !(-4..6).contains(&exp) {
-        out.push_str(&digits[..1]);
-        if digits.len() > 1 {
-            out.push('.');
-            out.push_str(&digits[1..]);
-        }
-        out.push('e');
-        out.push(if exp < 0 { '-' } else { '+' });
-        out.push_str(&format!("{:02}", exp.abs()));
-    } else if exp < 0 {
-        out.push_str("0.");
-        out.push_str(&"0".repeat((-exp - 1) as usize));
-        out.push_str(&digits);
-    } else {
-        let point = exp as usize + 1;
-        if digits.len() <= point {
-            out.push_str(&digits);
-            out.push_str(&"0".repeat(point - digits.len()));
-        } else {
-            out.push_str(&digits[..point]);
-            out.push('.');
-            out.push_str(&digits[point..]);
-        }
-    }
-    out
 }
 
 /// What `show` reads from a GGUF blob.
@@ -743,30 +653,4 @@ pub fn delete(store: &Store, request: &DeleteRequest) -> Result<kiln_store::Dele
         StoreError::ModelNotFound { .. } => ManageError::NotFound(raw.to_owned()),
         other => other.into(),
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::go_percent_g;
-
-    /// Values Go's `fmt.Sprint(float64)` prints (from the `fmt` and `strconv` documentation's rules).
-    #[test]
-    fn go_percent_v_of_float64() {
-        for (x, go) in [
-            (0.0, "0"),
-            (1.0, "1"),
-            (0.7, "0.7"),
-            (4096.0, "4096"),
-            (123456.0, "123456"),
-            (1e6, "1e+06"),
-            (1234567.0, "1.234567e+06"),
-            (0.0001, "0.0001"),
-            (0.00001, "1e-05"),
-            (-2.5, "-2.5"),
-            (1e21, "1e+21"),
-            (1.5e-300, "1.5e-300"),
-        ] {
-            assert_eq!(go_percent_g(x), go, "{x}");
-        }
-    }
 }

@@ -2,6 +2,8 @@
 //! model that is only a config pointing at another server (how Ollama stores cloud models).
 //! kiln stores them exactly as Ollama does; it does not proxy inference.
 
+use kiln_go::net::{join_host_port, split_host_port};
+
 /// Ollama's default cloud host, written into cloud models' configs.
 pub const CLOUD_HOST: &str = "https://ollama.com:443";
 
@@ -47,59 +49,14 @@ fn split_source_suffix(raw: &str) -> (String, Source) {
     (raw.to_owned(), Source::Unspecified)
 }
 
-/// Go's `path.Clean` for slash-separated paths.
-pub(crate) fn clean_path(p: &str) -> String {
-    let rooted = p.starts_with('/');
-    let mut parts: Vec<&str> = Vec::new();
-    for element in p.split('/') {
-        match element {
-            "" | "." => {}
-            ".." => {
-                if parts.last().is_some_and(|l| *l != "..") {
-                    parts.pop();
-                } else if !rooted {
-                    parts.push("..");
-                }
-            }
-            e => parts.push(e),
-        }
-    }
-    let joined = parts.join("/");
-    match (rooted, joined.is_empty()) {
-        (true, _) => format!("/{joined}"),
-        (false, true) => ".".into(),
-        (false, false) => joined,
-    }
-}
-
-/// Go's `net.JoinHostPort`.
-fn join_host_port(host: &str, port: &str) -> String {
-    if host.contains(':') {
-        format!("[{host}]:{port}")
-    } else {
-        format!("{host}:{port}")
-    }
-}
-
-/// Go's `net.SplitHostPort`, for the forms a URL authority holds.
-fn split_host_port(hostport: &str) -> Option<(String, String)> {
-    if let Some(rest) = hostport.strip_prefix('[') {
-        let (host, after) = rest.split_once(']')?;
-        let port = after.strip_prefix(':')?;
-        return Some((host.to_owned(), port.to_owned()));
-    }
-    let (host, port) = hostport.rsplit_once(':')?;
-    if host.contains(':') {
-        return None;
-    }
-    Some((host.to_owned(), port.to_owned()))
-}
-
 /// Ollama's `remoteURL`: normalizes a remote host to `scheme://host:port[/path]`, port 11434 by
 /// default, `ollama.com` as `https://ollama.com:443`.
 pub fn remote_url(raw: &str) -> Result<String, String> {
     if raw.starts_with('/') {
-        return Ok(format!("http://localhost:11434{}", clean_path(raw)));
+        return Ok(format!(
+            "http://localhost:11434{}",
+            kiln_go::path::clean(raw)
+        ));
     }
     let mut raw = raw.to_owned();
     if !raw.contains("://") {
@@ -146,7 +103,7 @@ pub fn remote_url(raw: &str) -> Result<String, String> {
         host = "localhost".into();
     }
     host = match split_host_port(&host) {
-        Some((h, p)) => join_host_port(&h, &p),
+        Some((h, p)) => join_host_port(h, p),
         None => join_host_port(host.trim_start_matches('[').trim_end_matches(']'), "11434"),
     };
     let path_end = tail.find(['?', '#']).unwrap_or(tail.len());
@@ -154,7 +111,7 @@ pub fn remote_url(raw: &str) -> Result<String, String> {
     let mut path = if path.is_empty() {
         String::new()
     } else {
-        clean_path(path)
+        kiln_go::path::clean(path)
     };
     if path == "/" {
         path.clear();

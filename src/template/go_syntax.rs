@@ -14,6 +14,10 @@
 use std::collections::HashMap;
 use std::fmt;
 
+use kiln_go::fmt::format_sharp_u;
+use kiln_go::strconv::{parse_float64_finite, parse_int_or_uint_base0, unquote_char};
+pub use kiln_go::strconv::{quote as go_quote, unquote as go_unquote};
+
 /// The deepest nesting of parentheses and control blocks accepted.
 pub const MAX_DEPTH: usize = 500;
 
@@ -269,18 +273,7 @@ fn is_space(c: char) -> bool {
 }
 
 fn is_alphanumeric(c: char) -> bool {
-    c == '_' || c.is_alphabetic() || is_go_digit(c)
-}
-
-/// Go's `unicode.IsDigit` (category Nd): ASCII digits and the decimal digits of other scripts.
-/// Rust cannot tell Nd from other numerics, so the common Nd blocks are listed.
-fn is_go_digit(c: char) -> bool {
-    c.is_ascii_digit()
-        || matches!(c as u32, 0x0660..=0x0669 | 0x06F0..=0x06F9 | 0x07C0..=0x07C9
-            | 0x0966..=0x096F | 0x09E6..=0x09EF | 0x0A66..=0x0A6F | 0x0AE6..=0x0AEF
-            | 0x0B66..=0x0B6F | 0x0BE6..=0x0BEF | 0x0C66..=0x0C6F | 0x0CE6..=0x0CEF
-            | 0x0D66..=0x0D6F | 0x0E50..=0x0E59 | 0x0ED0..=0x0ED9 | 0x0F20..=0x0F29
-            | 0x1040..=0x1049 | 0x17E0..=0x17E9 | 0x1810..=0x1819 | 0xFF10..=0xFF19)
+    c == '_' || c.is_alphabetic() || kiln_go::unicode::is_digit(c)
 }
 
 fn has_left_trim_marker(s: &str) -> bool {
@@ -568,14 +561,14 @@ impl<'a> Lexer<'a> {
                 self.emit(Kind::RightParen);
                 self.paren_depth -= 1;
                 if self.paren_depth < 0 {
-                    return self.error(format!("unexpected right paren {}", go_unicode(c)));
+                    return self.error(format!("unexpected right paren {}", format_sharp_u(c)));
                 }
             }
             c if c.is_ascii() && (c == ' ' || c.is_ascii_graphic()) => self.emit(Kind::Char),
             c => {
                 return self.error(format!(
                     "unrecognized character in action: {}",
-                    go_unicode(c)
+                    format_sharp_u(c)
                 ));
             }
         }
@@ -1403,7 +1396,7 @@ impl Parsed {
         let mut collect = |nodes: &[GoNode]| {
             walk_nodes(nodes, &mut |arg| {
                 if let Arg::Field(ident) | Arg::Variable(ident) = arg {
-                    names.extend(ident.iter().map(|name| go_to_lower(name)));
+                    names.extend(ident.iter().map(|name| kiln_go::strings::to_lower(name)));
                 }
             })
         };
@@ -1426,21 +1419,6 @@ impl Parsed {
         finder.list(&self.root);
         (finder.opening, finder.closing)
     }
-}
-
-/// Go's `strings.ToLower`: each character's simple lower case. Rust's per-character mapping
-/// is the same except for U+0130 (its full mapping adds a combining dot) and it never applies
-/// the word-final sigma rule that `str::to_lowercase` does.
-fn go_to_lower(s: &str) -> String {
-    let mut lower = String::with_capacity(s.len());
-    for c in s.chars() {
-        if c == '\u{130}' {
-            lower.push('i');
-        } else {
-            lower.extend(c.to_lowercase());
-        }
-    }
-    lower
 }
 
 /// Calls `f` on every argument of every pipeline under `nodes`, in tree order.
@@ -1543,117 +1521,6 @@ fn pipe_names_field(pipe: &Pipeline, name: &str) -> bool {
 // ---------------------------------------------------------------------------------------------
 // Go's literal syntax
 
-/// Go's `strconv.Unquote` for `"…"`, `` `…` `` and `'…'` literals.
-pub fn go_unquote(s: &str) -> Result<String, &'static str> {
-    const SYNTAX: &str = "invalid syntax";
-    let b = s.as_bytes();
-    if b.len() < 2 {
-        return Err(SYNTAX);
-    }
-    let quote = b[0];
-    if b[b.len() - 1] != quote {
-        return Err(SYNTAX);
-    }
-    let body = &s[1..s.len() - 1];
-    match quote {
-        b'`' => {
-            if body.contains('`') {
-                return Err(SYNTAX);
-            }
-            Ok(body.replace('\r', ""))
-        }
-        b'"' | b'\'' => {
-            let quote = quote as char;
-            if body.contains('\n') {
-                return Err(SYNTAX);
-            }
-            let mut out = String::new();
-            let mut rest = body;
-            while !rest.is_empty() {
-                let (c, tail) = unquote_char(rest, quote)?;
-                out.push_str(&c);
-                rest = tail;
-                if quote == '\'' && !rest.is_empty() {
-                    return Err(SYNTAX);
-                }
-            }
-            if quote == '\'' && out.is_empty() {
-                return Err(SYNTAX);
-            }
-            Ok(out)
-        }
-        _ => Err(SYNTAX),
-    }
-}
-
-/// Go's `strconv.UnquoteChar`: the first (possibly escaped) character of `s` and the rest.
-/// `\xNN` and octal escapes give raw bytes in Go; here they are kept as U+00NN, which is
-/// enough for validity checks and for telling template names apart.
-fn unquote_char(s: &str, quote: char) -> Result<(String, &str), &'static str> {
-    const SYNTAX: &str = "invalid syntax";
-    let mut chars = s.chars();
-    let c = chars.next().ok_or(SYNTAX)?;
-    if c == quote && (quote == '\'' || quote == '"') {
-        return Err(SYNTAX);
-    }
-    if c != '\\' {
-        return Ok((c.to_string(), chars.as_str()));
-    }
-    let e = chars.next().ok_or(SYNTAX)?;
-    let rest = chars.as_str();
-    let simple = match e {
-        'a' => Some('\x07'),
-        'b' => Some('\x08'),
-        'f' => Some('\x0c'),
-        'n' => Some('\n'),
-        'r' => Some('\r'),
-        't' => Some('\t'),
-        'v' => Some('\x0b'),
-        '\\' => Some('\\'),
-        '\'' | '"' if e == quote => Some(e),
-        _ => None,
-    };
-    if let Some(c) = simple {
-        return Ok((c.to_string(), rest));
-    }
-    let hex = |n: usize| -> Result<(u32, &str), &'static str> {
-        if rest.len() < n || !rest.is_char_boundary(n) {
-            return Err(SYNTAX);
-        }
-        let (digits, tail) = rest.split_at(n);
-        if !digits.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(SYNTAX);
-        }
-        Ok((u32::from_str_radix(digits, 16).map_err(|_| SYNTAX)?, tail))
-    };
-    match e {
-        'x' => {
-            let (v, tail) = hex(2)?;
-            Ok((char::from_u32(v).ok_or(SYNTAX)?.to_string(), tail))
-        }
-        'u' | 'U' => {
-            let (v, tail) = hex(if e == 'u' { 4 } else { 8 })?;
-            let c = char::from_u32(v).ok_or(SYNTAX)?;
-            Ok((c.to_string(), tail))
-        }
-        '0'..='7' => {
-            if rest.len() < 2 || !rest.is_char_boundary(2) {
-                return Err(SYNTAX);
-            }
-            let (digits, tail) = rest.split_at(2);
-            if !digits.bytes().all(|b| (b'0'..=b'7').contains(&b)) {
-                return Err(SYNTAX);
-            }
-            let v = (e as u32 - '0' as u32) * 64 + u32::from_str_radix(digits, 8).unwrap_or(0);
-            if v > 255 {
-                return Err(SYNTAX);
-            }
-            Ok((char::from_u32(v).ok_or(SYNTAX)?.to_string(), tail))
-        }
-        _ => Err(SYNTAX),
-    }
-}
-
 /// Go's `newNumber` checks on a number, complex or character-constant token.
 fn check_number(text: &str, kind: Kind) -> Result<(), String> {
     match kind {
@@ -1671,8 +1538,8 @@ fn check_number(text: &str, kind: Kind) -> Result<(), String> {
                 .map(|i| i + 1)
                 .filter(|&i| !matches!(text.as_bytes()[i - 1], b'e' | b'E' | b'p' | b'P'));
             let ok = split.is_some_and(|i| {
-                parse_go_float(&text[..i]).is_some()
-                    && parse_go_float(&text[i..text.len() - 1]).is_some()
+                parse_float64_finite(&text[..i]).is_some()
+                    && parse_float64_finite(&text[i..text.len() - 1]).is_some()
             });
             return if ok {
                 Ok(())
@@ -1683,14 +1550,14 @@ fn check_number(text: &str, kind: Kind) -> Result<(), String> {
         _ => {}
     }
     if let Some(imaginary) = text.strip_suffix('i')
-        && parse_go_float(imaginary).is_some()
+        && parse_float64_finite(imaginary).is_some()
     {
         return Ok(());
     }
-    if go_int(text).is_ok() {
+    if parse_int_or_uint_base0(text).is_ok() {
         return Ok(());
     }
-    if let Some(_f) = parse_go_float(text) {
+    if let Some(_f) = parse_float64_finite(text) {
         if !text.contains(['.', 'e', 'E', 'p', 'P']) {
             return Err(format!("integer overflow: {}", go_quote(text)));
         }
@@ -1699,211 +1566,12 @@ fn check_number(text: &str, kind: Kind) -> Result<(), String> {
     Err(format!("illegal number syntax: {}", go_quote(text)))
 }
 
-#[derive(Debug, PartialEq, Eq)]
-enum IntError {
-    Syntax,
-    Range,
-}
-
-/// Whether `s` parses as Go's `ParseInt(s, 0, 64)` or `ParseUint(s, 0, 64)`.
-fn go_int(s: &str) -> Result<(), IntError> {
-    let (negative, digits) = match s.as_bytes().first() {
-        Some(b'+') => (false, &s[1..]),
-        Some(b'-') => (true, &s[1..]),
-        _ => (false, s),
-    };
-    let value = go_uint(digits)?;
-    let limit = if s.starts_with(['+', '-']) {
-        if negative {
-            1u64 << 63
-        } else {
-            (1u64 << 63) - 1
-        }
-    } else {
-        u64::MAX
-    };
-    if value > limit {
-        return Err(IntError::Range);
-    }
-    Ok(())
-}
-
-/// Go's `ParseUint(s, 0, 64)`.
-fn go_uint(s: &str) -> Result<u64, IntError> {
-    if s.is_empty() {
-        return Err(IntError::Syntax);
-    }
-    let lower = s.to_ascii_lowercase();
-    let (base, digits) = if let Some(d) = lower.strip_prefix("0x") {
-        (16, d)
-    } else if let Some(d) = lower.strip_prefix("0o") {
-        (8, d)
-    } else if let Some(d) = lower.strip_prefix("0b") {
-        (2, d)
-    } else if lower.len() > 1 && lower.starts_with('0') {
-        (8, &lower[1..])
-    } else {
-        (10, lower.as_str())
-    };
-    if digits.is_empty() && base != 8 {
-        return Err(IntError::Syntax);
-    }
-    let mut value: u64 = 0;
-    let mut any = false;
-    for b in digits.bytes() {
-        if b == b'_' {
-            continue;
-        }
-        let d = (b as char).to_digit(base).ok_or(IntError::Syntax)?;
-        any = true;
-        value = value
-            .checked_mul(base as u64)
-            .and_then(|v| v.checked_add(d as u64))
-            .ok_or(IntError::Range)?;
-    }
-    if !any && base != 8 {
-        return Err(IntError::Syntax);
-    }
-    if s.contains('_') && !underscores_ok(s) {
-        return Err(IntError::Syntax);
-    }
-    Ok(value)
-}
-
-/// Go's `underscoreOK`: underscores only between digits, or between a base prefix and a digit.
-fn underscores_ok(s: &str) -> bool {
-    let b = s.as_bytes();
-    let mut saw = b'^';
-    let mut i = 0;
-    if matches!(b.first(), Some(b'+' | b'-')) {
-        i = 1;
-    }
-    let mut hex = false;
-    if b.len() - i >= 2 && b[i] == b'0' && matches!(b[i + 1] | 0x20, b'b' | b'o' | b'x') {
-        hex = b[i + 1] | 0x20 == b'x';
-        i += 2;
-        saw = b'0';
-    }
-    while i < b.len() {
-        let c = b[i];
-        if c.is_ascii_digit() || (hex && c.is_ascii_hexdigit()) {
-            saw = b'0';
-        } else if c == b'_' {
-            if saw != b'0' {
-                return false;
-            }
-            saw = b'_';
-        } else {
-            if saw == b'_' {
-                return false;
-            }
-            saw = b'!';
-        }
-        i += 1;
-    }
-    saw != b'_'
-}
-
-/// Go's `ParseFloat(s, 64)` success (finite result), for the syntax the lexer can produce.
-fn parse_go_float(s: &str) -> Option<f64> {
-    if s.contains('_') && !underscores_ok(s) {
-        return None;
-    }
-    let clean: String = s.chars().filter(|&c| c != '_').collect();
-    let (sign, body) = match clean.as_bytes().first() {
-        Some(b'+') => (1.0, &clean[1..]),
-        Some(b'-') => (-1.0, &clean[1..]),
-        _ => (1.0, clean.as_str()),
-    };
-    let lower = body.to_ascii_lowercase();
-    if let Some(hex) = lower.strip_prefix("0x") {
-        let (mantissa, exponent) = hex.split_once('p')?;
-        let exponent: i32 = exponent.parse().ok()?;
-        let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
-        if int.is_empty() && frac.is_empty() {
-            return None;
-        }
-        let mut value = 0f64;
-        for c in int.chars().chain(frac.chars()) {
-            value = value * 16.0 + c.to_digit(16)? as f64;
-        }
-        let scale = exponent.checked_sub(4 * frac.len() as i32)?;
-        let v = value * 2f64.powi(scale);
-        return v.is_finite().then_some(sign * v);
-    }
-    // Decimal: digits, optional fraction, optional exponent; no other forms reach here.
-    let valid = {
-        let (mantissa, exponent) = match lower.split_once('e') {
-            Some((m, e)) => (m, Some(e)),
-            None => (lower.as_str(), None),
-        };
-        let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
-        let digits_ok = |d: &str| d.bytes().all(|b| b.is_ascii_digit());
-        let exponent_ok = exponent.is_none_or(|e| {
-            let e = e.strip_prefix(['+', '-']).unwrap_or(e);
-            !e.is_empty() && digits_ok(e)
-        });
-        (!int.is_empty() || !frac.is_empty()) && digits_ok(int) && digits_ok(frac) && exponent_ok
-    };
-    if !valid {
-        return None;
-    }
-    let v: f64 = lower.parse().ok()?;
-    v.is_finite().then_some(sign * v)
-}
-
-/// Go's `%q` of a string (`strconv.Quote`).
-pub fn go_quote(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if is_go_print(c) => out.push(c),
-            '\x07' => out.push_str("\\a"),
-            '\x08' => out.push_str("\\b"),
-            '\x0c' => out.push_str("\\f"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\x0b' => out.push_str("\\v"),
-            c if (c as u32) < 0x20 || c == '\x7f' => out.push_str(&format!("\\x{:02x}", c as u32)),
-            c if (c as u32) < 0x10000 => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push_str(&format!("\\U{:08x}", c as u32)),
-        }
-    }
-    out.push('"');
-    out
-}
-
-/// Go's `%#U`: `U+0041 'A'`, or just `U+0007` for unprintable characters.
-fn go_unicode(c: char) -> String {
-    if is_go_print(c) {
-        format!("U+{:04X} '{c}'", c as u32)
-    } else {
-        format!("U+{:04X}", c as u32)
-    }
-}
-
+/// Go's `%#U` of the lexer's next rune, `None` being its EOF (-1).
 fn go_unicode_opt(c: Option<char>) -> String {
     match c {
-        Some(c) => go_unicode(c),
+        Some(c) => format_sharp_u(c),
         None => "U+FFFFFFFFFFFFFFFF".into(),
     }
-}
-
-/// An approximation of Go's `strconv.IsPrint` (letters, marks, numbers, punctuation, symbols
-/// and the ASCII space): Rust has no Unicode categories, so controls, non-ASCII spaces and the
-/// common invisible format characters are what is excluded.
-fn is_go_print(c: char) -> bool {
-    if c.is_ascii() {
-        return c == ' ' || c.is_ascii_graphic();
-    }
-    !(c.is_control()
-        || c.is_whitespace()
-        || matches!(c as u32, 0x00AD | 0x061C | 0x180E | 0x200B..=0x200F | 0x202A..=0x202E
-            | 0x2060..=0x206F | 0xFEFF | 0xFFF9..=0xFFFB | 0xE000..=0xF8FF | 0xFFFE | 0xFFFF))
 }
 
 #[cfg(test)]
@@ -1950,18 +1618,6 @@ mod tests {
             err("{{range .A}}a{{else with .B}}b{{end}}"),
             "template: :1: unexpected <with> in input"
         );
-    }
-
-    #[test]
-    fn quoting_follows_go() {
-        assert_eq!(
-            go_quote("a\"b\\\n\t\u{7}é\u{200b}"),
-            "\"a\\\"b\\\\\\n\\t\\aé\\u200b\""
-        );
-        assert_eq!(go_unquote(r#""a\x41\101\u00e9""#).unwrap(), "aAAé");
-        assert!(go_unquote(r#""\'""#).is_err());
-        assert!(go_unquote("'ab'").is_err());
-        assert_eq!(go_unquote("`a\rb`").unwrap(), "ab");
     }
 
     proptest::proptest! {

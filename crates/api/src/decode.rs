@@ -19,7 +19,6 @@
 //! are rejected as syntax errors (Go reports a type error); a JSON array of numbers is not accepted as
 //! image bytes.
 
-use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
 
@@ -27,11 +26,11 @@ use serde::Deserialize;
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Number, Value};
 
-use crate::json::go_json_float;
 use crate::types::{
     AnyMap, CopyRequest, CreateRequest, DeleteRequest, ImageData, License, Message, PullRequest,
     PushRequest, ShowRequest, ToolCall, ToolCallArguments,
 };
+use kiln_go::json::{float64_number, format_float, lossy_utf8, match_field};
 
 /// Why a request body could not be decoded. Display is the message Ollama returns with status 400.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -101,43 +100,17 @@ pub trait Request: Sized + crate::json::sealed::Sealed {
 
 /// Decodes an HTTP request body exactly as Ollama's handler would (see the module docs).
 pub fn decode_request<T: Request>(body: &[u8]) -> Result<T, DecodeError> {
-    let end = match crate::scan::first_value(body) {
+    let end = match kiln_go::json::first_value(body) {
         Ok(Some(end)) => end,
         Ok(None) => return Err(DecodeError::Empty),
         Err(msg) => return Err(DecodeError::Syntax(msg)),
     };
-    let text = go_lossy_utf8(&body[..end]);
+    let text = lossy_utf8(&body[..end]);
     match serde_json::from_str::<GoValue>(&text) {
         Ok(v) => T::from_go_value(v),
         // Only what Go's syntax check accepts reaches here: deep nesting, lone surrogates, huge
         // numbers.
         Err(e) => Err(DecodeError::Syntax(e.to_string())),
-    }
-}
-
-/// Replaces each byte of an invalid UTF-8 sequence with U+FFFD, as Go's decoder does.
-fn go_lossy_utf8(mut bytes: &[u8]) -> Cow<'_, str> {
-    if let Ok(s) = std::str::from_utf8(bytes) {
-        return Cow::Borrowed(s);
-    }
-    let mut out = String::with_capacity(bytes.len() + 16);
-    loop {
-        match std::str::from_utf8(bytes) {
-            Ok(s) => {
-                out.push_str(s);
-                return Cow::Owned(out);
-            }
-            Err(e) => {
-                let valid = e.valid_up_to();
-                // The prefix was just validated.
-                out.push_str(std::str::from_utf8(&bytes[..valid]).unwrap_or_default());
-                let bad = e.error_len().unwrap_or(bytes.len() - valid);
-                for _ in 0..bad {
-                    out.push('\u{FFFD}');
-                }
-                bytes = &bytes[valid + bad..];
-            }
-        }
     }
 }
 
@@ -177,7 +150,7 @@ impl GoValue {
         match self {
             GoValue::Null => Value::Null,
             GoValue::Bool(b) => Value::Bool(b),
-            GoValue::Number(n) => go_float64_number(&n),
+            GoValue::Number(n) => float64_number(&n),
             GoValue::String(s) => Value::String(s),
             GoValue::Array(items) => Value::Array(items.into_iter().map(Self::into_any).collect()),
             GoValue::Object(entries) => {
@@ -188,21 +161,6 @@ impl GoValue {
                 Value::Object(map)
             }
         }
-    }
-}
-
-const EXACT_F64_INT: f64 = 9_007_199_254_740_992.0; // 2^53
-
-/// What a JSON number becomes after a round trip through Go's `float64`: integers within ±2^53 stay
-/// integers (same text either way), everything else is an `f64` that [`crate::to_go_json`] prints the
-/// way Go does.
-fn go_float64_number(n: &Number) -> Value {
-    let f = n.as_f64().unwrap_or(0.0);
-    let integral = f.is_finite() && f.trunc() == f && f.abs() <= EXACT_F64_INT;
-    if integral && !(f == 0.0 && f.is_sign_negative()) {
-        Value::Number(Number::from(f as i64))
-    } else {
-        Number::from_f64(f).map_or(Value::Null, Value::Number)
     }
 }
 
@@ -260,31 +218,6 @@ impl<'de> Deserialize<'de> for GoValue {
         }
         d.deserialize_any(V)
     }
-}
-
-/// Go's field lookup: exact name first, then a case-insensitive match under Unicode simple folding.
-/// Field names here are lowercase ASCII, and the only non-ASCII runes that fold onto ASCII letters are
-/// U+212A KELVIN SIGN (k) and U+017F LATIN SMALL LETTER LONG S (s).
-fn match_field(fields: &[&'static str], key: &str) -> Option<usize> {
-    if let Some(i) = fields.iter().position(|f| *f == key) {
-        return Some(i);
-    }
-    fields.iter().position(|f| {
-        let mut want = f.bytes();
-        for c in key.chars() {
-            let folded = match c {
-                '\u{212A}' => b'K',
-                '\u{017F}' => b'S',
-                c if c.is_ascii() => (c as u8).to_ascii_uppercase(),
-                _ => return false,
-            };
-            match want.next() {
-                Some(w) if w.to_ascii_uppercase() == folded => {}
-                _ => return false,
-            }
-        }
-        want.next().is_none()
-    })
 }
 
 /// Decoder state: the error context (innermost struct, JSON field path) and the first saved error.
@@ -394,7 +327,7 @@ impl Dec {
                 None => {
                     let text = match n.as_u64() {
                         Some(u) => u.to_string(),
-                        None => go_json_float(n.as_f64().unwrap_or(0.0), false),
+                        None => format_float(n.as_f64().unwrap_or(0.0), false),
                     };
                     let e = self.type_error(format!("number {text}"), "int");
                     self.save(e.into());
@@ -583,18 +516,8 @@ fn decode_message(v: GoValue) -> Result<Message, DecodeError> {
         }
         Ok(())
     })?;
-    m.role = go_to_lower(&m.role);
+    m.role = kiln_go::strings::to_lower(&m.role);
     dec.finish(m)
-}
-
-/// Go's `strings.ToLower`: one rune to one rune, no context rules.
-fn go_to_lower(s: &str) -> String {
-    s.chars()
-        .map(|c| match c {
-            '\u{0130}' => 'i',
-            c => c.to_lowercase().next().unwrap_or(c),
-        })
-        .collect()
 }
 
 fn images(dec: &mut Dec, v: GoValue, slot: &mut Vec<ImageData>) {
@@ -805,33 +728,3 @@ go_deserialize!(
     PushRequest,
     Message
 );
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn fold_matching() {
-        let f = &["model", "system", "stream"];
-        assert_eq!(match_field(f, "model"), Some(0));
-        assert_eq!(match_field(f, "MODEL"), Some(0));
-        assert_eq!(match_field(f, "Model"), Some(0));
-        assert_eq!(match_field(f, "\u{17F}ystem"), Some(1));
-        assert_eq!(match_field(f, "modelx"), None);
-        assert_eq!(match_field(f, "mode"), None);
-        assert_eq!(match_field(f, "modél"), None);
-    }
-
-    #[test]
-    fn lossy_is_per_byte() {
-        assert_eq!(go_lossy_utf8(b"a\xE2\x82b"), "a\u{FFFD}\u{FFFD}b");
-        assert_eq!(go_lossy_utf8(b"\xFF"), "\u{FFFD}");
-        assert_eq!(go_lossy_utf8(b"ok"), "ok");
-    }
-
-    #[test]
-    fn go_lower() {
-        assert_eq!(go_to_lower("USER"), "user");
-        assert_eq!(go_to_lower("ΟΔΟΣ"), "οδοσ");
-    }
-}

@@ -14,7 +14,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
 
 use crate::json::{Wire, sealed::Sealed};
-use crate::time::Timestamp;
+use kiln_go::time::Timestamp;
 
 /// A JSON object whose values are Go `any`: numbers were decoded as `float64` (see [`crate::decode`]),
 /// keys come out sorted like Go's map encoding.
@@ -161,8 +161,9 @@ impl CreateRequest {
     }
 }
 
+/// Go's `cmp.Or` of two strings.
 fn or<'a>(a: &'a str, b: &'a str) -> &'a str {
-    if a.is_empty() { b } else { a }
+    kiln_go::cmp::or(&[a, b])
 }
 
 /// The `license` field: Go's `any`, used as a string or a list of strings.
@@ -653,7 +654,7 @@ pub struct ImageData(pub Vec<u8>);
 
 impl Serialize for ImageData {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&crate::base64::encode(&self.0))
+        s.serialize_str(&kiln_go::base64::encode(&self.0))
     }
 }
 

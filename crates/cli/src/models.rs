@@ -199,7 +199,7 @@ fn plain_number(v: &Value) -> Option<String> {
     Some(match (n.as_u64(), n.as_i64()) {
         (Some(u), _) => u.to_string(),
         (None, Some(i)) => i.to_string(),
-        _ => n.as_f64()?.to_string(),
+        _ => kiln_go::strconv::format_float_f(n.as_f64()?),
     })
 }
 

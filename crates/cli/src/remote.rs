@@ -33,7 +33,7 @@ pub(crate) fn base_url(host: &str) -> String {
         Some((scheme, rest)) => (scheme, rest, "11434"),
     };
     let (hostport, path) = hostport.split_once('/').unwrap_or((hostport, ""));
-    let (mut host, mut port) = match split_host_port(hostport) {
+    let (mut host, mut port) = match kiln_go::net::split_host_port(hostport) {
         Some((h, p)) => (h.to_owned(), p.to_owned()),
         None => {
             let bare = hostport.trim_start_matches('[').trim_end_matches(']');
@@ -64,16 +64,6 @@ pub(crate) fn base_url(host: &str) -> String {
         format!("/{}", path.trim_end_matches('/'))
     };
     format!("{scheme}://{host}:{port}{path}")
-}
-
-/// Go's `net.SplitHostPort` for the forms a host takes: `host:port`, `[v6]:port`.
-fn split_host_port(s: &str) -> Option<(&str, &str)> {
-    if let Some(rest) = s.strip_prefix('[') {
-        let (host, after) = rest.split_once(']')?;
-        return Some((host, after.strip_prefix(':')?));
-    }
-    let (host, port) = s.rsplit_once(':')?;
-    (!host.contains(':')).then_some((host, port))
 }
 
 impl Remote {

@@ -88,12 +88,12 @@ pub fn parameter_kind(name: &str) -> Option<ParameterKind> {
 pub fn parameter_value(name: &str, text: &str) -> Result<Value, ParameterError> {
     let kind = parameter_kind(name).ok_or_else(|| ParameterError::Unknown(name.to_owned()))?;
     match kind {
-        ParameterKind::Int => parse_go_int(text)
+        ParameterKind::Int => kiln_go::strconv::parse_int_base10(text)
             .map(Value::from)
             .ok_or_else(|| ParameterError::InvalidInt(text.to_owned())),
         ParameterKind::Float => {
-            let v =
-                parse_go_f32(text).ok_or_else(|| ParameterError::InvalidFloat(text.to_owned()))?;
+            let v = kiln_go::strconv::parse_float32_decimal(text)
+                .ok_or_else(|| ParameterError::InvalidFloat(text.to_owned()))?;
             if !v.is_finite() {
                 let go = if v.is_nan() {
                     "NaN"
@@ -106,78 +106,16 @@ pub fn parameter_value(name: &str, text: &str) -> Result<Value, ParameterError> 
             }
             Ok(kiln_api::f32_value(v))
         }
-        ParameterKind::Bool => parse_go_bool(text)
+        ParameterKind::Bool => kiln_go::strconv::parse_bool(text)
             .map(Value::Bool)
             .ok_or_else(|| ParameterError::InvalidBool(text.to_owned())),
         ParameterKind::List => Ok(Value::Array(vec![Value::String(text.to_owned())])),
     }
 }
 
-/// `strconv.ParseInt(s, 10, 64)`: an optional sign and decimal digits, in range.
-fn parse_go_int(s: &str) -> Option<i64> {
-    let digits = s.strip_prefix(['+', '-']).unwrap_or(s);
-    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    s.parse().ok()
-}
-
-/// `strconv.ParseBool`.
-fn parse_go_bool(s: &str) -> Option<bool> {
-    match s {
-        "1" | "t" | "T" | "TRUE" | "true" | "True" => Some(true),
-        "0" | "f" | "F" | "FALSE" | "false" | "False" => Some(false),
-        _ => None,
-    }
-}
-
-/// `strconv.ParseFloat(s, 32)` for decimal text: Go's spellings of infinity and NaN, and an error
-/// (not infinity) when a finite number is out of `f32` range. Hexadecimal floats and digit
-/// underscores, which Go also reads, are refused.
-fn parse_go_f32(s: &str) -> Option<f32> {
-    let body = s.strip_prefix(['+', '-']).unwrap_or(s);
-    let lower = body.to_ascii_lowercase();
-    if matches!(lower.as_str(), "inf" | "infinity" | "nan") {
-        if lower == "nan" && body.len() != s.len() {
-            return None; // Go reads no sign on NaN
-        }
-        return s.parse().ok();
-    }
-    // Rust also reads these words; anything else must be plain decimal digits, a point, an exponent.
-    if !body
-        .bytes()
-        .all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'e' | b'E' | b'+' | b'-'))
-    {
-        return None;
-    }
-    let v: f32 = s.parse().ok()?;
-    v.is_finite().then_some(v)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn go_number_rules() {
-        assert_eq!(parse_go_int("+7"), Some(7));
-        assert_eq!(parse_go_int("-0"), Some(0));
-        assert_eq!(parse_go_int("1_000"), None);
-        assert_eq!(parse_go_int("9223372036854775808"), None);
-        assert_eq!(parse_go_int(" 1"), None);
-        assert_eq!(
-            parse_go_f32("1e39"),
-            None,
-            "out of f32 range is Go's ErrRange"
-        );
-        assert_eq!(parse_go_f32(".5"), Some(0.5));
-        assert_eq!(parse_go_f32("5."), Some(5.0));
-        assert_eq!(parse_go_f32("+Inf"), Some(f32::INFINITY));
-        assert_eq!(parse_go_f32("-nan"), None);
-        assert_eq!(parse_go_f32("0x1p-2"), None);
-        assert_eq!(parse_go_bool("True"), Some(true));
-        assert_eq!(parse_go_bool("yes"), None);
-    }
 
     #[test]
     fn values_and_errors_as_ollama() {

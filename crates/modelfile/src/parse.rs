@@ -212,7 +212,7 @@ pub fn parse(text: &str) -> Result<Modelfile, ParseError> {
             word.clear();
             state = next;
         }
-        if let Some(c) = keep.filter(|c| is_printable(*c)) {
+        if let Some(c) = keep.filter(|c| kiln_go::strconv::is_print(*c)) {
             word.push(c);
         }
     }
@@ -281,24 +281,6 @@ fn is_space(c: char) -> bool {
 
 fn is_newline(c: char) -> bool {
     c == '\r' || c == '\n'
-}
-
-/// Go's `strconv.IsPrint`: letters, marks, numbers, punctuation, symbols and the ASCII space; not
-/// controls, other spaces, format characters, surrogates or private use. (Unassigned code points,
-/// which Go also drops, are kept: which ones are unassigned depends on the Unicode version.)
-fn is_printable(c: char) -> bool {
-    if c.is_ascii() {
-        return c == ' ' || c.is_ascii_graphic();
-    }
-    let u = u32::from(c);
-    let format = matches!(u,
-        0xAD | 0x600..=0x605 | 0x61C | 0x6DD | 0x70F | 0x890..=0x891 | 0x8E2 | 0x180E
-        | 0x200B..=0x200F | 0x202A..=0x202E | 0x2060..=0x2064 | 0x2066..=0x206F | 0xFEFF
-        | 0xFFF9..=0xFFFB | 0x110BD | 0x110CD | 0x13430..=0x1343F | 0x1BCA0..=0x1BCA3
-        | 0x1D173..=0x1D17A | 0xE0001 | 0xE0020..=0xE007F);
-    let private = matches!(u, 0xE000..=0xF8FF | 0xF0000..=0x10FFFF);
-    let noncharacter = matches!(u, 0xFDD0..=0xFDEF) || u & 0xFFFE == 0xFFFE;
-    !(c.is_control() || c.is_whitespace() || format || private || noncharacter)
 }
 
 impl fmt::Display for Command {

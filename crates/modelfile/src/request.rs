@@ -197,54 +197,7 @@ pub fn expand_path(
 
 /// Go's `filepath.Abs`: joined to the working directory when relative, then lexically cleaned.
 fn absolute_clean(path: &Path) -> Result<PathBuf, RequestError> {
-    let absolute = if path.is_absolute() {
-        path.to_owned()
-    } else {
-        std::env::current_dir().map_err(io_at(path))?.join(path)
-    };
-    Ok(clean(&absolute))
-}
-
-/// Lexical cleaning: `.` dropped, `..` removes the previous part (never above the root).
-fn clean(path: &Path) -> PathBuf {
-    let mut out = PathBuf::new();
-    for part in path.components() {
-        match part {
-            Component::CurDir => {}
-            Component::ParentDir => {
-                if !out.pop() && !out.has_root() {
-                    out.push("..");
-                }
-            }
-            other => out.push(other),
-        }
-    }
-    out
-}
-
-/// Go's `filepath.Rel` for two clean absolute paths.
-fn relative(base: &Path, target: &Path) -> PathBuf {
-    let base: Vec<_> = base.components().collect();
-    let target: Vec<_> = target.components().collect();
-    let common = base.iter().zip(&target).take_while(|(a, b)| a == b).count();
-    let mut out = PathBuf::new();
-    for _ in common..base.len() {
-        out.push("..");
-    }
-    for part in &target[common..] {
-        out.push(part);
-    }
-    if out.as_os_str().is_empty() {
-        out.push(".");
-    }
-    out
-}
-
-/// Go's `filepath.IsLocal`: relative, not empty, and never climbing above its start.
-fn is_local(rel: &Path) -> bool {
-    !rel.as_os_str().is_empty()
-        && rel.is_relative()
-        && !rel.components().any(|c| c == Component::ParentDir)
+    kiln_go::filepath::abs(path).map_err(io_at(path))
 }
 
 /// The entries of `dir` whose names match `pattern` (`*` for any run of characters), sorted as Go's
@@ -367,8 +320,8 @@ fn local_files(path: &Path) -> Result<Option<Vec<PathBuf>>, RequestError> {
     let mut files = Vec::new();
     for file in files_for_model(path)? {
         let real = std::fs::canonicalize(&file).map_err(io_at(&file))?;
-        let rel = relative(path, &real);
-        if !is_local(&rel) {
+        let rel = kiln_go::filepath::rel(path, &real);
+        if !kiln_go::filepath::is_local(&rel) {
             return Err(RequestError::InsecurePath { rel });
         }
         files.push(real);
@@ -604,7 +557,7 @@ pub fn upload_names<P: AsRef<Path>>(paths: &[P]) -> Vec<String> {
             };
             let name = match &root {
                 Some(root) => {
-                    let rel = relative(root, path);
+                    let rel = kiln_go::filepath::rel(root, path);
                     if rel == Path::new(".")
                         || rel.components().next() == Some(Component::ParentDir)
                     {
@@ -615,7 +568,7 @@ pub fn upload_names<P: AsRef<Path>>(paths: &[P]) -> Vec<String> {
                 }
                 None => base(),
             };
-            clean_slash(&name.replace('\\', "/"))
+            kiln_go::path::clean(&name.replace('\\', "/"))
         })
         .collect()
 }
@@ -641,99 +594,15 @@ fn common_root(paths: &[PathBuf]) -> Option<PathBuf> {
     root
 }
 
-/// Go's `path.Clean` for slash-separated names.
-fn clean_slash(name: &str) -> String {
-    let rooted = name.starts_with('/');
-    let mut parts: Vec<&str> = Vec::new();
-    for part in name.split('/') {
-        match part {
-            "" | "." => {}
-            ".." => {
-                if parts.last().is_some_and(|p| *p != "..") {
-                    parts.pop();
-                } else if !rooted {
-                    parts.push("..");
-                }
-            }
-            other => parts.push(other),
-        }
-    }
-    let joined = parts.join("/");
-    match (rooted, joined.is_empty()) {
-        (true, _) => format!("/{joined}"),
-        (false, true) => ".".to_owned(),
-        (false, false) => joined,
-    }
-}
-
 /// `golang.org/x/mod/semver.IsValid` of `v` + `version`: MAJOR[.MINOR[.PATCH[-PRE][+BUILD]]],
 /// numbers without leading zeros.
 pub fn is_semver(version: &str) -> bool {
-    fn number(s: &str) -> Option<(&str, &str)> {
-        let end = s.bytes().take_while(u8::is_ascii_digit).count();
-        if end == 0 || (s.starts_with('0') && end != 1) {
-            return None;
-        }
-        Some(s.split_at(end))
-    }
-    fn idents(s: &str, numeric_rule: bool) -> bool {
-        s.split('.').all(|id| {
-            !id.is_empty()
-                && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-                && !(numeric_rule
-                    && id.len() > 1
-                    && id.starts_with('0')
-                    && id.bytes().all(|b| b.is_ascii_digit()))
-        })
-    }
-    let Some((_, mut rest)) = number(version) else {
-        return false;
-    };
-    for _ in 0..2 {
-        if rest.is_empty() {
-            return true; // the v1 and v1.2 shorthands
-        }
-        let Some((_, after)) = rest.strip_prefix('.').and_then(number) else {
-            return false;
-        };
-        rest = after;
-    }
-    let (pre_and_rest, build) = match rest.split_once('+') {
-        Some((pre, build)) => (pre, Some(build)),
-        None => (rest, None),
-    };
-    if let Some(pre) = pre_and_rest.strip_prefix('-') {
-        if !idents(pre, true) {
-            return false;
-        }
-    } else if !pre_and_rest.is_empty() {
-        return false;
-    }
-    build.is_none_or(|b| idents(b, false))
+    kiln_go::semver::is_valid(&format!("v{version}"))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn semver_as_x_mod() {
-        for ok in [
-            "0.14.0",
-            "1",
-            "1.2",
-            "1.2.3-rc.1+build.5",
-            "1.2.3-0",
-            "1.2.3+001",
-        ] {
-            assert!(is_semver(ok), "{ok}");
-        }
-        for bad in [
-            "", "01.2.3", "1.2.3.4", "1.2-rc1", "1.2.3-01", "1.2.3-", "1.2.3+", "x",
-        ] {
-            assert!(!is_semver(bad), "{bad}");
-        }
-    }
 
     #[test]
     fn upload_names_keep_subfolders_below_the_common_root() {

@@ -9,6 +9,7 @@
 use std::path::{Path, PathBuf};
 
 use ed25519_dalek::{Signer as _, SigningKey};
+use kiln_go::url::query_escape;
 use sha2::{Digest as _, Sha256};
 
 use crate::RegistryError;
@@ -304,21 +305,6 @@ impl<'a> SshReader<'a> {
         let n = self.u32()? as usize;
         self.take(n)
     }
-}
-
-/// Go's `url.QueryEscape`: unreserved bytes stay, space becomes `+`, the rest `%XX`.
-pub(crate) fn query_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                out.push(char::from(b))
-            }
-            b' ' => out.push('+'),
-            _ => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-    out
 }
 
 /// The token request URL Ollama builds from a challenge (`registryChallenge.URL`): the realm's

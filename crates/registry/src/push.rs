@@ -132,8 +132,8 @@ fn upload_blob(
     {
         start_url = format!(
             "{start_url}?from={}&mount={}",
-            crate::auth::query_escape(&source.repository()),
-            crate::auth::query_escape(&digest.to_string())
+            kiln_go::url::query_escape(&source.repository()),
+            kiln_go::url::query_escape(&digest.to_string())
         );
     }
     let resp = client.send(&Call::new(Method::POST, &start_url))?;
@@ -209,7 +209,7 @@ fn upload_blob(
     let sep = if location.contains('?') { '&' } else { '?' };
     let finish = format!(
         "{location}{sep}digest={}",
-        crate::auth::query_escape(&digest.to_string())
+        kiln_go::url::query_escape(&digest.to_string())
     );
     let empty = || Ok(Body::from(Vec::new()));
     let mut call =

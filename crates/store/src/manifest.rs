@@ -97,7 +97,7 @@ impl Manifest {
     /// The bytes Ollama writes for this manifest (`json.NewEncoder(f).Encode(m)`: Go field order,
     /// HTML escaping, trailing newline), so the digest of a manifest agrees with Ollama's.
     pub fn to_bytes(&self) -> Vec<u8> {
-        kiln_api::try_to_go_json_line(self).expect("a manifest always serializes")
+        kiln_go::json::try_to_go_json_line(self).expect("a manifest always serializes")
     }
 
     /// Total size: every layer plus the config (what `/api/tags` reports).
@@ -194,6 +194,6 @@ impl ModelConfig {
 
     /// The bytes Ollama writes (`json.NewEncoder(&b).Encode(config)`).
     pub fn to_bytes(&self) -> Vec<u8> {
-        kiln_api::try_to_go_json_line(self).expect("a config always serializes")
+        kiln_go::json::try_to_go_json_line(self).expect("a config always serializes")
     }
 }

@@ -40,7 +40,7 @@ impl Architecture for Bert {
         }
         let mut pooling_type = 0u32;
         if !pooling_dir.is_empty() {
-            let file = crate::create::go_clean_path(&format!("{pooling_dir}/config.json"));
+            let file = kiln_go::path::clean(&format!("{pooling_dir}/config.json"));
             let pooling: Pooling = json(&file, folder.require(&file)?)?;
             if pooling.pooling_mode_mean_tokens {
                 pooling_type = 1;

@@ -6,6 +6,7 @@
 //! `*_norm.weight` outside the vision tower.
 
 use kiln_gguf::{Array, Value, ValueType};
+use kiln_go::cmp;
 
 use super::{Architecture, Metadata, Parameters};
 use crate::convert::tokenizer::Tokenizer;
@@ -55,16 +56,6 @@ fn gemma_parameters(c: &Config) -> Result<Parameters, ConvertError> {
     p.insert("attention.key_length", Value::U32(head_dim));
     p.insert("attention.value_length", Value::U32(head_dim));
     Ok(p)
-}
-
-/// Go's `cmp.Or` for one value and its default.
-fn or_f32(v: f32, default: f32) -> f32 {
-    if v == 0.0 { default } else { v }
-}
-
-/// Go's `cmp.Or` for one value and its default.
-fn or_u32(v: u32, default: u32) -> u32 {
-    if v == 0 { default } else { v }
 }
 
 /// Gemma 3's keys, with the head counts Ollama fixes for the 4B, 12B and 27B layer counts. A
@@ -131,7 +122,7 @@ fn gemma3_parameters(c: &Config, vision_model: bool) -> Result<Parameters, Conve
     let window = c.u32("sliding_window")?;
     let context = c.u32("max_position_embeddings")?;
     if vision_model {
-        p.insert("context_length", Value::U32(or_u32(context, 131072)));
+        p.insert("context_length", Value::U32(cmp::or(&[context, 131072])));
         p.insert("embedding_length", Value::U32(text.u32("hidden_size")?));
         p.insert(
             "feed_forward_length",
@@ -155,13 +146,13 @@ fn gemma3_parameters(c: &Config, vision_model: bool) -> Result<Parameters, Conve
         )?;
         p.insert(
             "vision.num_channels",
-            Value::U32(or_u32(vision.u32("num_channels")?, 3)),
+            Value::U32(cmp::or(&[vision.u32("num_channels")?, 3])),
         );
         p.insert(
             "vision.attention.layer_norm_epsilon",
-            Value::F32(or_f32(vision.f32("layer_norm_eps")?, 1e-6)),
+            Value::F32(cmp::or(&[vision.f32("layer_norm_eps")?, 1e-6])),
         );
-        let text_head_dim = or_u32(text.u32("head_dim")?, 256);
+        let text_head_dim = cmp::or(&[text.u32("head_dim")?, 256]);
         p.insert("attention.key_length", Value::U32(text_head_dim));
         p.insert("attention.value_length", Value::U32(text_head_dim));
     } else {
@@ -193,22 +184,25 @@ fn gemma3_parameters(c: &Config, vision_model: bool) -> Result<Parameters, Conve
         }
         p.insert(
             "rope.local.freq_base",
-            Value::F32(or_f32(local_theta, 10000.0)),
+            Value::F32(cmp::or(&[local_theta, 10000.0])),
         );
-        p.insert("rope.freq_base", Value::F32(or_f32(theta, 1_000_000.0)));
+        p.insert("rope.freq_base", Value::F32(cmp::or(&[theta, 1_000_000.0])));
         if rope_type == "yarn" && factor > 0.0 {
             p.insert("rope.scaling.type", Value::string("yarn"));
             p.insert("rope.scaling.factor", Value::F32(factor));
             p.insert("rope.scaling.original_context_length", Value::U32(original));
             p.insert(
                 "rope.scaling.extrapolation_factor",
-                Value::F32(or_f32(extrapolation, 1.0)),
+                Value::F32(cmp::or(&[extrapolation, 1.0])),
             );
             p.insert(
                 "rope.scaling.beta_fast",
-                Value::F32(or_f32(beta_fast, 64.0)),
+                Value::F32(cmp::or(&[beta_fast, 64.0])),
             );
-            p.insert("rope.scaling.beta_slow", Value::F32(or_f32(beta_slow, 1.0)));
+            p.insert(
+                "rope.scaling.beta_slow",
+                Value::F32(cmp::or(&[beta_slow, 1.0])),
+            );
         }
         p.insert("embedding_length", Value::U32(c.u32("hidden_size")?));
         p.insert(

@@ -3,20 +3,12 @@
 //! `rope_scaling` written as two F32 tensors.
 
 use kiln_gguf::Value;
+use kiln_go::builtin::max_f64;
 
 use super::{Architecture, Parameters};
 use crate::convert::{Config, ConvertError, ModelFolder, Planned};
 
 pub(crate) struct Phi3;
-
-/// Go's `max` on floats: NaN wins.
-fn go_max(a: f64, b: f64) -> f64 {
-    if a.is_nan() || b.is_nan() {
-        f64::NAN
-    } else {
-        a.max(b)
-    }
-}
 
 impl Architecture for Phi3 {
     fn parameters(&self, c: &Config, _folder: &ModelFolder) -> Result<Parameters, ConvertError> {
@@ -70,11 +62,11 @@ impl Architecture for Phi3 {
         let scale = f64::from(context) / f64::from(original);
         let attn_factor = match scaling.string("type")?.as_str() {
             "" => None,
-            "su" | "longrope" => Some(go_max(
+            "su" | "longrope" => Some(max_f64(
                 (1.0 + scale.ln() / f64::from(original).ln()).sqrt(),
                 1.0,
             )),
-            "yarn" => Some(go_max(0.1 * scale.ln() + 1.0, 1.0)),
+            "yarn" => Some(max_f64(0.1 * scale.ln() + 1.0, 1.0)),
             other => {
                 return Err(ConvertError::InvalidConfig(format!(
                     "unknown rope scaling type {other:?} (Phi-3 knows su, longrope and yarn)"

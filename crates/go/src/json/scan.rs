@@ -1,4 +1,4 @@
-//! A syntax checker with the states and messages of Go's `encoding/json` scanner, run over the raw
+//! A syntax checker with the states and messages of Go's `encoding/json` scanner, to run over a raw
 //! body before parsing, so a malformed request gets Go's exact 400 text
 //! (`invalid character 'm' looking for beginning of object key string`, `unexpected EOF`).
 //!
@@ -38,7 +38,7 @@ enum State {
 
 /// Where the first JSON value ends (exclusive), or Go's error text. Input that is empty or only
 /// whitespace yields `Ok(None)` (Go's `io.EOF`).
-pub(crate) fn first_value(bytes: &[u8]) -> Result<Option<usize>, String> {
+pub fn first_value(bytes: &[u8]) -> Result<Option<usize>, String> {
     let mut stack: Vec<Ctx> = Vec::new();
     let mut state = State::BeginValue;
     let mut started = false;
