@@ -70,8 +70,3 @@ pub(crate) fn test_folder(config: &str, tensors: &[(&str, &str, &[u64], &[u8])])
     ]))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-}
