@@ -574,7 +574,7 @@ fn quantize_reports_each_tensors_error() {
         "{text}"
     );
     assert!(text.contains("worst tensor SNR"), "{text}");
-    // The same bytes as the library makes (and as llama.cpp: tests/model_quant.rs).
+    // The same bytes as the library makes (and as llama.cpp: tests/kiln/model_quant.rs).
     let mut expected = Vec::new();
     let bytes = std::fs::read(&input).unwrap();
     let gguf = kiln_gguf::Gguf::parse(&bytes, &kiln_gguf::Limits::default()).unwrap();
