@@ -9,9 +9,6 @@
 //! the per-tensor error report on (`measure_error`), whose output must be the same bytes, and
 //! prints what the report costs.
 
-#[path = "../tests/common/mod.rs"]
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
@@ -65,7 +62,7 @@ fn main() {
     std::fs::create_dir_all(&dir).unwrap();
     let model = dir.join("model-f16.gguf");
     let (n_embd, n_ff, n_layer, n_vocab) = (2048u64, 5632u64, 2u64, 16384u64);
-    common::run_llama_oracle(
+    kiln_testkit::run_llama_oracle(
         &python,
         &[
             serde_json::json!({"op": "make_model", "output": model, "kind": "llama", "dtype": "f16", "n_embd": n_embd,
@@ -92,7 +89,7 @@ fn main() {
     );
     for threads in [1usize, 2] {
         let reference = dir.join(format!("llama-{threads}.gguf"));
-        common::run_llama_oracle(
+        kiln_testkit::run_llama_oracle(
             &python,
             &[
                 serde_json::json!({"op": "quantize", "input": model, "output": reference, "ftype": 15, "threads": threads, "repeat": 1}),

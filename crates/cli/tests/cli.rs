@@ -1,27 +1,11 @@
 //! The `kiln` command as a user runs it: the built binary on a temporary models directory.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
 use kiln_gguf::{GgmlType, TensorSpec, Value, Writer};
 use kiln_store::{ModelName, Store};
-
-/// A models directory removed on drop.
-struct TempStore(PathBuf);
-
-impl TempStore {
-    fn new(tag: &str) -> TempStore {
-        let dir = std::env::temp_dir().join(format!("kiln-cli-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        TempStore(dir)
-    }
-}
-
-impl Drop for TempStore {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+use kiln_testkit::TempDir;
 
 fn kiln(models: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_kiln"))
@@ -43,20 +27,10 @@ fn stderr(o: &Output) -> String {
 
 /// kiln's server over `store` on an ephemeral loopback port: the runtime (keep it) and `host:port`.
 fn start_server(store: &Store) -> (tokio::runtime::Runtime, String) {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let listener = rt
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
     let server = std::sync::Arc::new(kiln_server::Server::new(
         kiln::create::Engine::new(store.clone()).with_threads(1),
     ));
-    rt.spawn(async move { axum::serve(listener, kiln_server::router(server)).await });
-    (rt, addr)
+    kiln_testkit::serve(kiln_server::router(server))
 }
 
 /// A small F16 llama GGUF.
@@ -101,7 +75,7 @@ fn store_base(dir: &Path) -> Store {
 
 #[test]
 fn create_list_show_copy_remove_as_ollama_prints_them() {
-    let tmp = TempStore::new("models");
+    let tmp = TempDir::new("cli-models");
     let store = store_base(&tmp.0);
 
     let created = kiln(
@@ -185,7 +159,7 @@ fn create_list_show_copy_remove_as_ollama_prints_them() {
 
 #[test]
 fn json_progress_is_the_api_stream() {
-    let tmp = TempStore::new("json");
+    let tmp = TempDir::new("cli-json");
     store_base(&tmp.0);
     let out = kiln(
         &tmp.0,
@@ -206,7 +180,7 @@ fn json_progress_is_the_api_stream() {
 
 #[test]
 fn store_health_exit_codes_tell_healthy_from_broken_from_usage() {
-    let tmp = TempStore::new("health");
+    let tmp = TempDir::new("cli-health");
     let store = store_base(&tmp.0);
     let ok = kiln(&tmp.0, &["verify"]);
     assert_eq!(ok.status.code(), Some(0), "{}", stdout(&ok));
@@ -265,11 +239,11 @@ fn store_health_exit_codes_tell_healthy_from_broken_from_usage() {
 /// server's answers, and its errors, reach the user the same way.
 #[test]
 fn commands_through_a_server_with_host() {
-    let tmp = TempStore::new("remote");
+    let tmp = TempDir::new("cli-remote");
     let store = store_base(&tmp.0);
     let (rt, addr) = start_server(&store);
     // The models directory given is empty: everything must come from the server.
-    let elsewhere = TempStore::new("remote-empty");
+    let elsewhere = TempDir::new("cli-remote-empty");
     let remote = |args: &[&str]| {
         let mut all = vec!["--host", addr.as_str()];
         all.extend_from_slice(args);
@@ -316,7 +290,7 @@ fn commands_through_a_server_with_host() {
 
 #[test]
 fn inspect_prints_a_gguf_and_names_what_is_wrong_with_a_bad_one() {
-    let tmp = TempStore::new("inspect");
+    let tmp = TempDir::new("cli-inspect");
     let store = store_base(&tmp.0);
     let manifest = store
         .manifest(&ModelName::parse("base").unwrap())
@@ -411,7 +385,7 @@ fn no_stray_blobs(store: &Store) {
 
 #[test]
 fn create_from_a_modelfile_with_a_safetensors_folder_and_a_gguf() {
-    let tmp = TempStore::new("modelfile");
+    let tmp = TempDir::new("cli-modelfile");
     let work = tmp.0.with_extension("work");
     let _ = std::fs::remove_dir_all(&work);
     llama_folder(&work.join("weights"));
@@ -529,7 +503,7 @@ fn create_from_a_modelfile_with_a_safetensors_folder_and_a_gguf() {
 
 #[test]
 fn create_from_a_modelfile_through_a_server_uploads_the_files() {
-    let tmp = TempStore::new("modelfile-remote");
+    let tmp = TempDir::new("cli-modelfile-remote");
     let work = tmp.0.with_extension("work");
     let _ = std::fs::remove_dir_all(&work);
     llama_folder(&work);
@@ -574,7 +548,7 @@ fn create_from_a_modelfile_through_a_server_uploads_the_files() {
 
 #[test]
 fn quantize_reports_each_tensors_error() {
-    let tmp = TempStore::new("quantize");
+    let tmp = TempDir::new("cli-quantize");
     std::fs::create_dir_all(&tmp.0).unwrap();
     let input = tmp.0.join("in.gguf");
     std::fs::write(&input, small_gguf()).unwrap();
@@ -600,7 +574,7 @@ fn quantize_reports_each_tensors_error() {
         "{text}"
     );
     assert!(text.contains("worst tensor SNR"), "{text}");
-    // The same bytes as the library makes (and as llama.cpp: tests/model_quant.rs).
+    // The same bytes as the library makes (and as llama.cpp: tests/kiln/model_quant.rs).
     let mut expected = Vec::new();
     let bytes = std::fs::read(&input).unwrap();
     let gguf = kiln_gguf::Gguf::parse(&bytes, &kiln_gguf::Limits::default()).unwrap();
@@ -637,7 +611,7 @@ fn quantize_reports_each_tensors_error() {
 
 #[test]
 fn quantize_to_a_size_target_prints_a_reproducible_mix() {
-    let tmp = TempStore::new("target");
+    let tmp = TempDir::new("cli-target");
     std::fs::create_dir_all(&tmp.0).unwrap();
     let input = tmp.0.join("in.gguf");
     std::fs::write(&input, small_gguf()).unwrap();

@@ -1,9 +1,10 @@
 //! kiln-gguf's integration tests: interop with llama.cpp's gguf-py, round trips, hostile input.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use kiln_gguf::{Array, GgmlType, Gguf, GgufError, Limits, TensorSpec, Value, ValueType, Writer};
+use kiln_testkit::{TempDir, oracle_python, oracle_script};
 use proptest::prelude::*;
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -11,23 +12,9 @@ use sha2::{Digest, Sha256};
 // ---------------------------------------------------------------------------------------------
 // The oracle: llama.cpp's Python gguf package.
 
-fn oracle_python() -> Option<PathBuf> {
-    match std::env::var_os("KILN_PYTHON") {
-        Some(p) => Some(PathBuf::from(p)),
-        None if std::env::var_os("KILN_REQUIRE_ORACLE").is_some() => {
-            panic!("KILN_REQUIRE_ORACLE is set but KILN_PYTHON is not: run scripts/test.sh")
-        }
-        None => {
-            eprintln!("skipped: the gguf-py oracle is not set up; run scripts/test.sh");
-            None
-        }
-    }
-}
-
 fn interop(python: &Path, args: &[&str]) -> serde_json::Value {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/oracle/gguf_interop.py");
     let out = Command::new(python)
-        .arg(script)
+        .arg(oracle_script("gguf_interop.py"))
         .args(args)
         .output()
         .expect("run gguf_interop.py");
@@ -37,12 +24,6 @@ fn interop(python: &Path, args: &[&str]) -> serde_json::Value {
         String::from_utf8_lossy(&out.stderr)
     );
     serde_json::from_slice(&out.stdout).expect("oracle JSON")
-}
-
-fn temp_path(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("kiln-gguf-tests-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir.join(name)
 }
 
 /// kiln's view of a value in the oracle script's JSON shape.
@@ -121,8 +102,9 @@ fn rewrite(gguf: &Gguf<'_>) -> Vec<u8> {
 #[test]
 fn files_written_by_gguf_py_parse_to_the_same_content_and_rewrite_identically() {
     let Some(py) = oracle_python() else { return };
+    let dir = TempDir::new("gguf-pywritten");
     for alignment in [1u32, 8, 32, 64, 256] {
-        let path = temp_path(&format!("pywritten-{alignment}.gguf"));
+        let path = dir.join(format!("pywritten-{alignment}.gguf"));
         let written = interop(
             &py,
             &["write", path.to_str().unwrap(), &alignment.to_string()],
@@ -214,6 +196,7 @@ fn kiln_tensors() -> Vec<(TensorSpec<'static>, Vec<u8>)> {
 #[test]
 fn files_written_by_kiln_are_read_by_gguf_py_with_the_same_content() {
     let Some(py) = oracle_python() else { return };
+    let dir = TempDir::new("gguf-kiln-written");
     for alignment in [None, Some(16u32), Some(128)] {
         let md = every_value_metadata(alignment);
         let tensors = kiln_tensors();
@@ -223,7 +206,7 @@ fn files_written_by_kiln_are_read_by_gguf_py_with_the_same_content() {
             w.write_tensor_data(data).unwrap();
         }
         let bytes = w.finish().unwrap();
-        let path = temp_path(&format!("kiln-written-{alignment:?}.gguf"));
+        let path = dir.join(format!("kiln-written-{alignment:?}.gguf"));
         std::fs::write(&path, &bytes).unwrap();
         let seen = interop(&py, &["read", path.to_str().unwrap()]);
         let gguf = Gguf::parse(&bytes, &Limits::default()).unwrap();

@@ -21,9 +21,8 @@ use kiln_store::{Digest, Layer, Manifest, ModelName, Store};
 // ---------------------------------------------------------------------------------------------
 // Harness
 
-#[path = "../../../tests/common/registry.rs"]
-mod harness;
-use harness::{Registry, TempDir, required};
+use kiln_testkit::TempDir;
+use kiln_testkit::registry::{Registry, required};
 
 macro_rules! registry_or_skip {
     ($auth:expr) => {
@@ -321,28 +320,18 @@ fn start_proxy(upstream: &str) -> Proxy {
         r
     }
 
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let listener = runtime
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
     let faults = Arc::new(Faults::default());
-    let state = S {
-        upstream: upstream.to_owned(),
-        me: addr.clone(),
-        faults: Arc::clone(&faults),
-        http: reqwest::Client::new(),
-    };
-    let app = axum::Router::new()
-        .route("/token", axum::routing::get(token))
-        .fallback(forward)
-        .with_state(state);
-    runtime.spawn(async move {
-        axum::serve(listener, app).await.unwrap();
+    let (runtime, addr) = kiln_testkit::serve_with(|addr| {
+        let state = S {
+            upstream: upstream.to_owned(),
+            me: addr.to_owned(),
+            faults: Arc::clone(&faults),
+            http: reqwest::Client::new(),
+        };
+        axum::Router::new()
+            .route("/token", axum::routing::get(token))
+            .fallback(forward)
+            .with_state(state)
     });
     Proxy {
         addr,

@@ -6,11 +6,12 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use kiln_store::{Digest, GarbageKind, Layer, Manifest, ModelConfig, ModelName, Store, StoreError};
+use kiln_testkit::TempDir;
 
-fn temp_store(tag: &str) -> (Store, PathBuf) {
-    let dir = std::env::temp_dir().join(format!("kiln-store-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    (Store::open(&dir).unwrap(), dir)
+/// A store in a fresh temporary directory (removed when the [`TempDir`] drops).
+fn temp_store(tag: &str) -> (Store, TempDir) {
+    let dir = TempDir::new(&format!("store-{tag}"));
+    (Store::open(dir.path()).unwrap(), dir)
 }
 
 // ---- names: types/model/name_test.go at ollama fb30760 ----------------------------------------
@@ -271,7 +272,8 @@ fn create_model(store: &Store, name: &str, model_bytes: &[u8], template: &str) -
 
 #[test]
 fn blobs_manifests_list_copy_delete() {
-    let (store, dir) = temp_store("ops");
+    let (store, tmp) = temp_store("ops");
+    let dir = tmp.path();
     let data = b"GGUF pretend model";
     let blob = store
         .write_blob(&data[..], Some(&Digest::of(data)))
@@ -382,12 +384,11 @@ fn blobs_manifests_list_copy_delete() {
         .collect();
     assert_eq!(left.len(), 1);
     assert_eq!(store.prune(Duration::ZERO).unwrap().len(), 1);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn verify_reports_corruption() {
-    let (store, dir) = temp_store("verify");
+    let (store, _dir) = temp_store("verify");
     let name = create_model(&store, "m", b"model", "t");
     let m = store.manifest(&name).unwrap();
     let digest = m.manifest.layers[0].digest().unwrap();
@@ -400,12 +401,11 @@ fn verify_reports_corruption() {
         report.missing_blobs,
         vec![("m:latest".to_owned(), digest.to_string())]
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn concurrent_creates_deletes_and_prunes_keep_the_store_consistent() {
-    let (store, dir) = temp_store("concurrent");
+    let (store, _dir) = temp_store("concurrent");
     std::thread::scope(|s| {
         for t in 0..3 {
             let store = store.clone();
@@ -435,7 +435,6 @@ fn concurrent_creates_deletes_and_prunes_keep_the_store_consistent() {
             && report.bad_manifests.is_empty(),
         "{report:?}"
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Child mode for the crash test: create models forever until killed.
@@ -461,7 +460,8 @@ fn writers_killed_at_random_points_never_corrupt_the_store() {
         crash_child(&root);
         return;
     }
-    let (store, dir) = temp_store("crash");
+    let (store, tmp) = temp_store("crash");
+    let dir = tmp.path();
     let mut seed = 0x2545_f491_u64 ^ std::process::id() as u64;
     for round in 0..25 {
         let mut child = std::process::Command::new(std::env::current_exe().unwrap())
@@ -470,7 +470,7 @@ fn writers_killed_at_random_points_never_corrupt_the_store() {
                 "writers_killed_at_random_points_never_corrupt_the_store",
                 "--nocapture",
             ])
-            .env("KILN_STORE_CRASH_CHILD", &dir)
+            .env("KILN_STORE_CRASH_CHILD", dir)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
@@ -498,12 +498,11 @@ fn writers_killed_at_random_points_never_corrupt_the_store() {
             entry.file_name()
         );
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn partial_downloads_enter_the_store_only_when_they_hash_right() {
-    let (store, dir) = temp_store("partials");
+    let (store, _dir) = temp_store("partials");
     let good = b"the whole blob".as_slice();
     let digest = Digest::of(good);
     // Ollama's file names, so a pull resumes across kiln and Ollama.
@@ -563,12 +562,12 @@ fn partial_downloads_enter_the_store_only_when_they_hash_right() {
     let removed = store.prune(Duration::ZERO).unwrap();
     assert_eq!(removed.len(), 3, "{removed:?}"); // two partial files and the unreferenced blob
     assert!(store.partials().unwrap().is_empty());
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn manifests_from_a_registry_are_stored_byte_for_byte() {
-    let (store, dir) = temp_store("verbatim");
+    let (store, tmp) = temp_store("verbatim");
+    let dir = tmp.path();
     let name: ModelName = "registry.example/team/m:v1".parse().unwrap();
     let config = store.write_blob(&b"{}"[..], None).unwrap().digest;
     // Missing blobs are refused: the manifest comes last.
@@ -586,12 +585,12 @@ fn manifests_from_a_registry_are_stored_byte_for_byte() {
     assert_eq!(store.manifest_bytes(&name).unwrap(), bytes);
     assert!(dir.join("manifests/registry.example/team/m/v1").is_file());
     assert_eq!(store.manifest(&name).unwrap().manifest.layers.len(), 0);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn blobs_a_damaged_manifest_mentions_are_never_collected() {
-    let (store, dir) = temp_store("damaged-manifest");
+    let (store, tmp) = temp_store("damaged-manifest");
+    let dir = tmp.path();
     let model = store.write_blob(&b"model bytes"[..], None).unwrap();
     let config = store.write_blob(&b"{}"[..], None).unwrap();
     let manifest = Manifest::new(
@@ -631,12 +630,12 @@ fn blobs_a_damaged_manifest_mentions_are_never_collected() {
     // Once the damaged manifest is gone, they are garbage.
     std::fs::remove_file(&path).unwrap();
     assert_eq!(store.prune(Duration::ZERO).unwrap().len(), 2);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn garbage_lists_what_prune_removes_without_removing_it() {
-    let (store, dir) = temp_store("garbage");
+    let (store, tmp) = temp_store("garbage");
+    let dir = tmp.path();
     let kept = store.write_blob(&b"{}"[..], None).unwrap();
     let manifest = Manifest::new(
         Layer::new(kiln_store::CONFIG_MEDIA_TYPE, kept.digest, kept.size),
@@ -696,14 +695,13 @@ fn garbage_lists_what_prune_removes_without_removing_it() {
     assert_eq!(removed, listed);
     assert!(store.has_blob(&kept.digest));
     assert!(store.garbage(Duration::ZERO).unwrap().is_empty());
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 // ---- delete reports what it freed ------------------------------------------------------------
 
 #[test]
 fn delete_reports_only_the_blobs_it_removed() {
-    let (store, dir) = temp_store("delete-freed");
+    let (store, _dir) = temp_store("delete-freed");
     let config = store
         .write_blob(&b"{\"shared config\":1}"[..], None)
         .unwrap();
@@ -742,7 +740,6 @@ fn delete_reports_only_the_blobs_it_removed() {
         store.delete(&b),
         Err(StoreError::ModelNotFound { .. })
     ));
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 // ---- imports: reflink, hard link, copy -------------------------------------------------------
@@ -768,7 +765,8 @@ fn source_file(dir: &std::path::Path, name: &str, content: &[u8]) -> PathBuf {
 
 #[test]
 fn import_by_copy_is_verified_and_independent() {
-    let (store, dir) = temp_store("import-copy");
+    let (store, tmp) = temp_store("import-copy");
+    let dir = tmp.path();
     let content: Vec<u8> = (0..3_000_000u32).map(|i| (i * 7 % 251) as u8).collect();
     let src = source_file(&dir.join("src"), "model.gguf", &content);
     let digest = Digest::of(&content);
@@ -780,7 +778,7 @@ fn import_by_copy_is_verified_and_independent() {
     assert_eq!(got.size, content.len() as u64);
     assert_eq!(got.method, ImportMethod::Copy);
     assert!(got.created);
-    assert_eq!(blob_entries(&dir), vec![digest.file_name()]);
+    assert_eq!(blob_entries(dir), vec![digest.file_name()]);
     assert_eq!(std::fs::read(store.blob_path(&digest)).unwrap(), content);
 
     // Independent of the source: writing to it in place leaves the blob intact.
@@ -792,7 +790,7 @@ fn import_by_copy_is_verified_and_independent() {
     let reused = store.import_file(&again, ImportMode::Copy, None).unwrap();
     assert!(!reused.created);
     assert_eq!(reused.digest, digest);
-    assert_eq!(blob_entries(&dir), vec![digest.file_name()]);
+    assert_eq!(blob_entries(dir), vec![digest.file_name()]);
 
     // A wrong expected digest stores nothing and says where.
     let other = source_file(&dir.join("src"), "other.gguf", b"other bytes");
@@ -808,7 +806,7 @@ fn import_by_copy_is_verified_and_independent() {
         }
         r => panic!("{r:?}"),
     }
-    assert_eq!(blob_entries(&dir), vec![digest.file_name()]);
+    assert_eq!(blob_entries(dir), vec![digest.file_name()]);
 
     // Bad inputs are errors naming the path, never panics.
     match store.import_file(dir.join("src"), ImportMode::Copy, None) {
@@ -819,15 +817,15 @@ fn import_by_copy_is_verified_and_independent() {
         Err(StoreError::Io { path, .. }) => assert_eq!(path, dir.join("missing")),
         r => panic!("{r:?}"),
     }
-    assert_eq!(blob_entries(&dir), vec![digest.file_name()]);
-    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(blob_entries(dir), vec![digest.file_name()]);
 }
 
 #[cfg(unix)]
 #[test]
 fn import_by_hardlink_shares_the_inode_and_is_verified() {
     use std::os::unix::fs::MetadataExt;
-    let (store, dir) = temp_store("import-hardlink");
+    let (store, tmp) = temp_store("import-hardlink");
+    let dir = tmp.path();
     let content = b"GGUF hard-linked weights".repeat(1000);
     let src = source_file(&dir.join("src"), "model.gguf", &content);
     let digest = Digest::of(&content);
@@ -843,7 +841,7 @@ fn import_by_hardlink_shares_the_inode_and_is_verified() {
         }
         r => panic!("{r:?}"),
     }
-    assert!(blob_entries(&dir).is_empty(), "{:?}", blob_entries(&dir));
+    assert!(blob_entries(dir).is_empty(), "{:?}", blob_entries(dir));
     assert_eq!(std::fs::metadata(&src).unwrap().nlink(), 1);
     assert_eq!(std::fs::read(&src).unwrap(), content);
 
@@ -853,7 +851,7 @@ fn import_by_hardlink_shares_the_inode_and_is_verified() {
     assert_eq!(got.method, ImportMethod::Hardlink);
     assert!(got.created);
     assert_eq!(got.size, content.len() as u64);
-    assert_eq!(blob_entries(&dir), vec![digest.file_name()]);
+    assert_eq!(blob_entries(dir), vec![digest.file_name()]);
     let blob = std::fs::metadata(store.blob_path(&digest)).unwrap();
     let source = std::fs::metadata(&src).unwrap();
     assert_eq!((blob.dev(), blob.ino()), (source.dev(), source.ino()));
@@ -866,7 +864,7 @@ fn import_by_hardlink_shares_the_inode_and_is_verified() {
         .import_file(&link, ImportMode::Hardlink, None)
         .unwrap();
     assert!(!via_link.created);
-    assert_eq!(blob_entries(&dir), vec![digest.file_name()]);
+    assert_eq!(blob_entries(dir), vec![digest.file_name()]);
     assert!(
         std::fs::symlink_metadata(store.blob_path(&digest))
             .unwrap()
@@ -889,7 +887,6 @@ fn import_by_hardlink_shares_the_inode_and_is_verified() {
     assert_eq!(deleted.blobs_removed.len(), 2);
     assert_eq!(deleted.bytes_freed, config.size);
     assert_eq!(std::fs::read(&src).unwrap(), content);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Whether `ImportMode::Reflink` works for a store and a file under `dir`; the error says why not.
@@ -1005,9 +1002,8 @@ fn cross_device_links_fail_cleanly(store_dir: &std::path::Path, other_dir: &std:
 /// beside it; one that succeeds replaces it whole.
 #[test]
 fn atomic_writes_replace_whole_or_not_at_all() {
-    let dir = std::env::temp_dir().join(format!("kiln-atomic-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let tmp = TempDir::new("atomic");
+    let dir = tmp.path();
     let path = dir.join("out.gguf");
     std::fs::write(&path, b"old contents").unwrap();
     let io = |p: &std::path::Path, e: std::io::Error| format!("{}: {e}", p.display());
@@ -1022,7 +1018,7 @@ fn atomic_writes_replace_whole_or_not_at_all() {
     assert_eq!(failed, Err("the writer gave up".to_owned()));
     assert_eq!(std::fs::read(&path).unwrap(), b"old contents");
     let names = || -> Vec<String> {
-        let mut v: Vec<String> = std::fs::read_dir(&dir)
+        let mut v: Vec<String> = std::fs::read_dir(dir)
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .collect();
@@ -1042,5 +1038,4 @@ fn atomic_writes_replace_whole_or_not_at_all() {
     let missing = dir.join("no/such/dir/out.gguf");
     let err = kiln_store::write_atomically(&missing, |_| Ok::<(), String>(()), io).unwrap_err();
     assert!(err.contains("no/such/dir"), "{err}");
-    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -4,13 +4,12 @@
 //! SHA-256 of their Go JSON — and the SHA-256 of every tensor's bytes. The model folder is the
 //! real one, as packaged on PyPI (installed by `scripts/setup-oracle.sh`).
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use kiln::convert::{Conversion, ModelFolder};
 use kiln_gguf::{Gguf, Limits, Value};
+use kiln_testkit::TempDir;
 use sha2::{Digest, Sha256};
 
 fn hex(bytes: &[u8]) -> String {
@@ -79,7 +78,7 @@ fn go_float_formatting() {
 
 #[test]
 fn all_minilm_matches_ollamas_fixture() {
-    let Some(dir) = common::minilm_folder() else {
+    let Some(dir) = kiln_testkit::minilm_folder() else {
         return;
     };
     // SAFETY: the installed package's files are not modified during the test.
@@ -132,13 +131,12 @@ fn all_minilm_matches_ollamas_fixture() {
 /// stored: the store's disk high-water mark is the uploads plus the output, not more.
 #[test]
 fn create_from_safetensors_files_converts_then_quantizes_like_ollama() {
-    let Some(dir) = common::minilm_folder() else {
+    let Some(dir) = kiln_testkit::minilm_folder() else {
         return;
     };
-    let python = common::oracle_python().unwrap();
-    let work = std::env::temp_dir().join(format!("kiln-convert-create-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&work);
-    std::fs::create_dir_all(&work).unwrap();
+    let python = kiln_testkit::oracle_python().unwrap();
+    let tmp = TempDir::new("convert-create");
+    let work = tmp.path();
 
     // SAFETY: the installed package's files are not modified during the test.
     let folder = unsafe { ModelFolder::map_dir(&dir) }.unwrap();
@@ -155,7 +153,7 @@ fn create_from_safetensors_files_converts_then_quantizes_like_ollama() {
         serde_json::json!({"op": "quantize", "input": converted, "output": work.join("llama-q8_0.gguf"), "ftype": 7}),
         serde_json::json!({"op": "quantize", "input": converted, "output": work.join("llama-copy.gguf"), "ftype": 0, "only_copy": true}),
     ];
-    common::run_llama_oracle(&python, &jobs, &work);
+    kiln_testkit::run_llama_oracle(&python, &jobs, work);
 
     let store = kiln_store::Store::open(work.join("models")).unwrap();
     let engine = kiln::create::Engine::new(store.clone()).with_threads(2);
@@ -270,7 +268,6 @@ fn create_from_safetensors_files_converts_then_quantizes_like_ollama() {
         .collect();
     stored.sort();
     assert_eq!(stored, referenced);
-    let _ = std::fs::remove_dir_all(&work);
 }
 
 /// Stores every file under `dir` as a blob, as a client uploads a folder: Ollama's `files` map
@@ -323,7 +320,7 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
 /// bias by column; kiln, like llama.cpp, refuses to quantize its MXFP4 experts again.
 #[test]
 fn causal_lms_match_llama_cpps_converter() {
-    let Some(python) = common::oracle_python() else {
+    let Some(python) = kiln_testkit::oracle_python() else {
         return;
     };
     let golden: serde_json::Value = serde_json::from_slice(
@@ -333,9 +330,8 @@ fn causal_lms_match_llama_cpps_converter() {
         .unwrap(),
     )
     .unwrap();
-    let work = std::env::temp_dir().join(format!("kiln-convert-llama-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&work);
-    std::fs::create_dir_all(&work).unwrap();
+    let tmp = TempDir::new("convert-llama");
+    let work = tmp.path();
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/oracle/hf_llama.py");
     let tokens = golden["tokens_for_logits"].clone();
     let mut jobs = Vec::new();
@@ -550,7 +546,7 @@ fn causal_lms_match_llama_cpps_converter() {
         .unwrap();
         quantized.push((dtype, ours));
     }
-    common::run_llama_oracle(&python, &jobs, &work);
+    kiln_testkit::run_llama_oracle(&python, &jobs, work);
     for (dtype, ours) in &quantized {
         let theirs = std::fs::read(work.join(format!("llama-q4_k_m-{dtype}.gguf"))).unwrap();
         assert!(
@@ -611,7 +607,7 @@ fn causal_lms_match_llama_cpps_converter() {
             moe == llama("f16-mxfp4moe"),
             "{dtype}: MXFP4_MOE of F16 experts differs from llama.cpp's"
         );
-        mxfp4_model_created_as_ollama_creates_it(&work.join(dtype), &theirs, &work);
+        mxfp4_model_created_as_ollama_creates_it(&work.join(dtype), &theirs, work);
     }
     for (dtype, _) in cases {
         if golden[dtype]["logits"].is_null() {
@@ -636,7 +632,6 @@ fn causal_lms_match_llama_cpps_converter() {
             .fold(0f32, f32::max);
         assert!(worst < 1e-3, "{dtype}: logits differ by up to {worst}");
     }
-    let _ = std::fs::remove_dir_all(&work);
 }
 
 /// `/api/create` with a GPT-OSS folder's files: without `quantize` the model layer is llama.cpp's
@@ -747,7 +742,8 @@ fn architecture_keys_match_ollamas_fixtures() {
                 "rope_theta": 8000000.0, "use_qk_norm": false}),
         ),
     ];
-    let work = std::env::temp_dir().join(format!("kiln-convert-keys-{}", std::process::id()));
+    let tmp = TempDir::new("convert-keys");
+    let work = tmp.path();
     for (name, config) in cases {
         let dir = work.join(name);
         std::fs::create_dir_all(&dir).unwrap();
@@ -804,7 +800,6 @@ fn architecture_keys_match_ollamas_fixtures() {
             assert_eq!(gguf.tensors()[1].dims(), [48]);
         }
     }
-    let _ = std::fs::remove_dir_all(&work);
 }
 
 /// `POST /api/create` with the files of a model folder whose conversion embeds a vision tower:
@@ -892,7 +887,7 @@ fn vision_tower_kept_as_ollama_keeps_it(python: &Path, dir: &Path, converted: &[
     let text_only = work.join("text-only.gguf");
     std::fs::write(&text_only, w.finish().unwrap()).unwrap();
     let reference = work.join("text-only-q4_k_m.gguf");
-    common::run_llama_oracle(
+    kiln_testkit::run_llama_oracle(
         python,
         &[
             serde_json::json!({"op": "quantize", "input": text_only, "output": reference, "ftype": 15, "threads": 2}),
@@ -956,12 +951,11 @@ fn vision_tower_kept_as_ollama_keeps_it(python: &Path, dir: &Path, converted: &[
 #[test]
 fn size_targets_for_a_folder_reproduce_in_llama_cpp() {
     use kiln::quantize::target::{Budget, TargetOptions, choose_mix, choose_mix_for_conversion};
-    let Some(python) = common::oracle_python() else {
+    let Some(python) = kiln_testkit::oracle_python() else {
         return;
     };
-    let work = std::env::temp_dir().join(format!("kiln-convert-target-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&work);
-    std::fs::create_dir_all(&work).unwrap();
+    let tmp = TempDir::new("convert-target");
+    let work = tmp.path();
     let folder = work.join("hf");
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/oracle/hf_llama.py");
     let status = std::process::Command::new(&python)
@@ -1012,17 +1006,16 @@ fn size_targets_for_a_folder_reproduce_in_llama_cpp() {
         .map(|(re, ty)| serde_json::json!([re, ty.0]))
         .collect();
     let theirs = work.join("llama-mix.gguf");
-    common::run_llama_oracle(
+    kiln_testkit::run_llama_oracle(
         &python,
         &[
             serde_json::json!({"op": "quantize", "input": converted_path, "output": theirs,
             "ftype": 15, "threads": 2, "tensor_types": overrides}),
         ],
-        &work,
+        work,
     );
     assert!(
         ours == std::fs::read(&theirs).unwrap(),
         "kiln's mix of the folder differs from llama.cpp's of the conversion"
     );
-    let _ = std::fs::remove_dir_all(&work);
 }

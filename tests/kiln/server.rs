@@ -2,17 +2,15 @@
 //! files, create a quantized model `from` it (the documented request), show, list, copy, delete,
 //! version — checking the status lines, the HTTP codes, the store on disk and the quantized bytes.
 
-mod common;
-
 #[allow(dead_code, unused_imports)]
 use std::path::Path;
 use std::sync::Arc;
 
-use common::oracle_python;
 use kiln::create::Engine;
 use kiln::{FileType, NoProgress, QuantizeOptions, quantize_gguf};
 use kiln_gguf::{GgmlType, Gguf, Limits, TensorSpec, Value, Writer};
 use kiln_store::{MEDIA_TYPE_MODEL, ModelName, Store};
+use kiln_testkit::{TempDir, oracle_python};
 use serde_json::json;
 
 /// A small F16 llama-shaped model (no general.file_type key: Ollama's COPY validation adds one).
@@ -105,9 +103,8 @@ fn the_official_python_client_drives_kiln_like_ollama() {
     let Some(python) = oracle_python() else {
         return;
     };
-    let dir = std::env::temp_dir().join(format!("kiln-server-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let tmp = TempDir::new("server");
+    let dir = tmp.path();
     let gguf_path = dir.join("model.gguf");
     synthetic_f16(&gguf_path);
     let store = Store::open(dir.join("models")).unwrap();
@@ -116,7 +113,7 @@ fn the_official_python_client_drives_kiln_like_ollama() {
     let host = format!("http://{addr}");
 
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/oracle/ollama_client.py");
-    let minilm = common::minilm_folder().unwrap();
+    let minilm = kiln_testkit::minilm_folder().unwrap();
     let out = std::process::Command::new(&python)
         .arg(script)
         .arg(&host)
@@ -315,7 +312,6 @@ fn the_official_python_client_drives_kiln_like_ollama() {
         "{report:?}"
     );
     rt.shutdown_background();
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Starts the reference server on an ephemeral port over `store`; returns the runtime (keep it
@@ -326,18 +322,8 @@ fn start_server(store: &Store, threads: usize) -> (tokio::runtime::Runtime, Stri
 
 /// Starts the reference server over `engine`; as [`start_server`].
 fn start_engine(engine: Engine) -> (tokio::runtime::Runtime, String) {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let listener = rt
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
     let app = Arc::new(kiln_server::Server::new(engine));
-    rt.spawn(async move { axum::serve(listener, kiln_server::router(app)).await });
-    (rt, addr)
+    kiln_testkit::serve(kiln_server::router(app))
 }
 
 /// One HTTP/1.1 request over a plain socket (`Connection: close`); returns the status and body
@@ -463,9 +449,9 @@ fn assert_only_base(store: &Store) {
 /// clients at once all get their models, identical where their requests are.
 #[test]
 fn disconnects_cancel_and_concurrent_clients_all_succeed() {
-    let dir = std::env::temp_dir().join(format!("kiln-server-http-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let store = Store::open(&dir).unwrap();
+    let tmp = TempDir::new("server-http");
+    let dir = tmp.path();
+    let store = Store::open(dir).unwrap();
     let (_rt, addr) = start_server(&store, 1);
 
     let blobs_before = create_base(&addr, &store);
@@ -519,7 +505,6 @@ fn disconnects_cancel_and_concurrent_clients_all_succeed() {
             && report.bad_manifests.is_empty(),
         "{report:?}"
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// The `serve` example binary (cargo builds examples before running integration tests).
@@ -537,8 +522,8 @@ fn serve_binary() -> std::path::PathBuf {
 #[test]
 fn ctrl_c_cancels_running_creates_and_leaves_no_partial_files() {
     use std::io::Read;
-    let dir = std::env::temp_dir().join(format!("kiln-server-sigint-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let tmp = TempDir::new("server-sigint");
+    let dir = tmp.path();
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -547,7 +532,7 @@ fn ctrl_c_cancels_running_creates_and_leaves_no_partial_files() {
     let addr = format!("127.0.0.1:{port}");
     let mut child = std::process::Command::new(serve_binary())
         .env("OLLAMA_HOST", &addr)
-        .env("OLLAMA_MODELS", &dir)
+        .env("OLLAMA_MODELS", dir)
         .env("KILN_THREADS", "1")
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -557,7 +542,7 @@ fn ctrl_c_cancels_running_creates_and_leaves_no_partial_files() {
         assert!(std::time::Instant::now() < deadline, "server did not start");
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
-    let store = Store::open(&dir).unwrap();
+    let store = Store::open(dir).unwrap();
     let blobs_before = create_base(&addr, &store);
     let (mut s, mut seen) = start_quantize_stream(&addr);
     let started = std::time::Instant::now();
@@ -576,7 +561,6 @@ fn ctrl_c_cancels_running_creates_and_leaves_no_partial_files() {
     assert_eq!(blob_files(&store), blobs_before, "blobs or temp files left");
     assert_only_base(&store);
     eprintln!("shut down {took:?} after SIGINT");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// The body of a plain GET to the registry (what `curl` would see).
@@ -621,10 +605,10 @@ fn the_python_client_pushes_and_pulls_through_a_real_registry() {
     let Some(python) = oracle_python() else {
         return;
     };
-    let Some(registry) = common::registry::Registry::start_or_skip(None) else {
+    let Some(registry) = kiln_testkit::registry::Registry::start_or_skip(None) else {
         return;
     };
-    let dir = common::registry::TempDir::new("server-transfer");
+    let dir = TempDir::new("server-transfer");
     let gguf_path = dir.0.join("model.gguf");
     synthetic_f16(&gguf_path);
     let source = Store::open(dir.0.join("source")).unwrap();
@@ -818,10 +802,10 @@ fn the_js_client_pushes_and_pulls_through_a_real_registry() {
     let Some(client_dir) = js_client() else {
         return;
     };
-    let Some(registry) = common::registry::Registry::start_or_skip(None) else {
+    let Some(registry) = kiln_testkit::registry::Registry::start_or_skip(None) else {
         return;
     };
-    let dir = common::registry::TempDir::new("server-js");
+    let dir = TempDir::new("server-js");
     let source = Store::open(dir.0.join("source")).unwrap();
     let dest = Store::open(dir.0.join("dest")).unwrap();
     let gguf_path = dir.0.join("model.gguf");
@@ -913,10 +897,10 @@ fn the_js_client_pushes_and_pulls_through_a_real_registry() {
 
 #[test]
 fn repair_drops_corrupt_blobs_and_fetches_them_again_from_the_registry() {
-    let Some(registry) = common::registry::Registry::start_or_skip(None) else {
+    let Some(registry) = kiln_testkit::registry::Registry::start_or_skip(None) else {
         return;
     };
-    let dir = common::registry::TempDir::new("repair");
+    let dir = TempDir::new("repair");
     let store = Store::open(dir.0.join("models")).unwrap();
     let engine = Engine::new(store.clone())
         .with_threads(2)
@@ -1025,9 +1009,9 @@ fn repair_drops_corrupt_blobs_and_fetches_them_again_from_the_registry() {
 /// errors in OpenAI's shape with the type by status.
 #[test]
 fn openai_model_endpoints_answer_as_ollamas_middleware() {
-    let dir = std::env::temp_dir().join(format!("kiln-openai-models-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let store = Store::open(&dir).unwrap();
+    let tmp = TempDir::new("openai-models");
+    let dir = tmp.path();
+    let store = Store::open(dir).unwrap();
     let (rt, addr) = start_server(&store, 1);
     let json = |body: &str| serde_json::from_str::<serde_json::Value>(body).unwrap();
 
@@ -1077,5 +1061,4 @@ fn openai_model_endpoints_answer_as_ollamas_middleware() {
         json!({"error": {"code": null, "message": "model 'missing:latest' not found", "param": null, "type": "not_found_error"}})
     );
     rt.shutdown_background();
-    let _ = std::fs::remove_dir_all(&dir);
 }

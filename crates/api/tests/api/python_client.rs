@@ -2,10 +2,10 @@
 //! it must parse kiln-encoded responses, and kiln must decode the request bodies it builds. The
 //! client runs unchanged over an in-process httpx.MockTransport (tests/oracle/python_client.py).
 //!
-//! Needs `KILN_PYTHON` (set by scripts/test.sh); fails without it when `KILN_REQUIRE_ORACLE=1`.
+//! Needs `KILN_PYTHON` (set by scripts/test.sh); fails without it when `KILN_REQUIRE_ORACLE` is set.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 
 use kiln_api::{
@@ -14,22 +14,8 @@ use kiln_api::{
     ShowRequest, ShowResponse, Tensor, Timestamp, decode_request, f32_value, to_go_json,
     to_ndjson_line,
 };
+use kiln_testkit::oracle_python;
 use serde_json::{Value, json};
-
-fn oracle_python() -> Option<PathBuf> {
-    match std::env::var_os("KILN_PYTHON") {
-        Some(p) => Some(PathBuf::from(p)),
-        None if std::env::var("KILN_REQUIRE_ORACLE").as_deref() == Ok("1") => {
-            panic!("KILN_REQUIRE_ORACLE=1 but KILN_PYTHON is not set: run scripts/test.sh")
-        }
-        None => {
-            eprintln!(
-                "skipped: the ollama Python client oracle is not set up; run scripts/test.sh"
-            );
-            None
-        }
-    }
-}
 
 const JSON: &str = "application/json; charset=utf-8";
 const NDJSON: &str = "application/x-ndjson";

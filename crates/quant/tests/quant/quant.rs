@@ -1,10 +1,8 @@
 //! kiln-quant's integration tests: byte-for-byte comparison with the real ggml (differential, fresh
 //! inputs every run), plus properties that need no oracle.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
-
 use kiln_quant::{QuantError, QuantType, dequantize, quantize, quantize_parallel, row_size};
+use kiln_testkit::{TempDir, oracle_python, run_oracle_batch};
 
 // ---------------------------------------------------------------------------------------------
 // Deterministic inputs.
@@ -150,47 +148,8 @@ fn all_types() -> Vec<QuantType> {
     v
 }
 
-// ---------------------------------------------------------------------------------------------
-// The oracle.
-
-fn oracle_python() -> Option<PathBuf> {
-    match std::env::var_os("KILN_PYTHON") {
-        Some(p) => Some(PathBuf::from(p)),
-        None if std::env::var_os("KILN_REQUIRE_ORACLE").is_some() => {
-            panic!("KILN_REQUIRE_ORACLE is set but KILN_PYTHON is not: run scripts/test.sh")
-        }
-        None => {
-            eprintln!("skipped: the ggml oracle is not set up; run scripts/test.sh");
-            None
-        }
-    }
-}
-
-fn work_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("kiln-quant-{name}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
 fn f32_bytes(v: &[f32]) -> Vec<u8> {
     v.iter().flat_map(|x| x.to_le_bytes()).collect()
-}
-
-fn run_oracle(python: &Path, jobs: &serde_json::Value, dir: &Path) {
-    let jobs_path = dir.join("jobs.json");
-    std::fs::write(&jobs_path, serde_json::to_vec(jobs).unwrap()).unwrap();
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/oracle/ggml_oracle.py");
-    let out = Command::new(python)
-        .arg(script)
-        .arg("batch")
-        .arg(&jobs_path)
-        .output()
-        .expect("run ggml_oracle.py");
-    assert!(
-        out.status.success(),
-        "ggml_oracle.py failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 fn first_difference(ty: QuantType, expected: &[u8], actual: &[u8]) -> Option<String> {
@@ -232,7 +191,8 @@ fn quantize_and_dequantize_match_ggml_byte_for_byte() {
     let Some(python) = oracle_python() else {
         return;
     };
-    let dir = work_dir("diff");
+    let tmp = TempDir::new("quant-diff");
+    let dir = tmp.path();
     let random_seed = seed();
     eprintln!("differential test seeds: 42 and {random_seed} (KILN_TEST_SEED reproduces)");
     let mut failures = Vec::new();
@@ -264,7 +224,12 @@ fn quantize_and_dequantize_match_ggml_byte_for_byte() {
                 }
             }
         }
-        run_oracle(&python, &serde_json::Value::Array(jobs), &dir);
+        run_oracle_batch(
+            &python,
+            "ggml_oracle.py",
+            &serde_json::Value::Array(jobs),
+            &dir.join("jobs.json"),
+        );
         for (name, data, imatrix, ty, with_imatrix, out, deq) in cases {
             let expected = std::fs::read(&out).unwrap();
             let mut actual = vec![0u8; expected.len()];
@@ -308,7 +273,6 @@ fn quantize_and_dequantize_match_ggml_byte_for_byte() {
             }
         }
     }
-    let _ = std::fs::remove_dir_all(&dir);
     assert!(
         failures.is_empty(),
         "{} of {compared} cases differ from ggml:\n{}",
@@ -455,7 +419,8 @@ fn mxfp4_exponent_boundaries_ties_and_arbitrary_bytes_match_ggml() {
         return;
     };
     let ty = QuantType::MXFP4;
-    let dir = work_dir("mxfp4");
+    let tmp = TempDir::new("quant-mxfp4");
+    let dir = tmp.path();
     let seed = seed();
     eprintln!("MXFP4 boundary test seed: {seed} (KILN_TEST_SEED reproduces)");
     let mut rng = Rng(seed);
@@ -541,7 +506,7 @@ fn mxfp4_exponent_boundaries_ties_and_arbitrary_bytes_match_ggml() {
         {"op": "dequantize", "type": ty.ggml_id(), "n": data.len(), "input": q_path, "output": deq_path},
         {"op": "dequantize", "type": ty.ggml_id(), "n": raw.len() / 17 * 32, "input": raw_path, "output": raw_deq},
     ]);
-    run_oracle(&python, &jobs, &dir);
+    run_oracle_batch(&python, "ggml_oracle.py", &jobs, &dir.join("jobs.json"));
     let expected = std::fs::read(&q_path).unwrap();
     let mut actual = vec![0u8; expected.len()];
     quantize(ty, &data, n_per_row, None, &mut actual).unwrap();
@@ -571,7 +536,6 @@ fn mxfp4_exponent_boundaries_ties_and_arbitrary_bytes_match_ggml() {
             );
         }
     }
-    let _ = std::fs::remove_dir_all(&dir);
     eprintln!(
         "{blocks} MXFP4 boundary blocks and {} arbitrary blocks identical to ggml",
         raw.len() / 17

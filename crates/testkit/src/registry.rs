@@ -1,13 +1,12 @@
 //! A real OCI registry for tests: Debian's `docker-registry` (the CNCF distribution registry
-//! 2.8) started on loopback with its own storage, killed on drop. Shared by the root crate's
-//! server tests and kiln-registry's tests (which include this file by path).
-#![allow(dead_code)] // each test binary uses a subset
+//! 2.8) started on loopback with its own storage, killed on drop.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+
+use crate::TempDir;
 
 /// `KILN_DOCKER_REGISTRY`, else `docker-registry` on PATH.
 pub fn registry_binary() -> Option<PathBuf> {
@@ -20,33 +19,10 @@ pub fn registry_binary() -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-/// Whether missing references fail the tests (CI) instead of skipping them.
+/// Whether missing references fail the registry tests (CI) instead of skipping them:
+/// `KILN_REQUIRE_ORACLE=1` (where [`crate::oracle_python`] takes any value).
 pub fn required() -> bool {
     std::env::var("KILN_REQUIRE_ORACLE").is_ok_and(|v| v == "1")
-}
-
-/// A temporary directory, removed on drop.
-pub struct TempDir(pub PathBuf);
-
-impl TempDir {
-    /// A fresh directory named after `tag`.
-    pub fn new(tag: &str) -> TempDir {
-        static N: AtomicU64 = AtomicU64::new(0);
-        let p = std::env::temp_dir().join(format!(
-            "kiln-registry-{tag}-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).unwrap();
-        TempDir(p)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 /// A loopback port nothing listens on.
@@ -70,7 +46,7 @@ impl Registry {
     /// `htpasswd`: a file of `user:bcrypt` lines, for Basic auth.
     pub fn start(htpasswd: Option<&Path>) -> Option<Registry> {
         let bin = registry_binary()?;
-        let dir = TempDir::new("server");
+        let dir = TempDir::new("registry");
         let port = free_port();
         let addr = format!("127.0.0.1:{port}");
         let auth = htpasswd.map_or(String::new(), |p| {

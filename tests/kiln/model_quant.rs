@@ -3,14 +3,12 @@
 //! llama.cpp's own gguf-py (GQA llama with rows that are not multiples of 256, tied embeddings, an
 //! 8-expert MoE; F16, F32 and BF16 sources).
 
-mod common;
-
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use common::{oracle_python, run_llama_oracle};
 use kiln::{FileType, Imatrix, NoProgress, QuantizeOptions, quantize_gguf};
 use kiln_gguf::{GgmlType, Gguf, Limits};
+use kiln_testkit::{TempDir, oracle_python, run_llama_oracle};
 use serde_json::json;
 
 struct Model {
@@ -126,8 +124,8 @@ fn kiln_output_is_byte_identical_to_llama_model_quantize() {
     let Some(python) = oracle_python() else {
         return;
     };
-    let dir = std::env::temp_dir().join(format!("kiln-model-quant-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let tmp = TempDir::new("model-quant");
+    let dir = tmp.path();
     let specs = [
         (
             "llama-f16-gqa4",
@@ -154,12 +152,12 @@ fn kiln_output_is_byte_identical_to_llama_model_quantize() {
         job["output"] = json!(dir.join(format!("{name}.gguf")));
         jobs.push(job);
     }
-    run_llama_oracle(&python, &jobs, &dir);
+    run_llama_oracle(&python, &jobs, dir);
     let models: Vec<Model> = specs
         .iter()
         .map(|(name, _)| {
             let path = dir.join(format!("{name}.gguf"));
-            let (imatrix, imatrix_job) = write_imatrix(&path, &dir, name);
+            let (imatrix, imatrix_job) = write_imatrix(&path, dir, name);
             Model {
                 name,
                 path,
@@ -208,7 +206,7 @@ fn kiln_output_is_byte_identical_to_llama_model_quantize() {
         jobs.push(json!({"op": "make_imatrix", "model": models[mi].path, "output": dir.join(format!("{tag}.gguf")),
             "index": dir.join(format!("{tag}.json")), "data": dir.join(format!("{tag}.f32")), "seed": 11 + mi}));
     }
-    run_llama_oracle(&python, &jobs, &dir);
+    run_llama_oracle(&python, &jobs, dir);
     for mi in [0usize, 2] {
         let tag = format!("{}-file", models[mi].name);
         let loaded =
@@ -314,7 +312,7 @@ fn kiln_output_is_byte_identical_to_llama_model_quantize() {
         job["threads"] = json!(2);
         jobs.push(job);
     }
-    run_llama_oracle(&python, &jobs, &dir);
+    run_llama_oracle(&python, &jobs, dir);
 
     let inputs: Vec<Vec<u8>> = models
         .iter()
@@ -340,7 +338,6 @@ fn kiln_output_is_byte_identical_to_llama_model_quantize() {
             ));
         }
     }
-    let _ = std::fs::remove_dir_all(&dir);
     assert!(
         failures.is_empty(),
         "{} of {} files differ from llama.cpp:\n{}",
@@ -362,8 +359,8 @@ fn requantize_validation_and_failures_match_llama_cpp() {
     let Some(python) = oracle_python() else {
         return;
     };
-    let dir = std::env::temp_dir().join(format!("kiln-model-quant-edge-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let tmp = TempDir::new("model-quant-edge");
+    let dir = tmp.path();
     let spec = json!({"op": "make_model", "kind": "llama", "dtype": "f16", "n_embd": 256, "n_ff": 512, "n_layer": 2,
         "n_head": 4, "n_head_kv": 2, "n_vocab": 256, "seed": 9});
     let mut clean = spec.clone();
@@ -371,12 +368,12 @@ fn requantize_validation_and_failures_match_llama_cpp() {
     let mut poisoned = spec.clone();
     poisoned["output"] = json!(dir.join("poisoned.gguf"));
     poisoned["poison"] = json!(true);
-    run_llama_oracle(&python, &[clean, poisoned], &dir);
+    run_llama_oracle(&python, &[clean, poisoned], dir);
     let q8 = dir.join("clean-q8_0.gguf");
     run_llama_oracle(
         &python,
         &[json!({"op": "quantize", "input": dir.join("clean.gguf"), "output": q8, "ftype": 7})],
-        &dir,
+        dir,
     );
     run_llama_oracle(
         &python,
@@ -386,7 +383,7 @@ fn requantize_validation_and_failures_match_llama_cpp() {
             json!({"op": "quantize", "input": dir.join("poisoned.gguf"), "output": dir.join("poisoned-q4km.gguf"),
                    "ftype": 15, "expect_failure": true}),
         ],
-        &dir,
+        dir,
     );
     let q8_bytes = std::fs::read(&q8).unwrap();
     let gguf = Gguf::parse(&q8_bytes, &Limits::default()).unwrap();
@@ -470,7 +467,6 @@ fn requantize_validation_and_failures_match_llama_cpp() {
         0,
         "a failed quantize left files behind"
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Reads a raw little-endian f32 file written by the oracle.
@@ -497,8 +493,8 @@ fn kiln_quantized_models_run_in_llama_cpp_with_llama_cpp_logits() {
     let Some(python) = oracle_python() else {
         return;
     };
-    let dir = std::env::temp_dir().join(format!("kiln-model-logits-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let tmp = TempDir::new("model-logits");
+    let dir = tmp.path();
     let models = [
         json!({"kind": "llama", "dtype": "f16", "n_embd": 256, "n_ff": 352, "n_layer": 2, "n_head": 4, "n_head_kv": 2, "n_vocab": 256, "seed": 21}),
         json!({"kind": "moe", "dtype": "bf16", "n_embd": 256, "n_ff": 256, "n_layer": 2, "n_head": 4, "n_head_kv": 2, "n_vocab": 256, "seed": 22}),
@@ -520,7 +516,7 @@ fn kiln_quantized_models_run_in_llama_cpp_with_llama_cpp_logits() {
         job["output"] = json!(dir.join(format!("m{mi}.gguf")));
         jobs.push(job);
     }
-    run_llama_oracle(&python, &jobs, &dir);
+    run_llama_oracle(&python, &jobs, dir);
 
     let mut jobs = Vec::new();
     for mi in 0..models.len() {
@@ -546,7 +542,7 @@ fn kiln_quantized_models_run_in_llama_cpp_with_llama_cpp_logits() {
             }
         }
     }
-    run_llama_oracle(&python, &jobs, &dir);
+    run_llama_oracle(&python, &jobs, dir);
 
     let mut failures = Vec::new();
     for mi in 0..models.len() {
@@ -577,7 +573,6 @@ fn kiln_quantized_models_run_in_llama_cpp_with_llama_cpp_logits() {
             }
         }
     }
-    let _ = std::fs::remove_dir_all(&dir);
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
@@ -589,15 +584,15 @@ fn split_models_quantize_to_the_same_merged_file() {
     let Some(python) = oracle_python() else {
         return;
     };
-    let dir = std::env::temp_dir().join(format!("kiln-model-split-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let tmp = TempDir::new("model-split");
+    let dir = tmp.path();
     run_llama_oracle(
         &python,
         &[
             json!({"op": "make_model", "output": dir.join("split.gguf"), "kind": "llama", "dtype": "f16", "n_embd": 256,
             "n_ff": 352, "n_layer": 3, "n_head": 4, "n_head_kv": 2, "n_vocab": 256, "seed": 31, "split_max_tensors": 9}),
         ],
-        &dir,
+        dir,
     );
     let parts: Vec<PathBuf> = (0..4)
         .map(|i| dir.join(kiln::quantize::split_file_name("split", i, 4)))
@@ -620,7 +615,7 @@ fn split_models_quantize_to_the_same_merged_file() {
         jobs.push(job);
     }
     jobs.push(json!({"op": "quantize", "input": parts[1], "output": dir.join("llama-second.gguf"), "ftype": 15, "expect_failure": true}));
-    run_llama_oracle(&python, &jobs, &dir);
+    run_llama_oracle(&python, &jobs, dir);
 
     for ft in cases {
         let expected = std::fs::read(dir.join(format!("llama-{ft}.gguf"))).unwrap();
@@ -736,7 +731,6 @@ fn split_models_quantize_to_the_same_merged_file() {
         "{missing:?}"
     );
     assert_eq!(std::fs::read_dir(&out_dir).unwrap().count(), 0);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// The error report (`QuantizeOptions::measure_error`): every tensor's RMSE, max error, SNR and
@@ -748,8 +742,8 @@ fn error_report_equals_numpy_over_ggml_decoding() {
     let Some(python) = oracle_python() else {
         return;
     };
-    let dir = std::env::temp_dir().join(format!("kiln-quant-error-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let tmp = TempDir::new("quant-error");
+    let dir = tmp.path();
     let model = dir.join("model.gguf");
     run_llama_oracle(
         &python,
@@ -757,9 +751,9 @@ fn error_report_equals_numpy_over_ggml_decoding() {
             json!({"op": "make_model", "output": model, "kind": "llama", "dtype": "f16", "n_embd": 256,
             "n_ff": 512, "n_layer": 2, "n_head": 4, "n_head_kv": 2, "n_vocab": 256, "seed": 21}),
         ],
-        &dir,
+        dir,
     );
-    let (imatrix, imatrix_job) = write_imatrix(&model, &dir, "error");
+    let (imatrix, imatrix_job) = write_imatrix(&model, dir, "error");
     let bytes = std::fs::read(&model).unwrap();
     let gguf = Gguf::parse(&bytes, &Limits::default()).unwrap();
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/oracle/quant_error.py");
@@ -905,8 +899,8 @@ fn size_targets_beat_fixed_types_and_reproduce_in_llama_cpp() {
     let Some(python) = oracle_python() else {
         return;
     };
-    let dir = std::env::temp_dir().join(format!("kiln-size-target-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let tmp = TempDir::new("size-target");
+    let dir = tmp.path();
     let model = dir.join("model.gguf");
     run_llama_oracle(
         &python,
@@ -914,9 +908,9 @@ fn size_targets_beat_fixed_types_and_reproduce_in_llama_cpp() {
             json!({"op": "make_model", "output": model, "kind": "llama", "dtype": "f16", "n_embd": 512,
             "n_ff": 1024, "n_layer": 3, "n_head": 8, "n_head_kv": 2, "n_vocab": 512, "seed": 33}),
         ],
-        &dir,
+        dir,
     );
-    let (imatrix, imatrix_job) = write_imatrix(&model, &dir, "target");
+    let (imatrix, imatrix_job) = write_imatrix(&model, dir, "target");
     let bytes = std::fs::read(&model).unwrap();
     let gguf = Gguf::parse(&bytes, &Limits::default()).unwrap();
     let mut jobs = Vec::new();
@@ -991,7 +985,7 @@ fn size_targets_beat_fixed_types_and_reproduce_in_llama_cpp() {
         std::fs::write(&fixed_path, &fixed).unwrap();
         expected.push((tag, out, mixed, fixed_path));
     }
-    run_llama_oracle(&python, &jobs, &dir);
+    run_llama_oracle(&python, &jobs, dir);
     // llama.cpp's next-token distributions on a fixed text, against the F16 model's.
     let tokens: Vec<u32> = (0..48).map(|i| (i * 37 + 11) % 512).collect();
     let mut logit_jobs = vec![
@@ -1001,7 +995,7 @@ fn size_targets_beat_fixed_types_and_reproduce_in_llama_cpp() {
         logit_jobs.push(json!({"op": "logits", "model": out, "output": dir.join(format!("{tag}-mix.logits")), "tokens": tokens}));
         logit_jobs.push(json!({"op": "logits", "model": fixed_path, "output": dir.join(format!("{tag}-fixed.logits")), "tokens": tokens}));
     }
-    run_llama_oracle(&python, &logit_jobs, &dir);
+    run_llama_oracle(&python, &logit_jobs, dir);
     let read_logits = |path: PathBuf| -> Vec<f32> {
         std::fs::read(path)
             .unwrap()
@@ -1041,5 +1035,4 @@ fn size_targets_beat_fixed_types_and_reproduce_in_llama_cpp() {
         // far worse.
         assert!(mix_kl < fixed_kl * 1.25, "{tag}: KL {mix_kl} vs {fixed_kl}");
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }
