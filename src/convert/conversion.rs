@@ -9,8 +9,7 @@ use kiln_gguf::{TensorSpec, Value, Writer};
 use super::arch::{Architecture, CONVERTERS, Metadata, OLLAMA_ARCHITECTURES};
 use super::tokenizer::{self, Tokenizer};
 use super::{
-    Config, ConvertError, Dtype, ModelFolder, Planned, Safetensors, fp8,
-    ollama_tensor_order,
+    Config, ConvertError, Dtype, ModelFolder, Planned, Safetensors, fp8, ollama_tensor_order,
 };
 
 /// Bytes between two progress reports inside one tensor while a conversion is written.

@@ -69,4 +69,3 @@ pub(crate) fn test_folder(config: &str, tensors: &[(&str, &str, &[u64], &[u8])])
         ("model.safetensors".to_owned(), safetensors::encode(tensors)),
     ]))
 }
-
