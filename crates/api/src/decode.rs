@@ -28,7 +28,7 @@ use serde_json::{Number, Value};
 
 use crate::types::{
     AnyMap, CopyRequest, CreateRequest, DeleteRequest, ImageData, License, Message, PullRequest,
-    PushRequest, ShowRequest, ToolCall, ToolCallArguments,
+    PushRequest, ShowRequest, ToolCall, ToolCallArguments, ToolCallFunction,
 };
 use kiln_go::json::{float64_number, format_float, lossy_utf8, match_field};
 
@@ -220,6 +220,28 @@ impl<'de> Deserialize<'de> for GoValue {
     }
 }
 
+/// One field of a Go struct: its JSON name and what decodes its value into the struct.
+type Field<T> = (
+    &'static str,
+    fn(&mut Dec, GoValue, &mut T) -> Result<(), DecodeError>,
+);
+
+/// A Go struct's field table, written once as `"name" => decoding` pairs in Go's field order
+/// (`dec`, `v` and `r` name the decoder, the value and the struct being filled), so a name can
+/// never drift from the code that decodes it.
+macro_rules! go_fields {
+    ($t:ty, |$dec:ident, $v:ident, $r:ident| { $($name:literal => $body:expr),+ $(,)? }) => {
+        &[$((
+            $name,
+            |$dec: &mut Dec, $v: GoValue, $r: &mut $t| -> Result<(), DecodeError> {
+                let _ = &$dec; // not every field's decoding needs the decoder
+                $body;
+                Ok(())
+            },
+        )),+]
+    };
+}
+
 /// Decoder state: the error context (innermost struct, JSON field path) and the first saved error.
 struct Dec {
     strukt: Option<&'static str>,
@@ -263,26 +285,28 @@ impl Dec {
         self.save(e.into());
     }
 
-    /// Decodes a Go struct: `null` is a no-op, a non-object is a type error, and each known key is
-    /// handed to `set` with the context pointing at that field.
-    fn object(
+    /// Decodes a Go struct through its field table: `null` is a no-op, a non-object is a type
+    /// error, and each known key (matched as Go matches it) is decoded into `target` by its
+    /// field's entry, with the context pointing at that field.
+    fn object<T>(
         &mut self,
         v: GoValue,
         strukt: &'static str,
         go_type: &str,
-        fields: &[&'static str],
-        mut set: impl FnMut(&mut Self, usize, GoValue) -> Result<(), DecodeError>,
+        fields: &[Field<T>],
+        target: &mut T,
     ) -> Result<(), DecodeError> {
         match v {
             GoValue::Null => Ok(()),
             GoValue::Object(entries) => {
                 for (key, value) in entries {
-                    let Some(i) = match_field(fields, &key) else {
+                    let Some(i) = match_field(fields.iter().map(|f| f.0), &key) else {
                         continue;
                     };
+                    let (name, decode) = fields[i];
                     let outer = self.strukt.replace(strukt);
-                    self.stack.push(fields[i]);
-                    set(self, i, value)?;
+                    self.stack.push(name);
+                    decode(self, value, target)?;
                     self.stack.pop();
                     self.strukt = outer;
                 }
@@ -396,28 +420,28 @@ fn license_from(v: GoValue) -> Option<License> {
     }
 }
 
-const CREATE_FIELDS: &[&str] = &[
-    "model",
-    "stream",
-    "quantize",
-    "draft_quantize",
-    "from",
-    "remote_host",
-    "files",
-    "draft_files",
-    "adapters",
-    "template",
-    "license",
-    "system",
-    "parameters",
-    "messages",
-    "renderer",
-    "parser",
-    "requires",
-    "info",
-    "name",
-    "quantization",
-];
+const CREATE_FIELDS: &[Field<CreateRequest>] = go_fields!(CreateRequest, |dec, v, r| {
+    "model" => dec.string(v, &mut r.model),
+    "stream" => dec.opt_bool(v, &mut r.stream),
+    "quantize" => dec.string(v, &mut r.quantize),
+    "draft_quantize" => dec.string(v, &mut r.draft_quantize),
+    "from" => dec.string(v, &mut r.from),
+    "remote_host" => dec.string(v, &mut r.remote_host),
+    "files" => dec.string_map(v, &mut r.files),
+    "draft_files" => dec.string_map(v, &mut r.draft_files),
+    "adapters" => dec.string_map(v, &mut r.adapters),
+    "template" => dec.string(v, &mut r.template),
+    "license" => r.license = license_from(v),
+    "system" => dec.string(v, &mut r.system),
+    "parameters" => dec.any_map(v, &mut r.parameters),
+    "messages" => messages(dec, v, &mut r.messages)?,
+    "renderer" => dec.string(v, &mut r.renderer),
+    "parser" => dec.string(v, &mut r.parser),
+    "requires" => dec.string(v, &mut r.requires),
+    "info" => dec.any_map(v, &mut r.info),
+    "name" => dec.string(v, &mut r.name),
+    "quantization" => dec.string(v, &mut r.quantization),
+});
 
 impl Request for CreateRequest {
     fn from_go_value(v: GoValue) -> Result<Self, DecodeError> {
@@ -428,31 +452,7 @@ impl Request for CreateRequest {
             "CreateRequest",
             "api.CreateRequest",
             CREATE_FIELDS,
-            |dec, i, v| {
-                match i {
-                    0 => dec.string(v, &mut r.model),
-                    1 => dec.opt_bool(v, &mut r.stream),
-                    2 => dec.string(v, &mut r.quantize),
-                    3 => dec.string(v, &mut r.draft_quantize),
-                    4 => dec.string(v, &mut r.from),
-                    5 => dec.string(v, &mut r.remote_host),
-                    6 => dec.string_map(v, &mut r.files),
-                    7 => dec.string_map(v, &mut r.draft_files),
-                    8 => dec.string_map(v, &mut r.adapters),
-                    9 => dec.string(v, &mut r.template),
-                    10 => r.license = license_from(v),
-                    11 => dec.string(v, &mut r.system),
-                    12 => dec.any_map(v, &mut r.parameters),
-                    13 => messages(dec, v, &mut r.messages)?,
-                    14 => dec.string(v, &mut r.renderer),
-                    15 => dec.string(v, &mut r.parser),
-                    16 => dec.string(v, &mut r.requires),
-                    17 => dec.any_map(v, &mut r.info),
-                    18 => dec.string(v, &mut r.name),
-                    _ => dec.string(v, &mut r.quantization),
-                }
-                Ok(())
-            },
+            &mut r,
         )?;
         dec.finish(r)
     }
@@ -489,33 +489,22 @@ fn messages(dec: &mut Dec, v: GoValue, slot: &mut Vec<Message>) -> Result<(), De
     Ok(())
 }
 
-const MESSAGE_FIELDS: &[&str] = &[
-    "role",
-    "content",
-    "thinking",
-    "images",
-    "tool_calls",
-    "tool_name",
-    "tool_call_id",
-];
+const MESSAGE_FIELDS: &[Field<Message>] = go_fields!(Message, |dec, v, m| {
+    "role" => dec.string(v, &mut m.role),
+    "content" => dec.string(v, &mut m.content),
+    "thinking" => dec.string(v, &mut m.thinking),
+    "images" => images(dec, v, &mut m.images),
+    "tool_calls" => tool_calls(dec, v, &mut m.tool_calls)?,
+    "tool_name" => dec.string(v, &mut m.tool_name),
+    "tool_call_id" => dec.string(v, &mut m.tool_call_id),
+});
 
 /// One message, as Go's `Message.UnmarshalJSON` decodes it (through a local `Alias` type, which names
 /// the struct in its errors) and then lower-cases `role`.
 fn decode_message(v: GoValue) -> Result<Message, DecodeError> {
     let mut m = Message::default();
     let mut dec = Dec::new();
-    dec.object(v, "Alias", "api.Alias", MESSAGE_FIELDS, |dec, i, v| {
-        match i {
-            0 => dec.string(v, &mut m.role),
-            1 => dec.string(v, &mut m.content),
-            2 => dec.string(v, &mut m.thinking),
-            3 => images(dec, v, &mut m.images),
-            4 => tool_calls(dec, v, &mut m.tool_calls)?,
-            5 => dec.string(v, &mut m.tool_name),
-            _ => dec.string(v, &mut m.tool_call_id),
-        }
-        Ok(())
-    })?;
+    dec.object(v, "Alias", "api.Alias", MESSAGE_FIELDS, &mut m)?;
     m.role = kiln_go::strings::to_lower(&m.role);
     dec.finish(m)
 }
@@ -543,6 +532,23 @@ fn images(dec: &mut Dec, v: GoValue, slot: &mut Vec<ImageData>) {
     }
 }
 
+const TOOL_CALL_FIELDS: &[Field<ToolCall>] = go_fields!(ToolCall, |dec, v, call| {
+    "id" => dec.string(v, &mut call.id),
+    "function" => dec.object(
+        v,
+        "ToolCallFunction",
+        "api.ToolCallFunction",
+        TOOL_CALL_FUNCTION_FIELDS,
+        &mut call.function,
+    )?,
+});
+
+const TOOL_CALL_FUNCTION_FIELDS: &[Field<ToolCallFunction>] = go_fields!(ToolCallFunction, |dec, v, f| {
+    "index" => dec.int(v, &mut f.index),
+    "name" => dec.string(v, &mut f.name),
+    "arguments" => arguments(dec, v, &mut f.arguments),
+});
+
 fn tool_calls(dec: &mut Dec, v: GoValue, slot: &mut Vec<ToolCall>) -> Result<(), DecodeError> {
     match v {
         GoValue::Null => slot.clear(),
@@ -554,28 +560,8 @@ fn tool_calls(dec: &mut Dec, v: GoValue, slot: &mut Vec<ToolCall>) -> Result<(),
                     item,
                     "ToolCall",
                     "api.ToolCall",
-                    &["id", "function"],
-                    |dec, i, v| {
-                        if i == 0 {
-                            dec.string(v, &mut call.id);
-                            return Ok(());
-                        }
-                        let f = &mut call.function;
-                        dec.object(
-                            v,
-                            "ToolCallFunction",
-                            "api.ToolCallFunction",
-                            &["index", "name", "arguments"],
-                            |dec, i, v| {
-                                match i {
-                                    0 => dec.int(v, &mut f.index),
-                                    1 => dec.string(v, &mut f.name),
-                                    _ => arguments(dec, v, &mut f.arguments),
-                                }
-                                Ok(())
-                            },
-                        )
-                    },
+                    TOOL_CALL_FIELDS,
+                    &mut call,
                 )?;
                 slot.push(call);
             }
@@ -598,51 +584,42 @@ fn arguments(dec: &mut Dec, v: GoValue, slot: &mut ToolCallArguments) {
     }
 }
 
+const SHOW_FIELDS: &[Field<ShowRequest>] = go_fields!(ShowRequest, |dec, v, r| {
+    "model" => dec.string(v, &mut r.model),
+    "system" => dec.string(v, &mut r.system),
+    "template" => dec.string(v, &mut r.template),
+    "verbose" => dec.boolean(v, &mut r.verbose),
+    "options" => dec.any_map(v, &mut r.options),
+    "name" => dec.string(v, &mut r.name),
+});
+
 impl Request for ShowRequest {
     fn from_go_value(v: GoValue) -> Result<Self, DecodeError> {
         let mut r = ShowRequest::default();
         let mut dec = Dec::new();
-        dec.object(
-            v,
-            "ShowRequest",
-            "api.ShowRequest",
-            &["model", "system", "template", "verbose", "options", "name"],
-            |dec, i, v| {
-                match i {
-                    0 => dec.string(v, &mut r.model),
-                    1 => dec.string(v, &mut r.system),
-                    2 => dec.string(v, &mut r.template),
-                    3 => dec.boolean(v, &mut r.verbose),
-                    4 => dec.any_map(v, &mut r.options),
-                    _ => dec.string(v, &mut r.name),
-                }
-                Ok(())
-            },
-        )?;
+        dec.object(v, "ShowRequest", "api.ShowRequest", SHOW_FIELDS, &mut r)?;
         dec.finish(r)
     }
 }
+
+const COPY_FIELDS: &[Field<CopyRequest>] = go_fields!(CopyRequest, |dec, v, r| {
+    "source" => dec.string(v, &mut r.source),
+    "destination" => dec.string(v, &mut r.destination),
+});
 
 impl Request for CopyRequest {
     fn from_go_value(v: GoValue) -> Result<Self, DecodeError> {
         let mut r = CopyRequest::default();
         let mut dec = Dec::new();
-        dec.object(
-            v,
-            "CopyRequest",
-            "api.CopyRequest",
-            &["source", "destination"],
-            |dec, i, v| {
-                match i {
-                    0 => dec.string(v, &mut r.source),
-                    _ => dec.string(v, &mut r.destination),
-                }
-                Ok(())
-            },
-        )?;
+        dec.object(v, "CopyRequest", "api.CopyRequest", COPY_FIELDS, &mut r)?;
         dec.finish(r)
     }
 }
+
+const DELETE_FIELDS: &[Field<DeleteRequest>] = go_fields!(DeleteRequest, |dec, v, r| {
+    "model" => dec.string(v, &mut r.model),
+    "name" => dec.string(v, &mut r.name),
+});
 
 impl Request for DeleteRequest {
     fn from_go_value(v: GoValue) -> Result<Self, DecodeError> {
@@ -652,14 +629,8 @@ impl Request for DeleteRequest {
             v,
             "DeleteRequest",
             "api.DeleteRequest",
-            &["model", "name"],
-            |dec, i, v| {
-                match i {
-                    0 => dec.string(v, &mut r.model),
-                    _ => dec.string(v, &mut r.name),
-                }
-                Ok(())
-            },
+            DELETE_FIELDS,
+            &mut r,
         )?;
         dec.finish(r)
     }
@@ -672,25 +643,15 @@ macro_rules! registry_request {
             fn from_go_value(v: GoValue) -> Result<Self, DecodeError> {
                 let mut r = $t::default();
                 let mut dec = Dec::new();
-                dec.object(
-                    v,
-                    stringify!($t),
-                    $go,
-                    &[
-                        "model", "insecure", "username", "password", "stream", "name",
-                    ],
-                    |dec, i, v| {
-                        match i {
-                            0 => dec.string(v, &mut r.model),
-                            1 => dec.boolean(v, &mut r.insecure),
-                            2 => dec.string(v, &mut r.username),
-                            3 => dec.string(v, &mut r.password),
-                            4 => dec.opt_bool(v, &mut r.stream),
-                            _ => dec.string(v, &mut r.name),
-                        }
-                        Ok(())
-                    },
-                )?;
+                let fields: &[Field<$t>] = go_fields!($t, |dec, v, r| {
+                    "model" => dec.string(v, &mut r.model),
+                    "insecure" => dec.boolean(v, &mut r.insecure),
+                    "username" => dec.string(v, &mut r.username),
+                    "password" => dec.string(v, &mut r.password),
+                    "stream" => dec.opt_bool(v, &mut r.stream),
+                    "name" => dec.string(v, &mut r.name),
+                });
+                dec.object(v, stringify!($t), $go, fields, &mut r)?;
                 dec.finish(r)
             }
         }

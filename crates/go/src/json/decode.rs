@@ -49,11 +49,16 @@ pub fn float64_number(n: &Number) -> Value {
 /// Go's field lookup: exact name first, then a case-insensitive match under Unicode simple folding.
 /// For lowercase ASCII field names (as every field table here has), where the only non-ASCII runes
 /// that fold onto ASCII letters are U+212A KELVIN SIGN (k) and U+017F LATIN SMALL LETTER LONG S (s).
-pub fn match_field(fields: &[&str], key: &str) -> Option<usize> {
-    if let Some(i) = fields.iter().position(|f| *f == key) {
+/// `fields` are the struct's JSON names in field order; the answer is an index into them.
+pub fn match_field<'a>(
+    fields: impl IntoIterator<Item = &'a str, IntoIter: Clone>,
+    key: &str,
+) -> Option<usize> {
+    let mut fields = fields.into_iter();
+    if let Some(i) = fields.clone().position(|f| f == key) {
         return Some(i);
     }
-    fields.iter().position(|f| {
+    fields.position(|f| {
         let mut want = f.bytes();
         for c in key.chars() {
             let folded = match c {
@@ -77,7 +82,7 @@ mod tests {
 
     #[test]
     fn fold_matching() {
-        let f = &["model", "system", "stream"];
+        let f = ["model", "system", "stream"];
         assert_eq!(match_field(f, "model"), Some(0));
         assert_eq!(match_field(f, "MODEL"), Some(0));
         assert_eq!(match_field(f, "Model"), Some(0));
