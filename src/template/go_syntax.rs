@@ -18,8 +18,11 @@ use kiln_go::fmt::format_sharp_u;
 use kiln_go::strconv::{parse_float64_finite, parse_int_or_uint_base0, unquote_char};
 pub use kiln_go::strconv::{quote as go_quote, unquote as go_unquote};
 
-/// The deepest nesting of parentheses and control blocks accepted.
-pub const MAX_DEPTH: usize = 500;
+/// The deepest nesting of parentheses and control blocks accepted: enough for any real template,
+/// and small enough that parsing fits in a 2 MiB thread stack (Rust's default for spawned
+/// threads and tokio's blocking pool) even in a debug build, where one level of control blocks
+/// takes about 5.5 KiB (500 levels overflowed it).
+pub const MAX_DEPTH: usize = 200;
 
 /// Go's `text/template` built-in functions.
 pub const GO_BUILTINS: &[&str] = &[
@@ -1607,7 +1610,19 @@ mod tests {
             "{{if .}}".repeat(MAX_DEPTH),
             "{{end}}".repeat(MAX_DEPTH)
         );
-        assert!(parse(&fine, &[]).is_ok());
+        let parens = format!(
+            "{{{{ {}.{} }}}}",
+            "(".repeat(MAX_DEPTH - 1),
+            ")".repeat(MAX_DEPTH - 1)
+        );
+        // On a thread with the default 2 MiB stack, whatever the build profile.
+        let parsed = std::thread::Builder::new()
+            .stack_size(2 << 20)
+            .spawn(move || (parse(&fine, &[]).is_ok(), parse(&parens, &[]).is_ok()))
+            .unwrap()
+            .join()
+            .unwrap();
+        assert_eq!(parsed, (true, true));
     }
 
     #[test]
