@@ -56,9 +56,12 @@ impl<'f> Conversion<'f> {
         let mut sources = Vec::new();
         let mut seen = std::collections::BTreeSet::new();
         for (file, bytes) in folder.top_level(".safetensors") {
-            let parsed = Safetensors::parse(bytes).map_err(|source| ConvertError::Safetensors {
-                file: file.to_owned(),
-                source: Box::new(source),
+            let max_header = folder.limits.max_safetensors_header_bytes;
+            let parsed = Safetensors::parse_with_limit(bytes, max_header).map_err(|source| {
+                ConvertError::Safetensors {
+                    file: file.to_owned(),
+                    source: Box::new(source),
+                }
             })?;
             // FP8 weights take their scales from the same file; the scales are not tensors.
             let (scales, consumed) = fp8::scale_companions(&parsed.tensors)?;

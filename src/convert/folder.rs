@@ -20,6 +20,9 @@ pub struct ConvertLimits {
     /// The most items a count from `config.json` may make kiln generate (vocabulary padding,
     /// rope factors, per-layer flags).
     pub max_generated_items: u64,
+    /// The largest JSON header of a `*.safetensors` file, in bytes (the header is parsed into
+    /// memory; the tensor data is not).
+    pub max_safetensors_header_bytes: u64,
 }
 
 impl Default for ConvertLimits {
@@ -27,6 +30,7 @@ impl Default for ConvertLimits {
         ConvertLimits {
             max_json_bytes: MAX_JSON_BYTES,
             max_generated_items: MAX_GENERATED_ITEMS,
+            max_safetensors_header_bytes: super::safetensors::MAX_HEADER_BYTES,
         }
     }
 }
@@ -234,6 +238,22 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "config.json asks for 64 vocabulary entries, over kiln's limit of 63"
+        );
+        // The weights file's JSON header (under 200 bytes here) over a limit of 16 bytes.
+        let small_header = folder().with_limits(ConvertLimits {
+            max_safetensors_header_bytes: 16,
+            ..ConvertLimits::default()
+        });
+        let err = Conversion::plan(&small_header).err().unwrap();
+        let header_len = {
+            let bytes = crate::convert::safetensors::encode(&[("x.weight", "F32", &[1], &[0; 4])]);
+            u64::from_le_bytes(bytes[..8].try_into().unwrap())
+        };
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "model.safetensors: safetensors header of {header_len} bytes is over the 16-byte limit"
+            )
         );
     }
 }

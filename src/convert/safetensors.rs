@@ -24,11 +24,13 @@ pub enum SafetensorsError {
         /// Bytes there are.
         len: u64,
     },
-    /// A header larger than [`MAX_HEADER_BYTES`].
-    #[error("safetensors header of {len} bytes is over the {MAX_HEADER_BYTES}-byte limit")]
+    /// A header larger than the limit ([`MAX_HEADER_BYTES`] unless configured otherwise).
+    #[error("safetensors header of {len} bytes is over the {limit}-byte limit")]
     HeaderTooLarge {
         /// The claimed header length.
         len: u64,
+        /// The limit it is over.
+        limit: u64,
     },
     /// The header is not a JSON object of tensor entries.
     #[error("safetensors header is not valid JSON: {0}")]
@@ -210,15 +212,28 @@ struct Entry {
 }
 
 impl<'a> Safetensors<'a> {
-    /// Parses and checks a whole file held in memory (or mapped).
+    /// Parses and checks a whole file held in memory (or mapped), with a header of at most
+    /// [`MAX_HEADER_BYTES`].
     pub fn parse(bytes: &'a [u8]) -> Result<Self, SafetensorsError> {
+        Safetensors::parse_with_limit(bytes, MAX_HEADER_BYTES)
+    }
+
+    /// [`parse`](Self::parse) with a header of at most `max_header_bytes` (the JSON header is
+    /// parsed into memory, so this bounds what a file can make the reader allocate for it).
+    pub fn parse_with_limit(
+        bytes: &'a [u8],
+        max_header_bytes: u64,
+    ) -> Result<Self, SafetensorsError> {
         let len = bytes.len() as u64;
         let Some(prefix) = bytes.get(..8) else {
             return Err(SafetensorsError::Truncated { needed: 8, len });
         };
         let header_len = u64::from_le_bytes(prefix.try_into().expect("8 bytes"));
-        if header_len > MAX_HEADER_BYTES {
-            return Err(SafetensorsError::HeaderTooLarge { len: header_len });
+        if header_len > max_header_bytes {
+            return Err(SafetensorsError::HeaderTooLarge {
+                len: header_len,
+                limit: max_header_bytes,
+            });
         }
         let data_start = 8 + header_len;
         if data_start > len {
@@ -443,7 +458,10 @@ mod tests {
         huge.extend(b"{}");
         assert_eq!(
             err(&huge),
-            SafetensorsError::HeaderTooLarge { len: u64::MAX }
+            SafetensorsError::HeaderTooLarge {
+                len: u64::MAX,
+                limit: MAX_HEADER_BYTES
+            }
         );
         let mut short = 100u64.to_le_bytes().to_vec();
         short.extend(b"{}");
