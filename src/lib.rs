@@ -5,11 +5,13 @@
 //! - [`convert`]: Hugging Face safetensors folders to GGUF, as Ollama's converter writes them.
 //! - [`create`]: Ollama's `/api/create` flow on top of a models directory.
 //! - [`template`]: Ollama's built-in chat templates and its Go template syntax check.
-//! - [`Cancel`]: the one cancellation token a create and its quantization check.
+//! - [`progress`]: the one [`progress::Sink`] trait every job reports through, and the one
+//!   [`Cancel`] token a create and its conversion and quantization check.
 
 mod cancel;
 pub mod convert;
 pub mod create;
+pub mod progress;
 pub mod quantize;
 pub mod template;
 

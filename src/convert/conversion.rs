@@ -6,6 +6,8 @@ use std::ops::ControlFlow;
 
 use kiln_gguf::{TensorSpec, Value, Writer};
 
+use crate::progress::Sink;
+
 use super::arch::{Architecture, CONVERTERS, Metadata, OLLAMA_ARCHITECTURES};
 use super::tokenizer::{self, Tokenizer};
 use super::{
@@ -14,6 +16,15 @@ use super::{
 
 /// Bytes between two progress reports inside one tensor while a conversion is written.
 pub const PROGRESS_STEP: u64 = 16 << 20;
+
+/// How far [`Conversion::write_with_progress`] is: bytes of the GGUF written, of its size.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConvertProgress {
+    /// Bytes written.
+    pub written: u64,
+    /// The whole file's size.
+    pub total: u64,
+}
 /// A planned conversion: the metadata and tensors of the output, ready to be written.
 pub struct Conversion<'f> {
     folder: &'f ModelFolder,
@@ -184,22 +195,24 @@ impl<'f> Conversion<'f> {
 
     /// Writes the GGUF, converting tensor data chunk by chunk.
     pub fn write<W: Write>(&self, out: W) -> Result<W, ConvertError> {
-        self.write_with_progress(out, &mut |_, _| ControlFlow::Continue(()))
+        self.write_with_progress(out, &mut crate::progress::NoProgress)
     }
 
-    /// [`write`](Self::write), calling `progress(bytes written, total bytes)` after the header,
-    /// after each tensor, and within a large tensor every [`PROGRESS_STEP`] bytes (so a
-    /// cancellation never waits for a whole tensor); `ControlFlow::Break` stops with
-    /// [`ConvertError::Cancelled`].
+    /// [`write`](Self::write), reporting [`ConvertProgress`] after the header, after each tensor,
+    /// and within a large tensor every [`PROGRESS_STEP`] bytes (so a cancellation never waits for
+    /// a whole tensor); `ControlFlow::Break` stops with [`ConvertError::Cancelled`].
     pub fn write_with_progress<W: Write>(
         &self,
         out: W,
-        progress: &mut dyn FnMut(u64, u64) -> ControlFlow<()>,
+        progress: &mut dyn Sink<ConvertProgress>,
     ) -> Result<W, ConvertError> {
         let specs = self.specs();
         let mut writer = Writer::new(out, &self.metadata, &specs)?;
         let layout = writer.layout().clone();
-        let mut report = |done: u64| match progress(done, layout.file_len) {
+        let mut report = |written: u64| match progress.event(&ConvertProgress {
+            written,
+            total: layout.file_len,
+        }) {
             ControlFlow::Continue(()) => Ok(()),
             ControlFlow::Break(()) => Err(ConvertError::Cancelled),
         };
@@ -461,8 +474,9 @@ mod tests {
         let conversion = Conversion::plan(&folder).unwrap();
         let total = conversion.output_len().unwrap();
         let mut seen = Vec::new();
-        let result = conversion.write_with_progress(std::io::sink(), &mut |done, _| {
-            seen.push(done);
+        let result = conversion.write_with_progress(std::io::sink(), &mut |p: &ConvertProgress| {
+            assert_eq!(p.total, total);
+            seen.push(p.written);
             // The header, then the first report inside the 32 MiB tensor: stop there.
             if seen.len() == 2 {
                 ControlFlow::Break(())

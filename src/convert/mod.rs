@@ -40,7 +40,7 @@ mod tokenizer;
 use std::collections::BTreeMap;
 
 pub use arch::supported_architectures;
-pub use conversion::{Conversion, PROGRESS_STEP};
+pub use conversion::{Conversion, ConvertProgress, PROGRESS_STEP};
 pub use error::ConvertError;
 pub use folder::{ConvertLimits, MAX_GENERATED_ITEMS, MAX_JSON_BYTES, ModelFolder};
 pub use safetensors::{Dtype, Safetensors, SafetensorsError, TensorView};

@@ -7,7 +7,7 @@ use crate::convert::ConvertError;
 use crate::quantize::{QuantizeError, UnknownFileType};
 use crate::template;
 
-/// Why a create failed: `Display` is Ollama's message, [`CreateError::status`] its HTTP code.
+/// Why a create failed: `Display` is Ollama's message, [`HttpStatus::status`](super::HttpStatus::status) its HTTP code.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum CreateError {

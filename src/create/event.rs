@@ -1,8 +1,6 @@
-//! What a create reports as it runs: one [`Event`] enum, a [`CreateSink`] that receives them
-//! (in the manner of ripgrep's `Sink`), and the one place they become Ollama's status lines
-//! (`From<&Event> for ProgressResponse`).
-
-use std::ops::ControlFlow;
+//! What a create reports as it runs: one [`Event`] enum, received by any
+//! [`Sink`](crate::progress::Sink) of events ([`CreateSink`]), and the one place they become
+//! Ollama's status lines (`From<&Event> for ProgressResponse`).
 
 use kiln_api::ProgressResponse;
 use kiln_store::Digest;
@@ -133,18 +131,12 @@ impl From<Event> for ProgressResponse {
     }
 }
 
-/// Receives a create's events; `ControlFlow::Break` stops the create (it then cleans up and
-/// fails with `create cancelled`). Closures `FnMut(&Event) -> ControlFlow<()>` are sinks.
-pub trait CreateSink {
-    /// Called for every event.
-    fn event(&mut self, event: &Event) -> ControlFlow<()>;
-}
+/// A create's [`Sink`](crate::progress::Sink): anything that takes its [`Event`]s (closures
+/// `FnMut(&Event) -> ControlFlow<()>`); `ControlFlow::Break` stops the create (it then cleans up
+/// and fails with `create cancelled`).
+pub trait CreateSink: crate::progress::Sink<Event> {}
 
-impl<F: FnMut(&Event) -> ControlFlow<()>> CreateSink for F {
-    fn event(&mut self, event: &Event) -> ControlFlow<()> {
-        self(event)
-    }
-}
+impl<T: ?Sized + crate::progress::Sink<Event>> CreateSink for T {}
 
 #[cfg(test)]
 mod tests {

@@ -154,11 +154,14 @@ impl Engine {
             &self.store,
         )?;
         let mut writer = self.store.blob_writer()?;
-        let mut progress = |written: u64, total: u64| {
+        let mut progress = |p: &crate::convert::ConvertProgress| {
             if cancel.is_cancelled() {
                 return ControlFlow::Break(());
             }
-            sink.event(&Event::Converting { written, total })
+            sink.event(&Event::Converting {
+                written: p.written,
+                total: p.total,
+            })
         };
         match conversion.write_with_progress(&mut writer, &mut progress) {
             Err(ConvertError::Cancelled) => return Err(CreateError::Cancelled),

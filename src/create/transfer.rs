@@ -10,7 +10,7 @@ use kiln_store::{Digest, ModelName};
 use super::{Engine, Source, parse_model_ref};
 
 /// Why a pull or push was refused or failed: `Display` is Ollama's message,
-/// [`TransferError::status`] its HTTP code.
+/// [`HttpStatus::status`](super::HttpStatus::status) its HTTP code.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum TransferError {

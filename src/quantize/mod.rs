@@ -19,6 +19,7 @@ mod stream;
 pub mod target;
 mod validate;
 
+pub use crate::progress::NoProgress;
 pub use error::QuantizeError;
 pub(crate) use file::map_parts;
 pub use file::{quantize_conversion, quantize_gguf, quantize_model, quantize_parts};
@@ -27,7 +28,7 @@ pub use imatrix::{Imatrix, ImatrixError};
 pub use layout::{
     OUTPUT_ALIGNMENT, QUANTIZATION_VERSION, TensorPlan, is_embedded_tensor, output_size, plan,
 };
-pub use options::{NoProgress, QuantizeEvent, QuantizeOptions, QuantizeSink};
+pub use options::{QuantizeEvent, QuantizeOptions, QuantizeSink};
 pub use report::{ModelSummary, QuantizeReport, TensorError, TensorReport};
 pub use source::{
     SourceModel, SplitError, parse_split_file_name, split_file_name, split_part_paths,

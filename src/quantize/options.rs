@@ -2,7 +2,6 @@
 //! ([`QuantizeSink`], [`QuantizeEvent`]).
 
 use std::collections::HashMap;
-use std::ops::ControlFlow;
 
 use kiln_gguf::{GgmlType, Value};
 
@@ -78,23 +77,9 @@ pub enum QuantizeEvent<'a> {
     },
 }
 
-/// Receives progress; returning `ControlFlow::Break` cancels the quantization between chunks.
-pub trait QuantizeSink {
-    /// Called for every event.
-    fn event(&mut self, event: &QuantizeEvent<'_>) -> ControlFlow<()>;
-}
+/// A quantization's [`Sink`](crate::progress::Sink): anything that takes its events (closures
+/// `FnMut(&QuantizeEvent<'_>) -> ControlFlow<()>`, [`NoProgress`](crate::progress::NoProgress));
+/// returning `ControlFlow::Break` cancels the quantization between chunks.
+pub trait QuantizeSink: for<'a> crate::progress::Sink<QuantizeEvent<'a>> {}
 
-impl<F: FnMut(&QuantizeEvent<'_>) -> ControlFlow<()>> QuantizeSink for F {
-    fn event(&mut self, event: &QuantizeEvent<'_>) -> ControlFlow<()> {
-        self(event)
-    }
-}
-
-/// A sink that ignores progress.
-pub struct NoProgress;
-
-impl QuantizeSink for NoProgress {
-    fn event(&mut self, _: &QuantizeEvent<'_>) -> ControlFlow<()> {
-        ControlFlow::Continue(())
-    }
-}
+impl<T: ?Sized + for<'a> crate::progress::Sink<QuantizeEvent<'a>>> QuantizeSink for T {}
