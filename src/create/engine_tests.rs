@@ -1,7 +1,17 @@
 //! The create engine's tests: Ollama's behaviours, each through `Engine::create`.
 
+use std::collections::BTreeMap;
+
+use kiln_api::{CreateRequest, ProgressResponse};
+use kiln_gguf::{GgmlType, Limits, TensorSpec, Value, Writer};
+use kiln_store::{
+    Digest, MEDIA_TYPE_MODEL, MEDIA_TYPE_PARAMS, MEDIA_TYPE_PROJECTOR, MEDIA_TYPE_SYSTEM,
+    ModelName, Store,
+};
+
 use super::*;
-use kiln_gguf::{GgmlType, TensorSpec, Value, Writer};
+use crate::Cancel;
+use crate::quantize::{FileType, QuantizeOptions};
 
 fn tiny_model() -> Vec<u8> {
     let md = vec![

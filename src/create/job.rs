@@ -12,7 +12,9 @@ use std::collections::BTreeMap;
 use kiln_api::{AnyMap, CreateRequest, Message};
 use kiln_store::{Digest, ModelName};
 
-use super::{CreateError, valid_path};
+use kiln_go::path::valid_path;
+
+use super::CreateError;
 use crate::quantize::{FileType, UnknownFileType};
 
 /// The blob behind one file of a job: a digest, or (from the wire) the text that was sent,

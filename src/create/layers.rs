@@ -9,15 +9,13 @@ use kiln_store::{
     MEDIA_TYPE_TEMPLATE,
 };
 
-use super::{CreateError, CreateSink, Engine, Event, JobFiles, Pending, check_space, emit};
+use super::shards::{ShardGroup, merge_shards, split_shard};
+use super::step::check_space;
+use super::{CreateError, CreateSink, Engine, Event, JobFiles, Pending, emit};
 use crate::Cancel;
 use crate::convert::{Conversion, ConvertError, ModelFolder};
-use crate::quantize::{QuantizeError, parse_split_file_name};
+use crate::quantize::QuantizeError;
 use crate::template;
-
-/// Shards of one split GGUF upload, in order of first appearance: (group key, split.count,
-/// (split.no, layer) per shard).
-pub(super) type ShardGroup = (String, u64, Vec<(u64, Pending)>);
 
 /// A model layer found in `files`: its pending layer, the blobs of a split GGUF in part order
 /// (empty for one file), and the folder a safetensors upload is converted from.
@@ -243,49 +241,7 @@ impl Engine {
             }
         }
         let mut out: Vec<Staged> = single.into_iter().map(Staged::layer).collect();
-        for (_, count, shards) in groups {
-            if shards.len() as u64 != count {
-                return Err(CreateError::Split(format!(
-                    "split GGUF {:?} has {} shards, expected {count}",
-                    shards[0].1.layer.from,
-                    shards.len()
-                )));
-            }
-            let mut by_index: Vec<Option<Pending>> = (0..count).map(|_| None).collect();
-            for (no, pending) in shards {
-                if no >= count {
-                    return Err(CreateError::Split(format!(
-                        "split GGUF {:?} has invalid shard index {no}",
-                        pending.layer.from
-                    )));
-                }
-                if by_index[no as usize].replace(pending).is_some() {
-                    return Err(CreateError::Split(format!(
-                        "split GGUF has duplicate shard index {no}"
-                    )));
-                }
-            }
-            let mut digests = Vec::new();
-            for shard in by_index.iter() {
-                let Some(shard) = shard else {
-                    return Err(CreateError::Split(
-                        "split GGUF is missing first shard".into(),
-                    ));
-                };
-                digests.push(
-                    shard
-                        .layer
-                        .digest()
-                        .map_err(|_| CreateError::InvalidDigest)?,
-                );
-            }
-            let primary = by_index.swap_remove(0).expect("checked above");
-            out.push(Staged {
-                pending: primary,
-                parts: digests,
-                folder: None,
-            });
-        }
+        out.extend(merge_shards(groups)?);
         // Ollama matches each resulting layer's chat template (a split model's from its first
         // shard) and appends the detected template layers after all of them.
         let mut detected = Vec::new();
@@ -356,50 +312,6 @@ pub(super) fn media_type_of(gguf: &kiln_gguf::Gguf<'_>) -> &'static str {
     } else {
         MEDIA_TYPE_MODEL
     }
-}
-
-/// A split-GGUF key read as Ollama reads it: `split.KEY` or `ARCH.split.KEY`, any integer type
-/// holding a `u16`.
-pub(super) fn split_value(gguf: &kiln_gguf::Gguf<'_>, key: &str) -> Option<u64> {
-    let md = gguf.metadata();
-    let arch = md.architecture().unwrap_or("");
-    [format!("split.{key}"), format!("{arch}.split.{key}")]
-        .iter()
-        .find_map(|k| md.get(k)?.as_u64())
-        .filter(|&v| v <= u16::MAX as u64)
-}
-
-/// Whether an uploaded GGUF is one shard of a split model: `(name prefix, split.no, split.count)`,
-/// with Ollama's checks that the file name (`NAME-0000i-of-0000N.gguf`) agrees with the metadata.
-pub(super) fn split_shard(
-    gguf: &kiln_gguf::Gguf<'_>,
-    path: &str,
-) -> Result<Option<(String, u64, u64)>, CreateError> {
-    let Some(count) = split_value(gguf, "count").filter(|&c| c > 1) else {
-        return Ok(None);
-    };
-    let base = path.rsplit('/').next().unwrap_or(path);
-    let Some((prefix, index, name_count)) = parse_split_file_name(base) else {
-        return Err(CreateError::Split(format!(
-            "split GGUF {path:?} must use llama.cpp split filename pattern"
-        )));
-    };
-    if name_count != count {
-        return Err(CreateError::Split(format!(
-            "split GGUF {path:?} filename count {name_count} does not match metadata count {count}"
-        )));
-    }
-    let Some(no) = split_value(gguf, "no") else {
-        return Err(CreateError::Split(format!(
-            "split GGUF {path:?} is missing split.no metadata"
-        )));
-    };
-    if no != index {
-        return Err(CreateError::Split(format!(
-            "split GGUF {path:?} filename index {index} does not match metadata index {no}"
-        )));
-    }
-    Ok(Some((prefix.to_owned(), no, count)))
 }
 
 /// Whether a file starts with the GGUF magic (reads 4 bytes, never the whole blob).

@@ -3,7 +3,7 @@
 use super::capabilities::{
     ListGguf, ModelGguf, ProjectorGguf, ShowModel, list_capabilities, scan_list_gguf,
 };
-use super::file_type_name;
+use super::config::file_type_name;
 use crate::template::GoTemplate;
 use kiln_api::{
     CopyRequest, DeleteRequest, ListModelResponse, ListResponse, ModelDetails, ShowRequest,
