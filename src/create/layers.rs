@@ -2,7 +2,6 @@
 //! adapters, a Hugging Face folder to convert, and the chat templates Ollama detects in them.
 
 use std::collections::BTreeMap;
-use std::ops::ControlFlow;
 
 use kiln_store::{
     Digest, Layer, MEDIA_TYPE_ADAPTER, MEDIA_TYPE_MODEL, MEDIA_TYPE_PARAMS, MEDIA_TYPE_PROJECTOR,
@@ -153,15 +152,12 @@ impl Engine {
         )?;
         let mut writer = self.store.blob_writer()?;
         let mut progress = |p: &crate::convert::ConvertProgress| {
-            if cancel.is_cancelled() {
-                return ControlFlow::Break(());
-            }
             sink.event(&Event::Converting {
                 written: p.written,
                 total: p.total,
             })
         };
-        match conversion.write_with_progress(&mut writer, &mut progress) {
+        match conversion.write_with_progress(&mut writer, &mut cancel.guard(&mut progress)) {
             Err(ConvertError::Cancelled) => return Err(CreateError::Cancelled),
             Err(e) => return Err(e.into()),
             Ok(_) => {}
