@@ -31,6 +31,32 @@ fn tiny_model() -> Vec<u8> {
     w.finish().unwrap()
 }
 
+/// A Hugging Face folder (its config, a two-token tokenizer and one safetensors file) stored as
+/// blobs, by file name.
+fn store_folder(
+    store: &Store,
+    config: &[u8],
+    tensors: &[(&str, &str, &[u64], &[u8])],
+) -> BTreeMap<String, Digest> {
+    [
+        ("config.json", config.to_vec()),
+        (
+            "tokenizer.json",
+            br#"{"model": {"vocab": {"a": 0, "b": 1}}}"#.to_vec(),
+        ),
+        (
+            "model.safetensors",
+            crate::convert::safetensors_for_tests(tensors),
+        ),
+    ]
+    .into_iter()
+    .map(|(name, bytes)| {
+        let digest = store.write_blob(&bytes[..], None).unwrap().digest;
+        (name.to_owned(), digest)
+    })
+    .collect()
+}
+
 /// Ollama picks a renderer, parser and stop words by architecture for the request that names
 /// none (create.go's switch): the request's own values win, field by field.
 #[test]
@@ -151,21 +177,10 @@ fn fp8_conversions_default_to_q8_0() {
     let config = br#"{"architectures": ["Ministral3ForCausalLM"], "hidden_size": 64,
         "num_attention_heads": 2, "block_count": 1,
         "quantization_config": {"quant_method": "fp8", "weight_block_size": [128, 128]}}"#;
-    let mut files = BTreeMap::new();
-    for (name, bytes) in [
-        ("config.json", config.to_vec()),
-        (
-            "tokenizer.json",
-            br#"{"model": {"vocab": {"a": 0, "b": 1}}}"#.to_vec(),
-        ),
-        (
-            "model.safetensors",
-            crate::convert::safetensors_for_tests(&tensors),
-        ),
-    ] {
-        let digest = store.write_blob(&bytes[..], None).unwrap().digest;
-        files.insert(name.to_owned(), digest.to_string());
-    }
+    let files: BTreeMap<String, String> = store_folder(&store, config, &tensors)
+        .into_iter()
+        .map(|(name, digest)| (name, digest.to_string()))
+        .collect();
     for (tag, quantize, file_type, status) in [
         ("fp8", "", 7, "quantizing F16 model to Q8_0"),
         ("fp8-q4", "q4_0", 2, "quantizing F16 model to Q4_0"),
@@ -1422,18 +1437,7 @@ fn cancel_stops_a_conversion_being_written() {
     let config = br#"{"architectures": ["Ministral3ForCausalLM"], "hidden_size": 64,
         "num_attention_heads": 2, "block_count": 1}"#;
     let mut builder = CreateJob::builder(ModelName::parse("conv").unwrap());
-    for (name, bytes) in [
-        ("config.json", config.to_vec()),
-        (
-            "tokenizer.json",
-            br#"{"model": {"vocab": {"a": 0, "b": 1}}}"#.to_vec(),
-        ),
-        (
-            "model.safetensors",
-            crate::convert::safetensors_for_tests(&tensors),
-        ),
-    ] {
-        let digest = store.write_blob(&bytes[..], None).unwrap().digest;
+    for (name, digest) in store_folder(&store, config, &tensors) {
         builder = builder.file(name, digest);
     }
     // F16 is the conversion's own type: the conversion is written as it is.
