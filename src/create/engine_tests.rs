@@ -1452,3 +1452,93 @@ fn cancel_stops_a_conversion_being_written() {
     assert_eq!(tmp.blob_files(), before);
     assert!(store.names().unwrap().is_empty());
 }
+
+fn show_of(
+    store: &Store,
+    name: &str,
+    verbose: bool,
+) -> Result<kiln_api::ShowResponse, ManageError> {
+    super::models::show(
+        store,
+        &kiln_api::ShowRequest {
+            model: name.into(),
+            verbose,
+            ..Default::default()
+        },
+    )
+}
+
+/// The template layer's legacy name, `application/vnd.ollama.image.prompt`, is a template to
+/// Ollama (server/images.go:741, server/model_list_cache.go:451): show answers it as the
+/// template (and in the Modelfile), and both show and list derive capabilities from it. With
+/// both names, the last layer is the template.
+#[test]
+fn legacy_prompt_layers_are_templates() {
+    let tmp = test_support::TempStore::new("engine-prompt-layer");
+    let store = tmp.store.clone();
+    let model = store.write_blob(&tiny_model()[..], None).unwrap();
+    let model = kiln_store::Layer::new(MEDIA_TYPE_MODEL, model.digest, model.size);
+    let prompt = "{{ .System }}{{ if .Tools }}{{ .Tools }}{{ end }}{{ .Prompt }}{{ .Suffix }}";
+    let plain = "{{ .Prompt }} plain";
+    let text_layer = |media_type: &str, text: &str| {
+        let blob = store.write_blob(text.as_bytes(), None).unwrap();
+        kiln_store::Layer::new(media_type, blob.digest, blob.size)
+    };
+    let config = store
+        .write_blob(&ModelConfig::new().to_bytes()[..], None)
+        .unwrap();
+    let config = kiln_store::Layer::new(kiln_store::CONFIG_MEDIA_TYPE, config.digest, config.size);
+    for (name, layers) in [
+        (
+            "legacy",
+            vec![text_layer(kiln_store::MEDIA_TYPE_PROMPT, prompt)],
+        ),
+        (
+            "prompt-last",
+            vec![
+                text_layer(MEDIA_TYPE_TEMPLATE, plain),
+                text_layer(kiln_store::MEDIA_TYPE_PROMPT, prompt),
+            ],
+        ),
+        (
+            "template-last",
+            vec![
+                text_layer(kiln_store::MEDIA_TYPE_PROMPT, prompt),
+                text_layer(MEDIA_TYPE_TEMPLATE, plain),
+            ],
+        ),
+    ] {
+        let mut all = vec![model.clone()];
+        all.extend(layers);
+        store
+            .write_manifest(
+                &ModelName::parse(name).unwrap(),
+                &kiln_store::Manifest::new(config.clone(), all),
+            )
+            .unwrap();
+    }
+    for name in ["legacy", "prompt-last"] {
+        let shown = show_of(&store, name, false).unwrap();
+        assert_eq!(shown.template, prompt, "{name}");
+        assert_eq!(
+            shown.capabilities,
+            ["completion", "tools", "insert"],
+            "{name}"
+        );
+        assert!(
+            shown.modelfile.contains(&format!("TEMPLATE {prompt}\n")),
+            "{name}"
+        );
+    }
+    let shown = show_of(&store, "template-last", false).unwrap();
+    assert_eq!(shown.template, plain);
+    assert_eq!(shown.capabilities, ["completion"]);
+    for m in super::models::list(&store).unwrap().models {
+        let expected: &[&str] = if m.name == "template-last:latest" {
+            &["completion"]
+        } else {
+            &["completion", "tools", "insert"]
+        };
+        assert_eq!(m.capabilities, expected, "{}", m.name);
+    }
+}

@@ -13,8 +13,8 @@ use kiln_gguf::{GgufFile, Limits, Value};
 use kiln_go::fmt::{format_sharp_v, format_v};
 use kiln_store::{
     Digest, MEDIA_TYPE_ADAPTER, MEDIA_TYPE_LICENSE, MEDIA_TYPE_MESSAGES, MEDIA_TYPE_MODEL,
-    MEDIA_TYPE_PARAMS, MEDIA_TYPE_PROJECTOR, MEDIA_TYPE_SYSTEM, MEDIA_TYPE_TEMPLATE, Manifest,
-    ModelConfig, ModelName, Store, StoreError, StoredManifest,
+    MEDIA_TYPE_PARAMS, MEDIA_TYPE_PROJECTOR, MEDIA_TYPE_PROMPT, MEDIA_TYPE_SYSTEM,
+    MEDIA_TYPE_TEMPLATE, Manifest, ModelConfig, ModelName, Store, StoreError, StoredManifest,
 };
 
 /// Why a list/show/copy/delete failed: `Display` is Ollama's message, `status()` its HTTP code.
@@ -143,7 +143,8 @@ impl ShowReader<'_> {
 /// `/api/tags`: every model, newest first, as Ollama's model list summarises each
 /// (server/model_list_cache.go): details from the config, filled in from a quick scan of the
 /// model GGUF (context and embedding lengths, the file type when the config has none), and
-/// capabilities. A model whose config or template blob cannot be read is left out, as Ollama
+/// capabilities; the last template layer, under either of its names (model_list_cache.go:451),
+/// is the template. A model whose config or template blob cannot be read is left out, as Ollama
 /// leaves it out.
 pub fn list(store: &Store) -> Result<ListResponse, ManageError> {
     let models = store
@@ -173,7 +174,7 @@ fn list_entry(store: &Store, m: &StoredManifest) -> Option<ListModelResponse> {
                 details.parent_model = layer.from.clone();
             }
             MEDIA_TYPE_PROJECTOR => projectors += 1,
-            MEDIA_TYPE_TEMPLATE => {
+            media_type if is_template_layer(media_type) => {
                 let bytes = std::fs::read(store.blob_path(&layer.digest().ok()?)).ok()?;
                 template = Some(GoTemplate::parse(&String::from_utf8_lossy(&bytes)).ok()?);
             }
@@ -229,6 +230,13 @@ fn is_unknown_quantization(name: &str) -> bool {
     name.is_empty() || name == "unknown"
 }
 
+/// Whether a layer is a template: `application/vnd.ollama.image.template`, or its legacy name
+/// `application/vnd.ollama.image.prompt`, which Ollama reads the same way (server/images.go:741,
+/// server/model_list_cache.go:451).
+fn is_template_layer(media_type: &str) -> bool {
+    media_type == MEDIA_TYPE_TEMPLATE || media_type == MEDIA_TYPE_PROMPT
+}
+
 /// `/api/show`: details, layers' text, and the model file's metadata as `model_info`.
 pub fn show(store: &Store, request: &ShowRequest) -> Result<ShowResponse, ManageError> {
     let raw = request.model_name();
@@ -247,15 +255,28 @@ pub fn show(store: &Store, request: &ShowRequest) -> Result<ShowResponse, Manage
         model: name.display_shortest(),
     };
     let config = reader.config(manifest)?;
-    let has_template = manifest.layers_of(MEDIA_TYPE_TEMPLATE).next().is_some();
-    let template = reader
-        .texts(manifest, MEDIA_TYPE_TEMPLATE, "template")?
-        .concat();
-    let template = if has_template {
-        template
-    } else {
-        DEFAULT_TEMPLATE.to_owned()
-    };
+    // GetModel reads and parses every template layer, under either name; the last one is the
+    // model's template (a template Ollama cannot parse fails the request).
+    let mut template_layer = None;
+    for layer in manifest
+        .layers
+        .iter()
+        .filter(|l| is_template_layer(&l.media_type))
+    {
+        let what = if layer.media_type == MEDIA_TYPE_PROMPT {
+            "prompt"
+        } else {
+            "template"
+        };
+        let text = String::from_utf8(reader.bytes(what, layer)?)
+            .map_err(|_| reader.corrupt(what, &layer.digest, "not UTF-8 text"))?;
+        template_layer =
+            Some(GoTemplate::parse(&text).map_err(|e| reader.corrupt(what, &layer.digest, e))?);
+    }
+    let template = template_layer
+        .as_ref()
+        .map_or(DEFAULT_TEMPLATE, |t| t.as_str())
+        .to_owned();
     let system = reader
         .texts(manifest, MEDIA_TYPE_SYSTEM, "system")?
         .concat();
@@ -280,14 +301,6 @@ pub fn show(store: &Store, request: &ShowRequest) -> Result<ShowResponse, Manage
         .join("\n");
     let mut model_info = kiln_api::AnyMap::new();
     let remote = !config.remote_host.is_empty();
-    // GetModel parses the template layer (a template Ollama cannot parse fails the request).
-    let template_layer = match manifest.layers_of(MEDIA_TYPE_TEMPLATE).last() {
-        Some(layer) => Some(
-            GoTemplate::parse(&template)
-                .map_err(|e| reader.corrupt("template", &layer.digest, e))?,
-        ),
-        None => None,
-    };
     let default_template = default_template();
     let mut model_gguf = None;
     let mut projector_ggufs = Vec::new();
