@@ -562,4 +562,59 @@ mod tests {
             ["tools", "thinking"]
         );
     }
+
+    /// server/images_test.go's safetensors cases of TestModelCapabilities (:521-566) and
+    /// server/glimmer_images_test.go: a safetensors model has no GGUF to read (only a
+    /// GGUF-format model layer is opened, images.go:148), so its capabilities are its config's,
+    /// its template's and its parser's, less what the MLX runner cannot serve (images.go:475-516).
+    /// Go's test compares the first four as sets; the glimmer one in order.
+    #[test]
+    fn safetensors_models_keep_what_the_mlx_runner_serves() {
+        let chat = go("{{ .prompt }}");
+        let safetensors = |renderer: &str, parser: &str, caps: &[&str]| ModelConfig {
+            model_format: "safetensors".into(),
+            renderer: renderer.into(),
+            parser: parser.into(),
+            capabilities: keys(caps),
+            ..config()
+        };
+        let caps_of = |cfg: &ModelConfig, template: Option<&GoTemplate>| {
+            let default = go("{{ .Prompt }}");
+            ShowModel {
+                config: cfg,
+                go_template: template,
+                template: template.unwrap_or(&default),
+                model: None,
+                projectors: &[],
+            }
+            .capabilities()
+        };
+        let nemotron = safetensors(
+            "nemotron-3-nano",
+            "nemotron-3-nano",
+            &["completion", "vision", "audio"],
+        );
+        assert_eq!(
+            caps_of(&nemotron, Some(&chat)),
+            ["completion", "tools", "thinking"]
+        );
+        for renderer in ["gemma4-small", "gemma4-large", "gemma4"] {
+            let gemma4 = safetensors(renderer, "", &["vision", "audio"]);
+            assert!(caps_of(&gemma4, Some(&chat)).is_empty(), "{renderer}");
+        }
+        let glimmer = safetensors("glimmer", "glimmer", &["completion", "vision", "audio"]);
+        assert_eq!(
+            caps_of(&glimmer, None),
+            ["completion", "vision", "tools", "thinking"]
+        );
+        // TestModelListCacheSuppressesNemotronSafetensorsMedia: /api/tags filters the same way.
+        let listed = ModelConfig {
+            capabilities: keys(&["completion", "tools", "thinking", "vision", "audio"]),
+            ..safetensors("nemotron-3-nano", "nemotron-3-nano", &[])
+        };
+        assert_eq!(
+            list_capabilities(&listed, None, &go("{{ .Prompt }}"), 0),
+            ["completion", "tools", "thinking"]
+        );
+    }
 }

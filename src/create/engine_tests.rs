@@ -6,7 +6,7 @@ use kiln_api::{CreateRequest, ProgressResponse};
 use kiln_gguf::{GgmlType, Limits, TensorSpec, Value, Writer};
 use kiln_store::{
     Digest, MEDIA_TYPE_MODEL, MEDIA_TYPE_PARAMS, MEDIA_TYPE_PROJECTOR, MEDIA_TYPE_SYSTEM,
-    ModelName, Store,
+    MEDIA_TYPE_TEMPLATE, ModelConfig, ModelName, Store,
 };
 
 use super::*;
@@ -1465,4 +1465,431 @@ fn cancel_stops_a_conversion_being_written() {
     );
     assert_eq!(tmp.blob_files(), before);
     assert!(store.names().unwrap().is_empty());
+}
+
+/// Writes a model as Ollama's x/create stores a safetensors one (or as any Ollama wrote it): a
+/// config blob, then each layer `(media type, layer name, blob)` in order.
+fn write_model(
+    store: &Store,
+    name: &str,
+    config: serde_json::Value,
+    layers: &[(&str, &str, &[u8])],
+) {
+    let config = store
+        .write_blob(config.to_string().as_bytes(), None)
+        .unwrap();
+    let layers = layers
+        .iter()
+        .map(|(media_type, layer_name, bytes)| {
+            let blob = store.write_blob(*bytes, None).unwrap();
+            kiln_store::Layer {
+                name: (*layer_name).to_owned(),
+                ..kiln_store::Layer::new(*media_type, blob.digest, blob.size)
+            }
+        })
+        .collect();
+    let config = kiln_store::Layer::new(kiln_store::CONFIG_MEDIA_TYPE, config.digest, config.size);
+    store
+        .write_manifest(
+            &ModelName::parse(name).unwrap(),
+            &kiln_store::Manifest::new(config, layers),
+        )
+        .unwrap();
+}
+
+/// A tensor blob as Ollama's x/create writes one: a safetensors file (header length, header).
+fn tensor_blob(header: serde_json::Value) -> Vec<u8> {
+    let json = header.to_string();
+    let mut bytes = (json.len() as u64).to_le_bytes().to_vec();
+    bytes.extend(json.as_bytes());
+    bytes
+}
+
+fn show_of(
+    store: &Store,
+    name: &str,
+    verbose: bool,
+) -> Result<kiln_api::ShowResponse, ManageError> {
+    super::models::show(
+        store,
+        &kiln_api::ShowRequest {
+            model: name.into(),
+            verbose,
+            ..Default::default()
+        },
+    )
+}
+
+/// The tensor layers of a small safetensors LLM: one plain tensor, one int4 tensor (the blob's
+/// `__metadata__` says so), a packed blob of two tensors whose types are inferred from their
+/// `.scale` shapes (int4, int8), and one nvfp4 tensor.
+fn mlx_tensor_layers() -> Vec<(&'static str, Vec<u8>)> {
+    vec![
+        (
+            "model.embed_tokens.weight",
+            tensor_blob(serde_json::json!({
+                "model.embed_tokens.weight": {"dtype": "BF16", "shape": [16, 8], "data_offsets": [0, 256]},
+            })),
+        ),
+        (
+            "model.layers.0.mlp.up_proj.weight",
+            tensor_blob(serde_json::json!({
+                "__metadata__": {"quant_type": "int4", "group_size": "32"},
+                "model.layers.0.mlp.up_proj.weight": {"dtype": "U32", "shape": [32, 1], "data_offsets": [0, 128]},
+                "model.layers.0.mlp.up_proj.weight.scale": {"dtype": "BF16", "shape": [32, 1], "data_offsets": [128, 192]},
+            })),
+        ),
+        (
+            "model.layers.0.mlp.experts",
+            tensor_blob(serde_json::json!({
+                "model.layers.0.mlp.experts.0.gate_proj.weight": {"dtype": "U32", "shape": [4, 4], "data_offsets": [0, 64]},
+                "model.layers.0.mlp.experts.0.gate_proj.weight.scale": {"dtype": "BF16", "shape": [4, 1], "data_offsets": [64, 72]},
+                "model.layers.0.mlp.experts.0.down_proj.weight": {"dtype": "U32", "shape": [4, 16], "data_offsets": [72, 328]},
+                "model.layers.0.mlp.experts.0.down_proj.weight.scale": {"dtype": "BF16", "shape": [4, 1], "data_offsets": [328, 336]},
+            })),
+        ),
+        (
+            "model.layers.0.self_attn.q_proj.weight",
+            tensor_blob(serde_json::json!({
+                "__metadata__": {"quant_type": "nvfp4", "group_size": "16"},
+                "model.layers.0.self_attn.q_proj.weight": {"dtype": "U32", "shape": [8, 2], "data_offsets": [0, 64]},
+                "model.layers.0.self_attn.q_proj.weight.scale": {"dtype": "U8", "shape": [8, 1], "data_offsets": [64, 72]},
+            })),
+        ),
+    ]
+}
+
+/// A safetensors LLM in the store, shown and listed as Ollama answers it. show
+/// (server/routes.go:1429-1446, 1540-1551; x/server/show.go): the family from config.json's
+/// architecture, the parameter size from the tensor headers' unpacked shapes (128 + 256 + 128 +
+/// 256 + 128 = 896 parameters), the quantization level (the config has none) the first of the
+/// lowest-precision quantization types in manifest order (int4, not nvfp4 or int8),
+/// `model_info` from config.json, tensors only when verbose, the Go template as the template,
+/// capabilities with no GGUF (server/images.go:148: only a GGUF-format model is opened), and the
+/// Modelfile's FROM naming the model (routes.go:1523). `/api/tags` (model_list_cache.go:311)
+/// answers the config's details and its capabilities and template's.
+#[test]
+fn safetensors_llms_are_shown_from_config_json_and_tensor_headers() {
+    let tmp = test_support::TempStore::new("engine-show-mlx");
+    let store = tmp.store.clone();
+    let hf = serde_json::json!({
+        "architectures": ["Qwen3ForCausalLM"], "hidden_size": 8, "num_hidden_layers": 2,
+        "max_position_embeddings": 4096, "intermediate_size": 32, "num_attention_heads": 2,
+        "num_key_value_heads": 1, "vocab_size": 16, "rope_theta": 1000000.0,
+        "torch_dtype": "bfloat16",
+    })
+    .to_string();
+    let tensors = mlx_tensor_layers();
+    let mut layers: Vec<(&str, &str, &[u8])> = vec![
+        (kiln_store::MEDIA_TYPE_JSON, "config.json", hf.as_bytes()),
+        (kiln_store::MEDIA_TYPE_JSON, "tokenizer.json", b"{}"),
+    ];
+    for (name, blob) in &tensors {
+        layers.push((kiln_store::MEDIA_TYPE_TENSOR, name, blob));
+    }
+    let config = serde_json::json!({
+        "model_format": "safetensors", "model_family": "", "model_type": "7B", "file_type": "",
+        "capabilities": ["completion"], "parser": "qwen3", "renderer": "qwen3",
+        "requires": "0.14.0", "architecture": "amd64", "os": "linux",
+    });
+    write_model(&store, "mlx", config.clone(), &layers);
+    let shown = show_of(&store, "mlx", false).unwrap();
+    assert_eq!(shown.details.format, "safetensors");
+    assert_eq!(shown.details.family, "qwen3");
+    assert_eq!(shown.details.parameter_size, "896");
+    assert_eq!(shown.details.quantization_level, "int4");
+    assert_eq!(
+        serde_json::to_value(&shown.model_info).unwrap(),
+        serde_json::json!({
+            "general.architecture": "qwen3",
+            "general.parameter_count": 896,
+            "qwen3.context_length": 4096,
+            "qwen3.embedding_length": 8,
+            "qwen3.block_count": 2,
+            "qwen3.attention.head_count": 2,
+            "qwen3.attention.head_count_kv": 1,
+            "qwen3.feed_forward_length": 32,
+            "qwen3.vocab_size": 16,
+        })
+    );
+    assert!(shown.tensors.is_empty());
+    assert!(shown.projector_info.is_empty());
+    assert_eq!(shown.template, super::models::DEFAULT_TEMPLATE);
+    assert_eq!(shown.capabilities, ["completion", "tools"]);
+    assert!(
+        shown
+            .modelfile
+            .starts_with("# Modelfile generated by \"ollama show\"\nFROM mlx:latest\nTEMPLATE "),
+        "{}",
+        shown.modelfile
+    );
+    let verbose = show_of(&store, "mlx", true).unwrap();
+    let rows: Vec<(&str, &str, &[u64])> = verbose
+        .tensors
+        .iter()
+        .map(|t| (t.name.as_str(), t.tensor_type.as_str(), t.shape.as_slice()))
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            ("model.embed_tokens.weight", "BF16", &[16u64, 8][..]),
+            (
+                "model.layers.0.mlp.experts.0.down_proj.weight",
+                "int8",
+                &[4, 64][..]
+            ),
+            (
+                "model.layers.0.mlp.experts.0.gate_proj.weight",
+                "int4",
+                &[4, 32][..]
+            ),
+            ("model.layers.0.mlp.up_proj.weight", "int4", &[32, 8][..]),
+            (
+                "model.layers.0.self_attn.q_proj.weight",
+                "nvfp4",
+                &[8, 16][..]
+            ),
+        ]
+    );
+    let listed = super::models::list(&store).unwrap();
+    let entry = &listed.models[0];
+    assert_eq!(
+        (
+            entry.details.format.as_str(),
+            entry.details.family.as_str(),
+            entry.details.parameter_size.as_str(),
+            entry.details.quantization_level.as_str(),
+            entry.details.context_length,
+        ),
+        ("safetensors", "", "7B", "", 0)
+    );
+    assert_eq!(entry.capabilities, ["completion", "tools"]);
+
+    // Without quantized tensors the level is config.json's torch_dtype (GetSafetensorsDtype).
+    let mut plain: Vec<(&str, &str, &[u8])> = layers[..2].to_vec();
+    plain.push((kiln_store::MEDIA_TYPE_TENSOR, tensors[0].0, &tensors[0].1));
+    write_model(&store, "mlx-bf16", config.clone(), &plain);
+    let shown = show_of(&store, "mlx-bf16", false).unwrap();
+    assert_eq!(shown.details.quantization_level, "bfloat16");
+    assert_eq!(shown.model_info["general.parameter_count"], 128);
+}
+
+/// Ollama's TestGetModelInfo_SafetensorsUsesStoredFileType and
+/// TestGetModelInfo_SafetensorsModelfileUsesShortName (server/routes_test.go:530, 598): a
+/// safetensors LLM's stored file type is its quantization level, a manifest without config.json
+/// is answered without `model_info` (GetSafetensorsLLMInfo's error is ignored), and the
+/// Modelfile starts FROM the model's name with no replacement hint.
+#[test]
+fn safetensors_models_answer_ollamas_show_tests() {
+    let tmp = test_support::TempStore::new("engine-show-mlx-ollama");
+    let store = tmp.store.clone();
+    write_model(
+        &store,
+        "show-safetensors",
+        serde_json::json!({"model_format": "safetensors", "file_type": "mxfp8", "capabilities": ["completion"]}),
+        &[],
+    );
+    let shown = show_of(&store, "show-safetensors", false).unwrap();
+    assert_eq!(shown.details.quantization_level, "mxfp8");
+    assert!(shown.model_info.is_empty());
+    write_model(
+        &store,
+        "show-safetensors",
+        serde_json::json!({"model_format": "safetensors", "capabilities": ["completion"]}),
+        &[],
+    );
+    let shown = show_of(&store, "show-safetensors", false).unwrap();
+    assert!(
+        shown.modelfile.contains("FROM show-safetensors:latest\n"),
+        "{}",
+        shown.modelfile
+    );
+    assert!(
+        !shown
+            .modelfile
+            .contains("# To build a new Modelfile based on this, replace FROM with:"),
+        "{}",
+        shown.modelfile
+    );
+}
+
+/// An image generation model (safetensors tensor layers, no GGUF, the `image` capability) is
+/// answered with what its config says and, when verbose, its tensors (server/routes.go:1554); a
+/// model that is neither that nor a safetensors LLM and has no model layer is not found, as
+/// Ollama's GGUF read of the missing model answers (routes.go:1567, 1366).
+#[test]
+fn image_generation_models_are_answered_without_a_gguf() {
+    let tmp = test_support::TempStore::new("engine-show-imagegen");
+    let store = tmp.store.clone();
+    let weight = tensor_blob(serde_json::json!({
+        "transformer/proj.weight": {"dtype": "BF16", "shape": [4, 2], "data_offsets": [0, 16]},
+    }));
+    let layers: [(&str, &str, &[u8]); 2] = [
+        (kiln_store::MEDIA_TYPE_JSON, "model_index.json", b"{}"),
+        (
+            kiln_store::MEDIA_TYPE_TENSOR,
+            "transformer/proj.weight",
+            &weight,
+        ),
+    ];
+    write_model(
+        &store,
+        "imagegen",
+        serde_json::json!({"model_format": "safetensors", "file_type": "bf16", "capabilities": ["image"]}),
+        &layers,
+    );
+    let shown = show_of(&store, "imagegen", false).unwrap();
+    assert_eq!(shown.capabilities, ["image"]);
+    assert!(shown.model_info.is_empty() && shown.tensors.is_empty());
+    assert_eq!(shown.details.quantization_level, "bf16");
+    assert!(shown.modelfile.contains("\nFROM imagegen:latest\n"));
+    let verbose = show_of(&store, "imagegen", true).unwrap();
+    assert_eq!(
+        verbose.tensors,
+        [kiln_api::Tensor {
+            name: "transformer/proj.weight".into(),
+            tensor_type: "BF16".into(),
+            shape: vec![4, 2],
+        }]
+    );
+    for config in [
+        serde_json::json!({"model_format": "safetensors", "capabilities": ["vision"]}),
+        serde_json::json!({"model_format": "gguf"}),
+    ] {
+        write_model(&store, "nothing", config, &layers);
+        let err = show_of(&store, "nothing", false).unwrap_err();
+        assert_eq!(
+            (err.status(), err.to_string()),
+            (404, "model 'nothing:latest' not found".to_owned())
+        );
+    }
+}
+
+/// A safetensors model whose config.json or tensor blob is missing or damaged is an error from
+/// show naming the blob (where Ollama would skip it and answer with less).
+#[test]
+fn show_reports_damaged_safetensors_blobs() {
+    let tmp = test_support::TempStore::new("engine-show-mlx-damaged");
+    let store = tmp.store.clone();
+    let tensors = mlx_tensor_layers();
+    let hf = br#"{"model_type": "llama", "hidden_size": 8}"#;
+    write_model(
+        &store,
+        "st",
+        serde_json::json!({"model_format": "safetensors", "capabilities": ["completion"]}),
+        &[
+            (kiln_store::MEDIA_TYPE_JSON, "config.json", hf),
+            (kiln_store::MEDIA_TYPE_TENSOR, tensors[0].0, &tensors[0].1),
+        ],
+    );
+    assert_eq!(
+        show_of(&store, "st", false).unwrap().model_info["llama.embedding_length"],
+        8
+    );
+    let manifest = store
+        .manifest(&ModelName::parse("st").unwrap())
+        .unwrap()
+        .manifest;
+    for (what, layer, garbage) in [
+        (
+            "config.json",
+            &manifest.layers[0],
+            &br#"{"hidden_size": "8"}"#[..],
+        ),
+        ("tensor", &manifest.layers[1], &b"\x10\0\0\0\0\0\0\0{}"[..]),
+    ] {
+        let path = store.blob_path(&layer.digest().unwrap());
+        let good = std::fs::read(&path).unwrap();
+        std::fs::write(&path, garbage).unwrap();
+        let err = show_of(&store, "st", false).unwrap_err();
+        assert_eq!(err.status(), 500, "{what}: {err}");
+        assert!(
+            matches!(&err, ManageError::CorruptBlob { what: w, digest, .. } if *w == what && *digest == layer.digest),
+            "{what}: {err}"
+        );
+        std::fs::remove_file(&path).unwrap();
+        let err = show_of(&store, "st", false).unwrap_err();
+        assert_eq!(err.status(), 404, "{what}: {err}");
+        assert!(
+            err.to_string()
+                .starts_with("model 'st:latest' not found: its "),
+            "{err}"
+        );
+        std::fs::write(&path, good).unwrap();
+    }
+}
+
+/// The template layer's legacy name, `application/vnd.ollama.image.prompt`, is a template to
+/// Ollama (server/images.go:741, server/model_list_cache.go:451): show answers it as the
+/// template (and in the Modelfile), and both show and list derive capabilities from it. With
+/// both names, the last layer is the template.
+#[test]
+fn legacy_prompt_layers_are_templates() {
+    let tmp = test_support::TempStore::new("engine-prompt-layer");
+    let store = tmp.store.clone();
+    let model = store.write_blob(&tiny_model()[..], None).unwrap();
+    let model = kiln_store::Layer::new(MEDIA_TYPE_MODEL, model.digest, model.size);
+    let prompt = "{{ .System }}{{ if .Tools }}{{ .Tools }}{{ end }}{{ .Prompt }}{{ .Suffix }}";
+    let plain = "{{ .Prompt }} plain";
+    let text_layer = |media_type: &str, text: &str| {
+        let blob = store.write_blob(text.as_bytes(), None).unwrap();
+        kiln_store::Layer::new(media_type, blob.digest, blob.size)
+    };
+    let config = store
+        .write_blob(&ModelConfig::new().to_bytes()[..], None)
+        .unwrap();
+    let config = kiln_store::Layer::new(kiln_store::CONFIG_MEDIA_TYPE, config.digest, config.size);
+    for (name, layers) in [
+        (
+            "legacy",
+            vec![text_layer(kiln_store::MEDIA_TYPE_PROMPT, prompt)],
+        ),
+        (
+            "prompt-last",
+            vec![
+                text_layer(MEDIA_TYPE_TEMPLATE, plain),
+                text_layer(kiln_store::MEDIA_TYPE_PROMPT, prompt),
+            ],
+        ),
+        (
+            "template-last",
+            vec![
+                text_layer(kiln_store::MEDIA_TYPE_PROMPT, prompt),
+                text_layer(MEDIA_TYPE_TEMPLATE, plain),
+            ],
+        ),
+    ] {
+        let mut all = vec![model.clone()];
+        all.extend(layers);
+        store
+            .write_manifest(
+                &ModelName::parse(name).unwrap(),
+                &kiln_store::Manifest::new(config.clone(), all),
+            )
+            .unwrap();
+    }
+    for name in ["legacy", "prompt-last"] {
+        let shown = show_of(&store, name, false).unwrap();
+        assert_eq!(shown.template, prompt, "{name}");
+        assert_eq!(
+            shown.capabilities,
+            ["completion", "tools", "insert"],
+            "{name}"
+        );
+        assert!(
+            shown.modelfile.contains(&format!("TEMPLATE {prompt}\n")),
+            "{name}"
+        );
+    }
+    let shown = show_of(&store, "template-last", false).unwrap();
+    assert_eq!(shown.template, plain);
+    assert_eq!(shown.capabilities, ["completion"]);
+    for m in super::models::list(&store).unwrap().models {
+        let expected: &[&str] = if m.name == "template-last:latest" {
+            &["completion"]
+        } else {
+            &["completion", "tools", "insert"]
+        };
+        assert_eq!(m.capabilities, expected, "{}", m.name);
+    }
 }

@@ -45,6 +45,7 @@
 mod capabilities;
 mod models;
 mod remote;
+mod safetensors_show;
 mod transfer;
 
 #[cfg(test)]

@@ -4,6 +4,7 @@ use super::capabilities::{
     ListGguf, ModelGguf, ProjectorGguf, ShowModel, list_capabilities, scan_list_gguf,
 };
 use super::config::file_type_name;
+use super::safetensors_show;
 use crate::template::GoTemplate;
 use kiln_api::{
     CopyRequest, DeleteRequest, ListModelResponse, ListResponse, ModelDetails, ShowRequest,
@@ -12,9 +13,10 @@ use kiln_api::{
 use kiln_gguf::{GgufFile, Limits, Value};
 use kiln_go::fmt::{format_sharp_v, format_v};
 use kiln_store::{
-    Digest, MEDIA_TYPE_ADAPTER, MEDIA_TYPE_LICENSE, MEDIA_TYPE_MESSAGES, MEDIA_TYPE_MODEL,
-    MEDIA_TYPE_PARAMS, MEDIA_TYPE_PROJECTOR, MEDIA_TYPE_SYSTEM, MEDIA_TYPE_TEMPLATE, Manifest,
-    ModelConfig, ModelName, Store, StoreError, StoredManifest,
+    Digest, MEDIA_TYPE_ADAPTER, MEDIA_TYPE_JSON, MEDIA_TYPE_LICENSE, MEDIA_TYPE_MESSAGES,
+    MEDIA_TYPE_MODEL, MEDIA_TYPE_PARAMS, MEDIA_TYPE_PROJECTOR, MEDIA_TYPE_PROMPT,
+    MEDIA_TYPE_SYSTEM, MEDIA_TYPE_TEMPLATE, MEDIA_TYPE_TENSOR, Manifest, ModelConfig, ModelName,
+    Store, StoreError, StoredManifest,
 };
 
 /// Why a list/show/copy/delete failed: `Display` is Ollama's message, `status()` its HTTP code.
@@ -130,6 +132,64 @@ impl ShowReader<'_> {
             .collect()
     }
 
+    /// Opens a blob to read part of it.
+    fn open(
+        &self,
+        what: &'static str,
+        layer: &kiln_store::Layer,
+    ) -> Result<std::fs::File, ManageError> {
+        let digest = layer
+            .digest()
+            .map_err(|e| self.corrupt(what, &layer.digest, e))?;
+        std::fs::File::open(self.store.blob_path(&digest)).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => ManageError::MissingBlob {
+                model: self.model.clone(),
+                what,
+                digest: layer.digest.clone(),
+            },
+            _ => self.corrupt(what, &layer.digest, e),
+        })
+    }
+
+    /// A safetensors model's `config.json` (Ollama's `ReadConfigJSON`: the first JSON layer of
+    /// that name); `None` when the manifest has none.
+    fn hf_config(
+        &self,
+        manifest: &Manifest,
+    ) -> Result<Option<safetensors_show::HfConfig>, ManageError> {
+        let Some(layer) = manifest
+            .layers_of(MEDIA_TYPE_JSON)
+            .find(|l| l.name == "config.json")
+        else {
+            return Ok(None);
+        };
+        let bytes = self.bytes("config.json", layer)?;
+        safetensors_show::HfConfig::parse(&bytes)
+            .map(Some)
+            .map_err(|e| self.corrupt("config.json", &layer.digest, e))
+    }
+
+    /// The tensor layers' headers, read once (into `cache`) and only when asked for.
+    fn tensor_headers<'m, 'c>(
+        &self,
+        manifest: &'m Manifest,
+        cache: &'c mut Option<TensorHeaders<'m>>,
+    ) -> Result<&'c TensorHeaders<'m>, ManageError> {
+        if cache.is_none() {
+            let headers = manifest
+                .layers_of(MEDIA_TYPE_TENSOR)
+                .map(|layer| {
+                    let blob = self.open("tensor", layer)?;
+                    let header = safetensors_show::parse_header(blob)
+                        .map_err(|e| self.corrupt("tensor", &layer.digest, e))?;
+                    Ok((layer, header))
+                })
+                .collect::<Result<_, ManageError>>()?;
+            *cache = Some(headers);
+        }
+        Ok(cache.get_or_insert_with(Vec::new))
+    }
+
     fn config(&self, manifest: &Manifest) -> Result<ModelConfig, ManageError> {
         if manifest.config.digest.is_empty() {
             return Ok(ModelConfig::default());
@@ -143,8 +203,11 @@ impl ShowReader<'_> {
 /// `/api/tags`: every model, newest first, as Ollama's model list summarises each
 /// (server/model_list_cache.go): details from the config, filled in from a quick scan of the
 /// model GGUF (context and embedding lengths, the file type when the config has none), and
-/// capabilities. A model whose config or template blob cannot be read is left out, as Ollama
-/// leaves it out.
+/// capabilities; the last template layer, under either of its names (model_list_cache.go:451),
+/// is the template. A safetensors model has no model GGUF: its details are its config's, its
+/// capabilities its config's and its template's, less what Ollama's MLX runner cannot serve
+/// (model_list_cache.go:399). A model whose config or template blob cannot be read is left out,
+/// as Ollama leaves it out.
 pub fn list(store: &Store) -> Result<ListResponse, ManageError> {
     let models = store
         .list()?
@@ -173,7 +236,7 @@ fn list_entry(store: &Store, m: &StoredManifest) -> Option<ListModelResponse> {
                 details.parent_model = layer.from.clone();
             }
             MEDIA_TYPE_PROJECTOR => projectors += 1,
-            MEDIA_TYPE_TEMPLATE => {
+            media_type if is_template_layer(media_type) => {
                 let bytes = std::fs::read(store.blob_path(&layer.digest().ok()?)).ok()?;
                 template = Some(GoTemplate::parse(&String::from_utf8_lossy(&bytes)).ok()?);
             }
@@ -229,7 +292,18 @@ fn is_unknown_quantization(name: &str) -> bool {
     name.is_empty() || name == "unknown"
 }
 
-/// `/api/show`: details, layers' text, and the model file's metadata as `model_info`.
+/// Whether a layer is a template: `application/vnd.ollama.image.template`, or its legacy name
+/// `application/vnd.ollama.image.prompt`, which Ollama reads the same way (server/images.go:741,
+/// server/model_list_cache.go:451).
+fn is_template_layer(media_type: &str) -> bool {
+    media_type == MEDIA_TYPE_TEMPLATE || media_type == MEDIA_TYPE_PROMPT
+}
+
+/// `/api/show`, as Ollama's `GetModelInfo` (server/routes.go:1396) answers it: details, the
+/// layers' text, capabilities, and then the model's metadata by its kind — a remote model's from
+/// its config; a safetensors LLM's from its `config.json` and tensor headers (routes.go:1429,
+/// 1540); an image generation model's only its tensors (routes.go:1554); otherwise the model
+/// GGUF's metadata and tensors and the first projector's metadata (routes.go:1567).
 pub fn show(store: &Store, request: &ShowRequest) -> Result<ShowResponse, ManageError> {
     let raw = request.model_name();
     if raw.is_empty() {
@@ -247,21 +321,34 @@ pub fn show(store: &Store, request: &ShowRequest) -> Result<ShowResponse, Manage
         model: name.display_shortest(),
     };
     let config = reader.config(manifest)?;
-    let has_template = manifest.layers_of(MEDIA_TYPE_TEMPLATE).next().is_some();
-    let template = reader
-        .texts(manifest, MEDIA_TYPE_TEMPLATE, "template")?
-        .concat();
-    let template = if has_template {
-        template
-    } else {
-        DEFAULT_TEMPLATE.to_owned()
-    };
+    // server/images.go: `IsMLX` and `isGGUF`. Only a GGUF-format model's model layer is opened
+    // for its chat template and capabilities.
+    let safetensors = config.model_format == "safetensors";
+    let gguf_format = config.model_format.is_empty() || config.model_format == "gguf";
+    // GetModel reads and parses every template layer, under either name; the last one is the
+    // model's template (a template Ollama cannot parse fails the request).
+    let mut go_template = None;
+    for layer in manifest
+        .layers
+        .iter()
+        .filter(|l| is_template_layer(&l.media_type))
+    {
+        let what = if layer.media_type == MEDIA_TYPE_PROMPT {
+            "prompt"
+        } else {
+            "template"
+        };
+        let text = String::from_utf8(reader.bytes(what, layer)?)
+            .map_err(|_| reader.corrupt(what, &layer.digest, "not UTF-8 text"))?;
+        go_template =
+            Some(GoTemplate::parse(&text).map_err(|e| reader.corrupt(what, &layer.digest, e))?);
+    }
+    let default_template = default_template();
+    let template = go_template.as_ref().unwrap_or(&default_template);
     let system = reader
         .texts(manifest, MEDIA_TYPE_SYSTEM, "system")?
         .concat();
-    let license = reader
-        .texts(manifest, MEDIA_TYPE_LICENSE, "license")?
-        .join("\n");
+    let licenses = reader.texts(manifest, MEDIA_TYPE_LICENSE, "license")?;
     let params: kiln_api::AnyMap = match manifest.layers_of(MEDIA_TYPE_PARAMS).next() {
         Some(layer) => serde_json::from_slice(&reader.bytes("params", layer)?)
             .map_err(|e| reader.corrupt("params", &layer.digest, e))?,
@@ -280,17 +367,6 @@ pub fn show(store: &Store, request: &ShowRequest) -> Result<ShowResponse, Manage
         .join("\n");
     let mut model_info = kiln_api::AnyMap::new();
     let remote = !config.remote_host.is_empty();
-    // GetModel parses the template layer (a template Ollama cannot parse fails the request).
-    let template_layer = match manifest.layers_of(MEDIA_TYPE_TEMPLATE).last() {
-        Some(layer) => Some(
-            GoTemplate::parse(&template)
-                .map_err(|e| reader.corrupt("template", &layer.digest, e))?,
-        ),
-        None => None,
-    };
-    let default_template = default_template();
-    let mut model_gguf = None;
-    let mut projector_ggufs = Vec::new();
     let mut details = details(&config);
     if remote && !config.model_family.is_empty() {
         let family = &config.model_family;
@@ -311,8 +387,6 @@ pub fn show(store: &Store, request: &ShowRequest) -> Result<ShowResponse, Manage
             );
         }
     }
-    let mut tensors = Vec::new();
-    let mut projector_info = kiln_api::AnyMap::new();
     let blob_digest = |what: &'static str, layer: &kiln_store::Layer| {
         let digest = layer
             .digest()
@@ -326,22 +400,22 @@ pub fn show(store: &Store, request: &ShowRequest) -> Result<ShowResponse, Manage
         }
         Ok(digest)
     };
-    // GetModel keeps the last model layer as the model.
-    if let Some(layer) = manifest.layers_of(MEDIA_TYPE_MODEL).last() {
+    let read_model = |layer: &kiln_store::Layer| {
         let digest = blob_digest("model", layer)?;
-        let mut gguf = gguf_info(store, &digest, request.verbose)
-            .map_err(|e| reader.corrupt("model", &layer.digest, e))?;
+        gguf_info(store, &digest, request.verbose)
+            .map_err(|e| reader.corrupt("model", &layer.digest, e))
+    };
+    // GetModel keeps the last model layer as the model (and its `from` as the parent model).
+    let model_layer = manifest.layers_of(MEDIA_TYPE_MODEL).last();
+    if let Some(layer) = model_layer {
         details.parent_model = layer.from.clone();
-        if is_unknown_quantization(&details.quantization_level) {
-            let name = file_type_name(gguf.file_type);
-            if !is_unknown_quantization(&name) {
-                details.quantization_level = name;
-            }
-        }
-        model_info = std::mem::take(&mut gguf.info);
-        tensors = std::mem::take(&mut gguf.tensors);
-        model_gguf = Some(gguf);
     }
+    let mut model_gguf = match model_layer {
+        Some(layer) if gguf_format => Some(read_model(layer)?),
+        _ => None,
+    };
+    let mut projector_ggufs = Vec::new();
+    let mut projector_info = kiln_api::AnyMap::new();
     let projectors: Vec<&kiln_store::Layer> = manifest.layers_of(MEDIA_TYPE_PROJECTOR).collect();
     for (i, layer) in projectors.iter().enumerate() {
         let digest = blob_digest("projector", layer)?;
@@ -364,8 +438,8 @@ pub fn show(store: &Store, request: &ShowRequest) -> Result<ShowResponse, Manage
     }
     let view = ShowModel {
         config: &config,
-        go_template: template_layer.as_ref(),
-        template: template_layer.as_ref().unwrap_or(&default_template),
+        go_template: go_template.as_ref(),
+        template,
         model: model_gguf.as_ref().map(|g| ModelGguf {
             arch: &g.arch,
             chat_template: g.chat_template.as_deref().unwrap_or_default(),
@@ -375,6 +449,38 @@ pub fn show(store: &Store, request: &ShowRequest) -> Result<ShowResponse, Manage
     };
     let capabilities = view.capabilities();
     let template_shown = view.template_shown();
+    // A safetensors LLM: details and model_info from config.json and the tensor headers.
+    let safetensors_llm = safetensors && config.capabilities.iter().any(|c| c == "completion");
+    let mut tensor_headers = None;
+    let mut safetensors_info = None;
+    if safetensors_llm {
+        if let Some(hf) = reader.hf_config(manifest)? {
+            let info = safetensors_llm_info(&reader, manifest, &hf, &mut tensor_headers)?;
+            if let Some(arch) = info.get("general.architecture").and_then(|v| v.as_str())
+                && !arch.is_empty()
+            {
+                details.family = arch.to_owned();
+            }
+            if let Some(n) = info.get("general.parameter_count").and_then(|v| v.as_i64())
+                && n > 0
+            {
+                details.parameter_size = kiln_go::format::human_number(n as u64);
+            }
+            safetensors_info = Some((info, hf));
+        }
+        // "Older manifests may not have file_type populated for safetensors models."
+        if details.quantization_level.is_empty() {
+            let headers = reader.tensor_headers(manifest, &mut tensor_headers)?;
+            let quant = safetensors_show::lowest_precision_quant(
+                headers.iter().flat_map(|(_, h)| h.iter()),
+            );
+            details.quantization_level = match (quant, &safetensors_info) {
+                (Some(quant), _) => quant,
+                (None, Some((_, hf))) => hf.torch_dtype.clone(),
+                (None, None) => String::new(),
+            };
+        }
+    }
     let messages: Vec<kiln_api::Message> = match manifest.layers_of(MEDIA_TYPE_MESSAGES).next() {
         Some(layer) => serde_json::from_slice(&reader.bytes("messages", layer)?)
             .map_err(|e| reader.corrupt("messages", &layer.digest, e))?,
@@ -384,22 +490,23 @@ pub fn show(store: &Store, request: &ShowRequest) -> Result<ShowResponse, Manage
         store,
         manifest,
         name: &name,
-        template: &template,
+        template: template.as_str(),
         system: &system,
         config: &config,
         params: &params,
-        licenses: &reader.texts(manifest, MEDIA_TYPE_LICENSE, "license")?,
+        licenses: &licenses,
         messages: &messages,
+        safetensors,
     });
-    Ok(ShowResponse {
-        license,
+    let mut response = ShowResponse {
+        license: licenses.join("\n"),
         modelfile,
         parameters,
-        template: template_shown,
+        template: template.as_str().to_owned(),
         system,
         messages,
-        tensors,
-        projector_info,
+        tensors: Vec::new(),
+        projector_info: kiln_api::AnyMap::new(),
         renderer: config.renderer.clone(),
         parser: config.parser.clone(),
         details,
@@ -409,8 +516,84 @@ pub fn show(store: &Store, request: &ShowRequest) -> Result<ShowResponse, Manage
         remote_host: config.remote_host.clone(),
         modified_at: Timestamp::from_system_time(stored.modified),
         requires: config.requires.clone(),
-    })
+    };
+    // A remote model: nothing more to read.
+    if remote && !config.remote_model.is_empty() {
+        return Ok(response);
+    }
+    if safetensors_llm {
+        if let Some((info, _)) = safetensors_info {
+            response.model_info = info;
+        }
+        if request.verbose {
+            response.tensors = safetensors_tensors(&reader, manifest, &mut tensor_headers)?;
+        }
+        return Ok(response);
+    }
+    // "Image generation models are stored as safetensors tensor layers with no GGUF model
+    // layer to introspect."
+    if response.capabilities.iter().any(|c| c == "image") {
+        if request.verbose {
+            response.tensors = safetensors_tensors(&reader, manifest, &mut tensor_headers)?;
+        }
+        return Ok(response);
+    }
+    // Everything else is answered from the model GGUF, which must be there (Ollama: "model
+    // '…' not found" when the manifest has no model layer).
+    let gguf = match (model_gguf.take(), model_layer) {
+        (Some(gguf), _) => gguf,
+        (None, Some(layer)) => read_model(layer)?,
+        (None, None) => return Err(ManageError::NotFound(name.display_shortest())),
+    };
+    response.template = template_shown;
+    if is_unknown_quantization(&response.details.quantization_level) {
+        let name = file_type_name(gguf.file_type);
+        if !is_unknown_quantization(&name) {
+            response.details.quantization_level = name;
+        }
+    }
+    response.model_info = gguf.info;
+    response.tensors = gguf.tensors;
+    response.projector_info = projector_info;
+    Ok(response)
 }
+
+/// x/server/show.go `GetSafetensorsLLMInfo`: `model_info` estimated from `config.json` and the
+/// tensor layers' sizes, with the parameter count taken from the tensor headers when it can be.
+fn safetensors_llm_info<'m>(
+    reader: &ShowReader<'_>,
+    manifest: &'m Manifest,
+    hf: &safetensors_show::HfConfig,
+    headers: &mut Option<TensorHeaders<'m>>,
+) -> Result<kiln_api::AnyMap, ManageError> {
+    let tensor_layers = manifest.layers_of(MEDIA_TYPE_TENSOR);
+    let (bytes, count) = tensor_layers.fold((0i64, 0i64), |(bytes, count), l| {
+        (bytes.wrapping_add(l.size), count + 1)
+    });
+    let mut info = hf.model_info(bytes, count);
+    let tensors = safetensors_tensors(reader, manifest, headers)?;
+    if let Some(n) = safetensors_show::parameter_count(&tensors)
+        && n > 0
+    {
+        info.insert("general.parameter_count".into(), n.into());
+    }
+    Ok(info)
+}
+
+/// x/server/show.go `GetSafetensorsTensorInfo`.
+fn safetensors_tensors<'m>(
+    reader: &ShowReader<'_>,
+    manifest: &'m Manifest,
+    headers: &mut Option<TensorHeaders<'m>>,
+) -> Result<Vec<kiln_api::Tensor>, ManageError> {
+    let headers = reader.tensor_headers(manifest, headers)?;
+    Ok(safetensors_show::tensor_list(
+        headers.iter().map(|(l, h)| (l.name.as_str(), h.as_slice())),
+    ))
+}
+
+/// Every tensor layer with its blob's parsed header, in manifest order.
+type TensorHeaders<'m> = Vec<(&'m kiln_store::Layer, Vec<safetensors_show::HeaderTensor>)>;
 
 /// The template a model without a template layer is shown (and run) with: Ollama's
 /// `template.DefaultTemplate`.
@@ -431,6 +614,8 @@ struct ModelfileParts<'a> {
     params: &'a kiln_api::AnyMap,
     licenses: &'a [String],
     messages: &'a [kiln_api::Message],
+    /// A safetensors model: Ollama's `IsMLX` header (server/routes.go:1523).
+    safetensors: bool,
 }
 
 /// `show`'s `modelfile`: the header, then Ollama's `Model.String()` — FROM the model blob, ADAPTER
@@ -449,6 +634,7 @@ fn show_modelfile(parts: ModelfileParts<'_>) -> String {
         params,
         licenses,
         messages,
+        safetensors,
     } = parts;
     let blob_paths = |media_type: &str| -> Vec<String> {
         manifest
@@ -499,11 +685,18 @@ fn show_modelfile(parts: ModelfileParts<'_>) -> String {
             format!("{}: {}", m.role, m.content),
         ));
     }
-    format!(
-        "# Modelfile generated by \"ollama show\"\n# To build a new Modelfile based on this, replace FROM with:\n# FROM {}\n\n{}",
-        name.display_shortest(),
-        Modelfile { commands }
-    )
+    let body = Modelfile { commands }.to_string();
+    let short = name.display_shortest();
+    if safetensors {
+        // A safetensors model is recreated from its name: its FROM line (the empty model path)
+        // is replaced by one naming the model, with no hint above it.
+        let rest = body.split_once('\n').map_or("", |(_, rest)| rest);
+        format!("# Modelfile generated by \"ollama show\"\nFROM {short}\n{rest}")
+    } else {
+        format!(
+            "# Modelfile generated by \"ollama show\"\n# To build a new Modelfile based on this, replace FROM with:\n# FROM {short}\n\n{body}"
+        )
+    }
 }
 
 /// What `show` reads from a GGUF blob.

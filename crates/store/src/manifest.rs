@@ -16,6 +16,15 @@ pub const MEDIA_TYPE_ADAPTER: &str = "application/vnd.ollama.image.adapter";
 pub const MEDIA_TYPE_PROJECTOR: &str = "application/vnd.ollama.image.projector";
 /// The prompt template layer.
 pub const MEDIA_TYPE_TEMPLATE: &str = "application/vnd.ollama.image.template";
+/// The template layer's legacy name, which Ollama still reads as a template (server/images.go
+/// `GetModel`, server/model_list_cache.go `readModelListLayers`) but no longer writes.
+pub const MEDIA_TYPE_PROMPT: &str = "application/vnd.ollama.image.prompt";
+/// One safetensors tensor blob of a safetensors ("experimental", MLX) model, its tensor named by
+/// the layer's `name` (Ollama's `manifest.MediaTypeImageTensor`).
+pub const MEDIA_TYPE_TENSOR: &str = "application/vnd.ollama.image.tensor";
+/// A JSON file of a safetensors model (`config.json`, tokenizer files), named by the layer's
+/// `name` (Ollama's x/create `mediaTypeImageJSON`).
+pub const MEDIA_TYPE_JSON: &str = "application/vnd.ollama.image.json";
 /// The system prompt layer.
 pub const MEDIA_TYPE_SYSTEM: &str = "application/vnd.ollama.image.system";
 /// A license layer.
