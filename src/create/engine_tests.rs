@@ -1881,15 +1881,30 @@ fn legacy_prompt_layers_are_templates() {
             "{name}"
         );
     }
+    // System layers: the last one is the model's system prompt (Ollama assigns each in turn).
+    let mut two_systems = vec![model.clone()];
+    two_systems.push(text_layer(MEDIA_TYPE_SYSTEM, "first"));
+    two_systems.push(text_layer(MEDIA_TYPE_SYSTEM, "second"));
+    store
+        .write_manifest(
+            &ModelName::parse("two-systems").unwrap(),
+            &kiln_store::Manifest::new(config.clone(), two_systems),
+        )
+        .unwrap();
+    assert_eq!(
+        show_of(&store, "two-systems", false).unwrap().system,
+        "second"
+    );
     let shown = show_of(&store, "template-last", false).unwrap();
     assert_eq!(shown.template, plain);
     assert_eq!(shown.capabilities, ["completion"]);
     for m in super::models::list(&store).unwrap().models {
-        let expected: &[&str] = if m.name == "template-last:latest" {
-            &["completion"]
-        } else {
-            &["completion", "tools", "insert"]
-        };
+        let expected: &[&str] =
+            if m.name == "template-last:latest" || m.name == "two-systems:latest" {
+                &["completion"]
+            } else {
+                &["completion", "tools", "insert"]
+            };
         assert_eq!(m.capabilities, expected, "{}", m.name);
     }
 }

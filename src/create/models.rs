@@ -345,9 +345,12 @@ pub fn show(store: &Store, request: &ShowRequest) -> Result<ShowResponse, Manage
     }
     let default_template = default_template();
     let template = go_template.as_ref().unwrap_or(&default_template);
+    // Every system layer is read (a bad one is an error) and the last one wins, as in Ollama's
+    // GetModel (server/images.go: each layer assigns m.System).
     let system = reader
         .texts(manifest, MEDIA_TYPE_SYSTEM, "system")?
-        .concat();
+        .pop()
+        .unwrap_or_default();
     let licenses = reader.texts(manifest, MEDIA_TYPE_LICENSE, "license")?;
     let params: kiln_api::AnyMap = match manifest.layers_of(MEDIA_TYPE_PARAMS).next() {
         Some(layer) => serde_json::from_slice(&reader.bytes("params", layer)?)
