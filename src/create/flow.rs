@@ -262,7 +262,7 @@ impl Engine {
                 layers[index] = Pending::existing(layer);
             }
             if let Some(step) = step {
-                let ftype = step.file_type();
+                let ftype = step.to;
                 // Ollama's figures: llama-quantize's "[i/n]" tensor counter scaled to the first
                 // file's tensor bytes, then to the layer size over its size past the header.
                 let size = layers[index].layer.size;

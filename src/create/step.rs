@@ -12,7 +12,7 @@ use crate::quantize::{FileType, SourceModel};
 /// What a model slot's quantization writes: the file type, and how its progress reads.
 pub(super) struct Step {
     /// The type to write.
-    to: FileType,
+    pub(super) to: FileType,
     /// The source's file type name, for the `quantizing … model to …` line.
     from: String,
     /// The type as the request spelled it, `None` for llama.cpp's COPY (`validating GGUF model`).
@@ -20,10 +20,6 @@ pub(super) struct Step {
 }
 
 impl Step {
-    pub(super) fn file_type(&self) -> FileType {
-        self.to
-    }
-
     /// The progress event at `completed` of `total`.
     pub(super) fn event(&self, completed: i64, total: i64) -> Event {
         match &self.spelled {
