@@ -7,7 +7,7 @@ use std::sync::{Arc, OnceLock};
 use kiln_api::{CreateRequest, ProgressResponse};
 use kiln_gguf::{GgufFile, Limits};
 use kiln_registry::{Client, ClientOptions, RegistryError};
-use kiln_store::{Digest, Layer, Store, StoreError};
+use kiln_store::{Digest, Layer, Store, StoreError, StoreGuard};
 
 use super::{CreateError, CreateJob, CreateSink, Event, Pending};
 use crate::Cancel;
@@ -113,10 +113,35 @@ impl Engine {
         sink: &mut dyn CreateSink,
         cancel: &Cancel,
     ) -> Result<(), CreateError> {
+        self.run_inner(job, sink, cancel, None)
+    }
+
+    /// [`run`](Self::run) for a caller that already holds a [`Store::create_guard`] (it stored
+    /// the job's input blobs itself, and a gc must not take them before the manifest refers to
+    /// them): the engine releases `guard` once the model is built, before it removes blobs under
+    /// the exclusive lock, which would otherwise wait for that guard forever.
+    pub fn run_holding(
+        &self,
+        job: CreateJob,
+        sink: &mut dyn CreateSink,
+        cancel: &Cancel,
+        guard: StoreGuard,
+    ) -> Result<(), CreateError> {
+        self.run_inner(job, sink, cancel, Some(guard))
+    }
+
+    fn run_inner(
+        &self,
+        job: CreateJob,
+        sink: &mut dyn CreateSink,
+        cancel: &Cancel,
+        guard: Option<StoreGuard>,
+    ) -> Result<(), CreateError> {
         let name = self.store.existing_name(&job.name)?;
         let mut created: Vec<Digest> = Vec::new();
         let old = self.store.manifest(&name).ok();
         let result = self.build(&job, &name, sink, cancel, &mut created);
+        drop(guard);
         match result {
             Ok(()) => {
                 if let Some(old) = old {

@@ -3,6 +3,7 @@
 mod format;
 mod health;
 mod inspect;
+mod interrupt;
 mod modelfile;
 mod models;
 mod progress;
@@ -86,6 +87,9 @@ pub enum CliError {
     /// Quantization failed.
     #[error("{0}")]
     Quantize(#[from] kiln::QuantizeError),
+    /// Ctrl-C stopped a create or a quantization; what it had written is removed (exit code 130).
+    #[error("interrupted: nothing was written")]
+    Interrupted,
     /// The command ran and found problems it has already printed (an unhealthy store, a model
     /// left broken by repair).
     #[error("problems found")]
@@ -224,7 +228,8 @@ struct TransferArgs {
 }
 
 /// Runs the `kiln` command with these arguments (the first is the program name) and returns its
-/// exit code: 0 on success, 1 when the command failed, 2 for a usage error.
+/// exit code: 0 on success, 1 when the command failed, 2 for a usage error, 130 when Ctrl-C
+/// stopped it.
 pub fn run<I, T>(args: I) -> ExitCode
 where
     I: IntoIterator<Item = T>,
@@ -244,6 +249,10 @@ where
     match execute(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(CliError::Unhealthy) => ExitCode::FAILURE,
+        Err(e @ CliError::Interrupted) => {
+            eprintln!("Error: {e}");
+            ExitCode::from(interrupt::INTERRUPTED_EXIT)
+        }
         Err(e) => {
             eprintln!("Error: {e}");
             ExitCode::FAILURE

@@ -138,7 +138,7 @@ pub(crate) fn create_local(
     let mut imported: Vec<Digest> = Vec::new();
     let outcome = (|| {
         // Held from the first import to the manifest, so a gc meanwhile keeps the blobs.
-        let _guard = store.create_guard()?;
+        let guard = store.create_guard()?;
         let mut maps: [BTreeMap<String, String>; 3] = Default::default();
         for (map, files) in maps.iter_mut().zip(&named) {
             for (name, path) in files {
@@ -167,8 +167,12 @@ pub(crate) fn create_local(
             }
         }
         set_maps(&mut request, maps);
-        engine.create(request, &mut |p| progress.line(&p))?;
-        Ok::<(), CliError>(())
+        let job = engine.prepare(request)?;
+        let cancel = crate::interrupt::ctrl_c_token().unwrap_or_default();
+        let sink = &mut |e: &kiln::create::Event| progress.line(&e.into());
+        engine
+            .run_holding(job, &mut cancel.guard(sink), &cancel, guard)
+            .map_err(|e| interrupted_or(e.into(), &cancel))
     })();
     if !imported.is_empty() {
         // Inputs only: what no manifest references goes (under the exclusive lock, after ours
@@ -176,6 +180,16 @@ pub(crate) fn create_local(
         let _ = store.remove_unreferenced(imported);
     }
     outcome
+}
+
+/// [`CliError::Interrupted`] when Ctrl-C fired (whatever error the stopped work reported),
+/// otherwise the error itself.
+pub(crate) fn interrupted_or(error: CliError, cancel: &kiln::Cancel) -> CliError {
+    if cancel.is_cancelled() {
+        CliError::Interrupted
+    } else {
+        error
+    }
 }
 
 /// Runs a Modelfile create through a server, as `ollama create` does: every local file hashed,

@@ -272,7 +272,15 @@ pub(crate) fn quantize(args: QuantizeArgs, json: bool) -> Result<(), CliError> {
         }
         ControlFlow::Continue(())
     };
-    let report = kiln::quantize_model(&args.input, &args.output, file_type, &options, &mut sink)?;
+    let cancel = crate::interrupt::ctrl_c_token().unwrap_or_default();
+    let report = kiln::quantize_model(
+        &args.input,
+        &args.output,
+        file_type,
+        &options,
+        &mut cancel.guard(&mut sink),
+    )
+    .map_err(|e| crate::modelfile::interrupted_or(e.into(), &cancel))?;
     let seconds = start.elapsed().as_secs_f64();
     if terminal && !json {
         eprintln!();

@@ -766,3 +766,146 @@ SYSTEM You are Mario from super mario bros, acting as an assistant.
     want.sort_by(|a, b| (&a.name, &a.args).cmp(&(&b.name, &b.args)));
     assert_eq!(commands, want, "{shown}");
 }
+
+/// An F16 GGUF of `rows` rows of 8192 weights: big enough that quantizing it to Q2_K on one
+/// thread takes a noticeable while, so an interrupt lands in the middle.
+#[cfg(unix)]
+fn big_gguf(path: &Path, rows: u64) {
+    let md = vec![
+        ("general.architecture", Value::string("llama")),
+        ("general.file_type", Value::U32(1)),
+    ];
+    let specs = [TensorSpec::new(
+        "blk.0.ffn_down.weight",
+        GgmlType::F16,
+        vec![8192, rows],
+    )];
+    let file = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    let mut w = Writer::new(file, &md, &specs).unwrap();
+    let row: Vec<u8> = (0..8192u32)
+        .flat_map(|i| {
+            kiln_quant::f32_to_f16_bits(((i * 37 % 101) as f32 - 50.0) * 0.01).to_le_bytes()
+        })
+        .collect();
+    let data: Vec<u8> = (0..rows).flat_map(|_| row.iter().copied()).collect();
+    w.write_tensor_data(&data).unwrap();
+    w.finish().unwrap();
+}
+
+/// Starts `kiln ARGS` on one thread, waits until `ready` (asked with the stdout so far) says
+/// the work has begun, sends it SIGINT, and returns its exit code, stdout and stderr.
+#[cfg(unix)]
+fn interrupt_when(args: &[&str], ready: impl Fn(&str) -> bool) -> (Option<i32>, String, String) {
+    use std::io::Read;
+    use std::sync::{Arc, Mutex};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args(args)
+        .env("KILN_THREADS", "1")
+        .env_remove("OLLAMA_HOST")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let seen = Arc::new(Mutex::new(String::new()));
+    let reader = {
+        let seen = seen.clone();
+        let mut stdout = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n @ 1..) = stdout.read(&mut buf) {
+                seen.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        })
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while !ready(&seen.lock().unwrap()) {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "kiln ended before it began: {}",
+            seen.lock().unwrap()
+        );
+        assert!(std::time::Instant::now() < deadline, "kiln never began");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let kill = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    let code = child.wait().unwrap().code();
+    reader.join().unwrap();
+    let out = seen.lock().unwrap().clone();
+    (code, out, err)
+}
+
+/// Ctrl-C during a create stops it within a chunk, exits 130 and leaves the store as it was: no
+/// manifest, no blob (the imported input included), no temporary file; during `kiln quantize`
+/// it leaves no output file.
+#[cfg(unix)]
+#[test]
+fn ctrl_c_stops_a_create_and_leaves_nothing_behind() {
+    let tmp = TempDir::new("cli-ctrl-c");
+    let models = tmp.0.join("models");
+    std::fs::create_dir_all(&models).unwrap();
+    let input = tmp.0.join("big.gguf");
+    big_gguf(&input, 8192);
+    let m = models.to_str().unwrap();
+    let i = input.to_str().unwrap();
+    let args = [
+        "--models", m, "--json", "create", "big", "--from", i, "-q", "q2_K",
+    ];
+    let (code, out, err) =
+        interrupt_when(&args, |out| out.contains("quantizing F16 model to Q2_K"));
+    assert_eq!(code, Some(130), "stdout {out}\nstderr {err}");
+    assert!(!out.contains("\"success\""), "{out}");
+    assert!(err.contains("interrupted"), "{err}");
+    let store = Store::open(&models).unwrap();
+    assert!(store.list().unwrap().is_empty());
+    no_stray_blobs(&store);
+    let mut leftovers = Vec::new();
+    let mut dirs = vec![models.clone()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else {
+                leftovers.push(path);
+            }
+        }
+    }
+    assert!(
+        leftovers
+            .iter()
+            .all(|p| !p.starts_with(models.join("blobs"))),
+        "{leftovers:?}"
+    );
+    assert!(
+        leftovers
+            .iter()
+            .all(|p| !p.to_string_lossy().contains(".kiln-tmp-")),
+        "{leftovers:?}"
+    );
+
+    let output = tmp.0.join("out.gguf");
+    let o = output.to_str().unwrap();
+    // Begun once the temporary output file is there, beside the input.
+    let started = || std::fs::read_dir(&tmp.0).unwrap().count() > 2;
+    let (code, out, err) = interrupt_when(&["quantize", "--json", i, o, "q2_K"], |_| started());
+    assert_eq!(code, Some(130), "stdout {out}\nstderr {err}");
+    assert!(!output.exists());
+    let names: Vec<_> = std::fs::read_dir(&tmp.0)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+}
