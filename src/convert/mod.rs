@@ -49,7 +49,7 @@ pub(crate) use tensor::ollama_tensor_order;
 // The names the submodules share, at their paths from before the split (`super::Config`, …).
 use config::Config;
 use folder::parse_json;
-use tensor::Planned;
+use tensor::{Axis, HeadTiling, Planned, ValueMap};
 
 /// A model folder for unit tests: `config`, a four-token `tokenizer.json`, and these tensors.
 /// A safetensors file of these tensors (name, dtype, shape, bytes), for tests elsewhere.
