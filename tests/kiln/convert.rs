@@ -317,7 +317,11 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
 /// llama.cpp does and its SigLIP tower and projector as Ollama's converter names and stores them.
 /// A GPT-OSS (BF16, experts in OpenAI's MXFP4 blocks and scales) converts to llama.cpp's bytes
 /// exactly: experts regrouped into ggml's MXFP4 blocks, gate and up split by row, the fused
-/// bias by column; kiln, like llama.cpp, refuses to quantize its MXFP4 experts again.
+/// bias by column; kiln, like llama.cpp, refuses to quantize its MXFP4 experts again. A Qwen 3.5
+/// text model (`Qwen3_5ForConditionalGeneration`, from F32: a gated delta-net layer and a
+/// full-attention layer) converts to llama.cpp's bytes: value heads of the linear-attention
+/// weights reordered by row and by column, `-exp(A_log)`, norms shifted by one, the convolution
+/// squeezed to 2-D.
 #[test]
 fn causal_lms_match_llama_cpps_converter() {
     let Some(python) = kiln_testkit::oracle_python() else {
@@ -337,7 +341,7 @@ fn causal_lms_match_llama_cpps_converter() {
     let mut jobs = Vec::new();
     let mut quantized = Vec::new();
     let mut copied = Vec::new();
-    let cases: [(&str, &[&str]); 13] = [
+    let cases: [(&str, &[&str]); 14] = [
         ("f32", &["f32"]),
         ("bf16", &["bf16"]),
         ("spm", &["f32", "spm"]),
@@ -351,6 +355,7 @@ fn causal_lms_match_llama_cpps_converter() {
         ("ministral3", &["bf16", "ministral3"]),
         ("cohere", &["bf16", "cohere"]),
         ("gptoss", &["bf16", "gptoss"]),
+        ("qwen35", &["f32", "qwen35"]),
     ];
     for (dtype, make_args) in cases {
         let folder = work.join(dtype);
