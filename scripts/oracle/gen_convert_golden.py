@@ -16,7 +16,7 @@ Gemma 3 text models from f32, a Phi-3 from bf16, and a Gemma3ForConditionalGener
 text tensors come from llama.cpp and vision tensors from numpy, see vision_golden, and an OLMo 3, a
 Ministral 3 and a Command-R from bf16, and a GPT-OSS from bf16 with MXFP4 experts, and a Qwen 3.5
 text model from f32 (converted with --no-mtp: the folder has no multi-token-prediction layers,
-which llama.cpp otherwise requires; f32 because llama.cpp computes -exp(A_log) and the norm
+which llama.cpp otherwise requires) and with one (qwen35mtp, converted as it is); f32 because llama.cpp computes -exp(A_log) and the norm
 offset in the source dtype, Ollama in float32 and float64): llama.cpp adds Gemma's norm offset in the source dtype, Ollama in
 float32, so only f32 sources can agree bit for bit) it records what
 llama.cpp's converter writes for the synthetic Llama of hf_llama.py: every tensor's type, shape
@@ -53,7 +53,8 @@ def main():
                                              ("ministral3", "bf16", "bf16", ["ministral3"]),
                                              ("cohere", "bf16", "bf16", ["cohere"]),
                                              ("gptoss", "bf16", "bf16", ["gptoss"]),
-                                             ("qwen35", "f32", "f16", ["qwen35"])):
+                                             ("qwen35", "f32", "f16", ["qwen35"]),
+                                             ("qwen35mtp", "f32", "f16", ["qwen35mtp"])):
             if only and case not in only:
                 continue
             folder = os.path.join(tmp, case)

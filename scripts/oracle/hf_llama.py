@@ -23,7 +23,9 @@
       (text_config, model.language_model.* names, no vision tower, no multi-token prediction): a
       gated delta-net (linear attention) layer then a full-attention layer with a gated query,
       2 key heads and 4 value heads in the linear layer (so the value heads are reordered),
-      zero-centred norm weights and interleaved MRoPE sections.
+      zero-centred norm weights and interleaved MRoPE sections; "qwen35mtp" the same with a
+      multi-token-prediction layer (mtp.*, a full-attention layer behind a projection of the
+      embedding and the hidden state), as the published checkpoints carry one.
       Deterministic: weights come from integer hashing, not a random generator, so every numpy
       gives the same bytes.
 
@@ -280,6 +282,28 @@ def qwen35_tensors(vocab_size):
     return t
 
 
+def qwen35_mtp_tensors():
+    """One multi-token-prediction layer under the official checkpoints' names."""
+    hd = QWEN35["head_dim"]
+    t = {"mtp.fc.weight": values("mtp.fc", (HIDDEN, 2 * HIDDEN), 0.2),
+         "mtp.pre_fc_norm_embedding.weight": values("mtp.enorm", (HIDDEN,), 0.1),
+         "mtp.pre_fc_norm_hidden.weight": values("mtp.hnorm", (HIDDEN,), 0.1),
+         "mtp.norm.weight": values("mtp.norm", (HIDDEN,), 0.1)}
+    p = "mtp.layers.0."
+    t[p + "input_layernorm.weight"] = values(p + "n1", (HIDDEN,), 0.1)
+    t[p + "post_attention_layernorm.weight"] = values(p + "n2", (HIDDEN,), 0.1)
+    t[p + "self_attn.q_proj.weight"] = values(p + "q", (2 * HEADS * hd, HIDDEN), 0.3)
+    t[p + "self_attn.k_proj.weight"] = values(p + "k", (KV_HEADS * hd, HIDDEN), 0.3)
+    t[p + "self_attn.v_proj.weight"] = values(p + "v", (KV_HEADS * hd, HIDDEN), 0.3)
+    t[p + "self_attn.o_proj.weight"] = values(p + "o", (HIDDEN, HEADS * hd), 0.3)
+    t[p + "self_attn.q_norm.weight"] = values(p + "qn", (hd,), 0.1)
+    t[p + "self_attn.k_norm.weight"] = values(p + "kn", (hd,), 0.1)
+    t[p + "mlp.gate_proj.weight"] = values(p + "g", (FF, HIDDEN), 0.3)
+    t[p + "mlp.up_proj.weight"] = values(p + "u", (FF, HIDDEN), 0.3)
+    t[p + "mlp.down_proj.weight"] = values(p + "d", (HIDDEN, FF), 0.3)
+    return t
+
+
 def make(out, dtype, variant=None):
     # "gemma3v": Gemma3ForConditionalGeneration, the Gemma 3 text model with a SigLIP vision tower.
     vision = variant == "gemma3v"
@@ -357,8 +381,10 @@ def make(out, dtype, variant=None):
                 [t.pop(p + "mlp.gate_proj.weight"), t.pop(p + "mlp.up_proj.weight")])
     if variant == "gptoss":
         t = gptoss_tensors()
-    if variant == "qwen35":
+    if variant in ("qwen35", "qwen35mtp"):
         t = qwen35_tensors(vocab_size)
+    if variant == "qwen35mtp":
+        t.update(qwen35_mtp_tensors())
     write_safetensors(os.path.join(out, "model.safetensors"), t, dtype)
     bos, eos, eot = (1, 2, 2) if spm else (vocab_size - 3, vocab_size - 2, vocab_size - 1)
     config = {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": HIDDEN,
@@ -443,13 +469,13 @@ def make(out, dtype, variant=None):
                                           "modules_to_not_convert": ["model.layers.*.self_attn",
                                                                      "model.layers.*.mlp.router",
                                                                      "model.embed_tokens", "lm_head"]}}
-    if variant == "qwen35":
+    if variant in ("qwen35", "qwen35mtp"):
         text = {"model_type": "qwen3_5_text", "hidden_size": HIDDEN, "intermediate_size": FF,
                 "num_hidden_layers": LAYERS, "num_attention_heads": HEADS, "num_key_value_heads": KV_HEADS,
                 "max_position_embeddings": 2048, "rms_norm_eps": 1e-6, "vocab_size": vocab_size,
                 "tie_word_embeddings": False, "hidden_act": "silu", "attn_output_gate": True,
                 "layer_types": ["linear_attention", "full_attention"], "full_attention_interval": 2,
-                "mtp_num_hidden_layers": 0, "bos_token_id": bos, "eos_token_id": eos,
+                "mtp_num_hidden_layers": 1 if variant == "qwen35mtp" else 0, "bos_token_id": bos, "eos_token_id": eos,
                 "rope_parameters": {"rope_type": "default", "rope_theta": 10000000.0, "partial_rotary_factor": 0.25,
                                     "mrope_interleaved": True, "mrope_section": [2, 1, 1]}, **QWEN35}
         config = {"architectures": ["Qwen3_5ForConditionalGeneration"], "model_type": "qwen3_5",

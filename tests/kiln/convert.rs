@@ -321,7 +321,7 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
 /// text model (`Qwen3_5ForConditionalGeneration`, from F32: a gated delta-net layer and a
 /// full-attention layer) converts to llama.cpp's bytes: value heads of the linear-attention
 /// weights reordered by row and by column, `-exp(A_log)`, norms shifted by one, the convolution
-/// squeezed to 2-D.
+/// squeezed to 2-D; with a multi-token-prediction layer too, which becomes block 2.
 #[test]
 fn causal_lms_match_llama_cpps_converter() {
     let Some(python) = kiln_testkit::oracle_python() else {
@@ -341,7 +341,7 @@ fn causal_lms_match_llama_cpps_converter() {
     let mut jobs = Vec::new();
     let mut quantized = Vec::new();
     let mut copied = Vec::new();
-    let cases: [(&str, &[&str]); 14] = [
+    let cases: [(&str, &[&str]); 15] = [
         ("f32", &["f32"]),
         ("bf16", &["bf16"]),
         ("spm", &["f32", "spm"]),
@@ -356,6 +356,7 @@ fn causal_lms_match_llama_cpps_converter() {
         ("cohere", &["bf16", "cohere"]),
         ("gptoss", &["bf16", "gptoss"]),
         ("qwen35", &["f32", "qwen35"]),
+        ("qwen35mtp", &["f32", "qwen35mtp"]),
     ];
     for (dtype, make_args) in cases {
         let folder = work.join(dtype);

@@ -9,14 +9,18 @@
 //! - the value heads of every linear-attention weight move from Hugging Face's order, grouped
 //!   by key head, to the tiled order ggml broadcasts over ([`HeadTiling`]).
 //!
-//! The vision tower, the multi-token-prediction layers (`mtp.*`) and the mixture-of-experts
-//! variant are refused as not yet converted rather than written half-right.
+//! The multi-token-prediction layer the published checkpoints carry (`mtp.*`) becomes the
+//! block after the last (`blk.{num_hidden_layers}.`, its shared tensors `nextn.*`), as in Ollama
+//! and llama.cpp. The vision tower and the mixture-of-experts variant are refused as not yet
+//! converted rather than written half-right.
 
 use kiln_gguf::{Array, Value, ValueType};
 
 use super::{Architecture, Metadata, Parameters};
 use crate::convert::tokenizer::Tokenizer;
-use crate::convert::{Axis, Config, ConvertError, HeadTiling, ModelFolder, Planned, ValueMap};
+use crate::convert::{
+    Axis, Config, ConvertError, HeadTiling, ModelFolder, Planned, Safetensors, ValueMap,
+};
 
 pub(crate) struct Qwen35;
 
@@ -233,6 +237,94 @@ fn reorders_value_heads(c: &Config) -> Result<bool, ConvertError> {
         && !c.strings("architectures")?.iter().any(|a| qwen3_next(a)))
 }
 
+/// The MTP tensors outside `mtp.layers.N.`, by Hugging Face name, with their GGUF names in the
+/// MTP block.
+const MTP_SHARED: [(&str, &str); 7] = [
+    ("mtp.fc.weight", "nextn.eh_proj.weight"),
+    ("mtp.pre_fc_norm_embedding.weight", "nextn.enorm.weight"),
+    ("mtp.pre_fc_norm_hidden.weight", "nextn.hnorm.weight"),
+    ("mtp.norm.weight", "nextn.shared_head_norm.weight"),
+    ("mtp.embed_tokens.weight", "nextn.embed_tokens.weight"),
+    (
+        "mtp.shared_head.head.weight",
+        "nextn.shared_head_head.weight",
+    ),
+    (
+        "mtp.shared_head.norm.weight",
+        "nextn.shared_head_norm.weight",
+    ),
+];
+
+/// Ollama's count of MTP layers when the config gives none: one past the highest
+/// `mtp.layers.N.` index among `names`, else one if there is any other `mtp.` tensor.
+fn mtp_layers_named<'n>(names: impl Iterator<Item = &'n str>) -> Result<u32, ConvertError> {
+    let mut any = false;
+    let mut highest: Option<i64> = None;
+    for name in names.filter(|n| n.starts_with("mtp.")) {
+        any = true;
+        let Some((layer, suffix)) = name
+            .strip_prefix("mtp.layers.")
+            .and_then(|rest| rest.split_once('.'))
+        else {
+            continue;
+        };
+        // Go's strconv.Atoi: an optional sign, decimal digits, int64 range.
+        if let Ok(n) = layer.parse::<i64>()
+            && n >= 0
+            && !suffix.is_empty()
+        {
+            highest = highest.max(Some(n));
+        }
+    }
+    match highest {
+        Some(n) => u32::try_from(n + 1).map_err(|_| {
+            ConvertError::InvalidConfig(format!("qwen3next: mtp layer index {n} out of range"))
+        }),
+        None => Ok(u32::from(any)),
+    }
+}
+
+/// [`mtp_layers_named`] over the tensor headers of the folder's weights files.
+fn mtp_layers_in(folder: &ModelFolder) -> Result<u32, ConvertError> {
+    let mut names = Vec::new();
+    for (file, bytes) in folder.top_level(".safetensors") {
+        let parsed =
+            Safetensors::parse_with_limit(bytes, folder.limits.max_safetensors_header_bytes)
+                .map_err(|source| ConvertError::Safetensors {
+                    file: file.to_owned(),
+                    source: Box::new(source),
+                })?;
+        names.extend(parsed.tensors.into_iter().map(|t| t.name));
+    }
+    mtp_layers_named(names.iter().map(String::as_str))
+}
+
+/// The GGUF name of MTP tensor `name` (after the replacements) in a model of `layers` trunk
+/// layers and `nextn` MTP layers, as Ollama names it: `mtp.layers.N.rest` is `blk.{layers +
+/// N}.rest`, the shared tensors go to the first MTP block. `None` for other names.
+fn mtp_name(name: &str, layers: u32, nextn: u32) -> Result<Option<String>, ConvertError> {
+    if let Some((layer, rest)) = name
+        .strip_prefix("mtp.layers.")
+        .and_then(|r| r.split_once('.'))
+        && !layer.is_empty()
+        && layer.bytes().all(|b| b.is_ascii_digit())
+        && let Ok(index) = layer.parse::<u32>()
+    {
+        // Go's uint32 sum; a name it wraps onto is caught as a duplicate.
+        return Ok(Some(format!("blk.{}.{rest}", layers.wrapping_add(index))));
+    }
+    let Some(&(_, suffix)) = MTP_SHARED.iter().find(|(hf, _)| *hf == name) else {
+        return Ok(None);
+    };
+    if nextn > 1 {
+        // Ollama writes the shared tensors once per MTP layer.
+        return Err(ConvertError::NotYet(
+            "Qwen 3.5 models with more than one multi-token-prediction layer".into(),
+        ));
+    }
+    Ok(Some(format!("blk.{layers}.{suffix}")))
+}
+
 /// A GGUF array of `int32`.
 fn i32_array(values: &[i32]) -> Value<'static> {
     Value::Array(Array::new(
@@ -242,16 +334,14 @@ fn i32_array(values: &[i32]) -> Value<'static> {
 }
 
 impl Architecture for Qwen35 {
-    fn parameters(&self, c: &Config, _folder: &ModelFolder) -> Result<Parameters, ConvertError> {
-        let t = Text::of(c)?;
+    fn parameters(&self, c: &Config, folder: &ModelFolder) -> Result<Parameters, ConvertError> {
+        let mut t = Text::of(c)?;
+        if t.nextn == 0 {
+            t.nextn = mtp_layers_in(folder)?;
+        }
         if t.experts > 0 {
             return Err(ConvertError::NotYet(
                 "Qwen 3.5 mixture-of-experts models (qwen35moe)".into(),
-            ));
-        }
-        if t.nextn > 0 {
-            return Err(ConvertError::NotYet(
-                "Qwen 3.5 multi-token-prediction layers".into(),
             ));
         }
         let vision = c.object("vision_config")?;
@@ -266,7 +356,11 @@ impl Architecture for Qwen35 {
         }
 
         let mut p = Parameters::new();
-        p.insert("block_count", Value::U32(t.layers));
+        // Go's uint32 sum.
+        p.insert("block_count", Value::U32(t.layers.wrapping_add(t.nextn)));
+        if t.nextn > 0 {
+            p.insert("nextn_predict_layers", Value::U32(t.nextn));
+        }
         p.insert("context_length", Value::U32(t.context));
         p.insert("embedding_length", Value::U32(t.hidden));
         p.insert("feed_forward_length", Value::U32(t.feed_forward));
@@ -381,13 +475,22 @@ impl Architecture for Qwen35 {
         let text = Text::of(c)?;
         let reorder = reorders_value_heads(c)?;
         let value_head = u64::from(text.value_head_dim);
+        let nextn = match text.nextn {
+            0 => mtp_layers_named(tensors.iter().map(|t| t.name.as_str()))?,
+            n => n,
+        };
         for t in tensors.iter_mut() {
-            let name = t.name.as_str();
-            if name.starts_with("mtp.") {
-                return Err(ConvertError::NotYet(
-                    "Qwen 3.5 multi-token-prediction layers".into(),
-                ));
+            if let Some(name) = mtp_name(&t.name, text.layers, nextn)? {
+                t.name = name;
             }
+        }
+        // Renamed MTP tensors may meet a trunk tensor's (or each other's) name.
+        let mut names = std::collections::BTreeSet::new();
+        for t in tensors.iter_mut() {
+            if !names.insert(t.name.clone()) {
+                return Err(ConvertError::DuplicateTensor(t.name.clone()));
+            }
+            let name = t.name.as_str();
             if name.starts_with("v.") {
                 return Err(ConvertError::NotYet("Qwen 3.5 vision towers".into()));
             }
@@ -402,7 +505,11 @@ impl Architecture for Qwen35 {
                     "Qwen3-Next's fused linear-attention projections".into(),
                 ));
             }
-            let tiling = if name.ends_with("_norm.weight") && !name.ends_with(".ssm_norm.weight") {
+            let shifted_norm = (name.ends_with("_norm.weight")
+                && !name.ends_with(".ssm_norm.weight"))
+                || name.ends_with(".nextn.enorm.weight")
+                || name.ends_with(".nextn.hnorm.weight");
+            let tiling = if shifted_norm {
                 t.values = ValueMap::AddOne;
                 None
             } else if name.ends_with(".ssm_a") {
@@ -704,23 +811,92 @@ mod tests {
     }
 
     #[test]
+    fn the_mtp_layer_becomes_the_block_after_the_last() {
+        let half = f32s(&[0.5, -0.5]);
+        let mtp: [(&str, &[u64], Vec<u8>); 4] = [
+            ("mtp.fc.weight", &[2, 4], f32s(&[0.0; 8])),
+            ("mtp.pre_fc_norm_embedding.weight", &[2], half.clone()),
+            ("mtp.norm.weight", &[2], half.clone()),
+            ("mtp.layers.0.input_layernorm.weight", &[2], half.clone()),
+        ];
+        // No MTP count in the config: Ollama counts the layers from the tensor names.
+        let out = convert(&folder(&config("", ""), &mtp)).unwrap();
+        let g = Gguf::parse(&out, &Limits::default()).unwrap();
+        assert!(matches!(
+            g.metadata().get("qwen35.block_count"),
+            Some(Value::U32(3))
+        ));
+        assert!(matches!(
+            g.metadata().get("qwen35.nextn_predict_layers"),
+            Some(Value::U32(1))
+        ));
+        let names: Vec<&str> = g.tensors().iter().map(|t| t.name()).collect();
+        assert_eq!(
+            &names[names.len() - 4..],
+            [
+                "blk.2.attn_norm.weight",
+                "blk.2.nextn.eh_proj.weight",
+                "blk.2.nextn.enorm.weight",
+                "blk.2.nextn.shared_head_norm.weight"
+            ]
+        );
+        for norm in [
+            "blk.2.attn_norm.weight",
+            "blk.2.nextn.enorm.weight",
+            "blk.2.nextn.shared_head_norm.weight",
+        ] {
+            assert_eq!(values(&g, norm), [1.5, 0.5], "{norm}");
+        }
+        // Two MTP layers would need the shared tensors once per layer, as Ollama writes them.
+        let two = config(r#""mtp_num_hidden_layers": 2,"#, "");
+        assert!(matches!(
+            convert(&folder(&two, &mtp)),
+            Err(ConvertError::NotYet(what)) if what.contains("more than one multi-token")
+        ));
+        // Two names for one GGUF tensor.
+        let twice = [
+            ("mtp.norm.weight", &[2][..], half.clone()),
+            ("mtp.shared_head.norm.weight", &[2][..], half),
+        ];
+        assert!(matches!(
+            convert(&folder(&config("", ""), &twice)),
+            Err(ConvertError::DuplicateTensor(name)) if name == "blk.2.nextn.shared_head_norm.weight"
+        ));
+    }
+
+    #[test]
+    fn mtp_layers_are_counted_as_ollama_counts_them() {
+        let count = |names: &[&str]| super::mtp_layers_named(names.iter().copied()).unwrap();
+        assert_eq!(count(&["blk.0.attn_norm.weight"]), 0);
+        assert_eq!(count(&["mtp.fc.weight"]), 1);
+        assert_eq!(
+            count(&[
+                "mtp.layers.3.x",
+                "mtp.layers.-1.x",
+                "mtp.layers.9.",
+                "mtp.layers.+1.y"
+            ]),
+            4
+        );
+        assert!(super::mtp_layers_named(["mtp.layers.4294967295.x"].into_iter()).is_err());
+        assert_eq!(
+            super::mtp_name("mtp.layers.+1.x", 2, 1).unwrap(),
+            None,
+            "Go's ParseUint takes no sign"
+        );
+        assert_eq!(
+            super::mtp_name("mtp.layers.1.x", 2, 1).unwrap().as_deref(),
+            Some("blk.3.x")
+        );
+    }
+
+    #[test]
     fn what_is_not_converted_yet_is_refused_by_name() {
         let not_yet = |f: &ModelFolder| match convert(f) {
             Err(ConvertError::NotYet(what)) => what,
             other => panic!("{:?}", other.map(|_| ())),
         };
         let one = f32s(&[0.0]);
-        assert_eq!(
-            not_yet(&folder(
-                &config("", ""),
-                &[("mtp.fc.weight", &[1], one.clone())]
-            )),
-            "Qwen 3.5 multi-token-prediction layers"
-        );
-        assert_eq!(
-            not_yet(&folder(&config(r#""mtp_num_hidden_layers": 1,"#, ""), &[])),
-            "Qwen 3.5 multi-token-prediction layers"
-        );
         assert_eq!(
             not_yet(&folder(
                 &config("", r#""vision_config": {"depth": 2},"#),
