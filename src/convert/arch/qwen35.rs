@@ -973,4 +973,70 @@ mod tests {
         let mistyped = config(r#""linear_num_key_heads": "2","#, "");
         assert!(message(&folder(&mistyped, &[])).starts_with("parse config.json: "));
     }
+
+    proptest::proptest! {
+        /// Whatever heads the config claims and whatever shapes the weights have, planning and
+        /// writing never panic: a plan either fails with an error or writes exactly its length.
+        #[test]
+        fn hostile_head_counts_and_shapes_never_panic(
+            key_heads in 0u32..4,
+            value_heads in 0u32..9,
+            key_dim in 0u32..3,
+            value_dim in 0u32..3,
+            shapes in proptest::collection::vec(
+                proptest::collection::vec(0u64..9, 1..4), 8),
+            fitting in proptest::collection::vec(proptest::bool::weighted(0.8), 8),
+        ) {
+            // Mostly the shapes the config implies (so that whole plans succeed), some random.
+            let (k, v) = (u64::from(key_heads * key_dim), u64::from(value_heads * value_dim));
+            let (heads, channels) = (u64::from(value_heads), 2 * k + v);
+            let implied: [Vec<u64>; 8] = [
+                vec![channels, 2],
+                vec![v, 2],
+                vec![heads, 2],
+                vec![heads],
+                vec![heads],
+                vec![channels, 1, 2],
+                vec![2, v],
+                vec![2, v],
+            ];
+            let c = config(
+                &format!(
+                    r#""linear_num_key_heads": {key_heads}, "linear_num_value_heads": {value_heads},
+                       "linear_key_head_dim": {key_dim}, "linear_value_head_dim": {value_dim},"#
+                ),
+                "",
+            );
+            let names = [
+                "linear_attn.in_proj_qkv.weight",
+                "linear_attn.in_proj_z.weight",
+                "linear_attn.in_proj_a.weight",
+                "linear_attn.A_log",
+                "linear_attn.dt_bias",
+                "linear_attn.conv1d.weight",
+                "linear_attn.out_proj.weight",
+                "mtp.layers.0.linear_attn.out_proj.weight",
+            ];
+            let owned: Vec<(String, Vec<u64>, Vec<u8>)> = names
+                .iter()
+                .zip(shapes.iter().zip(&implied).zip(&fitting))
+                .map(|(n, ((random, implied), &fits))| {
+                    let shape = if fits { implied } else { random };
+                    let name = if n.starts_with("mtp.") { (*n).to_owned() } else { format!("{L}{n}") };
+                    let len = shape.iter().product::<u64>() as usize * 4;
+                    (name, shape.clone(), vec![0x3f; len])
+                })
+                .collect();
+            let views: Vec<(&str, &str, &[u64], &[u8])> = owned
+                .iter()
+                .map(|(n, s, d)| (n.as_str(), "F32", &s[..], &d[..]))
+                .collect();
+            let f = test_folder(&c, &views);
+            if let Ok(plan) = Conversion::plan(&f) {
+                let len = plan.output_len().unwrap();
+                let out = plan.write(Vec::new()).unwrap();
+                proptest::prop_assert_eq!(out.len() as u64, len);
+            }
+        }
+    }
 }
