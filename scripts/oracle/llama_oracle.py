@@ -7,6 +7,8 @@ Jobs:
   {"op": "make_model", "output": path, "kind": "llama"|"tied"|"moe", "dtype": "f32"|"f16"|"bf16",
    "n_embd": E, "n_ff": F, "n_layer": L, "n_head": H, "n_head_kv": K, "n_vocab": V, "seed": S,
    "poison": bool (optional: one +Inf weight in blk.0.attn_q.weight),
+   "shexp_gate": bool (optional, moe: a shared-expert gate per layer stored 2-D as [n_embd, 1], as
+                 Qwen MoE checkpoints have it; ggml counts it 1-D, so llama.cpp leaves it unquantized),
    "split_max_tensors": N (optional: write a split model, OUTPUT-00001-of-0000K.gguf, ... as gguf-py does)}
       writes a small synthetic model with gguf-py (llama.cpp's own GGUF writer)
   {"op": "quantize", "input": path, "output": path, "ftype": llama_ftype number, "threads": N,
@@ -101,6 +103,8 @@ def make_model(job):
             add(p + "ffn_gate_exps.weight", (8, F, E))
             add(p + "ffn_up_exps.weight", (8, F, E))
             add(p + "ffn_down_exps.weight", (8, E, F))
+            if job.get("shexp_gate"):
+                add(p + "ffn_gate_inp_shexp.weight", (1, E))
         else:
             add(p + "ffn_gate.weight", (F, E))
             add(p + "ffn_up.weight", (F, E))

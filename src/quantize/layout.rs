@@ -74,10 +74,11 @@ pub fn plan(
     for i in order {
         let t = &tensors[i];
         let ne = t.ne();
+        let n_dims = t.ggml_n_dims();
         let to = match policy.as_mut() {
             None => t.ggml_type(),
             Some(p) => p
-                .choose(t.name(), ne, t.dims().len(), t.ggml_type())
+                .choose(t.name(), ne, n_dims, t.ggml_type())
                 .map_err(|e| match e {
                     PolicyError::NoFallback(ty) => QuantizeError::NoFallback {
                         name: t.name().to_owned(),
@@ -89,7 +90,6 @@ pub fn plan(
                     },
                 })?,
         };
-        let n_dims = (1..=4).rev().find(|&d| ne[d - 1] != 1).unwrap_or(1);
         plans.push(TensorPlan {
             input_index: i,
             name: t.name().to_owned(),

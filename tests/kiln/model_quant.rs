@@ -137,7 +137,7 @@ fn kiln_output_is_byte_identical_to_llama_model_quantize() {
         ),
         (
             "moe8-bf16",
-            json!({"kind": "moe", "dtype": "bf16", "n_embd": 256, "n_ff": 256, "n_layer": 2, "n_head": 4, "n_head_kv": 2, "n_vocab": 256, "seed": 3}),
+            json!({"kind": "moe", "dtype": "bf16", "n_embd": 256, "n_ff": 256, "n_layer": 2, "n_head": 4, "n_head_kv": 2, "n_vocab": 256, "seed": 3, "shexp_gate": true}),
         ),
         // 80 layers with GQA: llama.cpp's 70B model type, whose attn_v gets more bits.
         (

@@ -242,6 +242,16 @@ impl<'a> TensorInfo<'a> {
         &self.dims[..self.n_dims]
     }
 
+    /// The number of dimensions as ggml counts them (`ggml_n_dims`): trailing 1s do not count, so
+    /// a `[64, 1]` tensor is 1-D. llama.cpp decides what to quantize, and writes shapes, by this
+    /// count, not by the count stored in the file.
+    pub fn ggml_n_dims(&self) -> usize {
+        (1..MAX_DIMS)
+            .rev()
+            .find(|&d| self.dims[d] != 1)
+            .map_or(1, |d| d + 1)
+    }
+
     /// The dimensions padded with 1s to four, as ggml's `ne`.
     pub fn ne(&self) -> [u64; MAX_DIMS] {
         self.dims

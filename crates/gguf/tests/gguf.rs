@@ -526,6 +526,29 @@ fn with_tensors(infos: &[(&str, &[u64], u32, u64)], data_len: usize) -> Vec<u8> 
 }
 
 #[test]
+fn ggml_counts_dims_without_trailing_ones() {
+    // The stored count and ggml's count differ exactly when the stored shape ends in 1s.
+    let cases: [(&[u64], usize, usize); 6] = [
+        (&[8], 1, 1),
+        (&[8, 1], 2, 1),
+        (&[1, 8], 2, 2),
+        (&[8, 1, 1, 1], 4, 1),
+        (&[8, 1, 4], 3, 3),
+        (&[1, 1, 8], 3, 3),
+    ];
+    for (dims, stored, ggml) in cases {
+        let b = with_tensors(&[("a", dims, 0, 0)], 128);
+        let gguf = parse(&b).unwrap();
+        let t = &gguf.tensors()[0];
+        assert_eq!(
+            (t.dims().len(), t.ggml_n_dims()),
+            (stored, ggml),
+            "{dims:?}"
+        );
+    }
+}
+
+#[test]
 fn bad_tensor_tables_are_rejected() {
     let ok = with_tensors(&[("a", &[8], 0, 0), ("b", &[8], 0, 32)], 64);
     assert_eq!(parse(&ok).unwrap().tensors().len(), 2);
