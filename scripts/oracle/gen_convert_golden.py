@@ -16,7 +16,10 @@ Gemma 3 text models from f32, a Phi-3 from bf16, and a Gemma3ForConditionalGener
 text tensors come from llama.cpp and vision tensors from numpy, see vision_golden, and an OLMo 3, a
 Ministral 3 and a Command-R from bf16, and a GPT-OSS from bf16 with MXFP4 experts, and a Qwen 3.5
 text model from f32 (converted with --no-mtp: the folder has no multi-token-prediction layers,
-which llama.cpp otherwise requires) and with one (qwen35mtp, converted as it is); f32 because llama.cpp computes -exp(A_log) and the norm
+which llama.cpp otherwise requires) and with one (qwen35mtp, converted as it is), and a Qwen 3.5
+mixture of experts (qwen35moe, from f32, --no-mtp; its shared-expert gate [1, hidden], which
+llama.cpp stores F32 and Ollama F16 as it stores every 2-D weight, also recorded as Ollama stores
+it: "ollama", llama.cpp's values rounded to F16); f32 because llama.cpp computes -exp(A_log) and the norm
 offset in the source dtype, Ollama in float32 and float64): llama.cpp adds Gemma's norm offset in the source dtype, Ollama in
 float32, so only f32 sources can agree bit for bit) it records what
 llama.cpp's converter writes for the synthetic Llama of hf_llama.py: every tensor's type, shape
@@ -54,14 +57,15 @@ def main():
                                              ("cohere", "bf16", "bf16", ["cohere"]),
                                              ("gptoss", "bf16", "bf16", ["gptoss"]),
                                              ("qwen35", "f32", "f16", ["qwen35"]),
-                                             ("qwen35mtp", "f32", "f16", ["qwen35mtp"])):
+                                             ("qwen35mtp", "f32", "f16", ["qwen35mtp"]),
+                                             ("qwen35moe", "f32", "f16", ["qwen35moe"])):
             if only and case not in only:
                 continue
             folder = os.path.join(tmp, case)
             gguf_path = os.path.join(tmp, f"llama-{case}.gguf")
             subprocess.run([oracle_python, os.path.join(HERE, "hf_llama.py"), "make", folder, dtype] + extra,
                            check=True)
-            reference_args = ["--no-mtp"] if case == "qwen35" else []
+            reference_args = ["--no-mtp"] if case in ("qwen35", "qwen35moe") else []
             subprocess.run([torch_python, os.path.join(HERE, "hf_llama.py"), "reference", folder, gguf_path,
                             outtype, script] + reference_args, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             if case == "gemma3v":
@@ -122,6 +126,8 @@ for t in r.tensors:
              "sha256": hashlib.sha256(bytes(t.data.tobytes())).hexdigest()}
     if t.name == "rope_freqs.weight":
         entry["values"] = [float(x) for x in t.data]
+    if t.name.endswith(".ffn_gate_inp_shexp.weight") and t.tensor_type.name == "F32":
+        entry["ollama"] = {"type": "F16", "shape": entry["shape"], "sha256": hashlib.sha256(t.data.astype("float16").tobytes()).hexdigest()}
     out["tensors"][t.name] = entry
 for key in ("tokenizer.ggml.tokens", "tokenizer.ggml.scores", "tokenizer.ggml.token_type", "tokenizer.ggml.merges"):
     f = r.fields.get(key)

@@ -25,7 +25,11 @@
       2 key heads and 4 value heads in the linear layer (so the value heads are reordered),
       zero-centred norm weights and interleaved MRoPE sections; "qwen35mtp" the same with a
       multi-token-prediction layer (mtp.*, a full-attention layer behind a projection of the
-      embedding and the hidden state), as the published checkpoints carry one.
+      embedding and the hidden state), as the published checkpoints carry one; "qwen35moe" a
+      Qwen3_5MoeForConditionalGeneration's text model: the same two layers with a mixture of 4
+      experts (2 used) and a shared expert with its sigmoid gate in place of the dense MLP, layer
+      0's experts one tensor per expert and projection (experts.E.gate_proj.weight, …), layer
+      1's fused as the official checkpoints store them (experts.gate_up_proj, experts.down_proj).
       Deterministic: weights come from integer hashing, not a random generator, so every numpy
       gives the same bytes.
 
@@ -282,6 +286,34 @@ def qwen35_tensors(vocab_size):
     return t
 
 
+QWEN35_MOE = {"num_experts": 4, "num_experts_per_tok": 2, "moe_intermediate_size": 32,
+              "shared_expert_intermediate_size": 48, "norm_topk_prob": True}
+
+
+def qwen35_moe_mlp(t):
+    """Replaces each layer's dense MLP of a qwen35_tensors() model by a mixture of experts."""
+    e, ff, sff = QWEN35_MOE["num_experts"], QWEN35_MOE["moe_intermediate_size"], \
+        QWEN35_MOE["shared_expert_intermediate_size"]
+    for l in range(LAYERS):
+        p = f"model.language_model.layers.{l}.mlp."
+        for n in ("gate_proj", "up_proj", "down_proj"):
+            del t[p + n + ".weight"]
+        t[p + "gate.weight"] = values(p + "router", (e, HIDDEN), 0.5)
+        t[p + "shared_expert.gate_proj.weight"] = values(p + "sg", (sff, HIDDEN), 0.3)
+        t[p + "shared_expert.up_proj.weight"] = values(p + "su", (sff, HIDDEN), 0.3)
+        t[p + "shared_expert.down_proj.weight"] = values(p + "sd", (HIDDEN, sff), 0.3)
+        t[p + "shared_expert_gate.weight"] = values(p + "sgate", (1, HIDDEN), 0.5)
+        if l == 0:
+            for x in range(e):
+                t[p + f"experts.{x}.gate_proj.weight"] = values(p + f"e{x}g", (ff, HIDDEN), 0.3)
+                t[p + f"experts.{x}.up_proj.weight"] = values(p + f"e{x}u", (ff, HIDDEN), 0.3)
+                t[p + f"experts.{x}.down_proj.weight"] = values(p + f"e{x}d", (HIDDEN, ff), 0.3)
+        else:
+            t[p + "experts.gate_up_proj"] = values(p + "egu", (e, 2 * ff, HIDDEN), 0.3)
+            t[p + "experts.down_proj"] = values(p + "ed", (e, HIDDEN, ff), 0.3)
+    return t
+
+
 def qwen35_mtp_tensors():
     """One multi-token-prediction layer under the official checkpoints' names."""
     hd = QWEN35["head_dim"]
@@ -381,8 +413,10 @@ def make(out, dtype, variant=None):
                 [t.pop(p + "mlp.gate_proj.weight"), t.pop(p + "mlp.up_proj.weight")])
     if variant == "gptoss":
         t = gptoss_tensors()
-    if variant in ("qwen35", "qwen35mtp"):
+    if variant in ("qwen35", "qwen35mtp", "qwen35moe"):
         t = qwen35_tensors(vocab_size)
+    if variant == "qwen35moe":
+        t = qwen35_moe_mlp(t)
     if variant == "qwen35mtp":
         t.update(qwen35_mtp_tensors())
     write_safetensors(os.path.join(out, "model.safetensors"), t, dtype)
@@ -469,7 +503,7 @@ def make(out, dtype, variant=None):
                                           "modules_to_not_convert": ["model.layers.*.self_attn",
                                                                      "model.layers.*.mlp.router",
                                                                      "model.embed_tokens", "lm_head"]}}
-    if variant in ("qwen35", "qwen35mtp"):
+    if variant in ("qwen35", "qwen35mtp", "qwen35moe"):
         text = {"model_type": "qwen3_5_text", "hidden_size": HIDDEN, "intermediate_size": FF,
                 "num_hidden_layers": LAYERS, "num_attention_heads": HEADS, "num_key_value_heads": KV_HEADS,
                 "max_position_embeddings": 2048, "rms_norm_eps": 1e-6, "vocab_size": vocab_size,
@@ -478,7 +512,12 @@ def make(out, dtype, variant=None):
                 "mtp_num_hidden_layers": 1 if variant == "qwen35mtp" else 0, "bos_token_id": bos, "eos_token_id": eos,
                 "rope_parameters": {"rope_type": "default", "rope_theta": 10000000.0, "partial_rotary_factor": 0.25,
                                     "mrope_interleaved": True, "mrope_section": [2, 1, 1]}, **QWEN35}
-        config = {"architectures": ["Qwen3_5ForConditionalGeneration"], "model_type": "qwen3_5",
+        arch, model_type = "Qwen3_5ForConditionalGeneration", "qwen3_5"
+        if variant == "qwen35moe":
+            del text["intermediate_size"]
+            text.update({"model_type": "qwen3_5_moe_text", **QWEN35_MOE})
+            arch, model_type = "Qwen3_5MoeForConditionalGeneration", "qwen3_5_moe"
+        config = {"architectures": [arch], "model_type": model_type,
                   "torch_dtype": config["torch_dtype"], "tie_word_embeddings": False, "text_config": text,
                   "image_token_id": vocab_size + 10, "vision_start_token_id": vocab_size + 11,
                   "vision_end_token_id": vocab_size + 12}
@@ -508,7 +547,7 @@ def reference(folder, out, outtype, script, *extra):
     spec.loader.exec_module(mod)
     import conversion.base
     model_type = json.load(open(os.path.join(folder, "config.json")))["model_type"]
-    pre = {"qwen2": "qwen2", "qwen3_5": "qwen35"}.get(model_type, "llama-bpe")
+    pre = {"qwen2": "qwen2", "qwen3_5": "qwen35", "qwen3_5_moe": "qwen35"}.get(model_type, "llama-bpe")
     conversion.base.TextModel.get_vocab_base_pre = lambda self, tokenizer: pre
     mod.main()
 

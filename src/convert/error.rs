@@ -138,6 +138,15 @@ pub enum ConvertError {
         /// The layout the configuration implies.
         expected: String,
     },
+    /// Expert weights that cannot be stacked into one tensor or split into gate and up as
+    /// Ollama stores them.
+    #[error("cannot store the expert weights {name:?}: {reason}")]
+    Experts {
+        /// The GGUF tensor name.
+        name: String,
+        /// What does not fit.
+        reason: String,
+    },
     /// A tensor to store in another shape that does not hold the same number of values.
     #[error("cannot store {name:?} of shape {shape:?} as shape {to:?}")]
     Reshape {

@@ -202,6 +202,9 @@ pub(crate) struct Planned<'f> {
     pub(super) fp8: Option<fp8::Scales>,
     /// MXFP4 expert weights, regrouped into ggml blocks as they are written (`data` is empty).
     pub(super) mxfp4: Option<gpt_oss::Mxfp4Source<'f>>,
+    /// The stored bytes as slices, in output order, when they are not one slice (`data` is then
+    /// empty): stacked experts, or one half of each expert's fused projection.
+    pub(super) segments: Vec<&'f [u8]>,
 }
 
 impl<'f> Planned<'f> {
@@ -217,6 +220,7 @@ impl<'f> Planned<'f> {
             tiling: None,
             fp8: None,
             mxfp4: None,
+            segments: Vec::new(),
         }
     }
 
@@ -241,6 +245,7 @@ impl<'f> Planned<'f> {
             tiling: None,
             fp8: None,
             mxfp4: Some(source),
+            segments: Vec::new(),
         }
     }
 
@@ -262,6 +267,7 @@ impl<'f> Planned<'f> {
             || self.fp8.is_some()
             || self.mxfp4.is_some()
             || self.tiling.is_some()
+            || !self.segments.is_empty()
         {
             return Err(ConvertError::Split {
                 name: self.name.clone(),
@@ -293,7 +299,116 @@ impl<'f> Planned<'f> {
             tiling: None,
             fp8: None,
             mxfp4: None,
+            segments: Vec::new(),
         })
+    }
+
+    /// The source bytes, when they are one borrowed slice of the folder and are stored with no
+    /// reordering or decoding (what stacking and splitting experts can slice).
+    fn plain_source(&self) -> Option<&'f [u8]> {
+        let plain = self.tiling.is_none()
+            && self.permute_heads.is_none()
+            && self.fp8.is_none()
+            && self.mxfp4.is_none()
+            && self.segments.is_empty()
+            && self.values == ValueMap::AsIs;
+        match self.data {
+            Cow::Borrowed(data) if plain => Some(data),
+            _ => None,
+        }
+    }
+
+    /// One tensor `name` of `parts` stacked along a new outermost dimension, in their order (as
+    /// Ollama merges a layer's per-expert weights): every part must have the first's shape and
+    /// dtype, and it decides the storage, as in Ollama.
+    pub(crate) fn stack(
+        name: String,
+        parts: Vec<Planned<'f>>,
+    ) -> Result<Planned<'f>, ConvertError> {
+        let refuse = |reason: String| ConvertError::Experts {
+            name: name.clone(),
+            reason,
+        };
+        let Some(first) = parts.first() else {
+            return Err(refuse("no tensors to stack".into()));
+        };
+        let mut segments = Vec::with_capacity(parts.len());
+        for part in &parts {
+            if part.shape != first.shape || part.dtype != first.dtype {
+                return Err(refuse(format!(
+                    "{:?} is {} {:?}, {:?} {} {:?}",
+                    part.name, part.dtype, part.shape, first.name, first.dtype, first.shape
+                )));
+            }
+            let data = part
+                .plain_source()
+                .ok_or_else(|| refuse(format!("{:?} is not stored as it is", part.name)))?;
+            segments.push(data);
+        }
+        let mut shape = Vec::with_capacity(first.shape.len() + 1);
+        shape.push(parts.len() as u64);
+        shape.extend_from_slice(&first.shape);
+        Ok(Planned {
+            name,
+            kind: first.kind,
+            dtype: first.dtype,
+            shape,
+            data: Cow::Borrowed(&[]),
+            permute_heads: None,
+            values: ValueMap::AsIs,
+            tiling: None,
+            fp8: None,
+            mxfp4: None,
+            segments,
+        })
+    }
+
+    /// The two halves of the second dimension (for each index of the first, its first and its
+    /// last half), as tensors `names` stored like this one: a fused `[experts, 2 × ff, hidden]`
+    /// gate/up projection split into its gate and up parts, as Ollama and llama.cpp split it.
+    pub(crate) fn halves(&self, names: [String; 2]) -> Result<[Planned<'f>; 2], ConvertError> {
+        let refuse = |reason: &str| ConvertError::Experts {
+            name: self.name.clone(),
+            reason: format!("{reason} (shape {:?})", self.shape),
+        };
+        let data = self
+            .plain_source()
+            .ok_or_else(|| refuse("it is not stored as it is"))?;
+        let (&outer, &split) = match &self.shape[..] {
+            [outer, split, _, ..] => (outer, split),
+            _ => {
+                return Err(refuse(
+                    "a fused projection to split has at least 3 dimensions",
+                ));
+            }
+        };
+        if !split.is_multiple_of(2) {
+            return Err(refuse("an odd second dimension does not split into halves"));
+        }
+        let mut shape = self.shape.clone();
+        shape[1] = split / 2;
+        let len = usize::try_from(outer).ok().filter(|&n| n > 0);
+        let outer_bytes = len.map_or(0, |n| data.len() / n);
+        let half = outer_bytes / 2;
+        let part = |which: usize, name: String| Planned {
+            name,
+            kind: self.kind,
+            dtype: self.dtype,
+            shape: shape.clone(),
+            data: Cow::Borrowed(&[]),
+            permute_heads: None,
+            values: ValueMap::AsIs,
+            tiling: None,
+            fp8: None,
+            mxfp4: None,
+            segments: data
+                .chunks_exact(outer_bytes.max(1))
+                .filter(|_| outer_bytes > 0)
+                .map(|chunk| &chunk[which * half..(which + 1) * half])
+                .collect(),
+        };
+        let [gate, up] = names;
+        Ok([part(0, gate), part(1, up)])
     }
 
     /// A computed F32 vector (e.g. rope frequency factors).
@@ -309,6 +424,7 @@ impl<'f> Planned<'f> {
             tiling: None,
             fp8: None,
             mxfp4: None,
+            segments: Vec::new(),
         }
     }
 
@@ -356,6 +472,7 @@ impl<'f> Planned<'f> {
             && tiling.len() == Some(self.shape[dim])
             && self.fp8.is_none()
             && self.mxfp4.is_none()
+            && self.segments.is_empty()
             && self.permute_heads.is_none();
         if !fits {
             let axis = match tiling.axis {
@@ -409,6 +526,9 @@ impl<'f> Planned<'f> {
 
     /// The source bytes in output order: whole, or row by row when heads are regrouped.
     fn pieces(&self) -> Result<Vec<&[u8]>, ConvertError> {
+        if !self.segments.is_empty() {
+            return Ok(self.segments.clone());
+        }
         if let Some(tiling) = &self.tiling {
             return Ok(tiling.pieces(&self.data, &self.shape));
         }
@@ -698,6 +818,7 @@ mod tests {
                 tiling: None,
                 fp8: None,
                 mxfp4: None,
+                segments: Vec::new(),
             };
             if layout >= 2 {
                 let axis = if layout == 2 { Axis::Rows } else { Axis::Columns };

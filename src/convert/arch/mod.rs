@@ -150,13 +150,17 @@ pub(crate) trait Architecture {
     }
     /// The GGUF `general.architecture`, which prefixes the parameter keys.
     fn gguf_name(&self) -> &'static str;
+    /// The GGUF architecture for this config (for converters that write more than one).
+    fn gguf_name_for_config(&self, _config: &Config) -> Result<&'static str, ConvertError> {
+        Ok(self.gguf_name())
+    }
     /// Keys beyond the prefixed parameters (and adjustments to the tokenizer's), written over
     /// the rest.
     fn extra_metadata(&self, _tokenizer: &mut Tokenizer, _kv: &mut Metadata) {}
 }
 /// The architectures kiln converts (`config.json`'s first `architectures` entry), each with its
 /// converter.
-pub(super) static CONVERTERS: [(&str, &(dyn Architecture + Sync)); 13] = [
+pub(super) static CONVERTERS: [(&str, &(dyn Architecture + Sync)); 14] = [
     ("BertModel", &bert::Bert),
     ("LlamaForCausalLM", &llama::Llama),
     ("Qwen2ForCausalLM", &qwen2::Qwen2),
@@ -170,6 +174,7 @@ pub(super) static CONVERTERS: [(&str, &(dyn Architecture + Sync)); 13] = [
     ("CohereForCausalLM", &command_r::CommandR),
     ("GptOssForCausalLM", &gpt_oss::GptOss),
     ("Qwen3_5ForConditionalGeneration", &qwen35::Qwen35),
+    ("Qwen3_5MoeForConditionalGeneration", &qwen35::Qwen35),
 ];
 
 /// The Hugging Face architectures kiln converts, in the order its documentation lists them.
@@ -242,7 +247,7 @@ mod tests {
         let mixtral = err("MixtralForCausalLM");
         assert!(
             mixtral.starts_with("kiln cannot convert MixtralForCausalLM models yet (it converts BertModel, LlamaForCausalLM, ")
-                && mixtral.ends_with(", Qwen3_5ForConditionalGeneration); convert it to GGUF with llama.cpp and upload that"),
+                && mixtral.ends_with(", Qwen3_5MoeForConditionalGeneration); convert it to GGUF with llama.cpp and upload that"),
             "{mixtral}"
         );
         // Every architecture kiln converts is one Ollama converts, and none is listed twice.

@@ -11,7 +11,9 @@
 //!
 //! The multi-token-prediction layer the published checkpoints carry (`mtp.*`) becomes the
 //! block after the last (`blk.{num_hidden_layers}.`, its shared tensors `nextn.*`), as in Ollama
-//! and llama.cpp. The vision tower and the mixture-of-experts variant are refused as not yet
+//! and llama.cpp. With `num_experts` set the model is `qwen35moe`: each layer's per-expert
+//! projections are stacked into one tensor per projection and the official checkpoints' fused
+//! gate/up experts split in two, as Ollama does. The vision tower is refused as not yet
 //! converted rather than written half-right.
 
 use kiln_gguf::{Array, Value, ValueType};
@@ -39,6 +41,11 @@ struct Text {
     rope_theta: f32,
     rms_eps: f32,
     experts: u32,
+    experts_used: u32,
+    /// Written only when the config has it (Ollama's `*bool`).
+    norm_topk_prob: Option<bool>,
+    expert_feed_forward: u32,
+    shared_expert_feed_forward: u32,
     full_attention_interval: u32,
     layer_types: Vec<String>,
     conv_kernel: u32,
@@ -56,14 +63,10 @@ impl Text {
     /// Reads every field of Ollama's `qwen3NextTextConfig` from `c` (Go decodes them all, so a
     /// mistyped one fails even when unused).
     fn read(c: &Config) -> Result<Text, ConvertError> {
-        for field in [
-            "num_experts_per_tok",
-            "moe_intermediate_size",
-            "shared_expert_intermediate_size",
-        ] {
-            c.u32(field)?;
-        }
-        c.bool("norm_topk_prob")?;
+        let norm_topk_prob = match c.contains("norm_topk_prob") {
+            true => Some(c.bool("norm_topk_prob")?),
+            false => None,
+        };
         let scaling = c.object("rope_scaling")?;
         let params = c.object("rope_parameters")?;
         if scaling.contains("factor") {
@@ -106,6 +109,10 @@ impl Text {
             rope_theta,
             rms_eps: c.f32("rms_norm_eps")?,
             experts: c.u32("num_experts")?,
+            experts_used: c.u32("num_experts_per_tok")?,
+            norm_topk_prob,
+            expert_feed_forward: c.u32("moe_intermediate_size")?,
+            shared_expert_feed_forward: c.u32("shared_expert_intermediate_size")?,
             full_attention_interval: c.u32("full_attention_interval")?,
             layer_types: c.strings("layer_types")?,
             conv_kernel: c.u32("linear_conv_kernel_dim")?,
@@ -325,6 +332,118 @@ fn mtp_name(name: &str, layers: u32, nextn: u32) -> Result<Option<String>, Conve
     Ok(Some(format!("blk.{layers}.{suffix}")))
 }
 
+/// The fused expert projections of the official checkpoints (`experts.gate_up_proj`
+/// `[experts, 2 × ff, hidden]` and `experts.down_proj` `[experts, hidden, ff]`), by the part of
+/// their name Ollama replaces.
+const FUSED_GATE_UP: &str = ".mlp.experts.gate_up_proj";
+const FUSED_DOWN: &str = ".mlp.experts.down_proj";
+
+/// The per-expert projections Ollama stacks, with the GGUF tensor each layer's go into.
+const EXPERT_PROJECTIONS: [(&str, &str); 3] = [
+    ("gate_proj", "ffn_gate_exps"),
+    ("up_proj", "ffn_up_exps"),
+    ("down_proj", "ffn_down_exps"),
+];
+
+/// Whether `name` (a GGUF name) belongs to a mixture of experts.
+fn is_expert_weight(name: &str) -> bool {
+    name.contains(".mlp.experts") || name.contains("_exps.") || name.contains("_shexp")
+}
+
+/// The block and projection of a per-expert weight `blk.N.mlp.experts.*.P.weight` that Ollama
+/// stacks (its `path.Match` pattern for each of the `blocks` layers, `*` any run of characters
+/// but `/`), with the stacked tensor's name.
+fn expert_projection(name: &str, blocks: u32) -> Option<String> {
+    let rest = name.strip_prefix("blk.")?;
+    let (block, rest) = rest.split_once('.')?;
+    let index: u32 = block.parse().ok()?;
+    // The pattern spells the block as Go formats it: no sign, no leading zeros.
+    if index >= blocks || index.to_string() != block {
+        return None;
+    }
+    let expert = rest.strip_prefix("mlp.experts.")?;
+    EXPERT_PROJECTIONS.iter().find_map(|(projection, stacked)| {
+        let middle = expert.strip_suffix(&format!(".{projection}.weight"))?;
+        (!middle.contains('/')).then(|| format!("blk.{index}.{stacked}.weight"))
+    })
+}
+
+/// Go's `strconv.ParseInt(s, 0, 64)` without digit separators: an optional sign, then a decimal
+/// number, or a binary, octal or hexadecimal one by its prefix (a leading `0` is octal).
+fn go_int(s: &str) -> Option<i64> {
+    let (negative, body) = match s.as_bytes().first()? {
+        b'-' => (true, &s[1..]),
+        b'+' => (false, &s[1..]),
+        _ => (false, s),
+    };
+    let prefixed = |p: [&str; 2]| body.strip_prefix(p[0]).or_else(|| body.strip_prefix(p[1]));
+    let (radix, digits) = if let Some(d) = prefixed(["0x", "0X"]) {
+        (16, d)
+    } else if let Some(d) = prefixed(["0b", "0B"]) {
+        (2, d)
+    } else if let Some(d) = prefixed(["0o", "0O"]) {
+        (8, d)
+    } else if body.len() > 1 && body.starts_with('0') {
+        (8, &body[1..])
+    } else {
+        (10, body)
+    };
+    if digits.is_empty() || !digits.chars().all(|c| c.is_digit(radix)) {
+        return None;
+    }
+    let magnitude = i128::from_str_radix(digits, radix).ok()?;
+    i64::try_from(if negative { -magnitude } else { magnitude }).ok()
+}
+
+/// The order Ollama's `mergeTensors` stacks experts in: by number of dot-separated parts, then
+/// part by part, numerically where both parts are integers and bytewise otherwise.
+fn expert_order(a: &str, b: &str) -> std::cmp::Ordering {
+    let (x, y): (Vec<&str>, Vec<&str>) = (a.split('.').collect(), b.split('.').collect());
+    x.len().cmp(&y.len()).then_with(|| {
+        x.iter()
+            .zip(&y)
+            .map(|(p, q)| match (go_int(p), go_int(q)) {
+                (Some(m), Some(n)) => m.cmp(&n),
+                _ => p.cmp(q),
+            })
+            .find(|o| o.is_ne())
+            .unwrap_or(std::cmp::Ordering::Equal)
+    })
+}
+
+/// Stacks each layer's per-expert gate, up and down projections into one tensor each
+/// (`ffn_{gate,up,down}_exps`, experts outermost), as Ollama merges them; a layer must have
+/// all `experts` of a projection, of one shape.
+fn stack_experts(
+    tensors: &mut Vec<Planned<'_>>,
+    blocks: u32,
+    experts: u32,
+) -> Result<(), ConvertError> {
+    let mut groups: std::collections::BTreeMap<String, Vec<Planned<'_>>> = Default::default();
+    let mut rest = Vec::with_capacity(tensors.len());
+    for t in tensors.drain(..) {
+        match expert_projection(&t.name, blocks) {
+            Some(stacked) => groups.entry(stacked).or_default().push(t),
+            None => rest.push(t),
+        }
+    }
+    for (stacked, mut parts) in groups {
+        if parts.len() != experts as usize {
+            return Err(ConvertError::Experts {
+                name: stacked,
+                reason: format!(
+                    "{} experts' weights, but num_experts is {experts}",
+                    parts.len()
+                ),
+            });
+        }
+        parts.sort_by(|a, b| expert_order(&a.name, &b.name));
+        rest.push(Planned::stack(stacked, parts)?);
+    }
+    *tensors = rest;
+    Ok(())
+}
+
 /// A GGUF array of `int32`.
 fn i32_array(values: &[i32]) -> Value<'static> {
     Value::Array(Array::new(
@@ -338,11 +457,6 @@ impl Architecture for Qwen35 {
         let mut t = Text::of(c)?;
         if t.nextn == 0 {
             t.nextn = mtp_layers_in(folder)?;
-        }
-        if t.experts > 0 {
-            return Err(ConvertError::NotYet(
-                "Qwen 3.5 mixture-of-experts models (qwen35moe)".into(),
-            ));
         }
         let vision = c.object("vision_config")?;
         if vision.u32("depth")? > 0 {
@@ -364,6 +478,25 @@ impl Architecture for Qwen35 {
         p.insert("context_length", Value::U32(t.context));
         p.insert("embedding_length", Value::U32(t.hidden));
         p.insert("feed_forward_length", Value::U32(t.feed_forward));
+        if t.experts > 0 {
+            p.insert("expert_count", Value::U32(t.experts));
+            p.insert("expert_used_count", Value::U32(t.experts_used));
+            if let Some(norm) = t.norm_topk_prob {
+                p.insert("norm_top_k_prob", Value::Bool(norm));
+            }
+            if t.expert_feed_forward > 0 {
+                p.insert(
+                    "expert_feed_forward_length",
+                    Value::U32(t.expert_feed_forward),
+                );
+            }
+            if t.shared_expert_feed_forward > 0 {
+                p.insert(
+                    "expert_shared_feed_forward_length",
+                    Value::U32(t.shared_expert_feed_forward),
+                );
+            }
+        }
         p.insert("attention.head_count", Value::U32(t.heads));
         p.insert("attention.key_length", Value::U32(t.head_dim));
         p.insert("attention.value_length", Value::U32(t.head_dim));
@@ -486,18 +619,45 @@ impl Architecture for Qwen35 {
         }
         // Renamed MTP tensors may meet a trunk tensor's (or each other's) name.
         let mut names = std::collections::BTreeSet::new();
-        for t in tensors.iter_mut() {
+        for t in tensors.iter() {
             if !names.insert(t.name.clone()) {
                 return Err(ConvertError::DuplicateTensor(t.name.clone()));
             }
+        }
+        if text.experts == 0 {
+            if let Some(t) = tensors.iter().find(|t| is_expert_weight(&t.name)) {
+                return Err(ConvertError::InvalidConfig(format!(
+                    "qwen3next: {:?} is an expert weight, but num_experts is not set",
+                    t.name
+                )));
+            }
+        } else {
+            stack_experts(tensors, text.layers.wrapping_add(nextn), text.experts)?;
+        }
+        let mut out = Vec::with_capacity(tensors.len() + text.layers as usize);
+        for mut t in tensors.drain(..) {
             let name = t.name.as_str();
             if name.starts_with("v.") {
                 return Err(ConvertError::NotYet("Qwen 3.5 vision towers".into()));
             }
-            if name.contains(".mlp.experts") || name.contains("_exps.") || name.contains("_shexp") {
-                return Err(ConvertError::NotYet(
-                    "Qwen 3.5 mixture-of-experts models (qwen35moe)".into(),
-                ));
+            if name.contains(FUSED_GATE_UP) {
+                let names = ["ffn_gate_exps", "ffn_up_exps"]
+                    .map(|to| name.replace(FUSED_GATE_UP, &format!(".{to}.weight")));
+                out.extend(t.halves(names)?);
+                continue;
+            }
+            if name.contains(FUSED_DOWN) {
+                // Renamed only: the storage stays the one the source name decided.
+                t.name = name.replace(FUSED_DOWN, ".ffn_down_exps.weight");
+                out.push(t);
+                continue;
+            }
+            if name.contains(".mlp.experts.") {
+                return Err(ConvertError::Experts {
+                    name: t.name.clone(),
+                    reason: "not a per-expert projection of a layer of the model, nor a fused one"
+                        .into(),
+                });
             }
             if name.ends_with(".ssm_in.weight") || name.ends_with(".ssm_ba.weight") {
                 // Qwen3-Next's fused projections, which Qwen 3.5 checkpoints do not have.
@@ -539,12 +699,22 @@ impl Architecture for Qwen35 {
             if let Some(tiling) = tiling.filter(|_| reorder) {
                 t.tile_value_heads(tiling)?;
             }
+            out.push(t);
         }
+        *tensors = out;
         Ok(())
     }
 
     fn gguf_name(&self) -> &'static str {
         "qwen35"
+    }
+
+    fn gguf_name_for_config(&self, c: &Config) -> Result<&'static str, ConvertError> {
+        Ok(if Text::of(c)?.experts > 0 {
+            "qwen35moe"
+        } else {
+            "qwen35"
+        })
     }
 
     fn extra_metadata(&self, _tokenizer: &mut Tokenizer, kv: &mut Metadata) {
@@ -864,6 +1034,176 @@ mod tests {
         ));
     }
 
+    /// A mixture of 2 experts of feed-forward size 1 over hidden size 2: layer 0 one tensor per
+    /// expert and projection (given out of order), layer 1 fused.
+    fn experts() -> Vec<(String, Vec<u64>, Vec<u8>)> {
+        let mut t = Vec::new();
+        let m = "model.language_model.layers.";
+        for (x, base) in [(1u32, 2.0f32), (0, 0.0)] {
+            for (i, p) in ["gate_proj", "up_proj", "down_proj"].iter().enumerate() {
+                let shape = if *p == "down_proj" {
+                    vec![2, 1]
+                } else {
+                    vec![1, 2]
+                };
+                let v = base + 10.0 * i as f32;
+                t.push((
+                    format!("{m}0.mlp.experts.{x}.{p}.weight"),
+                    shape,
+                    f32s(&[v, v + 1.0]),
+                ));
+            }
+        }
+        // [experts 2, 2 × ff 1, hidden 2]: expert 0 gate 0 1, up 2 3; expert 1 gate 4 5, up 6 7.
+        let seq = |n: usize| f32s(&(0..n).map(|v| v as f32).collect::<Vec<_>>());
+        t.push((
+            format!("{m}1.mlp.experts.gate_up_proj"),
+            vec![2, 2, 2],
+            seq(8),
+        ));
+        t.push((format!("{m}1.mlp.experts.down_proj"), vec![2, 2, 1], seq(4)));
+        for l in 0..2 {
+            t.push((format!("{m}{l}.mlp.gate.weight"), vec![2, 2], seq(4)));
+            t.push((
+                format!("{m}{l}.mlp.shared_expert_gate.weight"),
+                vec![1, 2],
+                seq(2),
+            ));
+        }
+        t
+    }
+
+    fn moe_folder(text_extra: &str, tensors: &[(String, Vec<u64>, Vec<u8>)]) -> ModelFolder {
+        let c = config(
+            &format!(
+                r#""num_experts": 2, "num_experts_per_tok": 1, "moe_intermediate_size": 1,
+                   "shared_expert_intermediate_size": 3, "norm_topk_prob": false, {text_extra}"#
+            ),
+            "",
+        )
+        .replace(
+            "Qwen3_5ForConditionalGeneration",
+            "Qwen3_5MoeForConditionalGeneration",
+        );
+        let views: Vec<(&str, &[u64], Vec<u8>)> = tensors
+            .iter()
+            .map(|(n, s, d)| (n.as_str(), &s[..], d.clone()))
+            .collect();
+        folder(&c, &views)
+    }
+
+    #[test]
+    fn experts_are_stacked_and_split_as_ollama_stores_them() {
+        let out = convert(&moe_folder("", &experts())).unwrap();
+        let g = Gguf::parse(&out, &Limits::default()).unwrap();
+        let m = g.metadata();
+        assert!(
+            matches!(m.get("general.architecture"), Some(Value::String(s)) if s == "qwen35moe")
+        );
+        for (key, want) in [
+            ("qwen35moe.expert_count", 2),
+            ("qwen35moe.expert_used_count", 1),
+            ("qwen35moe.expert_feed_forward_length", 1),
+            ("qwen35moe.expert_shared_feed_forward_length", 3),
+            ("qwen35moe.feed_forward_length", 4),
+        ] {
+            assert!(
+                matches!(m.get(key), Some(Value::U32(v)) if *v == want),
+                "{key}"
+            );
+        }
+        assert!(matches!(
+            m.get("qwen35moe.norm_top_k_prob"),
+            Some(Value::Bool(false))
+        ));
+        let tensor = |name: &str| g.tensors().iter().find(|t| t.name() == name).unwrap();
+        let half = |name: &str| -> Vec<f32> {
+            let t = tensor(name);
+            assert_eq!(t.ggml_type(), kiln_gguf::GgmlType::F16, "{name}");
+            t.data()
+                .chunks_exact(2)
+                .map(|b| kiln_quant::f16_bits_to_f32(u16::from_le_bytes([b[0], b[1]])))
+                .collect()
+        };
+        // Stacked in expert order (by number, not by name or by file order).
+        assert_eq!(tensor("blk.0.ffn_gate_exps.weight").dims(), [2, 1, 2]);
+        assert_eq!(half("blk.0.ffn_gate_exps.weight"), [0.0, 1.0, 2.0, 3.0]);
+        assert_eq!(half("blk.0.ffn_up_exps.weight"), [10.0, 11.0, 12.0, 13.0]);
+        assert_eq!(tensor("blk.0.ffn_down_exps.weight").dims(), [1, 2, 2]);
+        assert_eq!(half("blk.0.ffn_down_exps.weight"), [20.0, 21.0, 22.0, 23.0]);
+        // The fused projection split per expert.
+        assert_eq!(tensor("blk.1.ffn_gate_exps.weight").dims(), [2, 1, 2]);
+        assert_eq!(half("blk.1.ffn_gate_exps.weight"), [0.0, 1.0, 4.0, 5.0]);
+        assert_eq!(half("blk.1.ffn_up_exps.weight"), [2.0, 3.0, 6.0, 7.0]);
+        assert_eq!(half("blk.1.ffn_down_exps.weight"), [0.0, 1.0, 2.0, 3.0]);
+        // The router F32, the shared expert's gate F16 (2-D), as Ollama stores them.
+        assert_eq!(
+            values(&g, "blk.1.ffn_gate_inp.weight"),
+            [0.0, 1.0, 2.0, 3.0]
+        );
+        assert_eq!(half("blk.0.ffn_gate_inp_shexp.weight"), [0.0, 1.0]);
+        assert!(g.tensors().iter().all(|t| !t.name().contains("experts")));
+    }
+
+    #[test]
+    fn experts_that_do_not_fit_are_clear_errors() {
+        let message = |tensors: &[(String, Vec<u64>, Vec<u8>)]| {
+            convert(&moe_folder("", tensors)).err().unwrap().to_string()
+        };
+        let mut missing = experts();
+        missing.retain(|(n, _, _)| !n.ends_with("experts.1.up_proj.weight"));
+        assert_eq!(
+            message(&missing),
+            "cannot store the expert weights \"blk.0.ffn_up_exps.weight\": 1 experts' weights, \
+             but num_experts is 2"
+        );
+        let mut shapes = experts();
+        shapes[0].1 = vec![2, 1];
+        assert!(
+            message(&shapes).starts_with("cannot store the expert weights \"blk.0.ffn_gate_exps")
+        );
+        let mut odd = experts();
+        let fused = odd
+            .iter_mut()
+            .find(|t| t.0.ends_with("gate_up_proj"))
+            .unwrap();
+        fused.1 = vec![2, 1, 4];
+        assert_eq!(
+            message(&odd),
+            "cannot store the expert weights \"blk.1.mlp.experts.gate_up_proj\": an odd second \
+             dimension does not split into halves (shape [2, 1, 4])"
+        );
+        let mut stray = experts();
+        let mut extra = stray[0].clone();
+        extra.0 = "model.language_model.layers.7.mlp.experts.1.gate_proj.weight".into();
+        stray.push(extra);
+        assert!(message(&stray).contains("not a per-expert projection of a layer"));
+    }
+
+    #[test]
+    fn experts_are_ordered_as_ollamas_merge_orders_them() {
+        use std::cmp::Ordering::*;
+        assert_eq!(super::expert_order("a.10.b", "a.9.b"), Greater);
+        assert_eq!(super::expert_order("a.0x10.b", "a.15.b"), Greater);
+        assert_eq!(super::expert_order("a.b", "a.1.b"), Less);
+        assert_eq!(super::expert_order("a.x.b", "a.1.b"), Greater);
+        assert_eq!(super::go_int("010"), Some(8));
+        assert_eq!(super::go_int("-0b11"), Some(-3));
+        assert_eq!(super::go_int("08"), None);
+        assert_eq!(
+            super::expert_projection("blk.3.mlp.experts.a.b.up_proj.weight", 4).as_deref(),
+            Some("blk.3.ffn_up_exps.weight")
+        );
+        assert_eq!(
+            super::expert_projection("blk.03.mlp.experts.0.up_proj.weight", 4),
+            None
+        );
+        assert_eq!(
+            super::expert_projection("blk.4.mlp.experts.0.up_proj.weight", 4),
+            None
+        );
+    }
+
     #[test]
     fn mtp_layers_are_counted_as_ollama_counts_them() {
         let count = |names: &[&str]| super::mtp_layers_named(names.iter().copied()).unwrap();
@@ -911,20 +1251,21 @@ mod tests {
             )),
             "Qwen 3.5 vision towers"
         );
+        // Expert weights in a model that has no experts.
         assert_eq!(
-            not_yet(&folder(&config(r#""num_experts": 8,"#, ""), &[])),
-            "Qwen 3.5 mixture-of-experts models (qwen35moe)"
-        );
-        assert_eq!(
-            not_yet(&folder(
+            convert(&folder(
                 &config("", ""),
                 &[(
                     "model.language_model.layers.0.mlp.experts.0.up_proj.weight",
                     &[1],
                     one
                 )]
-            )),
-            "Qwen 3.5 mixture-of-experts models (qwen35moe)"
+            ))
+            .err()
+            .unwrap()
+            .to_string(),
+            "config.json: qwen3next: \"blk.0.mlp.experts.0.up_proj.weight\" is an expert \
+             weight, but num_experts is not set"
         );
         let yarn = config("", "").replace(r#""rope_type": "default""#, r#""rope_type": "yarn""#);
         assert_eq!(
