@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """Golden vectors for kiln's Llama converter, from llama.cpp's own converter.
 
-  gen_convert_golden.py TORCH_PYTHON CONVERT_HF_TO_GGUF.py ORACLE_PYTHON OUT.json
+  gen_convert_golden.py TORCH_PYTHON CONVERT_HF_TO_GGUF.py ORACLE_PYTHON OUT.json [CASE...]
+
+With CASEs, only those cases are (re)generated and merged into the existing OUT.json.
 
 TORCH_PYTHON: a Python with torch, transformers 4.57.6 and llama.cpp's gguf-py (the converter's own
 requirements; too large for CI, so this runs by hand). CONVERT_HF_TO_GGUF.py: from the
@@ -12,7 +14,13 @@ For each case (f32 weights → llama.cpp --outtype f16, bf16 → --outtype bf16,
 SentencePiece tokenizer.model instead of tokenizer.json, a Qwen2 from bf16, and Gemma, Gemma 2 and
 Gemma 3 text models from f32, a Phi-3 from bf16, and a Gemma3ForConditionalGeneration from f32 whose
 text tensors come from llama.cpp and vision tensors from numpy, see vision_golden, and an OLMo 3, a
-Ministral 3 and a Command-R from bf16, and a GPT-OSS from bf16 with MXFP4 experts: llama.cpp adds Gemma's norm offset in the source dtype, Ollama in
+Ministral 3 and a Command-R from bf16, and a GPT-OSS from bf16 with MXFP4 experts, and a Qwen 3.5
+text model from f32 (converted with --no-mtp: the folder has no multi-token-prediction layers,
+which llama.cpp otherwise requires) and with one (qwen35mtp, converted as it is), and a Qwen 3.5
+mixture of experts (qwen35moe, from f32, --no-mtp; its shared-expert gate [1, hidden], which
+llama.cpp stores F32 and Ollama F16 as it stores every 2-D weight, also recorded as Ollama stores
+it: "ollama", llama.cpp's values rounded to F16); f32 because llama.cpp computes -exp(A_log) and the norm
+offset in the source dtype, Ollama in float32 and float64): llama.cpp adds Gemma's norm offset in the source dtype, Ollama in
 float32, so only f32 sources can agree bit for bit) it records what
 llama.cpp's converter writes for the synthetic Llama of hf_llama.py: every tensor's type, shape
 and SHA-256 (rope_freqs also as values: Ollama computes them partly in float32, llama.cpp in
@@ -34,7 +42,11 @@ TOKENS = [300, 5, 77, 261, 263, 40, 290, 120, 265, 299]
 
 def main():
     torch_python, script, oracle_python, out = sys.argv[1:5]
+    only = set(sys.argv[5:])
     golden = {"tokens_for_logits": TOKENS}
+    if only:
+        with open(out) as f:
+            golden = json.load(f)
     with tempfile.TemporaryDirectory() as tmp:
         for case, dtype, outtype, extra in (("f32", "f32", "f16", []), ("bf16", "bf16", "bf16", []),
                                              ("spm", "f32", "f16", ["spm"]), ("qwen2", "bf16", "bf16", ["qwen2"]),
@@ -43,13 +55,19 @@ def main():
                                              ("gemma3v", "f32", "f16", ["gemma3v"]), ("olmo3", "bf16", "bf16", ["olmo3"]),
                                              ("ministral3", "bf16", "bf16", ["ministral3"]),
                                              ("cohere", "bf16", "bf16", ["cohere"]),
-                                             ("gptoss", "bf16", "bf16", ["gptoss"])):
+                                             ("gptoss", "bf16", "bf16", ["gptoss"]),
+                                             ("qwen35", "f32", "f16", ["qwen35"]),
+                                             ("qwen35mtp", "f32", "f16", ["qwen35mtp"]),
+                                             ("qwen35moe", "f32", "f16", ["qwen35moe"])):
+            if only and case not in only:
+                continue
             folder = os.path.join(tmp, case)
             gguf_path = os.path.join(tmp, f"llama-{case}.gguf")
             subprocess.run([oracle_python, os.path.join(HERE, "hf_llama.py"), "make", folder, dtype] + extra,
                            check=True)
+            reference_args = ["--no-mtp"] if case in ("qwen35", "qwen35moe") else []
             subprocess.run([torch_python, os.path.join(HERE, "hf_llama.py"), "reference", folder, gguf_path,
-                            outtype, script], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            outtype, script] + reference_args, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             if case == "gemma3v":
                 # llama.cpp converts only the text model here (the tower goes to a separate
                 # mmproj file under its own names), and cannot load a file holding both, so the
@@ -108,6 +126,8 @@ for t in r.tensors:
              "sha256": hashlib.sha256(bytes(t.data.tobytes())).hexdigest()}
     if t.name == "rope_freqs.weight":
         entry["values"] = [float(x) for x in t.data]
+    if t.name.endswith(".ffn_gate_inp_shexp.weight") and t.tensor_type.name == "F32":
+        entry["ollama"] = {"type": "F16", "shape": entry["shape"], "sha256": hashlib.sha256(t.data.astype("float16").tobytes()).hexdigest()}
     out["tensors"][t.name] = entry
 for key in ("tokenizer.ggml.tokens", "tokenizer.ggml.scores", "tokenizer.ggml.token_type", "tokenizer.ggml.merges"):
     f = r.fields.get(key)

@@ -18,15 +18,26 @@
       "cohere" a CohereForCausalLM (Command-R: one layer norm per layer, tied embeddings, logit scale);
       "gptoss" a GptOssForCausalLM (4 experts of which 2 are used, their weights in OpenAI's MXFP4
       form: U8 blocks and E8M0 scales, gate and up interleaved by row; attention biases and sinks,
-      a router with a bias, yarn rope scaling, a sliding window).
+      a router with a bias, yarn rope scaling, a sliding window); "qwen35" a
+      Qwen3_5ForConditionalGeneration's text model, as the official checkpoints nest it
+      (text_config, model.language_model.* names, no vision tower, no multi-token prediction): a
+      gated delta-net (linear attention) layer then a full-attention layer with a gated query,
+      2 key heads and 4 value heads in the linear layer (so the value heads are reordered),
+      zero-centred norm weights and interleaved MRoPE sections; "qwen35mtp" the same with a
+      multi-token-prediction layer (mtp.*, a full-attention layer behind a projection of the
+      embedding and the hidden state), as the published checkpoints carry one; "qwen35moe" a
+      Qwen3_5MoeForConditionalGeneration's text model: the same two layers with a mixture of 4
+      experts (2 used) and a shared expert with its sigmoid gate in place of the dense MLP, layer
+      0's experts one tensor per expert and projection (experts.E.gate_proj.weight, …), layer
+      1's fused as the official checkpoints store them (experts.gate_up_proj, experts.down_proj).
       Deterministic: weights come from integer hashing, not a random generator, so every numpy
       gives the same bytes.
 
-  hf_llama.py reference DIR OUT.gguf OUTTYPE CONVERT_HF_TO_GGUF.py
+  hf_llama.py reference DIR OUT.gguf OUTTYPE CONVERT_HF_TO_GGUF.py [EXTRA_ARG...]
       runs llama.cpp's convert_hf_to_gguf.py (from the llama-cpp-python 0.3.36 sdist, with torch and
       transformers installed) on DIR. Its BPE pre-tokenizer check (a hash of how the tokenizer splits
       a sample text) cannot know a synthetic tokenizer, so it is told "llama-bpe"; nothing else is
-      changed. Used by gen_convert_golden.py, not by the tests (torch is too large for CI).
+      changed; EXTRA_ARGs (e.g. --no-mtp) are passed on. Used by gen_convert_golden.py, not by the tests (torch is too large for CI).
 """
 import json
 import os
@@ -230,6 +241,101 @@ def gptoss_tensors():
     return t
 
 
+QWEN35 = {"head_dim": 32, "linear_key_head_dim": 16, "linear_value_head_dim": 16, "linear_num_key_heads": 2,
+          "linear_num_value_heads": 4, "linear_conv_kernel_dim": 4}
+
+
+def qwen35_tensors(vocab_size):
+    """A Qwen 3.5 text model under the official checkpoints' names: layer 0 gated delta-net
+    (linear attention), layer 1 full attention with an output gate folded into q_proj."""
+    q = QWEN35
+    hd, hk, hv, nk, nv = q["head_dim"], q["linear_key_head_dim"], q["linear_value_head_dim"], \
+        q["linear_num_key_heads"], q["linear_num_value_heads"]
+    m = "model.language_model."
+    # Qwen 3.5's RMS norms scale by (1 + weight): weights are stored near zero.
+    t = {m + "embed_tokens.weight": values("embed", (vocab_size, HIDDEN), 1.0),
+         m + "norm.weight": values("norm", (HIDDEN,), 0.1),
+         "lm_head.weight": values("head", (vocab_size, HIDDEN), 0.2)}
+    for l in range(LAYERS):
+        p = f"{m}layers.{l}."
+        t[p + "input_layernorm.weight"] = values(p + "n1", (HIDDEN,), 0.1)
+        t[p + "post_attention_layernorm.weight"] = values(p + "n2", (HIDDEN,), 0.1)
+        t[p + "mlp.gate_proj.weight"] = values(p + "g", (FF, HIDDEN), 0.3)
+        t[p + "mlp.up_proj.weight"] = values(p + "u", (FF, HIDDEN), 0.3)
+        t[p + "mlp.down_proj.weight"] = values(p + "d", (HIDDEN, FF), 0.3)
+        if l % 2 == 0:
+            a = p + "linear_attn."
+            conv = 2 * nk * hk + nv * hv
+            t[a + "in_proj_qkv.weight"] = values(a + "qkv", (conv, HIDDEN), 0.3)
+            t[a + "in_proj_z.weight"] = values(a + "z", (nv * hv, HIDDEN), 0.3)
+            t[a + "in_proj_b.weight"] = values(a + "b", (nv, HIDDEN), 0.3)
+            t[a + "in_proj_a.weight"] = values(a + "a", (nv, HIDDEN), 0.3)
+            t[a + "A_log"] = values(a + "A", (nv,), 1.0)
+            t[a + "dt_bias"] = values(a + "dt", (nv,), 0.5)
+            t[a + "conv1d.weight"] = values(a + "conv", (conv, 1, q["linear_conv_kernel_dim"]), 0.4)
+            t[a + "norm.weight"] = 1 + values(a + "norm", (hv,), 0.1)
+            t[a + "out_proj.weight"] = values(a + "out", (HIDDEN, nv * hv), 0.3)
+        else:
+            s = p + "self_attn."
+            t[s + "q_proj.weight"] = values(s + "q", (2 * HEADS * hd, HIDDEN), 0.3)
+            t[s + "k_proj.weight"] = values(s + "k", (KV_HEADS * hd, HIDDEN), 0.3)
+            t[s + "v_proj.weight"] = values(s + "v", (KV_HEADS * hd, HIDDEN), 0.3)
+            t[s + "o_proj.weight"] = values(s + "o", (HIDDEN, HEADS * hd), 0.3)
+            t[s + "q_norm.weight"] = values(s + "qn", (hd,), 0.1)
+            t[s + "k_norm.weight"] = values(s + "kn", (hd,), 0.1)
+    return t
+
+
+QWEN35_MOE = {"num_experts": 4, "num_experts_per_tok": 2, "moe_intermediate_size": 32,
+              "shared_expert_intermediate_size": 48, "norm_topk_prob": True}
+
+
+def qwen35_moe_mlp(t):
+    """Replaces each layer's dense MLP of a qwen35_tensors() model by a mixture of experts."""
+    e, ff, sff = QWEN35_MOE["num_experts"], QWEN35_MOE["moe_intermediate_size"], \
+        QWEN35_MOE["shared_expert_intermediate_size"]
+    for l in range(LAYERS):
+        p = f"model.language_model.layers.{l}.mlp."
+        for n in ("gate_proj", "up_proj", "down_proj"):
+            del t[p + n + ".weight"]
+        t[p + "gate.weight"] = values(p + "router", (e, HIDDEN), 0.5)
+        t[p + "shared_expert.gate_proj.weight"] = values(p + "sg", (sff, HIDDEN), 0.3)
+        t[p + "shared_expert.up_proj.weight"] = values(p + "su", (sff, HIDDEN), 0.3)
+        t[p + "shared_expert.down_proj.weight"] = values(p + "sd", (HIDDEN, sff), 0.3)
+        t[p + "shared_expert_gate.weight"] = values(p + "sgate", (1, HIDDEN), 0.5)
+        if l == 0:
+            for x in range(e):
+                t[p + f"experts.{x}.gate_proj.weight"] = values(p + f"e{x}g", (ff, HIDDEN), 0.3)
+                t[p + f"experts.{x}.up_proj.weight"] = values(p + f"e{x}u", (ff, HIDDEN), 0.3)
+                t[p + f"experts.{x}.down_proj.weight"] = values(p + f"e{x}d", (HIDDEN, ff), 0.3)
+        else:
+            t[p + "experts.gate_up_proj"] = values(p + "egu", (e, 2 * ff, HIDDEN), 0.3)
+            t[p + "experts.down_proj"] = values(p + "ed", (e, HIDDEN, ff), 0.3)
+    return t
+
+
+def qwen35_mtp_tensors():
+    """One multi-token-prediction layer under the official checkpoints' names."""
+    hd = QWEN35["head_dim"]
+    t = {"mtp.fc.weight": values("mtp.fc", (HIDDEN, 2 * HIDDEN), 0.2),
+         "mtp.pre_fc_norm_embedding.weight": values("mtp.enorm", (HIDDEN,), 0.1),
+         "mtp.pre_fc_norm_hidden.weight": values("mtp.hnorm", (HIDDEN,), 0.1),
+         "mtp.norm.weight": values("mtp.norm", (HIDDEN,), 0.1)}
+    p = "mtp.layers.0."
+    t[p + "input_layernorm.weight"] = values(p + "n1", (HIDDEN,), 0.1)
+    t[p + "post_attention_layernorm.weight"] = values(p + "n2", (HIDDEN,), 0.1)
+    t[p + "self_attn.q_proj.weight"] = values(p + "q", (2 * HEADS * hd, HIDDEN), 0.3)
+    t[p + "self_attn.k_proj.weight"] = values(p + "k", (KV_HEADS * hd, HIDDEN), 0.3)
+    t[p + "self_attn.v_proj.weight"] = values(p + "v", (KV_HEADS * hd, HIDDEN), 0.3)
+    t[p + "self_attn.o_proj.weight"] = values(p + "o", (HIDDEN, HEADS * hd), 0.3)
+    t[p + "self_attn.q_norm.weight"] = values(p + "qn", (hd,), 0.1)
+    t[p + "self_attn.k_norm.weight"] = values(p + "kn", (hd,), 0.1)
+    t[p + "mlp.gate_proj.weight"] = values(p + "g", (FF, HIDDEN), 0.3)
+    t[p + "mlp.up_proj.weight"] = values(p + "u", (FF, HIDDEN), 0.3)
+    t[p + "mlp.down_proj.weight"] = values(p + "d", (HIDDEN, FF), 0.3)
+    return t
+
+
 def make(out, dtype, variant=None):
     # "gemma3v": Gemma3ForConditionalGeneration, the Gemma 3 text model with a SigLIP vision tower.
     vision = variant == "gemma3v"
@@ -307,6 +413,12 @@ def make(out, dtype, variant=None):
                 [t.pop(p + "mlp.gate_proj.weight"), t.pop(p + "mlp.up_proj.weight")])
     if variant == "gptoss":
         t = gptoss_tensors()
+    if variant in ("qwen35", "qwen35mtp", "qwen35moe"):
+        t = qwen35_tensors(vocab_size)
+    if variant == "qwen35moe":
+        t = qwen35_moe_mlp(t)
+    if variant == "qwen35mtp":
+        t.update(qwen35_mtp_tensors())
     write_safetensors(os.path.join(out, "model.safetensors"), t, dtype)
     bos, eos, eot = (1, 2, 2) if spm else (vocab_size - 3, vocab_size - 2, vocab_size - 1)
     config = {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": HIDDEN,
@@ -391,6 +503,24 @@ def make(out, dtype, variant=None):
                                           "modules_to_not_convert": ["model.layers.*.self_attn",
                                                                      "model.layers.*.mlp.router",
                                                                      "model.embed_tokens", "lm_head"]}}
+    if variant in ("qwen35", "qwen35mtp", "qwen35moe"):
+        text = {"model_type": "qwen3_5_text", "hidden_size": HIDDEN, "intermediate_size": FF,
+                "num_hidden_layers": LAYERS, "num_attention_heads": HEADS, "num_key_value_heads": KV_HEADS,
+                "max_position_embeddings": 2048, "rms_norm_eps": 1e-6, "vocab_size": vocab_size,
+                "tie_word_embeddings": False, "hidden_act": "silu", "attn_output_gate": True,
+                "layer_types": ["linear_attention", "full_attention"], "full_attention_interval": 2,
+                "mtp_num_hidden_layers": 1 if variant == "qwen35mtp" else 0, "bos_token_id": bos, "eos_token_id": eos,
+                "rope_parameters": {"rope_type": "default", "rope_theta": 10000000.0, "partial_rotary_factor": 0.25,
+                                    "mrope_interleaved": True, "mrope_section": [2, 1, 1]}, **QWEN35}
+        arch, model_type = "Qwen3_5ForConditionalGeneration", "qwen3_5"
+        if variant == "qwen35moe":
+            del text["intermediate_size"]
+            text.update({"model_type": "qwen3_5_moe_text", **QWEN35_MOE})
+            arch, model_type = "Qwen3_5MoeForConditionalGeneration", "qwen3_5_moe"
+        config = {"architectures": [arch], "model_type": model_type,
+                  "torch_dtype": config["torch_dtype"], "tie_word_embeddings": False, "text_config": text,
+                  "image_token_id": vocab_size + 10, "vision_start_token_id": vocab_size + 11,
+                  "vision_end_token_id": vocab_size + 12}
     template = ("{{ bos_token }}{% for message in messages %}{{ '<|start_header_id|>' + message['role'] + "
                 "'<|end_header_id|>\\n\\n' + message['content'] | trim + '<|eot_id|>' }}{% endfor %}"
                 "{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}{% endif %}")
@@ -408,15 +538,16 @@ def make(out, dtype, variant=None):
             json.dump(value, f, indent=1)
 
 
-def reference(folder, out, outtype, script):
+def reference(folder, out, outtype, script, *extra):
     sys.path.insert(0, os.path.dirname(script))
-    sys.argv = [script, folder, "--outfile", out, "--outtype", outtype]
+    sys.argv = [script, folder, "--outfile", out, "--outtype", outtype, *extra]
     import importlib.util
     spec = importlib.util.spec_from_file_location("convert_hf_to_gguf", script)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     import conversion.base
-    pre = "qwen2" if json.load(open(os.path.join(folder, "config.json")))["model_type"] == "qwen2" else "llama-bpe"
+    model_type = json.load(open(os.path.join(folder, "config.json")))["model_type"]
+    pre = {"qwen2": "qwen2", "qwen3_5": "qwen35", "qwen3_5_moe": "qwen35"}.get(model_type, "llama-bpe")
     conversion.base.TextModel.get_vocab_base_pre = lambda self, tokenizer: pre
     mod.main()
 
@@ -429,6 +560,6 @@ if __name__ == "__main__":
             HIDDEN, FF, variant = 256, 512, None
         make(sys.argv[2], sys.argv[3], variant)
     elif sys.argv[1] == "reference":
-        reference(*sys.argv[2:6])
+        reference(*sys.argv[2:])
     else:
         sys.exit(__doc__)

@@ -133,7 +133,7 @@ impl<'f> Conversion<'f> {
         tensors.sort_by(|a, b| ollama_tensor_order(&a.name, &b.name));
 
         let mut kv = base_metadata(&tokenizer);
-        let name = arch.gguf_name();
+        let name = arch.gguf_name_for_config(&config)?;
         kv.insert("general.architecture".into(), Value::string(name));
         for (key, value) in &params {
             kv.insert(format!("{name}.{key}"), value.clone());
@@ -314,6 +314,9 @@ impl crate::quantize::TensorData for Conversion<'_> {
     fn release(&self, index: usize) {
         let tensor = &self.tensors[index];
         if let Cow::Borrowed(data) = &tensor.data {
+            self.folder.release(data);
+        }
+        for data in &tensor.segments {
             self.folder.release(data);
         }
         if let Some(source) = &tensor.mxfp4 {

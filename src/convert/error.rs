@@ -127,6 +127,36 @@ pub enum ConvertError {
         /// Its shape, outermost first.
         shape: Vec<u64>,
     },
+    /// A linear-attention weight whose shape is not the one its value heads (from `config.json`)
+    /// imply, so they cannot be reordered.
+    #[error("cannot reorder the value heads of {name:?} of shape {shape:?}: expected {expected}")]
+    HeadLayout {
+        /// The GGUF tensor name.
+        name: String,
+        /// Its shape, outermost first.
+        shape: Vec<u64>,
+        /// The layout the configuration implies.
+        expected: String,
+    },
+    /// Expert weights that cannot be stacked into one tensor or split into gate and up as
+    /// Ollama stores them.
+    #[error("cannot store the expert weights {name:?}: {reason}")]
+    Experts {
+        /// The GGUF tensor name.
+        name: String,
+        /// What does not fit.
+        reason: String,
+    },
+    /// A tensor to store in another shape that does not hold the same number of values.
+    #[error("cannot store {name:?} of shape {shape:?} as shape {to:?}")]
+    Reshape {
+        /// The GGUF tensor name.
+        name: String,
+        /// Its shape, outermost first.
+        shape: Vec<u64>,
+        /// The shape asked for.
+        to: Vec<u64>,
+    },
     /// The progress callback asked to stop.
     #[error("conversion cancelled")]
     Cancelled,

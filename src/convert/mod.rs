@@ -9,7 +9,10 @@
 //! 2 and 3 (`GemmaForCausalLM`, `Gemma2ForCausalLM`, `Gemma3ForCausalLM`,
 //! `Gemma3ForConditionalGeneration` with its vision tower), Phi-3 (`Phi3ForCausalLM`), OLMo 3
 //! (`Olmo3ForCausalLM`), Ministral 3 (`Ministral3ForCausalLM`), Command-R
-//! (`CohereForCausalLM`) and GPT-OSS (`GptOssForCausalLM`, experts kept in MXFP4): tensors, vocabulary
+//! (`CohereForCausalLM`), GPT-OSS (`GptOssForCausalLM`, experts kept in MXFP4) and Qwen 3.5 dense
+//! text models (`Qwen3_5ForConditionalGeneration`, value heads reordered, with the
+//! multi-token-prediction layer) and mixtures of experts (`Qwen3_5MoeForConditionalGeneration`,
+//! experts stacked or split into `ffn_*_exps`): tensors, vocabulary
 //! and merges checked against llama.cpp's own converter, and llama.cpp's logits of the result
 //! against those of llama.cpp's conversion; the keys Ollama writes checked against its Go source
 //! in unit tests. The others Ollama converts are refused with [`ConvertError::NotYet`].
@@ -49,7 +52,7 @@ pub(crate) use tensor::ollama_tensor_order;
 // The names the submodules share, at their paths from before the split (`super::Config`, …).
 use config::Config;
 use folder::parse_json;
-use tensor::Planned;
+use tensor::{Axis, HeadTiling, Planned, ValueMap};
 
 /// A model folder for unit tests: `config`, a four-token `tokenizer.json`, and these tensors.
 /// A safetensors file of these tensors (name, dtype, shape, bytes), for tests elsewhere.

@@ -75,6 +75,114 @@ impl Kind {
     }
 }
 
+/// A function applied to every value (in float32, before it is stored in the output type), for
+/// parameters Hugging Face stores in another form than llama.cpp computes with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) enum ValueMap {
+    /// The value itself.
+    #[default]
+    AsIs,
+    /// `value + 1` (Gemma's and Qwen 3.5's norm weights are stored as `weight - 1`).
+    AddOne,
+    /// `-exp(value)`, computed in float64 and rounded once as Ollama does (a gated delta-net's
+    /// `A_log` becomes the decay `A` itself).
+    NegExp,
+}
+
+impl ValueMap {
+    fn apply(self, value: f32) -> f32 {
+        match self {
+            // Only when asked: adding zero would turn -0.0 into +0.0.
+            ValueMap::AsIs => value,
+            ValueMap::AddOne => value + 1.0,
+            ValueMap::NegExp => -(f64::from(value).exp() as f32),
+        }
+    }
+}
+
+/// Which dimension of a tensor [`HeadTiling`] reorders.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Axis {
+    /// The outermost dimension (Hugging Face's output features).
+    Rows,
+    /// The second of a 2-D tensor (input features).
+    Columns,
+}
+
+/// Value heads moved from Hugging Face's order, grouped by key head (`k0v0 k0v1 … k1v0 k1v1 …`),
+/// to the tiled order ggml broadcasts over (`k0v0 k1v0 … k0v1 k1v1 …`), as Ollama and llama.cpp
+/// store Qwen 3.5's linear-attention weights: ggml then repeats the key heads instead of
+/// interleaving them. Along `axis`, the `start` entries before the value block stay in place;
+/// the block is `key_heads × per_key` heads of `head_len` entries each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct HeadTiling {
+    /// The dimension reordered.
+    pub axis: Axis,
+    /// Entries (rows or columns) before the value heads, kept where they are.
+    pub start: u64,
+    /// Key heads (value-head groups).
+    pub key_heads: u64,
+    /// Value heads per key head.
+    pub per_key: u64,
+    /// Entries per value head.
+    pub head_len: u64,
+}
+
+impl HeadTiling {
+    /// Entries along the axis the tiling covers (the prefix and the value heads).
+    fn len(&self) -> Option<u64> {
+        self.key_heads
+            .checked_mul(self.per_key)?
+            .checked_mul(self.head_len)?
+            .checked_add(self.start)
+    }
+
+    /// Source head (in Hugging Face's grouped order) of output head `i`.
+    fn source_head(&self, i: u64) -> u64 {
+        let (v, k) = (i / self.key_heads, i % self.key_heads);
+        k * self.per_key + v
+    }
+
+    /// `data` (shape `shape`, already checked by [`Planned::tile_value_heads`]) as slices in
+    /// output order.
+    fn pieces<'d>(&self, data: &'d [u8], shape: &[u64]) -> Vec<&'d [u8]> {
+        let rows = shape[0] as usize;
+        if rows == 0 || data.is_empty() {
+            return Vec::new();
+        }
+        let row_bytes = data.len() / rows;
+        let heads = self.key_heads * self.per_key;
+        match self.axis {
+            Axis::Rows => {
+                let head_bytes = self.head_len as usize * row_bytes;
+                let prefix = self.start as usize * row_bytes;
+                let mut pieces = Vec::with_capacity(heads as usize + 1);
+                pieces.push(&data[..prefix]);
+                for i in 0..heads {
+                    let at = prefix + self.source_head(i) as usize * head_bytes;
+                    pieces.push(&data[at..at + head_bytes]);
+                }
+                pieces
+            }
+            Axis::Columns => {
+                let cols = shape[1] as usize;
+                let width = row_bytes / cols;
+                let head_bytes = self.head_len as usize * width;
+                let prefix = self.start as usize * width;
+                let mut pieces = Vec::with_capacity(rows * (heads as usize + 1));
+                for row in data.chunks_exact(row_bytes) {
+                    pieces.push(&row[..prefix]);
+                    for i in 0..heads {
+                        let at = prefix + self.source_head(i) as usize * head_bytes;
+                        pieces.push(&row[at..at + head_bytes]);
+                    }
+                }
+                pieces
+            }
+        }
+    }
+}
+
 /// A tensor of the output: its GGUF name and storage, and where its values come from.
 pub(crate) struct Planned<'f> {
     pub name: String,
@@ -86,12 +194,17 @@ pub(crate) struct Planned<'f> {
     /// Rows regrouped per attention head (`Some(heads)`): llama.cpp's rotary layout for the
     /// interleaved halves Hugging Face stores.
     pub permute_heads: Option<u64>,
-    /// One added to every value, in float32 (Gemma's norm weights are stored as `weight - 1`).
-    pub add_one: bool,
+    /// What is done to every value before it is stored.
+    pub values: ValueMap,
+    /// Value heads reordered (rows or columns moved as whole heads).
+    tiling: Option<HeadTiling>,
     /// An FP8 weight's block scales (its values are `decode(byte) × scale`).
     pub(super) fp8: Option<fp8::Scales>,
     /// MXFP4 expert weights, regrouped into ggml blocks as they are written (`data` is empty).
     pub(super) mxfp4: Option<gpt_oss::Mxfp4Source<'f>>,
+    /// The stored bytes as slices, in output order, when they are not one slice (`data` is then
+    /// empty): stacked experts, or one half of each expert's fused projection.
+    pub(super) segments: Vec<&'f [u8]>,
 }
 
 impl<'f> Planned<'f> {
@@ -103,9 +216,11 @@ impl<'f> Planned<'f> {
             shape: view.shape,
             data: Cow::Borrowed(view.data),
             permute_heads: None,
-            add_one: false,
+            values: ValueMap::AsIs,
+            tiling: None,
             fp8: None,
             mxfp4: None,
+            segments: Vec::new(),
         }
     }
 
@@ -126,9 +241,11 @@ impl<'f> Planned<'f> {
             shape: source.shape(),
             data: Cow::Borrowed(&[]),
             permute_heads: None,
-            add_one: false,
+            values: ValueMap::AsIs,
+            tiling: None,
             fp8: None,
             mxfp4: Some(source),
+            segments: Vec::new(),
         }
     }
 
@@ -146,7 +263,12 @@ impl<'f> Planned<'f> {
                 shape: self.shape.clone(),
             });
         };
-        if !cols.is_multiple_of(2) || self.fp8.is_some() || self.mxfp4.is_some() {
+        if !cols.is_multiple_of(2)
+            || self.fp8.is_some()
+            || self.mxfp4.is_some()
+            || self.tiling.is_some()
+            || !self.segments.is_empty()
+        {
             return Err(ConvertError::Split {
                 name: self.name.clone(),
                 shape: self.shape.clone(),
@@ -173,10 +295,120 @@ impl<'f> Planned<'f> {
             shape: vec![rows, cols / 2],
             data: Cow::Owned(data),
             permute_heads: None,
-            add_one: self.add_one,
+            values: self.values,
+            tiling: None,
             fp8: None,
             mxfp4: None,
+            segments: Vec::new(),
         })
+    }
+
+    /// The source bytes, when they are one borrowed slice of the folder and are stored with no
+    /// reordering or decoding (what stacking and splitting experts can slice).
+    fn plain_source(&self) -> Option<&'f [u8]> {
+        let plain = self.tiling.is_none()
+            && self.permute_heads.is_none()
+            && self.fp8.is_none()
+            && self.mxfp4.is_none()
+            && self.segments.is_empty()
+            && self.values == ValueMap::AsIs;
+        match self.data {
+            Cow::Borrowed(data) if plain => Some(data),
+            _ => None,
+        }
+    }
+
+    /// One tensor `name` of `parts` stacked along a new outermost dimension, in their order (as
+    /// Ollama merges a layer's per-expert weights): every part must have the first's shape and
+    /// dtype, and it decides the storage, as in Ollama.
+    pub(crate) fn stack(
+        name: String,
+        parts: Vec<Planned<'f>>,
+    ) -> Result<Planned<'f>, ConvertError> {
+        let refuse = |reason: String| ConvertError::Experts {
+            name: name.clone(),
+            reason,
+        };
+        let Some(first) = parts.first() else {
+            return Err(refuse("no tensors to stack".into()));
+        };
+        let mut segments = Vec::with_capacity(parts.len());
+        for part in &parts {
+            if part.shape != first.shape || part.dtype != first.dtype {
+                return Err(refuse(format!(
+                    "{:?} is {} {:?}, {:?} {} {:?}",
+                    part.name, part.dtype, part.shape, first.name, first.dtype, first.shape
+                )));
+            }
+            let data = part
+                .plain_source()
+                .ok_or_else(|| refuse(format!("{:?} is not stored as it is", part.name)))?;
+            segments.push(data);
+        }
+        let mut shape = Vec::with_capacity(first.shape.len() + 1);
+        shape.push(parts.len() as u64);
+        shape.extend_from_slice(&first.shape);
+        Ok(Planned {
+            name,
+            kind: first.kind,
+            dtype: first.dtype,
+            shape,
+            data: Cow::Borrowed(&[]),
+            permute_heads: None,
+            values: ValueMap::AsIs,
+            tiling: None,
+            fp8: None,
+            mxfp4: None,
+            segments,
+        })
+    }
+
+    /// The two halves of the second dimension (for each index of the first, its first and its
+    /// last half), as tensors `names` stored like this one: a fused `[experts, 2 × ff, hidden]`
+    /// gate/up projection split into its gate and up parts, as Ollama and llama.cpp split it.
+    pub(crate) fn halves(&self, names: [String; 2]) -> Result<[Planned<'f>; 2], ConvertError> {
+        let refuse = |reason: &str| ConvertError::Experts {
+            name: self.name.clone(),
+            reason: format!("{reason} (shape {:?})", self.shape),
+        };
+        let data = self
+            .plain_source()
+            .ok_or_else(|| refuse("it is not stored as it is"))?;
+        let (&outer, &split) = match &self.shape[..] {
+            [outer, split, _, ..] => (outer, split),
+            _ => {
+                return Err(refuse(
+                    "a fused projection to split has at least 3 dimensions",
+                ));
+            }
+        };
+        if !split.is_multiple_of(2) {
+            return Err(refuse("an odd second dimension does not split into halves"));
+        }
+        let mut shape = self.shape.clone();
+        shape[1] = split / 2;
+        let len = usize::try_from(outer).ok().filter(|&n| n > 0);
+        let outer_bytes = len.map_or(0, |n| data.len() / n);
+        let half = outer_bytes / 2;
+        let part = |which: usize, name: String| Planned {
+            name,
+            kind: self.kind,
+            dtype: self.dtype,
+            shape: shape.clone(),
+            data: Cow::Borrowed(&[]),
+            permute_heads: None,
+            values: ValueMap::AsIs,
+            tiling: None,
+            fp8: None,
+            mxfp4: None,
+            segments: data
+                .chunks_exact(outer_bytes.max(1))
+                .filter(|_| outer_bytes > 0)
+                .map(|chunk| &chunk[which * half..(which + 1) * half])
+                .collect(),
+        };
+        let [gate, up] = names;
+        Ok([part(0, gate), part(1, up)])
     }
 
     /// A computed F32 vector (e.g. rope frequency factors).
@@ -188,15 +420,78 @@ impl<'f> Planned<'f> {
             shape: vec![values.len() as u64],
             data: Cow::Owned(values.iter().flat_map(|v| v.to_le_bytes()).collect()),
             permute_heads: None,
-            add_one: false,
+            values: ValueMap::AsIs,
+            tiling: None,
             fp8: None,
             mxfp4: None,
+            segments: Vec::new(),
         }
     }
 
     /// Number of dimensions.
     pub fn dims(&self) -> usize {
         self.shape.len()
+    }
+
+    /// The source shape, outermost first.
+    pub fn shape(&self) -> &[u64] {
+        &self.shape
+    }
+
+    /// Gives the tensor another shape of the same number of values (dropping a dimension of
+    /// one, say); its storage type follows the new number of dimensions, as Ollama decides it
+    /// from the shape it writes.
+    pub fn reshape(&mut self, shape: Vec<u64>) -> Result<(), ConvertError> {
+        let count = |s: &[u64]| s.iter().try_fold(1u64, |n, &d| n.checked_mul(d));
+        if count(&shape).is_none() || count(&shape) != count(&self.shape) || self.mxfp4.is_some() {
+            return Err(ConvertError::Reshape {
+                name: self.name.clone(),
+                shape: self.shape.clone(),
+                to: shape,
+            });
+        }
+        self.kind = Kind::for_tensor(&self.name, shape.len(), self.dtype);
+        self.shape = shape;
+        Ok(())
+    }
+
+    /// Reorders the tensor's value heads as `tiling` says, after checking that its shape is the
+    /// one the tiling covers exactly (a checkpoint whose linear-attention weights disagree with
+    /// its `config.json` is an error, not a silently scrambled model). A tiling of one value
+    /// head per key head changes nothing and is not recorded.
+    pub fn tile_value_heads(&mut self, tiling: HeadTiling) -> Result<(), ConvertError> {
+        let dim = match tiling.axis {
+            Axis::Rows => 0,
+            Axis::Columns => 1,
+        };
+        let fits = tiling.key_heads > 0
+            && tiling.per_key > 0
+            && tiling.head_len > 0
+            && self.shape.len() > dim
+            && (tiling.axis == Axis::Rows || self.shape.len() == 2)
+            && tiling.len() == Some(self.shape[dim])
+            && self.fp8.is_none()
+            && self.mxfp4.is_none()
+            && self.segments.is_empty()
+            && self.permute_heads.is_none();
+        if !fits {
+            let axis = match tiling.axis {
+                Axis::Rows => "rows",
+                Axis::Columns => "columns of a 2-D tensor",
+            };
+            return Err(ConvertError::HeadLayout {
+                name: self.name.clone(),
+                shape: self.shape.clone(),
+                expected: format!(
+                    "{} leading {axis}, then {} key heads × {} value heads × {}",
+                    tiling.start, tiling.key_heads, tiling.per_key, tiling.head_len
+                ),
+            });
+        }
+        if tiling.per_key > 1 {
+            self.tiling = Some(tiling);
+        }
+        Ok(())
     }
 
     /// Keeps only the first `rows` rows (outermost dimension) when there are more.
@@ -231,6 +526,12 @@ impl<'f> Planned<'f> {
 
     /// The source bytes in output order: whole, or row by row when heads are regrouped.
     fn pieces(&self) -> Result<Vec<&[u8]>, ConvertError> {
+        if !self.segments.is_empty() {
+            return Ok(self.segments.clone());
+        }
+        if let Some(tiling) = &self.tiling {
+            return Ok(tiling.pieces(&self.data, &self.shape));
+        }
         let Some(heads) = self.permute_heads else {
             return Ok(vec![&self.data[..]]);
         };
@@ -262,7 +563,7 @@ impl<'f> Planned<'f> {
 
     /// Whether the stored bytes are the output bytes (no conversion of values).
     fn stored_as_is(&self) -> bool {
-        !self.add_one
+        self.values == ValueMap::AsIs
             && matches!(
                 (self.dtype, self.kind),
                 (Dtype::F32, Kind::F32) | (Dtype::F16, Kind::F16) | (Dtype::BF16, Kind::BF16)
@@ -371,8 +672,7 @@ impl<'f> Planned<'f> {
                     _ => kiln_quant::bf16_bits_to_f32(u16::from_le_bytes([bytes[0], bytes[1]])),
                 },
             };
-            // Only when asked: adding zero would turn -0.0 into +0.0.
-            let value = if self.add_one { value + 1.0 } else { value };
+            let value = self.values.apply(value);
             match self.kind {
                 Kind::F32 => out.extend_from_slice(&value.to_le_bytes()),
                 Kind::F16 => {
@@ -489,28 +789,42 @@ mod tests {
                 (Dtype::F16, Kind::F32), (Dtype::BF16, Kind::BF16), (Dtype::BF16, Kind::F16),
                 (Dtype::BF16, Kind::F32),
             ]),
-            permute in proptest::bool::ANY,
-            add_one in proptest::bool::ANY,
+            layout in 0u8..4,
+            values in proptest::sample::select(vec![ValueMap::AsIs, ValueMap::AddOne, ValueMap::NegExp]),
             seed in proptest::num::u64::ANY,
             cuts in proptest::collection::vec((0.0f64..1.0, 0.0f64..1.0), 1..6),
         ) {
             let (dtype, kind) = types;
-            let rows = heads * half * 2;
+            // 0: as stored, 1: rotary halves regrouped, 2: value heads tiled by row (after a
+            // prefix of rows), 3: by column (after a prefix of columns).
+            let (start, per_key) = (cols % 3, heads + 1);
+            let (rows, cols) = match layout {
+                2 => (start + 2 * per_key * half, cols),
+                3 => (heads * half * 2, start + 2 * per_key * half),
+                _ => (heads * half * 2, cols),
+            };
             let n = (rows * cols) as usize;
             let data: Vec<u8> = (0..n * dtype.size() as usize)
                 .map(|i| (seed.wrapping_mul(i as u64 + 1).wrapping_add(i as u64 * 131) >> 7) as u8)
                 .collect();
-            let t = Planned {
+            let mut t = Planned {
                 name: "blk.0.attn_q.weight".into(),
                 kind,
                 dtype,
                 shape: vec![rows, cols],
                 data: Cow::Owned(data),
-                permute_heads: permute.then_some(heads),
-                add_one,
+                permute_heads: (layout == 1).then_some(heads),
+                values,
+                tiling: None,
                 fp8: None,
                 mxfp4: None,
+                segments: Vec::new(),
             };
+            if layout >= 2 {
+                let axis = if layout == 2 { Axis::Rows } else { Axis::Columns };
+                t.tile_value_heads(HeadTiling { axis, start, key_heads: 2, per_key, head_len: half })
+                    .unwrap();
+            }
             let whole = written(&t);
             let mut buf = Vec::new();
             t.convert_range(0..whole.len(), &mut buf).unwrap();
@@ -530,5 +844,104 @@ mod tests {
         t.shape = vec![1 << 40, 0];
         t.permute_heads = Some(2);
         assert!(t.pieces().unwrap().is_empty());
+    }
+
+    /// `values` (one per row) as an F32 tensor of `cols` columns per row.
+    fn f32_matrix(values: &[f32], cols: u64) -> Planned<'static> {
+        let mut t = Planned::f32_vector("blk.0.ssm_out.weight", values);
+        t.shape = vec![values.len() as u64 / cols, cols];
+        t
+    }
+
+    fn floats(bytes: &[u8]) -> Vec<f32> {
+        bytes
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+            .collect()
+    }
+
+    #[test]
+    fn value_heads_move_from_grouped_to_tiled_order() {
+        // Two key heads with three value heads each: k0v0 k0v1 k0v2 k1v0 k1v1 k1v2 becomes
+        // k0v0 k1v0 k0v1 k1v1 k0v2 k1v2, after one leading row kept in place.
+        let mut rows = Planned::f32_vector("blk.0.ssm_a", &[9.0, 0.0, 1.0, 2.0, 3.0, 4.0, 5.0]);
+        let by_row = |start| HeadTiling {
+            axis: Axis::Rows,
+            start,
+            key_heads: 2,
+            per_key: 3,
+            head_len: 1,
+        };
+        rows.tile_value_heads(by_row(1)).unwrap();
+        assert_eq!(floats(&written(&rows)), [9.0, 0.0, 3.0, 1.0, 4.0, 2.0, 5.0]);
+        // Heads of two columns, in each row.
+        let mut cols = f32_matrix(&(0..16).map(|v| v as f32).collect::<Vec<_>>(), 8);
+        cols.tile_value_heads(HeadTiling {
+            axis: Axis::Columns,
+            start: 0,
+            key_heads: 2,
+            per_key: 2,
+            head_len: 2,
+        })
+        .unwrap();
+        assert_eq!(
+            floats(&written(&cols)),
+            [
+                0.0, 1.0, 4.0, 5.0, 2.0, 3.0, 6.0, 7.0, 8.0, 9.0, 12.0, 13.0, 10.0, 11.0, 14.0,
+                15.0
+            ]
+        );
+        // A shape the tiling does not cover exactly is refused, naming the tensor.
+        let mut short = Planned::f32_vector("blk.0.ssm_dt.bias", &[0.0; 5]);
+        let err = short.tile_value_heads(by_row(0)).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "cannot reorder the value heads of \"blk.0.ssm_dt.bias\" of shape [5]: expected 0 \
+             leading rows, then 2 key heads × 3 value heads × 1"
+        );
+        let mut vector = Planned::f32_vector("blk.0.ssm_out.weight", &[0.0; 8]);
+        assert!(
+            vector
+                .tile_value_heads(HeadTiling {
+                    axis: Axis::Columns,
+                    ..by_row(0)
+                })
+                .is_err()
+        );
+        let mut overflow = Planned::f32_vector("blk.0.ssm_a", &[0.0; 4]);
+        assert!(
+            overflow
+                .tile_value_heads(HeadTiling {
+                    key_heads: u64::MAX,
+                    ..by_row(0)
+                })
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn a_log_becomes_minus_exp_in_float64_rounded_once() {
+        let mut t = Planned::f32_vector("blk.0.ssm_a", &[0.0, 1.0, -2.5, 0.3]);
+        t.values = ValueMap::NegExp;
+        let want: Vec<f32> = [0.0f32, 1.0, -2.5, 0.3]
+            .iter()
+            .map(|&v| -(f64::from(v).exp() as f32))
+            .collect();
+        assert_eq!(floats(&written(&t)), want);
+        assert_eq!(want[0], -1.0);
+    }
+
+    #[test]
+    fn reshaping_keeps_the_value_count() {
+        let mut t = f32_matrix(&[0.0; 12], 4);
+        t.name = "blk.0.ssm_conv1d.weight".into();
+        t.shape = vec![3, 1, 4];
+        t.reshape(vec![3, 4]).unwrap();
+        assert_eq!(t.shape(), [3, 4]);
+        assert!(matches!(
+            t.reshape(vec![5, 4]),
+            Err(ConvertError::Reshape { .. })
+        ));
+        assert!(t.reshape(vec![u64::MAX, 2]).is_err());
     }
 }

@@ -317,7 +317,14 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
 /// llama.cpp does and its SigLIP tower and projector as Ollama's converter names and stores them.
 /// A GPT-OSS (BF16, experts in OpenAI's MXFP4 blocks and scales) converts to llama.cpp's bytes
 /// exactly: experts regrouped into ggml's MXFP4 blocks, gate and up split by row, the fused
-/// bias by column; kiln, like llama.cpp, refuses to quantize its MXFP4 experts again.
+/// bias by column; kiln, like llama.cpp, refuses to quantize its MXFP4 experts again. A Qwen 3.5
+/// text model (`Qwen3_5ForConditionalGeneration`, from F32: a gated delta-net layer and a
+/// full-attention layer) converts to llama.cpp's bytes: value heads of the linear-attention
+/// weights reordered by row and by column, `-exp(A_log)`, norms shifted by one, the convolution
+/// squeezed to 2-D; with a multi-token-prediction layer too, which becomes block 2; and a
+/// Qwen 3.5 mixture of experts (`Qwen3_5MoeForConditionalGeneration`), one layer's experts
+/// stacked from one tensor per expert, the other's fused gate/up split, the shared expert's
+/// gate stored F16 as Ollama stores it (llama.cpp's values, rounded).
 #[test]
 fn causal_lms_match_llama_cpps_converter() {
     let Some(python) = kiln_testkit::oracle_python() else {
@@ -337,7 +344,7 @@ fn causal_lms_match_llama_cpps_converter() {
     let mut jobs = Vec::new();
     let mut quantized = Vec::new();
     let mut copied = Vec::new();
-    let cases: [(&str, &[&str]); 13] = [
+    let cases: [(&str, &[&str]); 16] = [
         ("f32", &["f32"]),
         ("bf16", &["bf16"]),
         ("spm", &["f32", "spm"]),
@@ -351,6 +358,9 @@ fn causal_lms_match_llama_cpps_converter() {
         ("ministral3", &["bf16", "ministral3"]),
         ("cohere", &["bf16", "cohere"]),
         ("gptoss", &["bf16", "gptoss"]),
+        ("qwen35", &["f32", "qwen35"]),
+        ("qwen35mtp", &["f32", "qwen35mtp"]),
+        ("qwen35moe", &["f32", "qwen35moe"]),
     ];
     for (dtype, make_args) in cases {
         let folder = work.join(dtype);
@@ -436,6 +446,9 @@ fn causal_lms_match_llama_cpps_converter() {
                 .get(t.name())
                 .or_else(|| vision.get(t.name()))
                 .unwrap_or_else(|| panic!("{dtype}: unexpected tensor {}", t.name()));
+            // Where Ollama stores a tensor otherwise than llama.cpp (a shared-expert gate, F16
+            // as every 2-D weight): llama.cpp's values in Ollama's type.
+            let want = want.get("ollama").unwrap_or(want);
             assert_eq!(
                 t.ggml_type().name().unwrap().to_ascii_uppercase(),
                 want["type"].as_str().unwrap(),

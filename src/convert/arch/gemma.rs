@@ -10,7 +10,7 @@ use kiln_go::cmp;
 
 use super::{Architecture, Metadata, Parameters};
 use crate::convert::tokenizer::Tokenizer;
-use crate::convert::{Config, ConvertError, ModelFolder, Planned};
+use crate::convert::{Config, ConvertError, ModelFolder, Planned, ValueMap};
 
 /// Which Gemma generation: they differ in keys, tensor names and (for 3) the embedding rows.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -317,7 +317,7 @@ impl Architecture for Gemma {
     ) -> Result<(), ConvertError> {
         for t in tensors.iter_mut() {
             if !t.name.starts_with("v.") && t.name.ends_with("_norm.weight") {
-                t.add_one = true;
+                t.values = ValueMap::AddOne;
             }
             // Gemma 3 checkpoints may carry embedding rows past the vocabulary; Ollama drops them.
             if matches!(self, Gemma::Three | Gemma::ThreeVision)

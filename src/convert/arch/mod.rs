@@ -10,6 +10,7 @@ mod mistral;
 mod olmo;
 mod phi3;
 mod qwen2;
+mod qwen35;
 
 use std::collections::BTreeMap;
 
@@ -149,13 +150,17 @@ pub(crate) trait Architecture {
     }
     /// The GGUF `general.architecture`, which prefixes the parameter keys.
     fn gguf_name(&self) -> &'static str;
+    /// The GGUF architecture for this config (for converters that write more than one).
+    fn gguf_name_for_config(&self, _config: &Config) -> Result<&'static str, ConvertError> {
+        Ok(self.gguf_name())
+    }
     /// Keys beyond the prefixed parameters (and adjustments to the tokenizer's), written over
     /// the rest.
     fn extra_metadata(&self, _tokenizer: &mut Tokenizer, _kv: &mut Metadata) {}
 }
 /// The architectures kiln converts (`config.json`'s first `architectures` entry), each with its
 /// converter.
-pub(super) static CONVERTERS: [(&str, &(dyn Architecture + Sync)); 12] = [
+pub(super) static CONVERTERS: [(&str, &(dyn Architecture + Sync)); 14] = [
     ("BertModel", &bert::Bert),
     ("LlamaForCausalLM", &llama::Llama),
     ("Qwen2ForCausalLM", &qwen2::Qwen2),
@@ -168,6 +173,8 @@ pub(super) static CONVERTERS: [(&str, &(dyn Architecture + Sync)); 12] = [
     ("Ministral3ForCausalLM", &mistral::Ministral3),
     ("CohereForCausalLM", &command_r::CommandR),
     ("GptOssForCausalLM", &gpt_oss::GptOss),
+    ("Qwen3_5ForConditionalGeneration", &qwen35::Qwen35),
+    ("Qwen3_5MoeForConditionalGeneration", &qwen35::Qwen35),
 ];
 
 /// The Hugging Face architectures kiln converts, in the order its documentation lists them.
@@ -240,7 +247,7 @@ mod tests {
         let mixtral = err("MixtralForCausalLM");
         assert!(
             mixtral.starts_with("kiln cannot convert MixtralForCausalLM models yet (it converts BertModel, LlamaForCausalLM, ")
-                && mixtral.ends_with(", GptOssForCausalLM); convert it to GGUF with llama.cpp and upload that"),
+                && mixtral.ends_with(", Qwen3_5MoeForConditionalGeneration); convert it to GGUF with llama.cpp and upload that"),
             "{mixtral}"
         );
         // Every architecture kiln converts is one Ollama converts, and none is listed twice.
