@@ -4,8 +4,8 @@
 
 use crate::common::{f16_bits_to_f32 as h2f, f32_to_f16_bits as f16, nearest_int};
 use crate::search::{
-    GROUP_MAX_EPS, LANES, QkxSearch, make_q3_lanes, make_qkx_lane_sets, make_qkx_lanes,
-    make_qp_quants, make_qx_lane_sets, make_qx_quants,
+    GROUP_MAX_EPS, LANES, QkxSearch, make_q3_lanes, make_qkx_lane_sets, make_qp_quants,
+    make_qx_lane_sets, make_qx_quants,
 };
 
 const QK_K: usize = 256;
@@ -106,6 +106,19 @@ fn requantize_groups(
     }
 }
 
+/// [`sum_squares`] of each of `B` consecutive super-blocks, the `B` sequential sums interleaved
+/// (each is a chain of dependent additions).
+fn sums_of_squares<const B: usize>(x: &[f32]) -> [f32; B] {
+    let mut s = [0.0f32; B];
+    for i in 0..QK_K {
+        for b in 0..B {
+            let v = x[b * QK_K + i];
+            s[b] += v * v;
+        }
+    }
+    s
+}
+
 fn sum_squares(x: &[f32]) -> f32 {
     let mut s = 0.0f32;
     for &v in x {
@@ -127,54 +140,124 @@ fn pack_2bit(levels: &[u8; QK_K], qs: &mut [u8]) {
     }
 }
 
-/// Runs [`make_qkx_lanes`] over a super-block's sixteen groups of sixteen elements (two sets of
-/// eight), with per-element weights from `weight(element index)`; fills levels, scales and mins.
-/// Eight lanes even with AVX-512: one sixteen-lane register per block measured slower for Q2_K
-/// (45 → 38 M weights/s with an imatrix).
-fn qkx_groups16(
-    x: &[f32],
-    weight: impl Fn(usize) -> f32,
-    search: &QkxSearch,
-    levels: &mut [u8; QK_K],
-    scales: &mut [f32; 16],
-    mins: &mut [f32; 16],
-) {
-    let (mut xt, mut wt) = ([[[0.0f32; LANES]; 32]; 2], [[[0.0f32; LANES]; 32]; 2]);
-    for j in 0..16 {
-        for l in 0..16 {
-            xt[j / LANES][l][j % LANES] = x[16 * j + l];
-            wt[j / LANES][l][j % LANES] = weight(16 * j + l);
+// ---- Q2_K: scales[16] qs[64] d dmin ------------------------------------------------------------
+
+/// Q2_K for `B` consecutive super-blocks (`G = 2B` lane sets: each block's sixteen sub-blocks as
+/// two sets of eight), all searched in one call. With AVX-512, four blocks fill the four
+/// interleaved sixteen-lane registers: the search's steps depend on each other, so one block's
+/// register alone waits on its own sums (one register per block measured slower than eight lanes).
+fn q2_blocks<const B: usize, const G: usize>(x: &[f32], y: &mut [u8], qw: [Option<&[f32]>; B]) {
+    let (mut xt, mut wt) = ([[[0.0f32; LANES]; 32]; G], [[[0.0f32; LANES]; 32]; G]);
+    let mut sw = [[0.0f32; 16]; B];
+    let sigma2 = if qw[0].is_some() {
+        sums_of_squares::<B>(x).map(|s| s / QK_K as f32)
+    } else {
+        [0.0; B]
+    };
+    for b in 0..B {
+        let xb = &x[b * QK_K..(b + 1) * QK_K];
+        let sigma2 = sigma2[b];
+        for j in 0..16 {
+            let (set, k) = (2 * b + j / LANES, j % LANES);
+            for l in 0..16 {
+                let v = xb[16 * j + l];
+                let w = qw[b].map_or(v.abs(), |q| q[16 * j + l] * (sigma2 + v * v).sqrt());
+                xt[set][l][k] = v;
+                wt[set][l][k] = w;
+                sw[b][j] += w;
+            }
         }
     }
-    let mut lt = [[[0u8; LANES]; 32]; 2];
-    let mut m = [[0.0f32; LANES]; 2];
-    let mut sc = [[0.0f32; LANES]; 2];
-    for set in 0..2 {
-        sc[set] = make_qkx_lanes(
-            search.nmax,
-            16,
-            &xt[set],
-            &wt[set],
-            &mut lt[set],
-            &mut m[set],
-            search.rmin,
-            search.rdelta,
-            search.nstep,
-            search.use_mad,
-            search.degenerate_if_below,
-        );
-    }
-    for j in 0..16 {
-        let (set, k) = (j / LANES, j % LANES);
-        scales[j] = sc[set][k];
-        mins[j] = m[set][k];
-        for l in 0..16 {
-            levels[16 * j + l] = lt[set][l][k];
+    let search = if qw[0].is_some() {
+        QkxSearch {
+            nmax: 3,
+            rmin: -0.9,
+            rdelta: 0.05,
+            nstep: 36,
+            use_mad: false,
+            degenerate_if_below: true,
         }
+    } else {
+        QkxSearch {
+            nmax: 3,
+            rmin: -0.5,
+            rdelta: 0.1,
+            nstep: 15,
+            use_mad: true,
+            degenerate_if_below: false,
+        }
+    };
+    let mut lt = [[[0u8; LANES]; 32]; G];
+    let mut m = [[0.0f32; LANES]; G];
+    let sc = make_qkx_lane_sets::<G>(&search, 16, &xt, &wt, &mut lt, &mut m);
+    for b in 0..B {
+        let (xb, yb) = (&x[b * QK_K..(b + 1) * QK_K], &mut y[b * 84..(b + 1) * 84]);
+        let mut levels = [0u8; QK_K];
+        let (mut scales, mut mins) = ([0.0f32; 16], [0.0f32; 16]);
+        for j in 0..16 {
+            let (set, k) = (2 * b + j / LANES, j % LANES);
+            scales[j] = sc[set][k];
+            mins[j] = m[set][k];
+            for l in 0..16 {
+                levels[16 * j + l] = lt[set][l][k];
+            }
+        }
+        if qw[b].is_some() {
+            q2_header_imatrix(yb, &scales, &mins, &sw[b]);
+        } else {
+            q2_header(yb, &scales, &mins);
+        }
+        let (dm, mm) = (get_f16(yb, 80), get_f16(yb, 82));
+        let d: [f32; 16] = std::array::from_fn(|j| dm * f32::from(yb[j] & 0xF));
+        let m: [f32; 16] = std::array::from_fn(|j| mm * f32::from(yb[j] >> 4));
+        requantize_groups(xb, 16, &d, Some(&m), (0, 3), &mut levels);
+        pack_2bit(&levels, &mut yb[16..80]);
     }
 }
 
-// ---- Q2_K: scales[16] qs[64] d dmin ------------------------------------------------------------
+/// Q2_K's scale bytes, `d` and `dmin` without an importance matrix.
+fn q2_header(y: &mut [u8], scales: &[f32; 16], mins: &[f32; 16]) {
+    let (mut max_scale, mut max_min) = (0.0f32, 0.0f32);
+    for j in 0..16 {
+        if scales[j] > max_scale {
+            max_scale = scales[j];
+        }
+        if mins[j] > max_min {
+            max_min = mins[j];
+        }
+    }
+    if max_scale > 0.0 {
+        let iscale = 15.0 / max_scale;
+        for j in 0..16 {
+            y[j] = nearest_int(iscale * scales[j]) as u8;
+        }
+        put_f16(y, 80, max_scale / 15.0);
+    } else {
+        y[..16].fill(0);
+        put_f16(y, 80, 0.0);
+    }
+    if max_min > 0.0 {
+        let iscale = 15.0 / max_min;
+        for j in 0..16 {
+            y[j] |= (nearest_int(iscale * mins[j]) << 4) as u8;
+        }
+        put_f16(y, 82, max_min / 15.0);
+    } else {
+        put_f16(y, 82, 0.0);
+    }
+}
+
+/// Q2_K's scale bytes, `d` and `dmin` with an importance matrix (`sw`: the sub-blocks' weight sums).
+fn q2_header_imatrix(y: &mut [u8], scales: &[f32; 16], mins: &[f32; 16], sw: &[f32; 16]) {
+    let (mut ls, mut lm) = ([0u8; 16], [0u8; 16]);
+    let dm = make_qp_quants(15, scales, &mut ls, sw);
+    let mm = make_qp_quants(15, mins, &mut lm, sw);
+    put_f16(y, 80, dm);
+    put_f16(y, 82, mm);
+    for j in 0..16 {
+        y[j] = ls[j] | (lm[j] << 4);
+    }
+}
 
 pub(crate) fn quantize_q2_k(
     src: &[f32],
@@ -182,91 +265,18 @@ pub(crate) fn quantize_q2_k(
     imatrix: Option<&[f32]>,
     dst: &mut [u8],
 ) {
-    for_each_block(src, n_per_row, imatrix, dst, 84, |x, y, qw| {
-        let mut levels = [0u8; QK_K];
-        let mut scales = [0.0f32; 16];
-        let mut mins = [0.0f32; 16];
-        match qw {
-            None => {
-                let (mut max_scale, mut max_min) = (0.0f32, 0.0f32);
-                let search = QkxSearch {
-                    nmax: 3,
-                    rmin: -0.5,
-                    rdelta: 0.1,
-                    nstep: 15,
-                    use_mad: true,
-                    degenerate_if_below: false,
-                };
-                qkx_groups16(
-                    x,
-                    |i| x[i].abs(),
-                    &search,
-                    &mut levels,
-                    &mut scales,
-                    &mut mins,
-                );
-                for j in 0..16 {
-                    if scales[j] > max_scale {
-                        max_scale = scales[j];
-                    }
-                    if mins[j] > max_min {
-                        max_min = mins[j];
-                    }
-                }
-                if max_scale > 0.0 {
-                    let iscale = 15.0 / max_scale;
-                    for j in 0..16 {
-                        y[j] = nearest_int(iscale * scales[j]) as u8;
-                    }
-                    put_f16(y, 80, max_scale / 15.0);
-                } else {
-                    y[..16].fill(0);
-                    put_f16(y, 80, 0.0);
-                }
-                if max_min > 0.0 {
-                    let iscale = 15.0 / max_min;
-                    for j in 0..16 {
-                        y[j] |= (nearest_int(iscale * mins[j]) << 4) as u8;
-                    }
-                    put_f16(y, 82, max_min / 15.0);
-                } else {
-                    put_f16(y, 82, 0.0);
-                }
-            }
-            Some(qw) => {
-                let sigma2 = sum_squares(x) / QK_K as f32;
-                let weight = |i: usize| qw[i] * (sigma2 + x[i] * x[i]).sqrt();
-                let mut sw = [0.0f32; 16];
-                for j in 0..16 {
-                    for l in 0..16 {
-                        sw[j] += weight(16 * j + l);
-                    }
-                }
-                let search = QkxSearch {
-                    nmax: 3,
-                    rmin: -0.9,
-                    rdelta: 0.05,
-                    nstep: 36,
-                    use_mad: false,
-                    degenerate_if_below: true,
-                };
-                qkx_groups16(x, weight, &search, &mut levels, &mut scales, &mut mins);
-                let (mut ls, mut lm) = ([0u8; 16], [0u8; 16]);
-                let dm = make_qp_quants(15, &scales, &mut ls, &sw);
-                let mm = make_qp_quants(15, &mins, &mut lm, &sw);
-                put_f16(y, 80, dm);
-                put_f16(y, 82, mm);
-                for j in 0..16 {
-                    y[j] = ls[j] | (lm[j] << 4);
-                }
-            }
-        }
-        let (dm, mm) = (get_f16(y, 80), get_f16(y, 82));
-        let d: [f32; 16] = std::array::from_fn(|j| dm * f32::from(y[j] & 0xF));
-        let m: [f32; 16] = std::array::from_fn(|j| mm * f32::from(y[j] >> 4));
-        requantize_groups(x, 16, &d, Some(&m), (0, 3), &mut levels);
-        pack_2bit(&levels, &mut y[16..80]);
-    });
+    let one = |i: usize, x: &[f32], y: &mut [u8]| {
+        q2_blocks::<1, 2>(x, y, [block_weights(imatrix, n_per_row, i)]);
+    };
+    if wide() {
+        let many = |i: usize, x: &[f32], y: &mut [u8]| {
+            let qw = std::array::from_fn(|b| block_weights(imatrix, n_per_row, i + b));
+            q2_blocks::<4, 8>(x, y, qw);
+        };
+        in_batches::<4>(src, dst, 84, many, one);
+    } else {
+        in_batches::<1>(src, dst, 84, one, one);
+    }
 }
 
 #[inline(always)]
@@ -906,7 +916,7 @@ pub(crate) fn dequantize_q8_k(src: &[u8], dst: &mut [f32]) {
 #[cfg(test)]
 mod tests {
     #[test]
-    fn k4_types_give_the_same_blocks_in_batches_and_one_by_one() {
+    fn batched_types_give_the_same_blocks_in_batches_and_one_by_one() {
         let mut state = 0x2545_F491_4F6C_DD1D_u64;
         let mut next = move || {
             state ^= state << 13;
@@ -921,8 +931,11 @@ mod tests {
         x[1000..1032].fill(0.25);
         let imatrix: Vec<f32> = (0..2 * super::QK_K).map(|_| next().abs() + 0.01).collect();
         type Quantize = fn(&[f32], usize, Option<&[f32]>, &mut [u8]);
-        let kinds: [(Quantize, usize); 2] =
-            [(super::quantize_q4_k, 144), (super::quantize_q5_k, 176)];
+        let kinds: [(Quantize, usize); 3] = [
+            (super::quantize_q2_k, 84),
+            (super::quantize_q4_k, 144),
+            (super::quantize_q5_k, 176),
+        ];
         for (quantize, bytes) in kinds {
             for im in [None, Some(&imatrix[..])] {
                 let per_row = if im.is_some() { 2 * super::QK_K } else { n };
