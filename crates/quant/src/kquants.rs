@@ -785,70 +785,97 @@ pub(crate) fn dequantize_q5_k(src: &[u8], dst: &mut [f32]) {
 
 // ---- Q6_K: ql[128] qh[64] scales[16] d ----------------------------------------------------------
 
+/// Q6_K for `B` consecutive super-blocks (`G = 2B` lane sets: each block's sixteen sub-blocks as
+/// two sets of eight), all searched in one call: with AVX-512, four blocks fill the four
+/// sixteen-lane registers the search interleaves.
+fn q6_blocks<const B: usize, const G: usize>(x: &[f32], y: &mut [u8], qw: [Option<&[f32]>; B]) {
+    let (mut xt, mut wt) = ([[[0.0f32; LANES]; 32]; G], [[[0.0f32; LANES]; 32]; G]);
+    for b in 0..B {
+        let xb = &x[b * QK_K..(b + 1) * QK_K];
+        for ib in 0..16 {
+            let (set, k) = (2 * b + ib / LANES, ib % LANES);
+            for l in 0..16 {
+                let v = xb[16 * ib + l];
+                xt[set][l][k] = v;
+                wt[set][l][k] = qw[b].map_or(v * v, |q| q[16 * ib + l]);
+            }
+        }
+    }
+    let mut lt = [[[0u8; LANES]; 32]; G];
+    let s16 = make_qx_lane_sets::<G>(32, 16, &xt, &wt, &mut lt);
+    for b in 0..B {
+        let (xb, yb) = (&x[b * QK_K..(b + 1) * QK_K], &mut y[b * 210..(b + 1) * 210]);
+        let mut levels = [0u8; QK_K];
+        let mut scales = [0.0f32; 16];
+        for ib in 0..16 {
+            let (set, k) = (2 * b + ib / LANES, ib % LANES);
+            for l in 0..16 {
+                levels[16 * ib + l] = lt[set][l][k];
+            }
+            scales[ib] = s16[set][k];
+        }
+        q6_finish(xb, yb, &scales, &mut levels);
+    }
+}
+
+/// Q6_K's scales, requantization and packing once the sub-block searches are done.
+fn q6_finish(x: &[f32], y: &mut [u8], scales: &[f32; 16], levels: &mut [u8; QK_K]) {
+    let (mut max_scale, mut max_abs_scale) = (0.0f32, 0.0f32);
+    for &scale in scales {
+        if scale.abs() > max_abs_scale {
+            max_abs_scale = scale.abs();
+            max_scale = scale;
+        }
+    }
+    if max_abs_scale < GROUP_MAX_EPS {
+        y.fill(0);
+        return;
+    }
+    let iscale = -128.0 / max_scale;
+    put_f16(y, 208, 1.0 / iscale);
+    for ib in 0..16 {
+        y[192 + ib] = nearest_int(iscale * scales[ib]).min(127) as i8 as u8;
+    }
+    let d_all = get_f16(y, 208);
+    let d: [f32; 16] = std::array::from_fn(|j| d_all * f32::from(y[192 + j] as i8));
+    requantize_groups(x, 16, &d, None, (-32, 31), levels);
+    for half in 0..2 {
+        let j = 128 * half;
+        let (ql, qh) = (64 * half, 128 + 32 * half);
+        for l in 0..32 {
+            let q1 = levels[j + l] & 0xF;
+            let q2 = levels[j + l + 32] & 0xF;
+            let q3 = levels[j + l + 64] & 0xF;
+            let q4 = levels[j + l + 96] & 0xF;
+            y[ql + l] = q1 | (q3 << 4);
+            y[ql + l + 32] = q2 | (q4 << 4);
+            y[qh + l] = (levels[j + l] >> 4)
+                | ((levels[j + l + 32] >> 4) << 2)
+                | ((levels[j + l + 64] >> 4) << 4)
+                | ((levels[j + l + 96] >> 4) << 6);
+        }
+    }
+}
+
 pub(crate) fn quantize_q6_k(
     src: &[f32],
     n_per_row: usize,
     imatrix: Option<&[f32]>,
     dst: &mut [u8],
 ) {
-    for_each_block(src, n_per_row, imatrix, dst, 210, |x, y, qw| {
-        let mut levels = [0u8; QK_K];
-        let mut scales = [0.0f32; 16];
-        let (mut max_scale, mut max_abs_scale) = (0.0f32, 0.0f32);
-        // Both halves in one call: one sixteen-lane register where the CPU has AVX-512.
-        let (mut xt, mut wt) = ([[[0.0f32; LANES]; 32]; 2], [[[0.0f32; LANES]; 32]; 2]);
-        for ib in 0..16 {
-            let (half, k) = (ib / LANES, ib % LANES);
-            for l in 0..16 {
-                let v = x[16 * ib + l];
-                xt[half][l][k] = v;
-                wt[half][l][k] = qw.map_or(v * v, |q| q[16 * ib + l]);
-            }
-        }
-        let mut lt = [[[0u8; LANES]; 32]; 2];
-        let s16 = make_qx_lane_sets::<2>(32, 16, &xt, &wt, &mut lt);
-        for ib in 0..16 {
-            let (half, k) = (ib / LANES, ib % LANES);
-            for l in 0..16 {
-                levels[16 * ib + l] = lt[half][l][k];
-            }
-            scales[ib] = s16[half][k];
-        }
-        for &scale in &scales {
-            if scale.abs() > max_abs_scale {
-                max_abs_scale = scale.abs();
-                max_scale = scale;
-            }
-        }
-        if max_abs_scale < GROUP_MAX_EPS {
-            y.fill(0);
-            return;
-        }
-        let iscale = -128.0 / max_scale;
-        put_f16(y, 208, 1.0 / iscale);
-        for ib in 0..16 {
-            y[192 + ib] = nearest_int(iscale * scales[ib]).min(127) as i8 as u8;
-        }
-        let d_all = get_f16(y, 208);
-        let d: [f32; 16] = std::array::from_fn(|j| d_all * f32::from(y[192 + j] as i8));
-        requantize_groups(x, 16, &d, None, (-32, 31), &mut levels);
-        for half in 0..2 {
-            let j = 128 * half;
-            let (ql, qh) = (64 * half, 128 + 32 * half);
-            for l in 0..32 {
-                let q1 = levels[j + l] & 0xF;
-                let q2 = levels[j + l + 32] & 0xF;
-                let q3 = levels[j + l + 64] & 0xF;
-                let q4 = levels[j + l + 96] & 0xF;
-                y[ql + l] = q1 | (q3 << 4);
-                y[ql + l + 32] = q2 | (q4 << 4);
-                y[qh + l] = (levels[j + l] >> 4)
-                    | ((levels[j + l + 32] >> 4) << 2)
-                    | ((levels[j + l + 64] >> 4) << 4)
-                    | ((levels[j + l + 96] >> 4) << 6);
-            }
-        }
-    });
+    // One block per call is one sixteen-lane register where the CPU has AVX-512 (two halves).
+    let one = |i: usize, x: &[f32], y: &mut [u8]| {
+        q6_blocks::<1, 2>(x, y, [block_weights(imatrix, n_per_row, i)]);
+    };
+    if wide() {
+        let many = |i: usize, x: &[f32], y: &mut [u8]| {
+            let qw = std::array::from_fn(|b| block_weights(imatrix, n_per_row, i + b));
+            q6_blocks::<4, 8>(x, y, qw);
+        };
+        in_batches::<4>(src, dst, 210, many, one);
+    } else {
+        in_batches::<1>(src, dst, 210, one, one);
+    }
 }
 
 #[inline(always)]
@@ -931,10 +958,11 @@ mod tests {
         x[1000..1032].fill(0.25);
         let imatrix: Vec<f32> = (0..2 * super::QK_K).map(|_| next().abs() + 0.01).collect();
         type Quantize = fn(&[f32], usize, Option<&[f32]>, &mut [u8]);
-        let kinds: [(Quantize, usize); 3] = [
+        let kinds: [(Quantize, usize); 4] = [
             (super::quantize_q2_k, 84),
             (super::quantize_q4_k, 144),
             (super::quantize_q5_k, 176),
+            (super::quantize_q6_k, 210),
         ];
         for (quantize, bytes) in kinds {
             for im in [None, Some(&imatrix[..])] {
