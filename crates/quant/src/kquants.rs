@@ -5,7 +5,7 @@
 use crate::common::{f16_bits_to_f32 as h2f, f32_to_f16_bits as f16, nearest_int};
 use crate::search::{
     GROUP_MAX_EPS, LANES, QkxSearch, make_q3_lanes, make_qkx_lane_sets, make_qp_quants,
-    make_qx_lane_sets, make_qx_quants,
+    make_qx_lane_sets, make_qx_lanes,
 };
 
 const QK_K: usize = 256;
@@ -16,27 +16,6 @@ fn put_f16(dst: &mut [u8], at: usize, v: f32) {
 
 fn get_f16(src: &[u8], at: usize) -> f32 {
     h2f(u16::from_le_bytes([src[at], src[at + 1]]))
-}
-
-/// Calls `f(block, out, weights_for_block)` for every super-block, with the imatrix slice of the
-/// block's columns (the same imatrix for every row).
-fn for_each_block(
-    src: &[f32],
-    n_per_row: usize,
-    imatrix: Option<&[f32]>,
-    dst: &mut [u8],
-    bytes: usize,
-    mut f: impl FnMut(&[f32], &mut [u8], Option<&[f32]>),
-) {
-    let blocks_per_row = n_per_row / QK_K;
-    for (i, (x, y)) in src
-        .chunks_exact(QK_K)
-        .zip(dst.chunks_exact_mut(bytes))
-        .enumerate()
-    {
-        let col = (i % blocks_per_row) * QK_K;
-        f(x, y, imatrix.map(|q| &q[col..col + QK_K]));
-    }
 }
 
 /// Whether the sixteen-lane searches run (they take an even number of eight-lane sets per call).
@@ -374,39 +353,56 @@ fn q3_scales_plain(y: &mut [u8], scales: &[f32; 16]) {
     }
 }
 
-/// Q3_K's search with an importance matrix: the sub-block scales, levels and the block header.
-fn q3_search_imatrix(x: &[f32], qw: &[f32], y: &mut [u8], levels: &mut [u8; QK_K]) {
-    let mut scales = [0.0f32; 16];
-    let sigma2 = 2.0 * sum_squares(x) / QK_K as f32;
-    let mut sw = [0.0f32; 16];
-    let (mut xt, mut wt) = ([[[0.0f32; LANES]; 32]; 2], [[[0.0f32; LANES]; 32]; 2]);
-    for j in 0..16 {
-        let (set, k) = (j / LANES, j % LANES);
-        let mut sumw = 0.0f32;
-        for l in 0..16 {
-            let v = x[16 * j + l];
-            let w = qw[16 * j + l] * (sigma2 + v * v).sqrt();
-            sumw += w;
-            xt[set][l][k] = v;
-            wt[set][l][k] = w;
-        }
-        sw[j] = sumw;
-    }
-    let mut lt = [[[0u8; LANES]; 32]; 2];
-    let sc = make_qx_lane_sets::<2>(4, 16, &xt, &wt, &mut lt);
-    for j in 0..16 {
-        let (set, k) = (j / LANES, j % LANES);
-        scales[j] = sc[set][k];
-        for l in 0..16 {
-            levels[16 * j + l] = lt[set][l][k];
+/// Q3_K with an importance matrix for `B` (at most [`LANES`]) consecutive super-blocks (`G = 2B`
+/// lane sets): the sub-block searches of all `B` in one call, then the `B` super-block scale
+/// searches side by side (one lane per block), then each block's requantization.
+fn q3_imatrix_blocks<const B: usize, const G: usize>(x: &[f32], y: &mut [u8], qw: [&[f32]; B]) {
+    let sigma2 = sums_of_squares::<B>(x).map(|s| 2.0 * s / QK_K as f32);
+    let mut sw = [[0.0f32; 16]; B];
+    let (mut xt, mut wt) = ([[[0.0f32; LANES]; 32]; G], [[[0.0f32; LANES]; 32]; G]);
+    for b in 0..B {
+        let xb = &x[b * QK_K..(b + 1) * QK_K];
+        for j in 0..16 {
+            let (set, k) = (2 * b + j / LANES, j % LANES);
+            let mut sumw = 0.0f32;
+            for l in 0..16 {
+                let v = xb[16 * j + l];
+                let w = qw[b][16 * j + l] * (sigma2[b] + v * v).sqrt();
+                sumw += w;
+                xt[set][l][k] = v;
+                wt[set][l][k] = w;
+            }
+            sw[b][j] = sumw;
         }
     }
-    let mut ls = [0u8; 16];
-    let d_block = make_qx_quants(32, &scales, &mut ls, Some(&sw));
-    for j in 0..16 {
-        q3_pack_scale(&mut y[96..108], j, ls[j]);
+    let mut lt = [[[0u8; LANES]; 32]; G];
+    let sc = make_qx_lane_sets::<G>(4, 16, &xt, &wt, &mut lt);
+    // The super-block scales: row j holds sub-block j's scale of every block (unused lanes zero).
+    let (mut st, mut swt) = ([[0.0f32; LANES]; 32], [[0.0f32; LANES]; 32]);
+    for b in 0..B {
+        for j in 0..16 {
+            st[j][b] = sc[2 * b + j / LANES][j % LANES];
+            swt[j][b] = sw[b][j];
+        }
     }
-    put_f16(y, 108, d_block);
+    let mut ls = [[0u8; LANES]; 32];
+    let d_block = make_qx_lanes(32, 16, &st, &swt, &mut ls);
+    for b in 0..B {
+        let (xb, yb) = (&x[b * QK_K..(b + 1) * QK_K], &mut y[b * 110..(b + 1) * 110]);
+        let mut levels = [0u8; QK_K];
+        for j in 0..16 {
+            let (set, k) = (2 * b + j / LANES, j % LANES);
+            for l in 0..16 {
+                levels[16 * j + l] = lt[set][l][k];
+            }
+        }
+        yb[96..108].fill(0);
+        for j in 0..16 {
+            q3_pack_scale(&mut yb[96..108], j, ls[j][b]);
+        }
+        put_f16(yb, 108, d_block[b]);
+        q3_finish(xb, yb, &mut levels);
+    }
 }
 
 /// Requantizes a Q3_K super-block with its stored scales and packs the levels.
@@ -433,13 +429,20 @@ pub(crate) fn quantize_q3_k(
     imatrix: Option<&[f32]>,
     dst: &mut [u8],
 ) {
-    if imatrix.is_some() {
-        for_each_block(src, n_per_row, imatrix, dst, 110, |x, y, qw| {
-            let mut levels = [0u8; QK_K];
-            y[96..108].fill(0);
-            q3_search_imatrix(x, qw.unwrap_or_default(), y, &mut levels);
-            q3_finish(x, y, &mut levels);
-        });
+    if let Some(imatrix) = imatrix {
+        let one = |i: usize, x: &[f32], y: &mut [u8]| {
+            let qw = block_weights(Some(imatrix), n_per_row, i).unwrap_or_default();
+            q3_imatrix_blocks::<1, 2>(x, y, [qw]);
+        };
+        // Four super-blocks per call: with AVX-512, the four sixteen-lane registers the
+        // sub-block search interleaves.
+        let many = |i: usize, x: &[f32], y: &mut [u8]| {
+            let qw = std::array::from_fn(|b| {
+                block_weights(Some(imatrix), n_per_row, i + b).unwrap_or_default()
+            });
+            q3_imatrix_blocks::<4, 8>(x, y, qw);
+        };
+        in_batches::<4>(src, dst, 110, many, one);
         return;
     }
     // Several super-blocks at a time: the search is a chain of dependent steps per group, so
@@ -958,8 +961,9 @@ mod tests {
         x[1000..1032].fill(0.25);
         let imatrix: Vec<f32> = (0..2 * super::QK_K).map(|_| next().abs() + 0.01).collect();
         type Quantize = fn(&[f32], usize, Option<&[f32]>, &mut [u8]);
-        let kinds: [(Quantize, usize); 4] = [
+        let kinds: [(Quantize, usize); 5] = [
             (super::quantize_q2_k, 84),
+            (super::quantize_q3_k, 110),
             (super::quantize_q4_k, 144),
             (super::quantize_q5_k, 176),
             (super::quantize_q6_k, 210),
