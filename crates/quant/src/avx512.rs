@@ -464,7 +464,16 @@ pub(crate) fn make_qx_lanes<const G: usize>(
         }
         fast &= finite == 0xFFFF;
     }
-    let sums = |iscale: &[__m512; MAX_SETS]| {
+    // The first candidate (`-nmax / max`, the numerator of step 0), then steps -9..=9 without 0,
+    // in one loop: the sums were a closure LLVM did not inline, its results passing through memory.
+    let mut iscale = [zero; MAX_SETS];
+    let mut chosen = iscale;
+    let (mut scale, mut best) = ([zero; MAX_SETS], [zero; MAX_SETS]);
+    for step in std::iter::once(0).chain((-9..=9).filter(|&s| s != 0)) {
+        let num = _mm512_set1_ps(-(nmax as f32 + 0.1f32 * step as f32));
+        for h in 0..sets {
+            iscale[h] = _mm512_div_ps(num, max[h]);
+        }
         let (mut sumlx, mut suml2) = ([zero; MAX_SETS], [zero; MAX_SETS]);
         for i in 0..n {
             for h in 0..sets {
@@ -478,30 +487,14 @@ pub(crate) fn make_qx_lanes<const G: usize>(
                 suml2[h] = _mm512_add_ps(suml2[h], _mm512_mul_ps(_mm512_mul_ps(wr[h][i], l), l));
             }
         }
-        (sumlx, suml2)
-    };
-    let mut iscale = [zero; MAX_SETS];
-    for h in 0..sets {
-        iscale[h] = _mm512_div_ps(_mm512_set1_ps(-(nmax as f32)), max[h]);
-    }
-    let mut chosen = iscale;
-    let (sumlx, suml2) = sums(&iscale);
-    let (mut scale, mut best) = ([zero; MAX_SETS], [zero; MAX_SETS]);
-    for h in 0..sets {
-        let nonzero = _mm512_cmp_ps_mask::<_CMP_NEQ_UQ>(suml2[h], zero);
-        scale[h] = _mm512_mask_blend_ps(nonzero, zero, _mm512_div_ps(sumlx[h], suml2[h]));
-        best[h] = _mm512_mul_ps(scale[h], sumlx[h]);
-    }
-    for step in -9..=9 {
-        if step == 0 {
-            continue;
-        }
-        let num = _mm512_set1_ps(-(nmax as f32 + 0.1f32 * step as f32));
         for h in 0..sets {
-            iscale[h] = _mm512_div_ps(num, max[h]);
-        }
-        let (sumlx, suml2) = sums(&iscale);
-        for h in 0..sets {
+            if step == 0 {
+                chosen[h] = iscale[h];
+                let nonzero = _mm512_cmp_ps_mask::<_CMP_NEQ_UQ>(suml2[h], zero);
+                scale[h] = _mm512_mask_blend_ps(nonzero, zero, _mm512_div_ps(sumlx[h], suml2[h]));
+                best[h] = _mm512_mul_ps(scale[h], sumlx[h]);
+                continue;
+            }
             let better = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(suml2[h], zero)
                 & _mm512_cmp_ps_mask::<_CMP_GT_OQ>(
                     _mm512_mul_ps(sumlx[h], sumlx[h]),
