@@ -523,3 +523,42 @@ pub(crate) fn make_qx_lanes<const G: usize>(
     }
     scales
 }
+
+/// A super-block's sixteen groups of sixteen elements (`x[16 j + l]`) transposed for the lane
+/// searches: group `j` in lane `j % 8` of set `j / 8` (`xt[j / 8][l][j % 8]`), and the weights
+/// the same way, from `qw` or, without it, `x²` (the scalar code's `x * x`, one product per
+/// element).
+#[target_feature(enable = "avx512f")]
+pub(crate) fn transpose_groups16(
+    x: &[f32],
+    qw: Option<&[f32]>,
+    xt: &mut [[[f32; LANES]; 32]; 2],
+    wt: &mut [[[f32; LANES]; 32]; 2],
+) {
+    assert!(x.len() >= 256 && qw.is_none_or(|q| q.len() >= 256));
+    let columns = _mm512_setr_epi32(
+        0, 16, 32, 48, 64, 80, 96, 112, 128, 144, 160, 176, 192, 208, 224, 240,
+    );
+    let store = |v: __m512, low: &mut [f32; LANES], high: &mut [f32; LANES]| {
+        let upper = _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(v)));
+        // SAFETY: each row holds the eight floats stored.
+        unsafe {
+            _mm256_storeu_ps(low.as_mut_ptr(), _mm512_castps512_ps256(v));
+            _mm256_storeu_ps(high.as_mut_ptr(), upper);
+        }
+    };
+    let (xlow, xhigh) = xt.split_at_mut(1);
+    let (wlow, whigh) = wt.split_at_mut(1);
+    for l in 0..16 {
+        let at = _mm512_add_epi32(columns, _mm512_set1_epi32(l as i32));
+        // SAFETY: the offsets reach at most element 255 of `x` (and of `qw`), asserted above.
+        let v = unsafe { _mm512_i32gather_ps::<4>(at, x.as_ptr()) };
+        let w = match qw {
+            // SAFETY: as above.
+            Some(q) => unsafe { _mm512_i32gather_ps::<4>(at, q.as_ptr()) },
+            None => _mm512_mul_ps(v, v),
+        };
+        store(v, &mut xlow[0][l], &mut xhigh[0][l]);
+        store(w, &mut wlow[0][l], &mut whigh[0][l]);
+    }
+}

@@ -311,6 +311,14 @@ fn q3_search_plain<const G: usize>(
 ) {
     let mut xt = [[[0.0f32; LANES]; 32]; G];
     for (b, x) in xs.iter().enumerate() {
+        #[cfg(target_arch = "x86_64")]
+        if wide() {
+            let xp = (&mut xt[2 * b..2 * b + 2]).try_into().unwrap();
+            let mut unused = [[[0.0f32; LANES]; 32]; 2];
+            // SAFETY: the CPU supports AVX-512F (`wide` checked just above).
+            unsafe { crate::avx512::transpose_groups16(x, None, xp, &mut unused) };
+            continue;
+        }
         for j in 0..16 {
             for l in 0..16 {
                 xt[2 * b + j / LANES][l][j % LANES] = x[16 * j + l];
@@ -795,6 +803,14 @@ fn q6_blocks<const B: usize, const G: usize>(x: &[f32], y: &mut [u8], qw: [Optio
     let (mut xt, mut wt) = ([[[0.0f32; LANES]; 32]; G], [[[0.0f32; LANES]; 32]; G]);
     for b in 0..B {
         let xb = &x[b * QK_K..(b + 1) * QK_K];
+        #[cfg(target_arch = "x86_64")]
+        if wide() {
+            let xp = (&mut xt[2 * b..2 * b + 2]).try_into().unwrap();
+            let wp = (&mut wt[2 * b..2 * b + 2]).try_into().unwrap();
+            // SAFETY: the CPU supports AVX-512F (`wide` checked just above).
+            unsafe { crate::avx512::transpose_groups16(xb, qw[b], xp, wp) };
+            continue;
+        }
         for ib in 0..16 {
             let (set, k) = (2 * b + ib / LANES, ib % LANES);
             for l in 0..16 {
@@ -988,6 +1004,30 @@ mod tests {
                     let qw = im.map(|q| &q[col..col + super::QK_K]);
                     quantize(xb, super::QK_K, qw, &mut alone);
                     assert_eq!(alone, yb, "block {b}");
+                }
+            }
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn the_avx512_transposition_equals_the_scalar_one() {
+        use super::{LANES, QK_K};
+        if !std::arch::is_x86_feature_detected!("avx512f") {
+            return;
+        }
+        let x: Vec<f32> = (0..QK_K).map(|i| (i as f32 * 0.37).sin() * 3.0).collect();
+        let q: Vec<f32> = (0..QK_K).map(|i| (i as f32 * 0.11).cos() + 1.5).collect();
+        for qw in [None, Some(&q[..])] {
+            let (mut xt, mut wt) = ([[[0.0f32; LANES]; 32]; 2], [[[0.0f32; LANES]; 32]; 2]);
+            // SAFETY: the CPU supports AVX-512F (checked above).
+            unsafe { crate::avx512::transpose_groups16(&x, qw, &mut xt, &mut wt) };
+            for j in 0..16 {
+                for l in 0..16 {
+                    let v = x[16 * j + l];
+                    let w = qw.map_or(v * v, |q| q[16 * j + l]);
+                    assert_eq!(xt[j / LANES][l][j % LANES].to_bits(), v.to_bits());
+                    assert_eq!(wt[j / LANES][l][j % LANES].to_bits(), w.to_bits());
                 }
             }
         }
