@@ -824,21 +824,28 @@ fn q6_blocks<const B: usize, const G: usize>(x: &[f32], y: &mut [u8], qw: [Optio
     let s16 = make_qx_lane_sets::<G>(32, 16, &xt, &wt, &mut lt);
     for b in 0..B {
         let (xb, yb) = (&x[b * QK_K..(b + 1) * QK_K], &mut y[b * 210..(b + 1) * 210]);
-        let mut levels = [0u8; QK_K];
-        let mut scales = [0.0f32; 16];
-        for ib in 0..16 {
+        let scales = std::array::from_fn(|ib| s16[2 * b + ib / LANES][ib % LANES]);
+        let search_levels = |ib: usize, group: &mut [u8]| {
             let (set, k) = (2 * b + ib / LANES, ib % LANES);
-            for l in 0..16 {
-                levels[16 * ib + l] = lt[set][l][k];
+            for (l, level) in group.iter_mut().enumerate() {
+                *level = lt[set][l][k];
             }
-            scales[ib] = s16[set][k];
-        }
-        q6_finish(xb, yb, &scales, &mut levels);
+        };
+        q6_finish(xb, yb, &scales, search_levels);
     }
 }
 
-/// Q6_K's scales, requantization and packing once the sub-block searches are done.
-fn q6_finish(x: &[f32], y: &mut [u8], scales: &[f32; 16], levels: &mut [u8; QK_K]) {
+/// Q6_K's scales, requantization and packing once the sub-block searches are done;
+/// `search_levels(j, levels)` writes the levels the search chose for sub-block `j`, needed only
+/// where its scale comes out zero.
+fn q6_finish(
+    x: &[f32],
+    y: &mut [u8],
+    scales: &[f32; 16],
+    search_levels: impl Fn(usize, &mut [u8]),
+) {
+    let mut levels = [0u8; QK_K];
+    let levels = &mut levels;
     let (mut max_scale, mut max_abs_scale) = (0.0f32, 0.0f32);
     for &scale in scales {
         if scale.abs() > max_abs_scale {
@@ -857,6 +864,11 @@ fn q6_finish(x: &[f32], y: &mut [u8], scales: &[f32; 16], levels: &mut [u8; QK_K
     }
     let d_all = get_f16(y, 208);
     let d: [f32; 16] = std::array::from_fn(|j| d_all * f32::from(y[192 + j] as i8));
+    for (j, &dj) in d.iter().enumerate() {
+        if dj == 0.0 {
+            search_levels(j, &mut levels[16 * j..16 * j + 16]);
+        }
+    }
     requantize_groups(x, 16, &d, None, (-32, 31), levels);
     for half in 0..2 {
         let j = 128 * half;
