@@ -430,26 +430,20 @@ pub(crate) fn make_qx_lanes<const G: usize>(
         _mm512_set1_ps(-nmax as f32),
         _mm512_set1_ps((nmax - 1) as f32),
     );
-    let xr: [[__m512; ROWS]; MAX_SETS] = std::array::from_fn(|h| {
-        std::array::from_fn(|i| {
-            if h < sets && i < n {
-                join(&x[2 * h][i], &x[2 * h + 1][i])
-            } else {
-                zero
-            }
-        })
-    });
-    let wr: [[__m512; ROWS]; MAX_SETS] = std::array::from_fn(|h| {
-        std::array::from_fn(|i| {
-            if h < sets && i < n {
-                join(&w[2 * h][i], &w[2 * h + 1][i])
-            } else {
-                zero
-            }
-        })
-    });
-    let wx: [[__m512; ROWS]; MAX_SETS] =
-        std::array::from_fn(|h| std::array::from_fn(|i| _mm512_mul_ps(wr[h][i], xr[h][i])));
+    // Filled in place: built with `array::from_fn`, these went through memory copies that cost
+    // more than the clearing.
+    let (mut xr, mut wr, mut wx) = (
+        [[zero; ROWS]; MAX_SETS],
+        [[zero; ROWS]; MAX_SETS],
+        [[zero; ROWS]; MAX_SETS],
+    );
+    for h in 0..sets {
+        for i in 0..n {
+            xr[h][i] = join(&x[2 * h][i], &x[2 * h + 1][i]);
+            wr[h][i] = join(&w[2 * h][i], &w[2 * h + 1][i]);
+            wx[h][i] = _mm512_mul_ps(wr[h][i], xr[h][i]);
+        }
+    }
     let mut max = [zero; MAX_SETS];
     let mut amax = [zero; MAX_SETS];
     let mut fast = true;
