@@ -239,24 +239,14 @@ pub(crate) fn make_qkx_lanes<const G: usize>(
             _mm512_mul_ps(d, d)
         }
     };
-    let xr: [[__m512; 32]; MAX_SETS] = std::array::from_fn(|h| {
-        std::array::from_fn(|i| {
-            if h < sets && i < n {
-                join(&x[2 * h][i], &x[2 * h + 1][i])
-            } else {
-                zero
-            }
-        })
-    });
-    let wr: [[__m512; 32]; MAX_SETS] = std::array::from_fn(|h| {
-        std::array::from_fn(|i| {
-            if h < sets && i < n {
-                join(&w[2 * h][i], &w[2 * h + 1][i])
-            } else {
-                zero
-            }
-        })
-    });
+    // Filled in place, as in `make_qx_lanes`.
+    let (mut xr, mut wr) = ([[zero; 32]; MAX_SETS], [[zero; 32]; MAX_SETS]);
+    for h in 0..sets {
+        for i in 0..n {
+            xr[h][i] = join(&x[2 * h][i], &x[2 * h + 1][i]);
+            wr[h][i] = join(&w[2 * h][i], &w[2 * h + 1][i]);
+        }
+    }
     let mut min = [zero; MAX_SETS];
     let mut max = [zero; MAX_SETS];
     let mut lowest = [zero; MAX_SETS];
