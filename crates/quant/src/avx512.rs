@@ -48,19 +48,14 @@ pub(crate) fn make_q3_lanes<const G: usize>(
     let sets = (G / 2).min(MAX_SETS);
     let zero = _mm512_setzero_ps();
     let (lo, hi) = (_mm512_set1_epi32(-nmax), _mm512_set1_epi32(nmax - 1));
-    // Built in place (no zero-filled scratch: clearing it cost more than the setup itself).
-    let xr: [[__m512; ROWS]; MAX_SETS] = std::array::from_fn(|h| {
-        std::array::from_fn(|i| {
-            if h < sets && i < n {
-                join(&x[2 * h][i], &x[2 * h + 1][i])
-            } else {
-                zero
-            }
-        })
-    });
-    let wx: [[__m512; ROWS]; MAX_SETS] = std::array::from_fn(|h| {
-        std::array::from_fn(|i| _mm512_mul_ps(_mm512_mul_ps(xr[h][i], xr[h][i]), xr[h][i]))
-    });
+    // Filled in place, as in `make_qx_lanes`.
+    let (mut xr, mut wx) = ([[zero; ROWS]; MAX_SETS], [[zero; ROWS]; MAX_SETS]);
+    for h in 0..sets {
+        for i in 0..n {
+            xr[h][i] = join(&x[2 * h][i], &x[2 * h + 1][i]);
+            wx[h][i] = _mm512_mul_ps(_mm512_mul_ps(xr[h][i], xr[h][i]), xr[h][i]);
+        }
+    }
     let mut amax = [zero; MAX_SETS];
     let mut iscale = [zero; MAX_SETS];
     for h in 0..sets {
@@ -73,9 +68,12 @@ pub(crate) fn make_q3_lanes<const G: usize>(
         }
         iscale[h] = _mm512_div_ps(_mm512_set1_ps(-(nmax as f32)), max);
     }
-    let mut l: [[__m512; ROWS]; MAX_SETS] = std::array::from_fn(|h| {
-        std::array::from_fn(|i| nearest_clamped(_mm512_mul_ps(iscale[h], xr[h][i]), lo, hi))
-    });
+    let mut l = [[zero; ROWS]; MAX_SETS];
+    for h in 0..sets {
+        for i in 0..n {
+            l[h][i] = nearest_clamped(_mm512_mul_ps(iscale[h], xr[h][i]), lo, hi);
+        }
+    }
     let (mut sumlx, mut suml2) = ([zero; MAX_SETS], [zero; MAX_SETS]);
     for h in 0..sets {
         for i in 0..n {
