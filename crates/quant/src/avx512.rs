@@ -508,14 +508,14 @@ pub(crate) fn make_qx_lanes<const G: usize>(
 
 /// A super-block's sixteen groups of sixteen elements (`x[16 j + l]`) transposed for the lane
 /// searches: group `j` in lane `j % 8` of set `j / 8` (`xt[j / 8][l][j % 8]`), and the weights
-/// the same way, from `qw` or, without it, `x²` (the scalar code's `x * x`, one product per
-/// element).
+/// the same way into `wt` if given, from `qw` or, without it, `x²` (the scalar code's `x * x`,
+/// one product per element).
 #[target_feature(enable = "avx512f")]
 pub(crate) fn transpose_groups16(
     x: &[f32],
     qw: Option<&[f32]>,
     xt: &mut [[[f32; LANES]; 32]; 2],
-    wt: &mut [[[f32; LANES]; 32]; 2],
+    mut wt: Option<&mut [[[f32; LANES]; 32]; 2]>,
 ) {
     assert!(x.len() >= 256 && qw.is_none_or(|q| q.len() >= 256));
     let columns = _mm512_setr_epi32(
@@ -530,17 +530,20 @@ pub(crate) fn transpose_groups16(
         }
     };
     let (xlow, xhigh) = xt.split_at_mut(1);
-    let (wlow, whigh) = wt.split_at_mut(1);
     for l in 0..16 {
         let at = _mm512_add_epi32(columns, _mm512_set1_epi32(l as i32));
         // SAFETY: the offsets reach at most element 255 of `x` (and of `qw`), asserted above.
         let v = unsafe { _mm512_i32gather_ps::<4>(at, x.as_ptr()) };
+        store(v, &mut xlow[0][l], &mut xhigh[0][l]);
+        let Some(wt) = wt.as_deref_mut() else {
+            continue;
+        };
         let w = match qw {
             // SAFETY: as above.
             Some(q) => unsafe { _mm512_i32gather_ps::<4>(at, q.as_ptr()) },
             None => _mm512_mul_ps(v, v),
         };
-        store(v, &mut xlow[0][l], &mut xhigh[0][l]);
+        let (wlow, whigh) = wt.split_at_mut(1);
         store(w, &mut wlow[0][l], &mut whigh[0][l]);
     }
 }

@@ -314,9 +314,8 @@ fn q3_search_plain<const G: usize>(
         #[cfg(target_arch = "x86_64")]
         if wide() {
             let xp = (&mut xt[2 * b..2 * b + 2]).try_into().unwrap();
-            let mut unused = [[[0.0f32; LANES]; 32]; 2];
             // SAFETY: the CPU supports AVX-512F (`wide` checked just above).
-            unsafe { crate::avx512::transpose_groups16(x, None, xp, &mut unused) };
+            unsafe { crate::avx512::transpose_groups16(x, None, xp, None) };
             continue;
         }
         for j in 0..16 {
@@ -808,7 +807,7 @@ fn q6_blocks<const B: usize, const G: usize>(x: &[f32], y: &mut [u8], qw: [Optio
             let xp = (&mut xt[2 * b..2 * b + 2]).try_into().unwrap();
             let wp = (&mut wt[2 * b..2 * b + 2]).try_into().unwrap();
             // SAFETY: the CPU supports AVX-512F (`wide` checked just above).
-            unsafe { crate::avx512::transpose_groups16(xb, qw[b], xp, wp) };
+            unsafe { crate::avx512::transpose_groups16(xb, qw[b], xp, Some(wp)) };
             continue;
         }
         for ib in 0..16 {
@@ -1033,7 +1032,7 @@ mod tests {
         for qw in [None, Some(&q[..])] {
             let (mut xt, mut wt) = ([[[0.0f32; LANES]; 32]; 2], [[[0.0f32; LANES]; 32]; 2]);
             // SAFETY: the CPU supports AVX-512F (checked above).
-            unsafe { crate::avx512::transpose_groups16(&x, qw, &mut xt, &mut wt) };
+            unsafe { crate::avx512::transpose_groups16(&x, qw, &mut xt, Some(&mut wt)) };
             for j in 0..16 {
                 for l in 0..16 {
                     let v = x[16 * j + l];
