@@ -48,19 +48,14 @@ pub(crate) fn make_q3_lanes<const G: usize>(
     let sets = (G / 2).min(MAX_SETS);
     let zero = _mm512_setzero_ps();
     let (lo, hi) = (_mm512_set1_epi32(-nmax), _mm512_set1_epi32(nmax - 1));
-    // Built in place (no zero-filled scratch: clearing it cost more than the setup itself).
-    let xr: [[__m512; ROWS]; MAX_SETS] = std::array::from_fn(|h| {
-        std::array::from_fn(|i| {
-            if h < sets && i < n {
-                join(&x[2 * h][i], &x[2 * h + 1][i])
-            } else {
-                zero
-            }
-        })
-    });
-    let wx: [[__m512; ROWS]; MAX_SETS] = std::array::from_fn(|h| {
-        std::array::from_fn(|i| _mm512_mul_ps(_mm512_mul_ps(xr[h][i], xr[h][i]), xr[h][i]))
-    });
+    // Filled in place, as in `make_qx_lanes`.
+    let (mut xr, mut wx) = ([[zero; ROWS]; MAX_SETS], [[zero; ROWS]; MAX_SETS]);
+    for h in 0..sets {
+        for i in 0..n {
+            xr[h][i] = join(&x[2 * h][i], &x[2 * h + 1][i]);
+            wx[h][i] = _mm512_mul_ps(_mm512_mul_ps(xr[h][i], xr[h][i]), xr[h][i]);
+        }
+    }
     let mut amax = [zero; MAX_SETS];
     let mut iscale = [zero; MAX_SETS];
     for h in 0..sets {
@@ -73,9 +68,12 @@ pub(crate) fn make_q3_lanes<const G: usize>(
         }
         iscale[h] = _mm512_div_ps(_mm512_set1_ps(-(nmax as f32)), max);
     }
-    let mut l: [[__m512; ROWS]; MAX_SETS] = std::array::from_fn(|h| {
-        std::array::from_fn(|i| nearest_clamped(_mm512_mul_ps(iscale[h], xr[h][i]), lo, hi))
-    });
+    let mut l = [[zero; ROWS]; MAX_SETS];
+    for h in 0..sets {
+        for i in 0..n {
+            l[h][i] = nearest_clamped(_mm512_mul_ps(iscale[h], xr[h][i]), lo, hi);
+        }
+    }
     let (mut sumlx, mut suml2) = ([zero; MAX_SETS], [zero; MAX_SETS]);
     for h in 0..sets {
         for i in 0..n {
@@ -239,24 +237,14 @@ pub(crate) fn make_qkx_lanes<const G: usize>(
             _mm512_mul_ps(d, d)
         }
     };
-    let xr: [[__m512; 32]; MAX_SETS] = std::array::from_fn(|h| {
-        std::array::from_fn(|i| {
-            if h < sets && i < n {
-                join(&x[2 * h][i], &x[2 * h + 1][i])
-            } else {
-                zero
-            }
-        })
-    });
-    let wr: [[__m512; 32]; MAX_SETS] = std::array::from_fn(|h| {
-        std::array::from_fn(|i| {
-            if h < sets && i < n {
-                join(&w[2 * h][i], &w[2 * h + 1][i])
-            } else {
-                zero
-            }
-        })
-    });
+    // Filled in place, as in `make_qx_lanes`.
+    let (mut xr, mut wr) = ([[zero; 32]; MAX_SETS], [[zero; 32]; MAX_SETS]);
+    for h in 0..sets {
+        for i in 0..n {
+            xr[h][i] = join(&x[2 * h][i], &x[2 * h + 1][i]);
+            wr[h][i] = join(&w[2 * h][i], &w[2 * h + 1][i]);
+        }
+    }
     let mut min = [zero; MAX_SETS];
     let mut max = [zero; MAX_SETS];
     let mut lowest = [zero; MAX_SETS];
@@ -430,26 +418,20 @@ pub(crate) fn make_qx_lanes<const G: usize>(
         _mm512_set1_ps(-nmax as f32),
         _mm512_set1_ps((nmax - 1) as f32),
     );
-    let xr: [[__m512; ROWS]; MAX_SETS] = std::array::from_fn(|h| {
-        std::array::from_fn(|i| {
-            if h < sets && i < n {
-                join(&x[2 * h][i], &x[2 * h + 1][i])
-            } else {
-                zero
-            }
-        })
-    });
-    let wr: [[__m512; ROWS]; MAX_SETS] = std::array::from_fn(|h| {
-        std::array::from_fn(|i| {
-            if h < sets && i < n {
-                join(&w[2 * h][i], &w[2 * h + 1][i])
-            } else {
-                zero
-            }
-        })
-    });
-    let wx: [[__m512; ROWS]; MAX_SETS] =
-        std::array::from_fn(|h| std::array::from_fn(|i| _mm512_mul_ps(wr[h][i], xr[h][i])));
+    // Filled in place: built with `array::from_fn`, these went through memory copies that cost
+    // more than the clearing.
+    let (mut xr, mut wr, mut wx) = (
+        [[zero; ROWS]; MAX_SETS],
+        [[zero; ROWS]; MAX_SETS],
+        [[zero; ROWS]; MAX_SETS],
+    );
+    for h in 0..sets {
+        for i in 0..n {
+            xr[h][i] = join(&x[2 * h][i], &x[2 * h + 1][i]);
+            wr[h][i] = join(&w[2 * h][i], &w[2 * h + 1][i]);
+            wx[h][i] = _mm512_mul_ps(wr[h][i], xr[h][i]);
+        }
+    }
     let mut max = [zero; MAX_SETS];
     let mut amax = [zero; MAX_SETS];
     let mut fast = true;
@@ -464,7 +446,16 @@ pub(crate) fn make_qx_lanes<const G: usize>(
         }
         fast &= finite == 0xFFFF;
     }
-    let sums = |iscale: &[__m512; MAX_SETS]| {
+    // The first candidate (`-nmax / max`, the numerator of step 0), then steps -9..=9 without 0,
+    // in one loop: the sums were a closure LLVM did not inline, its results passing through memory.
+    let mut iscale = [zero; MAX_SETS];
+    let mut chosen = iscale;
+    let (mut scale, mut best) = ([zero; MAX_SETS], [zero; MAX_SETS]);
+    for step in std::iter::once(0).chain((-9..=9).filter(|&s| s != 0)) {
+        let num = _mm512_set1_ps(-(nmax as f32 + 0.1f32 * step as f32));
+        for h in 0..sets {
+            iscale[h] = _mm512_div_ps(num, max[h]);
+        }
         let (mut sumlx, mut suml2) = ([zero; MAX_SETS], [zero; MAX_SETS]);
         for i in 0..n {
             for h in 0..sets {
@@ -478,30 +469,14 @@ pub(crate) fn make_qx_lanes<const G: usize>(
                 suml2[h] = _mm512_add_ps(suml2[h], _mm512_mul_ps(_mm512_mul_ps(wr[h][i], l), l));
             }
         }
-        (sumlx, suml2)
-    };
-    let mut iscale = [zero; MAX_SETS];
-    for h in 0..sets {
-        iscale[h] = _mm512_div_ps(_mm512_set1_ps(-(nmax as f32)), max[h]);
-    }
-    let mut chosen = iscale;
-    let (sumlx, suml2) = sums(&iscale);
-    let (mut scale, mut best) = ([zero; MAX_SETS], [zero; MAX_SETS]);
-    for h in 0..sets {
-        let nonzero = _mm512_cmp_ps_mask::<_CMP_NEQ_UQ>(suml2[h], zero);
-        scale[h] = _mm512_mask_blend_ps(nonzero, zero, _mm512_div_ps(sumlx[h], suml2[h]));
-        best[h] = _mm512_mul_ps(scale[h], sumlx[h]);
-    }
-    for step in -9..=9 {
-        if step == 0 {
-            continue;
-        }
-        let num = _mm512_set1_ps(-(nmax as f32 + 0.1f32 * step as f32));
         for h in 0..sets {
-            iscale[h] = _mm512_div_ps(num, max[h]);
-        }
-        let (sumlx, suml2) = sums(&iscale);
-        for h in 0..sets {
+            if step == 0 {
+                chosen[h] = iscale[h];
+                let nonzero = _mm512_cmp_ps_mask::<_CMP_NEQ_UQ>(suml2[h], zero);
+                scale[h] = _mm512_mask_blend_ps(nonzero, zero, _mm512_div_ps(sumlx[h], suml2[h]));
+                best[h] = _mm512_mul_ps(scale[h], sumlx[h]);
+                continue;
+            }
             let better = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(suml2[h], zero)
                 & _mm512_cmp_ps_mask::<_CMP_GT_OQ>(
                     _mm512_mul_ps(sumlx[h], sumlx[h]),
@@ -529,4 +504,46 @@ pub(crate) fn make_qx_lanes<const G: usize>(
         split(s, &mut low[2 * h], &mut high[0]);
     }
     scales
+}
+
+/// A super-block's sixteen groups of sixteen elements (`x[16 j + l]`) transposed for the lane
+/// searches: group `j` in lane `j % 8` of set `j / 8` (`xt[j / 8][l][j % 8]`), and the weights
+/// the same way into `wt` if given, from `qw` or, without it, `x²` (the scalar code's `x * x`,
+/// one product per element).
+#[target_feature(enable = "avx512f")]
+pub(crate) fn transpose_groups16(
+    x: &[f32],
+    qw: Option<&[f32]>,
+    xt: &mut [[[f32; LANES]; 32]; 2],
+    mut wt: Option<&mut [[[f32; LANES]; 32]; 2]>,
+) {
+    assert!(x.len() >= 256 && qw.is_none_or(|q| q.len() >= 256));
+    let columns = _mm512_setr_epi32(
+        0, 16, 32, 48, 64, 80, 96, 112, 128, 144, 160, 176, 192, 208, 224, 240,
+    );
+    let store = |v: __m512, low: &mut [f32; LANES], high: &mut [f32; LANES]| {
+        let upper = _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(v)));
+        // SAFETY: each row holds the eight floats stored.
+        unsafe {
+            _mm256_storeu_ps(low.as_mut_ptr(), _mm512_castps512_ps256(v));
+            _mm256_storeu_ps(high.as_mut_ptr(), upper);
+        }
+    };
+    let (xlow, xhigh) = xt.split_at_mut(1);
+    for l in 0..16 {
+        let at = _mm512_add_epi32(columns, _mm512_set1_epi32(l as i32));
+        // SAFETY: the offsets reach at most element 255 of `x` (and of `qw`), asserted above.
+        let v = unsafe { _mm512_i32gather_ps::<4>(at, x.as_ptr()) };
+        store(v, &mut xlow[0][l], &mut xhigh[0][l]);
+        let Some(wt) = wt.as_deref_mut() else {
+            continue;
+        };
+        let w = match qw {
+            // SAFETY: as above.
+            Some(q) => unsafe { _mm512_i32gather_ps::<4>(at, q.as_ptr()) },
+            None => _mm512_mul_ps(v, v),
+        };
+        let (wlow, whigh) = wt.split_at_mut(1);
+        store(w, &mut wlow[0][l], &mut whigh[0][l]);
+    }
 }

@@ -4,8 +4,8 @@
 
 use crate::common::{f16_bits_to_f32 as h2f, f32_to_f16_bits as f16, nearest_int};
 use crate::search::{
-    GROUP_MAX_EPS, LANES, QkxSearch, make_q3_lanes, make_qkx_lane_sets, make_qkx_lanes,
-    make_qp_quants, make_qx_lane_sets, make_qx_quants,
+    GROUP_MAX_EPS, LANES, QkxSearch, make_q3_lanes, make_qkx_lane_sets, make_qp_quants,
+    make_qx_lane_sets, make_qx_lanes,
 };
 
 const QK_K: usize = 256;
@@ -16,27 +16,6 @@ fn put_f16(dst: &mut [u8], at: usize, v: f32) {
 
 fn get_f16(src: &[u8], at: usize) -> f32 {
     h2f(u16::from_le_bytes([src[at], src[at + 1]]))
-}
-
-/// Calls `f(block, out, weights_for_block)` for every super-block, with the imatrix slice of the
-/// block's columns (the same imatrix for every row).
-fn for_each_block(
-    src: &[f32],
-    n_per_row: usize,
-    imatrix: Option<&[f32]>,
-    dst: &mut [u8],
-    bytes: usize,
-    mut f: impl FnMut(&[f32], &mut [u8], Option<&[f32]>),
-) {
-    let blocks_per_row = n_per_row / QK_K;
-    for (i, (x, y)) in src
-        .chunks_exact(QK_K)
-        .zip(dst.chunks_exact_mut(bytes))
-        .enumerate()
-    {
-        let col = (i % blocks_per_row) * QK_K;
-        f(x, y, imatrix.map(|q| &q[col..col + QK_K]));
-    }
 }
 
 /// Whether the sixteen-lane searches run (they take an even number of eight-lane sets per call).
@@ -106,6 +85,19 @@ fn requantize_groups(
     }
 }
 
+/// [`sum_squares`] of each of `B` consecutive super-blocks, the `B` sequential sums interleaved
+/// (each is a chain of dependent additions).
+fn sums_of_squares<const B: usize>(x: &[f32]) -> [f32; B] {
+    let mut s = [0.0f32; B];
+    for i in 0..QK_K {
+        for b in 0..B {
+            let v = x[b * QK_K + i];
+            s[b] += v * v;
+        }
+    }
+    s
+}
+
 fn sum_squares(x: &[f32]) -> f32 {
     let mut s = 0.0f32;
     for &v in x {
@@ -127,54 +119,124 @@ fn pack_2bit(levels: &[u8; QK_K], qs: &mut [u8]) {
     }
 }
 
-/// Runs [`make_qkx_lanes`] over a super-block's sixteen groups of sixteen elements (two sets of
-/// eight), with per-element weights from `weight(element index)`; fills levels, scales and mins.
-/// Eight lanes even with AVX-512: one sixteen-lane register per block measured slower for Q2_K
-/// (45 → 38 M weights/s with an imatrix).
-fn qkx_groups16(
-    x: &[f32],
-    weight: impl Fn(usize) -> f32,
-    search: &QkxSearch,
-    levels: &mut [u8; QK_K],
-    scales: &mut [f32; 16],
-    mins: &mut [f32; 16],
-) {
-    let (mut xt, mut wt) = ([[[0.0f32; LANES]; 32]; 2], [[[0.0f32; LANES]; 32]; 2]);
-    for j in 0..16 {
-        for l in 0..16 {
-            xt[j / LANES][l][j % LANES] = x[16 * j + l];
-            wt[j / LANES][l][j % LANES] = weight(16 * j + l);
+// ---- Q2_K: scales[16] qs[64] d dmin ------------------------------------------------------------
+
+/// Q2_K for `B` consecutive super-blocks (`G = 2B` lane sets: each block's sixteen sub-blocks as
+/// two sets of eight), all searched in one call. With AVX-512, four blocks fill the four
+/// interleaved sixteen-lane registers: the search's steps depend on each other, so one block's
+/// register alone waits on its own sums (one register per block measured slower than eight lanes).
+fn q2_blocks<const B: usize, const G: usize>(x: &[f32], y: &mut [u8], qw: [Option<&[f32]>; B]) {
+    let (mut xt, mut wt) = ([[[0.0f32; LANES]; 32]; G], [[[0.0f32; LANES]; 32]; G]);
+    let mut sw = [[0.0f32; 16]; B];
+    let sigma2 = if qw[0].is_some() {
+        sums_of_squares::<B>(x).map(|s| s / QK_K as f32)
+    } else {
+        [0.0; B]
+    };
+    for b in 0..B {
+        let xb = &x[b * QK_K..(b + 1) * QK_K];
+        let sigma2 = sigma2[b];
+        for j in 0..16 {
+            let (set, k) = (2 * b + j / LANES, j % LANES);
+            for l in 0..16 {
+                let v = xb[16 * j + l];
+                let w = qw[b].map_or(v.abs(), |q| q[16 * j + l] * (sigma2 + v * v).sqrt());
+                xt[set][l][k] = v;
+                wt[set][l][k] = w;
+                sw[b][j] += w;
+            }
         }
     }
-    let mut lt = [[[0u8; LANES]; 32]; 2];
-    let mut m = [[0.0f32; LANES]; 2];
-    let mut sc = [[0.0f32; LANES]; 2];
-    for set in 0..2 {
-        sc[set] = make_qkx_lanes(
-            search.nmax,
-            16,
-            &xt[set],
-            &wt[set],
-            &mut lt[set],
-            &mut m[set],
-            search.rmin,
-            search.rdelta,
-            search.nstep,
-            search.use_mad,
-            search.degenerate_if_below,
-        );
-    }
-    for j in 0..16 {
-        let (set, k) = (j / LANES, j % LANES);
-        scales[j] = sc[set][k];
-        mins[j] = m[set][k];
-        for l in 0..16 {
-            levels[16 * j + l] = lt[set][l][k];
+    let search = if qw[0].is_some() {
+        QkxSearch {
+            nmax: 3,
+            rmin: -0.9,
+            rdelta: 0.05,
+            nstep: 36,
+            use_mad: false,
+            degenerate_if_below: true,
         }
+    } else {
+        QkxSearch {
+            nmax: 3,
+            rmin: -0.5,
+            rdelta: 0.1,
+            nstep: 15,
+            use_mad: true,
+            degenerate_if_below: false,
+        }
+    };
+    let mut lt = [[[0u8; LANES]; 32]; G];
+    let mut m = [[0.0f32; LANES]; G];
+    let sc = make_qkx_lane_sets::<G>(&search, 16, &xt, &wt, &mut lt, &mut m);
+    for b in 0..B {
+        let (xb, yb) = (&x[b * QK_K..(b + 1) * QK_K], &mut y[b * 84..(b + 1) * 84]);
+        let mut levels = [0u8; QK_K];
+        let (mut scales, mut mins) = ([0.0f32; 16], [0.0f32; 16]);
+        for j in 0..16 {
+            let (set, k) = (2 * b + j / LANES, j % LANES);
+            scales[j] = sc[set][k];
+            mins[j] = m[set][k];
+            for l in 0..16 {
+                levels[16 * j + l] = lt[set][l][k];
+            }
+        }
+        if qw[b].is_some() {
+            q2_header_imatrix(yb, &scales, &mins, &sw[b]);
+        } else {
+            q2_header(yb, &scales, &mins);
+        }
+        let (dm, mm) = (get_f16(yb, 80), get_f16(yb, 82));
+        let d: [f32; 16] = std::array::from_fn(|j| dm * f32::from(yb[j] & 0xF));
+        let m: [f32; 16] = std::array::from_fn(|j| mm * f32::from(yb[j] >> 4));
+        requantize_groups(xb, 16, &d, Some(&m), (0, 3), &mut levels);
+        pack_2bit(&levels, &mut yb[16..80]);
     }
 }
 
-// ---- Q2_K: scales[16] qs[64] d dmin ------------------------------------------------------------
+/// Q2_K's scale bytes, `d` and `dmin` without an importance matrix.
+fn q2_header(y: &mut [u8], scales: &[f32; 16], mins: &[f32; 16]) {
+    let (mut max_scale, mut max_min) = (0.0f32, 0.0f32);
+    for j in 0..16 {
+        if scales[j] > max_scale {
+            max_scale = scales[j];
+        }
+        if mins[j] > max_min {
+            max_min = mins[j];
+        }
+    }
+    if max_scale > 0.0 {
+        let iscale = 15.0 / max_scale;
+        for j in 0..16 {
+            y[j] = nearest_int(iscale * scales[j]) as u8;
+        }
+        put_f16(y, 80, max_scale / 15.0);
+    } else {
+        y[..16].fill(0);
+        put_f16(y, 80, 0.0);
+    }
+    if max_min > 0.0 {
+        let iscale = 15.0 / max_min;
+        for j in 0..16 {
+            y[j] |= (nearest_int(iscale * mins[j]) << 4) as u8;
+        }
+        put_f16(y, 82, max_min / 15.0);
+    } else {
+        put_f16(y, 82, 0.0);
+    }
+}
+
+/// Q2_K's scale bytes, `d` and `dmin` with an importance matrix (`sw`: the sub-blocks' weight sums).
+fn q2_header_imatrix(y: &mut [u8], scales: &[f32; 16], mins: &[f32; 16], sw: &[f32; 16]) {
+    let (mut ls, mut lm) = ([0u8; 16], [0u8; 16]);
+    let dm = make_qp_quants(15, scales, &mut ls, sw);
+    let mm = make_qp_quants(15, mins, &mut lm, sw);
+    put_f16(y, 80, dm);
+    put_f16(y, 82, mm);
+    for j in 0..16 {
+        y[j] = ls[j] | (lm[j] << 4);
+    }
+}
 
 pub(crate) fn quantize_q2_k(
     src: &[f32],
@@ -182,91 +244,18 @@ pub(crate) fn quantize_q2_k(
     imatrix: Option<&[f32]>,
     dst: &mut [u8],
 ) {
-    for_each_block(src, n_per_row, imatrix, dst, 84, |x, y, qw| {
-        let mut levels = [0u8; QK_K];
-        let mut scales = [0.0f32; 16];
-        let mut mins = [0.0f32; 16];
-        match qw {
-            None => {
-                let (mut max_scale, mut max_min) = (0.0f32, 0.0f32);
-                let search = QkxSearch {
-                    nmax: 3,
-                    rmin: -0.5,
-                    rdelta: 0.1,
-                    nstep: 15,
-                    use_mad: true,
-                    degenerate_if_below: false,
-                };
-                qkx_groups16(
-                    x,
-                    |i| x[i].abs(),
-                    &search,
-                    &mut levels,
-                    &mut scales,
-                    &mut mins,
-                );
-                for j in 0..16 {
-                    if scales[j] > max_scale {
-                        max_scale = scales[j];
-                    }
-                    if mins[j] > max_min {
-                        max_min = mins[j];
-                    }
-                }
-                if max_scale > 0.0 {
-                    let iscale = 15.0 / max_scale;
-                    for j in 0..16 {
-                        y[j] = nearest_int(iscale * scales[j]) as u8;
-                    }
-                    put_f16(y, 80, max_scale / 15.0);
-                } else {
-                    y[..16].fill(0);
-                    put_f16(y, 80, 0.0);
-                }
-                if max_min > 0.0 {
-                    let iscale = 15.0 / max_min;
-                    for j in 0..16 {
-                        y[j] |= (nearest_int(iscale * mins[j]) << 4) as u8;
-                    }
-                    put_f16(y, 82, max_min / 15.0);
-                } else {
-                    put_f16(y, 82, 0.0);
-                }
-            }
-            Some(qw) => {
-                let sigma2 = sum_squares(x) / QK_K as f32;
-                let weight = |i: usize| qw[i] * (sigma2 + x[i] * x[i]).sqrt();
-                let mut sw = [0.0f32; 16];
-                for j in 0..16 {
-                    for l in 0..16 {
-                        sw[j] += weight(16 * j + l);
-                    }
-                }
-                let search = QkxSearch {
-                    nmax: 3,
-                    rmin: -0.9,
-                    rdelta: 0.05,
-                    nstep: 36,
-                    use_mad: false,
-                    degenerate_if_below: true,
-                };
-                qkx_groups16(x, weight, &search, &mut levels, &mut scales, &mut mins);
-                let (mut ls, mut lm) = ([0u8; 16], [0u8; 16]);
-                let dm = make_qp_quants(15, &scales, &mut ls, &sw);
-                let mm = make_qp_quants(15, &mins, &mut lm, &sw);
-                put_f16(y, 80, dm);
-                put_f16(y, 82, mm);
-                for j in 0..16 {
-                    y[j] = ls[j] | (lm[j] << 4);
-                }
-            }
-        }
-        let (dm, mm) = (get_f16(y, 80), get_f16(y, 82));
-        let d: [f32; 16] = std::array::from_fn(|j| dm * f32::from(y[j] & 0xF));
-        let m: [f32; 16] = std::array::from_fn(|j| mm * f32::from(y[j] >> 4));
-        requantize_groups(x, 16, &d, Some(&m), (0, 3), &mut levels);
-        pack_2bit(&levels, &mut y[16..80]);
-    });
+    let one = |i: usize, x: &[f32], y: &mut [u8]| {
+        q2_blocks::<1, 2>(x, y, [block_weights(imatrix, n_per_row, i)]);
+    };
+    if wide() {
+        let many = |i: usize, x: &[f32], y: &mut [u8]| {
+            let qw = std::array::from_fn(|b| block_weights(imatrix, n_per_row, i + b));
+            q2_blocks::<4, 8>(x, y, qw);
+        };
+        in_batches::<4>(src, dst, 84, many, one);
+    } else {
+        in_batches::<1>(src, dst, 84, one, one);
+    }
 }
 
 #[inline(always)]
@@ -322,6 +311,13 @@ fn q3_search_plain<const G: usize>(
 ) {
     let mut xt = [[[0.0f32; LANES]; 32]; G];
     for (b, x) in xs.iter().enumerate() {
+        #[cfg(target_arch = "x86_64")]
+        if wide() {
+            let xp = (&mut xt[2 * b..2 * b + 2]).try_into().unwrap();
+            // SAFETY: the CPU supports AVX-512F (`wide` checked just above).
+            unsafe { crate::avx512::transpose_groups16(x, None, xp, None) };
+            continue;
+        }
         for j in 0..16 {
             for l in 0..16 {
                 xt[2 * b + j / LANES][l][j % LANES] = x[16 * j + l];
@@ -364,39 +360,56 @@ fn q3_scales_plain(y: &mut [u8], scales: &[f32; 16]) {
     }
 }
 
-/// Q3_K's search with an importance matrix: the sub-block scales, levels and the block header.
-fn q3_search_imatrix(x: &[f32], qw: &[f32], y: &mut [u8], levels: &mut [u8; QK_K]) {
-    let mut scales = [0.0f32; 16];
-    let sigma2 = 2.0 * sum_squares(x) / QK_K as f32;
-    let mut sw = [0.0f32; 16];
-    let (mut xt, mut wt) = ([[[0.0f32; LANES]; 32]; 2], [[[0.0f32; LANES]; 32]; 2]);
-    for j in 0..16 {
-        let (set, k) = (j / LANES, j % LANES);
-        let mut sumw = 0.0f32;
-        for l in 0..16 {
-            let v = x[16 * j + l];
-            let w = qw[16 * j + l] * (sigma2 + v * v).sqrt();
-            sumw += w;
-            xt[set][l][k] = v;
-            wt[set][l][k] = w;
-        }
-        sw[j] = sumw;
-    }
-    let mut lt = [[[0u8; LANES]; 32]; 2];
-    let sc = make_qx_lane_sets::<2>(4, 16, &xt, &wt, &mut lt);
-    for j in 0..16 {
-        let (set, k) = (j / LANES, j % LANES);
-        scales[j] = sc[set][k];
-        for l in 0..16 {
-            levels[16 * j + l] = lt[set][l][k];
+/// Q3_K with an importance matrix for `B` (at most [`LANES`]) consecutive super-blocks (`G = 2B`
+/// lane sets): the sub-block searches of all `B` in one call, then the `B` super-block scale
+/// searches side by side (one lane per block), then each block's requantization.
+fn q3_imatrix_blocks<const B: usize, const G: usize>(x: &[f32], y: &mut [u8], qw: [&[f32]; B]) {
+    let sigma2 = sums_of_squares::<B>(x).map(|s| 2.0 * s / QK_K as f32);
+    let mut sw = [[0.0f32; 16]; B];
+    let (mut xt, mut wt) = ([[[0.0f32; LANES]; 32]; G], [[[0.0f32; LANES]; 32]; G]);
+    for b in 0..B {
+        let xb = &x[b * QK_K..(b + 1) * QK_K];
+        for j in 0..16 {
+            let (set, k) = (2 * b + j / LANES, j % LANES);
+            let mut sumw = 0.0f32;
+            for l in 0..16 {
+                let v = xb[16 * j + l];
+                let w = qw[b][16 * j + l] * (sigma2[b] + v * v).sqrt();
+                sumw += w;
+                xt[set][l][k] = v;
+                wt[set][l][k] = w;
+            }
+            sw[b][j] = sumw;
         }
     }
-    let mut ls = [0u8; 16];
-    let d_block = make_qx_quants(32, &scales, &mut ls, Some(&sw));
-    for j in 0..16 {
-        q3_pack_scale(&mut y[96..108], j, ls[j]);
+    let mut lt = [[[0u8; LANES]; 32]; G];
+    let sc = make_qx_lane_sets::<G>(4, 16, &xt, &wt, &mut lt);
+    // The super-block scales: row j holds sub-block j's scale of every block (unused lanes zero).
+    let (mut st, mut swt) = ([[0.0f32; LANES]; 32], [[0.0f32; LANES]; 32]);
+    for b in 0..B {
+        for j in 0..16 {
+            st[j][b] = sc[2 * b + j / LANES][j % LANES];
+            swt[j][b] = sw[b][j];
+        }
     }
-    put_f16(y, 108, d_block);
+    let mut ls = [[0u8; LANES]; 32];
+    let d_block = make_qx_lanes(32, 16, &st, &swt, &mut ls);
+    for b in 0..B {
+        let (xb, yb) = (&x[b * QK_K..(b + 1) * QK_K], &mut y[b * 110..(b + 1) * 110]);
+        let mut levels = [0u8; QK_K];
+        for j in 0..16 {
+            let (set, k) = (2 * b + j / LANES, j % LANES);
+            for l in 0..16 {
+                levels[16 * j + l] = lt[set][l][k];
+            }
+        }
+        yb[96..108].fill(0);
+        for j in 0..16 {
+            q3_pack_scale(&mut yb[96..108], j, ls[j][b]);
+        }
+        put_f16(yb, 108, d_block[b]);
+        q3_finish(xb, yb, &mut levels);
+    }
 }
 
 /// Requantizes a Q3_K super-block with its stored scales and packs the levels.
@@ -423,13 +436,20 @@ pub(crate) fn quantize_q3_k(
     imatrix: Option<&[f32]>,
     dst: &mut [u8],
 ) {
-    if imatrix.is_some() {
-        for_each_block(src, n_per_row, imatrix, dst, 110, |x, y, qw| {
-            let mut levels = [0u8; QK_K];
-            y[96..108].fill(0);
-            q3_search_imatrix(x, qw.unwrap_or_default(), y, &mut levels);
-            q3_finish(x, y, &mut levels);
-        });
+    if let Some(imatrix) = imatrix {
+        let one = |i: usize, x: &[f32], y: &mut [u8]| {
+            let qw = block_weights(Some(imatrix), n_per_row, i).unwrap_or_default();
+            q3_imatrix_blocks::<1, 2>(x, y, [qw]);
+        };
+        // Four super-blocks per call: with AVX-512, the four sixteen-lane registers the
+        // sub-block search interleaves.
+        let many = |i: usize, x: &[f32], y: &mut [u8]| {
+            let qw = std::array::from_fn(|b| {
+                block_weights(Some(imatrix), n_per_row, i + b).unwrap_or_default()
+            });
+            q3_imatrix_blocks::<4, 8>(x, y, qw);
+        };
+        in_batches::<4>(src, dst, 110, many, one);
         return;
     }
     // Several super-blocks at a time: the search is a chain of dependent steps per group, so
@@ -775,70 +795,117 @@ pub(crate) fn dequantize_q5_k(src: &[u8], dst: &mut [f32]) {
 
 // ---- Q6_K: ql[128] qh[64] scales[16] d ----------------------------------------------------------
 
+/// Q6_K for `B` consecutive super-blocks (`G = 2B` lane sets: each block's sixteen sub-blocks as
+/// two sets of eight), all searched in one call: with AVX-512, four blocks fill the four
+/// sixteen-lane registers the search interleaves.
+fn q6_blocks<const B: usize, const G: usize>(x: &[f32], y: &mut [u8], qw: [Option<&[f32]>; B]) {
+    let (mut xt, mut wt) = ([[[0.0f32; LANES]; 32]; G], [[[0.0f32; LANES]; 32]; G]);
+    for b in 0..B {
+        let xb = &x[b * QK_K..(b + 1) * QK_K];
+        #[cfg(target_arch = "x86_64")]
+        if wide() {
+            let xp = (&mut xt[2 * b..2 * b + 2]).try_into().unwrap();
+            let wp = (&mut wt[2 * b..2 * b + 2]).try_into().unwrap();
+            // SAFETY: the CPU supports AVX-512F (`wide` checked just above).
+            unsafe { crate::avx512::transpose_groups16(xb, qw[b], xp, Some(wp)) };
+            continue;
+        }
+        for ib in 0..16 {
+            let (set, k) = (2 * b + ib / LANES, ib % LANES);
+            for l in 0..16 {
+                let v = xb[16 * ib + l];
+                xt[set][l][k] = v;
+                wt[set][l][k] = qw[b].map_or(v * v, |q| q[16 * ib + l]);
+            }
+        }
+    }
+    let mut lt = [[[0u8; LANES]; 32]; G];
+    let s16 = make_qx_lane_sets::<G>(32, 16, &xt, &wt, &mut lt);
+    for b in 0..B {
+        let (xb, yb) = (&x[b * QK_K..(b + 1) * QK_K], &mut y[b * 210..(b + 1) * 210]);
+        let scales = std::array::from_fn(|ib| s16[2 * b + ib / LANES][ib % LANES]);
+        let search_levels = |ib: usize, group: &mut [u8]| {
+            let (set, k) = (2 * b + ib / LANES, ib % LANES);
+            for (l, level) in group.iter_mut().enumerate() {
+                *level = lt[set][l][k];
+            }
+        };
+        q6_finish(xb, yb, &scales, search_levels);
+    }
+}
+
+/// Q6_K's scales, requantization and packing once the sub-block searches are done;
+/// `search_levels(j, levels)` writes the levels the search chose for sub-block `j`, needed only
+/// where its scale comes out zero.
+fn q6_finish(
+    x: &[f32],
+    y: &mut [u8],
+    scales: &[f32; 16],
+    search_levels: impl Fn(usize, &mut [u8]),
+) {
+    let mut levels = [0u8; QK_K];
+    let levels = &mut levels;
+    let (mut max_scale, mut max_abs_scale) = (0.0f32, 0.0f32);
+    for &scale in scales {
+        if scale.abs() > max_abs_scale {
+            max_abs_scale = scale.abs();
+            max_scale = scale;
+        }
+    }
+    if max_abs_scale < GROUP_MAX_EPS {
+        y.fill(0);
+        return;
+    }
+    let iscale = -128.0 / max_scale;
+    put_f16(y, 208, 1.0 / iscale);
+    for ib in 0..16 {
+        y[192 + ib] = nearest_int(iscale * scales[ib]).min(127) as i8 as u8;
+    }
+    let d_all = get_f16(y, 208);
+    let d: [f32; 16] = std::array::from_fn(|j| d_all * f32::from(y[192 + j] as i8));
+    for (j, &dj) in d.iter().enumerate() {
+        if dj == 0.0 {
+            search_levels(j, &mut levels[16 * j..16 * j + 16]);
+        }
+    }
+    requantize_groups(x, 16, &d, None, (-32, 31), levels);
+    for half in 0..2 {
+        let j = 128 * half;
+        let (ql, qh) = (64 * half, 128 + 32 * half);
+        for l in 0..32 {
+            let q1 = levels[j + l] & 0xF;
+            let q2 = levels[j + l + 32] & 0xF;
+            let q3 = levels[j + l + 64] & 0xF;
+            let q4 = levels[j + l + 96] & 0xF;
+            y[ql + l] = q1 | (q3 << 4);
+            y[ql + l + 32] = q2 | (q4 << 4);
+            y[qh + l] = (levels[j + l] >> 4)
+                | ((levels[j + l + 32] >> 4) << 2)
+                | ((levels[j + l + 64] >> 4) << 4)
+                | ((levels[j + l + 96] >> 4) << 6);
+        }
+    }
+}
+
 pub(crate) fn quantize_q6_k(
     src: &[f32],
     n_per_row: usize,
     imatrix: Option<&[f32]>,
     dst: &mut [u8],
 ) {
-    for_each_block(src, n_per_row, imatrix, dst, 210, |x, y, qw| {
-        let mut levels = [0u8; QK_K];
-        let mut scales = [0.0f32; 16];
-        let (mut max_scale, mut max_abs_scale) = (0.0f32, 0.0f32);
-        // Both halves in one call: one sixteen-lane register where the CPU has AVX-512.
-        let (mut xt, mut wt) = ([[[0.0f32; LANES]; 32]; 2], [[[0.0f32; LANES]; 32]; 2]);
-        for ib in 0..16 {
-            let (half, k) = (ib / LANES, ib % LANES);
-            for l in 0..16 {
-                let v = x[16 * ib + l];
-                xt[half][l][k] = v;
-                wt[half][l][k] = qw.map_or(v * v, |q| q[16 * ib + l]);
-            }
-        }
-        let mut lt = [[[0u8; LANES]; 32]; 2];
-        let s16 = make_qx_lane_sets::<2>(32, 16, &xt, &wt, &mut lt);
-        for ib in 0..16 {
-            let (half, k) = (ib / LANES, ib % LANES);
-            for l in 0..16 {
-                levels[16 * ib + l] = lt[half][l][k];
-            }
-            scales[ib] = s16[half][k];
-        }
-        for &scale in &scales {
-            if scale.abs() > max_abs_scale {
-                max_abs_scale = scale.abs();
-                max_scale = scale;
-            }
-        }
-        if max_abs_scale < GROUP_MAX_EPS {
-            y.fill(0);
-            return;
-        }
-        let iscale = -128.0 / max_scale;
-        put_f16(y, 208, 1.0 / iscale);
-        for ib in 0..16 {
-            y[192 + ib] = nearest_int(iscale * scales[ib]).min(127) as i8 as u8;
-        }
-        let d_all = get_f16(y, 208);
-        let d: [f32; 16] = std::array::from_fn(|j| d_all * f32::from(y[192 + j] as i8));
-        requantize_groups(x, 16, &d, None, (-32, 31), &mut levels);
-        for half in 0..2 {
-            let j = 128 * half;
-            let (ql, qh) = (64 * half, 128 + 32 * half);
-            for l in 0..32 {
-                let q1 = levels[j + l] & 0xF;
-                let q2 = levels[j + l + 32] & 0xF;
-                let q3 = levels[j + l + 64] & 0xF;
-                let q4 = levels[j + l + 96] & 0xF;
-                y[ql + l] = q1 | (q3 << 4);
-                y[ql + l + 32] = q2 | (q4 << 4);
-                y[qh + l] = (levels[j + l] >> 4)
-                    | ((levels[j + l + 32] >> 4) << 2)
-                    | ((levels[j + l + 64] >> 4) << 4)
-                    | ((levels[j + l + 96] >> 4) << 6);
-            }
-        }
-    });
+    // One block per call is one sixteen-lane register where the CPU has AVX-512 (two halves).
+    let one = |i: usize, x: &[f32], y: &mut [u8]| {
+        q6_blocks::<1, 2>(x, y, [block_weights(imatrix, n_per_row, i)]);
+    };
+    if wide() {
+        let many = |i: usize, x: &[f32], y: &mut [u8]| {
+            let qw = std::array::from_fn(|b| block_weights(imatrix, n_per_row, i + b));
+            q6_blocks::<4, 8>(x, y, qw);
+        };
+        in_batches::<4>(src, dst, 210, many, one);
+    } else {
+        in_batches::<1>(src, dst, 210, one, one);
+    }
 }
 
 #[inline(always)]
@@ -906,7 +973,7 @@ pub(crate) fn dequantize_q8_k(src: &[u8], dst: &mut [f32]) {
 #[cfg(test)]
 mod tests {
     #[test]
-    fn k4_types_give_the_same_blocks_in_batches_and_one_by_one() {
+    fn batched_types_give_the_same_blocks_in_batches_and_one_by_one() {
         let mut state = 0x2545_F491_4F6C_DD1D_u64;
         let mut next = move || {
             state ^= state << 13;
@@ -921,8 +988,13 @@ mod tests {
         x[1000..1032].fill(0.25);
         let imatrix: Vec<f32> = (0..2 * super::QK_K).map(|_| next().abs() + 0.01).collect();
         type Quantize = fn(&[f32], usize, Option<&[f32]>, &mut [u8]);
-        let kinds: [(Quantize, usize); 2] =
-            [(super::quantize_q4_k, 144), (super::quantize_q5_k, 176)];
+        let kinds: [(Quantize, usize); 5] = [
+            (super::quantize_q2_k, 84),
+            (super::quantize_q3_k, 110),
+            (super::quantize_q4_k, 144),
+            (super::quantize_q5_k, 176),
+            (super::quantize_q6_k, 210),
+        ];
         for (quantize, bytes) in kinds {
             for im in [None, Some(&imatrix[..])] {
                 let per_row = if im.is_some() { 2 * super::QK_K } else { n };
@@ -943,6 +1015,30 @@ mod tests {
                     let qw = im.map(|q| &q[col..col + super::QK_K]);
                     quantize(xb, super::QK_K, qw, &mut alone);
                     assert_eq!(alone, yb, "block {b}");
+                }
+            }
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn the_avx512_transposition_equals_the_scalar_one() {
+        use super::{LANES, QK_K};
+        if !std::arch::is_x86_feature_detected!("avx512f") {
+            return;
+        }
+        let x: Vec<f32> = (0..QK_K).map(|i| (i as f32 * 0.37).sin() * 3.0).collect();
+        let q: Vec<f32> = (0..QK_K).map(|i| (i as f32 * 0.11).cos() + 1.5).collect();
+        for qw in [None, Some(&q[..])] {
+            let (mut xt, mut wt) = ([[[0.0f32; LANES]; 32]; 2], [[[0.0f32; LANES]; 32]; 2]);
+            // SAFETY: the CPU supports AVX-512F (checked above).
+            unsafe { crate::avx512::transpose_groups16(&x, qw, &mut xt, Some(&mut wt)) };
+            for j in 0..16 {
+                for l in 0..16 {
+                    let v = x[16 * j + l];
+                    let w = qw.map_or(v * v, |q| q[16 * j + l]);
+                    assert_eq!(xt[j / LANES][l][j % LANES].to_bits(), v.to_bits());
+                    assert_eq!(wt[j / LANES][l][j % LANES].to_bits(), w.to_bits());
                 }
             }
         }
