@@ -909,3 +909,23 @@ fn ctrl_c_stops_a_create_and_leaves_nothing_behind() {
         .collect();
     assert_eq!(names.len(), 2, "{names:?}");
 }
+
+/// A local create that replaces a model removes the old model's blobs (under the store's exclusive
+/// lock) while the command still held its own create guard: it must finish, not wait for itself.
+#[test]
+fn recreating_a_model_from_a_file_replaces_it() {
+    let tmp = TempDir::new("cli-recreate");
+    let models = tmp.0.join("models");
+    let input = tmp.0.join("small.gguf");
+    std::fs::create_dir_all(&models).unwrap();
+    std::fs::write(&input, small_gguf()).unwrap();
+    let i = input.to_str().unwrap();
+    let first = kiln(&models, &["create", "m", "--from", i, "-q", "q8_0"]);
+    assert!(first.status.success(), "{}", stderr(&first));
+    let store = Store::open(&models).unwrap();
+    let old = model_digest(&store, "m");
+    let second = kiln(&models, &["create", "m", "--from", i, "-q", "q4_K_M"]);
+    assert!(second.status.success(), "{}", stderr(&second));
+    assert_ne!(model_digest(&store, "m"), old);
+    no_stray_blobs(&store);
+}
