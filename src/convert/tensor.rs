@@ -348,10 +348,16 @@ impl<'f> Planned<'f> {
         let mut shape = Vec::with_capacity(first.shape.len() + 1);
         shape.push(parts.len() as u64);
         shape.extend_from_slice(&first.shape);
-        Ok(Planned {
+        Ok(first.segmented(name, shape, segments))
+    }
+
+    /// A tensor `name` of this one's kind and dtype whose bytes are `segments` of the folder, in
+    /// order, stored as they are (a stacked or split expert projection).
+    fn segmented(&self, name: String, shape: Vec<u64>, segments: Vec<&'f [u8]>) -> Planned<'f> {
+        Planned {
             name,
-            kind: first.kind,
-            dtype: first.dtype,
+            kind: self.kind,
+            dtype: self.dtype,
             shape,
             data: Cow::Borrowed(&[]),
             permute_heads: None,
@@ -360,7 +366,7 @@ impl<'f> Planned<'f> {
             fp8: None,
             mxfp4: None,
             segments,
-        })
+        }
     }
 
     /// The two halves of the second dimension (for each index of the first, its first and its
@@ -390,22 +396,13 @@ impl<'f> Planned<'f> {
         let len = usize::try_from(outer).ok().filter(|&n| n > 0);
         let outer_bytes = len.map_or(0, |n| data.len() / n);
         let half = outer_bytes / 2;
-        let part = |which: usize, name: String| Planned {
-            name,
-            kind: self.kind,
-            dtype: self.dtype,
-            shape: shape.clone(),
-            data: Cow::Borrowed(&[]),
-            permute_heads: None,
-            values: ValueMap::AsIs,
-            tiling: None,
-            fp8: None,
-            mxfp4: None,
-            segments: data
+        let part = |which: usize, name: String| {
+            let segments = data
                 .chunks_exact(outer_bytes.max(1))
                 .filter(|_| outer_bytes > 0)
                 .map(|chunk| &chunk[which * half..(which + 1) * half])
-                .collect(),
+                .collect();
+            self.segmented(name, shape.clone(), segments)
         };
         let [gate, up] = names;
         Ok([part(0, gate), part(1, up)])
