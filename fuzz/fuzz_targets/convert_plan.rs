@@ -1,6 +1,7 @@
 //! The whole safetensors → GGUF conversion on an arbitrary model folder: `config.json`, the
-//! tokenizer files and the weights come from the input (split at NUL bytes, in the order of
-//! `FILES`). Planning must never panic or exhaust memory; a plan that succeeds must write
+//! tokenizer files and the weights come from the input, in the order of `FILES`, each as a
+//! little-endian `u32` length and that many bytes (cut short at the input's end; an empty one is
+//! absent). Lengths rather than separators, so binary weights reach the parser whole. Planning must never panic or exhaust memory; a plan that succeeds must write
 //! exactly `output_len` bytes of a GGUF that kiln's own reader accepts.
 #![no_main]
 
@@ -9,7 +10,7 @@ use std::collections::BTreeMap;
 use kiln::convert::{Conversion, ModelFolder};
 use libfuzzer_sys::fuzz_target;
 
-const FILES: [&str; 8] = [
+const FILES: [&str; 10] = [
     "config.json",
     "tokenizer.json",
     "tokenizer_config.json",
@@ -18,16 +19,29 @@ const FILES: [&str; 8] = [
     "added_tokens.json",
     "special_tokens_map.json",
     "generation_config.json",
+    "modules.json",
+    "1_Pooling/config.json",
 ];
 
+/// Splits the input into length-prefixed files.
+fn folder_files(mut data: &[u8]) -> BTreeMap<String, Vec<u8>> {
+    let mut files = BTreeMap::new();
+    for name in FILES {
+        let Some((len, rest)) = data.split_first_chunk::<4>() else {
+            break;
+        };
+        let len = usize::try_from(u32::from_le_bytes(*len)).unwrap_or(usize::MAX);
+        let (bytes, rest) = rest.split_at(len.min(rest.len()));
+        if !bytes.is_empty() {
+            files.insert(name.to_owned(), bytes.to_vec());
+        }
+        data = rest;
+    }
+    files
+}
+
 fuzz_target!(|data: &[u8]| {
-    let files: BTreeMap<String, Vec<u8>> = FILES
-        .iter()
-        .zip(data.split(|&b| b == 0))
-        .filter(|(_, bytes)| !bytes.is_empty())
-        .map(|(name, bytes)| ((*name).to_owned(), bytes.to_vec()))
-        .collect();
-    let folder = ModelFolder::from_bytes(files);
+    let folder = ModelFolder::from_bytes(folder_files(data));
     let Ok(plan) = Conversion::plan(&folder) else {
         return;
     };
