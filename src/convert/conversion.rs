@@ -31,6 +31,8 @@ pub struct Conversion<'f> {
     architecture: String,
     metadata: Vec<(String, Value<'static>)>,
     tensors: Vec<Planned<'f>>,
+    /// The separate projector GGUF Ollama writes beside the model (a vision tower).
+    projector: Option<Box<Conversion<'f>>>,
 }
 
 impl<'f> Conversion<'f> {
@@ -129,8 +131,8 @@ impl<'f> Conversion<'f> {
             tensors.push(Planned::from_view(name, source));
         }
         arch.adopt_packed(packed, &mut tensors)?;
+        let projector = arch.split_projector(&config, folder, &mut tensors)?;
         arch.adjust_tensors(&config, tokenizer.vocab.tokens.len(), &mut tensors)?;
-        tensors.sort_by(|a, b| ollama_tensor_order(&a.name, &b.name));
 
         let mut kv = base_metadata(&tokenizer);
         let name = arch.gguf_name_for_config(&config)?;
@@ -139,6 +141,37 @@ impl<'f> Conversion<'f> {
             kv.insert(format!("{name}.{key}"), value.clone());
         }
         arch.extra_metadata(&mut tokenizer, &mut kv);
+        let projector = match projector {
+            None => None,
+            Some(p) => {
+                // Ollama's `TextKV`: the model's keys without the tower's.
+                for key in p.text_keys_removed {
+                    kv.remove(&format!("{name}.{key}"));
+                }
+                let arch_name = match p.metadata.get("general.architecture") {
+                    Some(Value::String(s)) => s.to_string(),
+                    _ => String::new(),
+                };
+                let projector =
+                    Conversion::assemble(folder, architecture, &arch_name, p.metadata, p.tensors);
+                Some(Box::new(projector))
+            }
+        };
+        let mut conversion = Conversion::assemble(folder, architecture, name, kv, tensors);
+        conversion.projector = projector;
+        Ok(conversion)
+    }
+
+    /// A GGUF of these keys and tensors as Ollama's `writeFile` writes it: tensors in its order,
+    /// and the names of those decoded from FP8 recorded (`sourceTensorKV`) under `gguf_arch`.
+    fn assemble(
+        folder: &'f ModelFolder,
+        architecture: &str,
+        gguf_arch: &str,
+        mut kv: Metadata,
+        mut tensors: Vec<Planned<'f>>,
+    ) -> Conversion<'f> {
+        tensors.sort_by(|a, b| ollama_tensor_order(&a.name, &b.name));
         // Ollama records which tensors came from FP8 (`sourceTensorKV`): a create without a
         // quantize type then makes them Q8_0 rather than keep the BF16 it decoded them to.
         let mut from_fp8: Vec<String> = tensors
@@ -149,17 +182,29 @@ impl<'f> Conversion<'f> {
         from_fp8.sort_unstable();
         if !from_fp8.is_empty() {
             kv.insert(
-                format!("{name}.source_quantization"),
+                format!("{gguf_arch}.source_quantization"),
                 Value::string("hf_fp8"),
             );
-            kv.insert(format!("{name}.source_fp8_tensors"), strings(&from_fp8));
+            kv.insert(
+                format!("{gguf_arch}.source_fp8_tensors"),
+                strings(&from_fp8),
+            );
         }
-        Ok(Conversion {
+        Conversion {
             folder,
-            architecture: architecture.clone(),
+            architecture: architecture.to_owned(),
             metadata: kv.into_iter().collect(),
             tensors,
-        })
+            projector: None,
+        }
+    }
+
+    /// The separate projector GGUF Ollama writes beside the model for this folder (a vision
+    /// tower and its projector, `general.architecture` `clip`), which a create stores as an
+    /// `application/vnd.ollama.image.projector` layer and never quantizes; `None` for most
+    /// models, whose every tensor is in the model GGUF.
+    pub fn projector(&self) -> Option<&Conversion<'f>> {
+        self.projector.as_deref()
     }
 
     /// The Hugging Face architecture (`config.json`'s first `architectures` entry).

@@ -408,6 +408,50 @@ impl<'f> Planned<'f> {
         Ok([part(0, gate), part(1, up)])
     }
 
+    /// Index `index` of dimension `axis`, as a tensor `name` of one dimension fewer stored like
+    /// this one (a frame of a 3-D convolution); `None` when the values are not stored as they
+    /// are or the index is out of range.
+    pub(crate) fn select(&self, axis: usize, index: u64, name: String) -> Option<Planned<'f>> {
+        let data = self.plain_source()?;
+        let &along = self.shape.get(axis)?;
+        if index >= along {
+            return None;
+        }
+        let outer: u64 = self.shape[..axis].iter().product();
+        let inner: u64 = self.shape[axis + 1..].iter().product();
+        let width = self.dtype.size();
+        let inner_bytes = usize::try_from(inner.checked_mul(width)?).ok()?;
+        let outer_bytes = inner_bytes.checked_mul(usize::try_from(along).ok()?)?;
+        let expected = usize::try_from(outer).ok()?.checked_mul(outer_bytes)?;
+        if expected != data.len() {
+            return None;
+        }
+        let start = usize::try_from(index).ok()? * inner_bytes;
+        let segments = if inner_bytes == 0 {
+            Vec::new()
+        } else {
+            data.chunks_exact(outer_bytes)
+                .map(|chunk| &chunk[start..start + inner_bytes])
+                .collect()
+        };
+        let mut shape = self.shape.clone();
+        shape.remove(axis);
+        Some(self.segmented(name, shape, segments))
+    }
+
+    /// Stores the values as F32 whatever the name and source decided (Ollama's F32 writers).
+    pub(crate) fn store_f32(&mut self) {
+        self.kind = Kind::F32;
+    }
+
+    /// Keeps a BF16 source BF16 where it would have been stored F16 (Ollama's BF16 writer for
+    /// vision towers, whose names otherwise make them F16).
+    pub(crate) fn keep_bf16(&mut self) {
+        if self.dtype == Dtype::BF16 && self.kind == Kind::F16 {
+            self.kind = Kind::BF16;
+        }
+    }
+
     /// A computed F32 vector (e.g. rope frequency factors).
     pub fn f32_vector(name: &str, values: &[f32]) -> Planned<'static> {
         Planned {

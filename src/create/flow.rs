@@ -138,7 +138,7 @@ impl Engine {
                 layers.push(Pending::existing(layer));
             }
         } else if let ModelSource::Files(files) = &job.source {
-            for staged in self.gguf_layers(files, None, sink, created)? {
+            for staged in self.gguf_layers(files, None, sink, cancel, created)? {
                 if staged.pending.layer.media_type == MEDIA_TYPE_PROJECTOR {
                     uploaded_projectors.push(layers.len());
                 }
@@ -201,7 +201,7 @@ impl Engine {
 
         if let Some(draft_files) = job.draft_files.as_ref().filter(|_| !remote) {
             let drafts = self
-                .gguf_layers(draft_files, Some(MEDIA_TYPE_DRAFT), sink, created)
+                .gguf_layers(draft_files, Some(MEDIA_TYPE_DRAFT), sink, cancel, created)
                 .map_err(|e| match e {
                     // A cancellation is not a bad draft, and a failing disk is not the client's
                     // fault: only the request's own problems become Ollama's draft 400s.

@@ -38,11 +38,14 @@ impl Engine {
     /// Ollama's safetensors `files`: the folder they make is converted to the F16 GGUF Ollama's
     /// converter writes (status `converting model`), which then goes through the same
     /// validation or quantization as an uploaded GGUF. The conversion runs inside that
-    /// quantization, so the converted GGUF is never stored; the layer gets its blob then.
+    /// quantization, so the converted GGUF is never stored; the layer gets its blob then. A
+    /// vision tower Ollama writes to its own projector GGUF is stored now, as a projector
+    /// layer after the model's (Ollama's order), never quantized.
     pub(super) fn converted_layers(
         &self,
         files: &JobFiles,
         sink: &mut dyn CreateSink,
+        cancel: &Cancel,
         created: &mut Vec<Digest>,
     ) -> Result<Vec<Staged>, CreateError> {
         let mut paths = BTreeMap::new();
@@ -72,6 +75,19 @@ impl Engine {
             size: conversion.output_len()? as i64,
             ..Layer::default()
         };
+        let projector = match conversion.projector() {
+            None => None,
+            Some(projector) => {
+                // Written whole as Ollama writes it: no progress of its own.
+                let stored =
+                    self.write_conversion(projector, &mut crate::progress::NoProgress, cancel)?;
+                if stored.created {
+                    created.push(stored.digest);
+                }
+                let layer = Layer::new(MEDIA_TYPE_PROJECTOR, stored.digest, stored.size);
+                Some(Pending::stored(layer, stored.created))
+            }
+        };
         drop(conversion);
         let mut out = vec![Staged {
             // Replaced once the conversion is written or quantized.
@@ -79,6 +95,7 @@ impl Engine {
             parts: Vec::new(),
             folder: Some(folder),
         }];
+        out.extend(projector.map(Staged::layer));
         for pending in self.detected_template_layers(chat_template.as_deref(), created)? {
             out.push(Staged::layer(pending));
         }
@@ -174,6 +191,7 @@ impl Engine {
         files: &JobFiles,
         media_type: Option<&'static str>,
         sink: &mut dyn CreateSink,
+        cancel: &Cancel,
         created: &mut Vec<Digest>,
     ) -> Result<Vec<Staged>, CreateError> {
         let mut is_gguf = false;
@@ -183,7 +201,7 @@ impl Engine {
                     // Ollama converts only Qwen 3.5 multi-token-prediction drafts.
                     return Err(CreateError::Unsupported("safetensors draft models".into()));
                 }
-                return self.converted_layers(files, sink, created);
+                return self.converted_layers(files, sink, cancel, created);
             }
             if path.ends_with(".gguf") {
                 is_gguf = true;

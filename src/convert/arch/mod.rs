@@ -11,6 +11,7 @@ mod olmo;
 mod phi3;
 mod qwen2;
 mod qwen35;
+mod qwen35_vision;
 
 use std::collections::BTreeMap;
 
@@ -102,6 +103,17 @@ fn shared_parameters(c: &Config) -> Result<Parameters, ConvertError> {
 /// Metadata keys sorted as Ollama writes them.
 pub(crate) type Metadata = BTreeMap<String, Value<'static>>;
 
+/// A separate projector GGUF split off the model (Ollama's `MultimodalConverter`): a vision
+/// tower and its projector, which a create stores as their own layer.
+pub(crate) struct Projector<'f> {
+    /// Its metadata, full keys (`general.architecture` included).
+    pub metadata: Metadata,
+    /// Its tensors, named and stored as they are written.
+    pub tensors: Vec<Planned<'f>>,
+    /// Parameter keys (without the architecture prefix) the model GGUF then leaves out.
+    pub text_keys_removed: &'static [&'static str],
+}
+
 /// What differs between architectures.
 pub(crate) trait Architecture {
     /// Architecture parameters, from `config.json` and any other file the architecture reads.
@@ -138,6 +150,17 @@ pub(crate) trait Architecture {
     /// Tensors the GGUF leaves out (by GGUF name).
     fn skip_tensor(&self, _name: &str) -> bool {
         false
+    }
+    /// Takes the tensors of a separate projector GGUF out of `tensors` (GGUF names, before
+    /// [`adjust_tensors`](Self::adjust_tensors)) with its metadata; `None` keeps every tensor in
+    /// the model.
+    fn split_projector<'f>(
+        &self,
+        _config: &Config,
+        _folder: &ModelFolder,
+        _tensors: &mut Vec<Planned<'f>>,
+    ) -> Result<Option<Projector<'f>>, ConvertError> {
+        Ok(None)
     }
     /// Regroups or adds tensors once all are known.
     fn adjust_tensors(

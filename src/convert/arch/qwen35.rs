@@ -18,7 +18,8 @@
 
 use kiln_gguf::{Array, Value, ValueType};
 
-use super::{Architecture, Metadata, Parameters};
+use super::qwen35_vision::Vision;
+use super::{Architecture, Metadata, Parameters, Projector};
 use crate::convert::tokenizer::Tokenizer;
 use crate::convert::{
     Axis, Config, ConvertError, HeadTiling, ModelFolder, Planned, Safetensors, ValueMap,
@@ -458,10 +459,7 @@ impl Architecture for Qwen35 {
         if t.nextn == 0 {
             t.nextn = mtp_layers_in(folder)?;
         }
-        let vision = c.object("vision_config")?;
-        if vision.u32("depth")? > 0 {
-            return Err(ConvertError::NotYet("Qwen 3.5 vision towers".into()));
-        }
+        let vision = Vision::read(c, folder)?;
         if !matches!(t.scaling_type.as_str(), "" | "default") {
             return Err(ConvertError::NotYet(format!(
                 "Qwen 3.5 models with {:?} rope scaling",
@@ -539,6 +537,9 @@ impl Architecture for Qwen35 {
         }
         // The largest per-layer count, which is the full-attention layers' (checked above to exist).
         p.insert("attention.head_count_kv", Value::U32(t.kv_heads));
+        if vision.depth > 0 {
+            vision.insert_model_keys(&mut p);
+        }
         for (key, field) in [
             ("image_token_id", "image_token_id"),
             ("vision_start_token_id", "vision_start_token_id"),
@@ -599,6 +600,16 @@ impl Architecture for Qwen35 {
         ]
     }
 
+    fn split_projector<'f>(
+        &self,
+        c: &Config,
+        folder: &ModelFolder,
+        tensors: &mut Vec<Planned<'f>>,
+    ) -> Result<Option<Projector<'f>>, ConvertError> {
+        let text_hidden = Text::of(c)?.hidden;
+        Vision::read(c, folder)?.split(c, text_hidden, tensors)
+    }
+
     fn adjust_tensors(
         &self,
         c: &Config,
@@ -638,7 +649,11 @@ impl Architecture for Qwen35 {
         for mut t in tensors.drain(..) {
             let name = t.name.as_str();
             if name.starts_with("v.") {
-                return Err(ConvertError::NotYet("Qwen 3.5 vision towers".into()));
+                // Ollama keeps such tensors in the model GGUF, which no runtime reads.
+                return Err(ConvertError::NotYet(format!(
+                    "Qwen 3.5 vision tensors ({name}) without a vision tower in \
+                     config.json (vision_config.depth 0)"
+                )));
             }
             if name.contains(FUSED_GATE_UP) {
                 let names = ["ffn_gate_exps", "ffn_up_exps"]
@@ -1237,19 +1252,14 @@ mod tests {
             other => panic!("{:?}", other.map(|_| ())),
         };
         let one = f32s(&[0.0]);
-        assert_eq!(
-            not_yet(&folder(
-                &config("", r#""vision_config": {"depth": 2},"#),
-                &[]
-            )),
-            "Qwen 3.5 vision towers"
-        );
-        assert_eq!(
-            not_yet(&folder(
-                &config("", ""),
-                &[("model.visual.blocks.0.norm1.weight", &[1], one.clone())]
-            )),
-            "Qwen 3.5 vision towers"
+        // Vision tensors without a tower in the config: Ollama keeps them in the model GGUF.
+        let what = not_yet(&folder(
+            &config("", ""),
+            &[("model.visual.blocks.0.norm1.weight", &[1], one.clone())],
+        ));
+        assert!(
+            what.contains("v.blk.0.norm1.weight") && what.contains("vision_config.depth 0"),
+            "{what}"
         );
         // Expert weights in a model that has no experts.
         assert_eq!(
@@ -1272,6 +1282,384 @@ mod tests {
             not_yet(&folder(&yarn, &[])),
             "Qwen 3.5 models with \"yarn\" rope scaling"
         );
+    }
+
+    /// A folder of the text test layer (F32) plus `vision` tensors (name, dtype, shape, bytes)
+    /// and, when given, a `preprocessor_config.json`.
+    fn vision_folder(
+        top_extra: &str,
+        vision: &[(&str, &str, &[u64], Vec<u8>)],
+        preprocessor: Option<&str>,
+    ) -> ModelFolder {
+        let text = folder(&config("", ""), &[]);
+        let mut owned: Vec<(String, String, Vec<u64>, Vec<u8>)> = Vec::new();
+        let bytes = text.read_binary("model.safetensors").unwrap();
+        for t in crate::convert::Safetensors::parse(bytes).unwrap().tensors {
+            owned.push((
+                t.name.clone(),
+                "F32".into(),
+                t.shape.clone(),
+                t.data.to_vec(),
+            ));
+        }
+        for (n, d, s, b) in vision {
+            owned.push(((*n).into(), (*d).into(), s.to_vec(), b.clone()));
+        }
+        let views: Vec<(&str, &str, &[u64], &[u8])> = owned
+            .iter()
+            .map(|(n, d, s, b)| (n.as_str(), d.as_str(), &s[..], &b[..]))
+            .collect();
+        let mut files = std::collections::BTreeMap::from([
+            ("config.json".to_owned(), config("", top_extra).into_bytes()),
+            (
+                "tokenizer.json".to_owned(),
+                br#"{"model": {"vocab": {"a": 0, "b": 1, "c": 2, "d": 3}}}"#.to_vec(),
+            ),
+            (
+                "model.safetensors".to_owned(),
+                crate::convert::safetensors_for_tests(&views),
+            ),
+        ]);
+        if let Some(pre) = preprocessor {
+            files.insert("preprocessor_config.json".into(), pre.as_bytes().to_vec());
+        }
+        ModelFolder::from_bytes(files)
+    }
+
+    fn metadata_keys(g: &Gguf<'_>) -> Vec<String> {
+        g.metadata().iter().map(|(k, _)| k.to_string()).collect()
+    }
+
+    fn bools(v: Option<Value<'_>>) -> Vec<bool> {
+        match v {
+            Some(Value::Array(a)) => a.iter().map(|v| matches!(v, Value::Bool(true))).collect(),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn floats(v: Option<Value<'_>>) -> Vec<f32> {
+        match v {
+            Some(Value::Array(a)) => a
+                .iter()
+                .map(|v| match v {
+                    Value::F32(f) => f,
+                    other => panic!("{other:?}"),
+                })
+                .collect(),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// Ollama's `MultimodalConverter` split for Qwen 3.5 (`TextKV`, `ProjectorKV`,
+    /// `ProjectorTensors`): the model keeps the text tensors and loses the tower's keys (and
+    /// the mrope and value-head keys); the projector gets `clip` metadata and the renamed tower,
+    /// the patch convolution as two F32 frames, the position embedding F32, BF16 kept BF16.
+    /// Expected values worked out by hand from convert_qwen3next.go.
+    #[test]
+    fn the_vision_tower_goes_to_a_projector_as_ollama_writes_it() {
+        let seq = |n: usize| f32s(&(0..n).map(|v| v as f32).collect::<Vec<_>>());
+        // BF16 bits of 1.0, -2.0, 0.5, ... (any values: they are kept as they are).
+        let qkv_bf16: Vec<u8> = (0..48u16)
+            .flat_map(|i| (0x3f80u16 + i * 7).to_le_bytes())
+            .collect();
+        let vision: [(&str, &str, &[u64], Vec<u8>); 10] = [
+            (
+                "model.visual.patch_embed.proj.weight",
+                "F32",
+                &[4, 1, 2, 2, 2],
+                seq(32),
+            ),
+            ("model.visual.patch_embed.proj.bias", "F32", &[4], seq(4)),
+            ("model.visual.pos_embed.weight", "F32", &[4, 4], seq(16)),
+            ("model.visual.blocks.0.norm1.weight", "F32", &[4], seq(4)),
+            (
+                "model.visual.blocks.0.attn.qkv.weight",
+                "BF16",
+                &[12, 4],
+                qkv_bf16.clone(),
+            ),
+            (
+                "model.visual.blocks.0.attn.proj.weight",
+                "F32",
+                &[4, 4],
+                seq(16),
+            ),
+            (
+                "model.visual.blocks.0.mlp.linear_fc1.weight",
+                "F32",
+                &[8, 4],
+                seq(32),
+            ),
+            ("model.visual.merger.norm.weight", "F32", &[4], seq(4)),
+            (
+                "model.visual.merger.linear_fc2.weight",
+                "F32",
+                &[2, 16],
+                seq(32),
+            ),
+            (
+                "model.visual.deepstack_merger_list.0.linear_fc1.weight",
+                "F32",
+                &[16, 16],
+                seq(256),
+            ),
+        ];
+        let f = vision_folder(
+            r#""vision_config": {"depth": 2, "hidden_size": 4, "num_heads": 2,
+                "intermediate_size": 8, "num_position_embeddings": 4, "in_channels": 1,
+                "patch_size": 2, "deepstack_visual_indexes": [1, 5, -1]},
+               "image_token_id": 1001, "vision_start_token_id": 1002,"#,
+            &vision,
+            Some(
+                r#"{"patch_size": 16, "temporal_patch_size": 2, "merge_size": 2,
+                    "size": {"shortest_edge": 64, "longest_edge": 4096},
+                    "image_mean": [0.5, 0.5, 0.5], "image_std": [0.25, 0.5, 1]}"#,
+            ),
+        );
+        let plan = Conversion::plan(&f).unwrap();
+        let model_bytes = plan.write(Vec::new()).unwrap();
+        let model = Gguf::parse(&model_bytes, &Limits::default()).unwrap();
+        assert!(model.tensors().iter().all(|t| !t.name().starts_with("v.")));
+        assert!(model.tensor("blk.0.attn_qkv.weight").is_some());
+        let keys = metadata_keys(&model);
+        for gone in [
+            "qwen35.image_token_id",
+            "qwen35.vision_start_token_id",
+            "qwen35.mrope_sections",
+            "qwen35.rope.mrope_section",
+            "qwen35.rope.mrope_interleaved",
+            "qwen35.ssm.v_head_reordered",
+        ] {
+            assert!(!keys.iter().any(|k| k == gone), "{gone} is in the model");
+        }
+        assert!(!keys.iter().any(|k| k.starts_with("qwen35.vision")));
+        assert!(keys.iter().any(|k| k == "qwen35.rope.dimension_sections"));
+
+        let projector = plan.projector().expect("a projector");
+        let bytes = projector.write(Vec::new()).unwrap();
+        assert_eq!(bytes.len() as u64, projector.output_len().unwrap());
+        let p = Gguf::parse(&bytes, &Limits::default()).unwrap();
+        let m = p.metadata();
+        let mut want_keys = vec![
+            "general.architecture",
+            "general.type",
+            "general.file_type",
+            "general.quantization_version",
+            "clip.has_vision_encoder",
+            "clip.projector_type",
+            "clip.use_gelu",
+            "clip.vision.block_count",
+            "clip.vision.embedding_length",
+            "clip.vision.feed_forward_length",
+            "clip.vision.attention.head_count",
+            "clip.vision.image_size",
+            "clip.vision.patch_size",
+            "clip.vision.projection_dim",
+            "clip.vision.spatial_merge_size",
+            "clip.vision.attention.layer_norm_epsilon",
+            "clip.vision.is_deepstack_layers",
+            "clip.vision.image_mean",
+            "clip.vision.image_std",
+        ];
+        want_keys.sort_unstable();
+        assert_eq!(metadata_keys(&p), want_keys, "sorted, as Go writes them");
+        let string = |k: &str| match m.get(k).cloned() {
+            Some(Value::String(s)) => s.to_string(),
+            other => panic!("{k}: {other:?}"),
+        };
+        let u32_of = |k: &str| match m.get(k).cloned() {
+            Some(Value::U32(v)) => v,
+            other => panic!("{k}: {other:?}"),
+        };
+        assert_eq!(string("general.architecture"), "clip");
+        assert_eq!(string("general.type"), "mmproj");
+        assert_eq!(string("clip.projector_type"), "qwen3vl_merger");
+        assert!(matches!(
+            m.get("clip.use_gelu").cloned(),
+            Some(Value::Bool(true))
+        ));
+        assert!(matches!(
+            m.get("clip.has_vision_encoder").cloned(),
+            Some(Value::Bool(true))
+        ));
+        for (k, want) in [
+            ("general.file_type", 1),
+            ("general.quantization_version", 2),
+            ("clip.vision.block_count", 2),
+            ("clip.vision.embedding_length", 4),
+            ("clip.vision.feed_forward_length", 8),
+            ("clip.vision.attention.head_count", 2),
+            // sqrt(4) patches of 2 (the config's patch size wins over the preprocessor's).
+            ("clip.vision.image_size", 4),
+            ("clip.vision.patch_size", 2),
+            // No out_hidden_size: the text model's width.
+            ("clip.vision.projection_dim", 2),
+            // From the preprocessor, which the config leaves it to.
+            ("clip.vision.spatial_merge_size", 2),
+        ] {
+            assert_eq!(u32_of(k), want, "{k}");
+        }
+        assert!(matches!(
+            m.get("clip.vision.attention.layer_norm_epsilon").cloned(),
+            Some(Value::F32(e)) if e == 1e-6
+        ));
+        // Indexes 5 and -1 are outside the two layers and ignored.
+        assert_eq!(
+            bools(m.get("clip.vision.is_deepstack_layers").cloned()),
+            [false, true]
+        );
+        assert_eq!(
+            floats(m.get("clip.vision.image_mean").cloned()),
+            [0.5, 0.5, 0.5]
+        );
+        assert_eq!(
+            floats(m.get("clip.vision.image_std").cloned()),
+            [0.25, 0.5, 1.0]
+        );
+
+        let mut want = vec![
+            ("mm.2.weight", "F16", vec![16, 2]),
+            ("v.blk.0.attn_out.weight", "F16", vec![4, 4]),
+            ("v.blk.0.attn_qkv.weight", "BF16", vec![4, 12]),
+            ("v.blk.0.ffn_up.weight", "F16", vec![4, 8]),
+            ("v.blk.0.ln1.weight", "F32", vec![4]),
+            (
+                "v.deepstack_merger.0.linear_fc1.weight",
+                "F16",
+                vec![16, 16],
+            ),
+            ("v.patch_embd.bias", "F32", vec![4]),
+            ("v.patch_embd.weight", "F32", vec![2, 2, 1, 4]),
+            ("v.patch_embd.weight.1", "F32", vec![2, 2, 1, 4]),
+            ("v.position_embd.weight", "F32", vec![4, 4]),
+            ("v.post_ln.weight", "F32", vec![4]),
+        ];
+        want.sort_by(|a, b| a.0.cmp(b.0));
+        let got: Vec<(&str, String, Vec<u64>)> = p
+            .tensors()
+            .iter()
+            .map(|t| {
+                let ty = t.ggml_type().name().unwrap().to_ascii_uppercase();
+                (t.name(), ty, t.dims().to_vec())
+            })
+            .collect();
+        let want: Vec<(&str, String, Vec<u64>)> = want
+            .into_iter()
+            .map(|(n, ty, d)| (n, ty.to_owned(), d))
+            .collect();
+        assert_eq!(got, want);
+        // Frame t of output channel o: source values o·8 + t·4 + 0..4.
+        let frame = |t: usize| -> Vec<f32> {
+            (0..4)
+                .flat_map(|o| (0..4).map(move |k| (o * 8 + t * 4 + k) as f32))
+                .collect()
+        };
+        assert_eq!(values(&p, "v.patch_embd.weight"), frame(0));
+        assert_eq!(values(&p, "v.patch_embd.weight.1"), frame(1));
+        let seq16: Vec<f32> = (0..16).map(|v| v as f32).collect();
+        assert_eq!(values(&p, "v.position_embd.weight"), seq16);
+        assert_eq!(
+            p.tensor("v.blk.0.attn_qkv.weight").unwrap().data(),
+            &qkv_bf16[..]
+        );
+        let out = p.tensor("v.blk.0.attn_out.weight").unwrap().data();
+        let halves: Vec<f32> = out
+            .chunks_exact(2)
+            .map(|b| kiln_quant::f16_bits_to_f32(u16::from_le_bytes([b[0], b[1]])))
+            .collect();
+        assert_eq!(halves, seq16);
+    }
+
+    /// Ollama's other projector rules: the image size falls back to 768 when the position
+    /// embeddings are not a square, `out_hidden_size` and `layer_norm_epsilon` are used when
+    /// set, a preprocessor file Go cannot decode is ignored whole, and a patch convolution of
+    /// another shape is left out; a tower in the config without its tensors stays in the
+    /// model's keys (Ollama's single-file fallback); and a hostile depth is a clear error.
+    #[test]
+    fn projector_fallbacks_are_ollamas() {
+        let one = f32s(&[1.0, 2.0]);
+        let four_d = f32s(&[0.0; 8]);
+        let vision: [(&str, &str, &[u64], Vec<u8>); 2] = [
+            ("model.visual.merger.norm.weight", "F32", &[2], one),
+            (
+                "model.visual.patch_embed.proj.weight",
+                "F32",
+                &[2, 1, 2, 2],
+                four_d,
+            ),
+        ];
+        let tower = r#""vision_config": {"depth": 1, "hidden_size": 2,
+            "num_position_embeddings": 8, "patch_size": 2, "out_hidden_size": 7,
+            "layer_norm_epsilon": 1e-5},"#;
+        // "merge_size" of the wrong type: nothing of the file is taken.
+        let bad_pre = r#"{"merge_size": "2", "image_mean": [0.5]}"#;
+        let f = vision_folder(tower, &vision, Some(bad_pre));
+        let plan = Conversion::plan(&f).unwrap();
+        let bytes = plan.projector().unwrap().write(Vec::new()).unwrap();
+        let p = Gguf::parse(&bytes, &Limits::default()).unwrap();
+        let m = p.metadata();
+        let u32_of = |k: &str| match m.get(k).cloned() {
+            Some(Value::U32(v)) => v,
+            other => panic!("{k}: {other:?}"),
+        };
+        assert_eq!(u32_of("clip.vision.image_size"), 768);
+        assert_eq!(u32_of("clip.vision.projection_dim"), 7);
+        assert_eq!(u32_of("clip.vision.spatial_merge_size"), 0);
+        assert!(m.get("clip.vision.image_mean").cloned().is_none());
+        assert!(matches!(
+            m.get("clip.vision.attention.layer_norm_epsilon").cloned(),
+            Some(Value::F32(e)) if e == 1e-5
+        ));
+        assert_eq!(
+            bools(m.get("clip.vision.is_deepstack_layers").cloned()),
+            [false]
+        );
+        let names: Vec<&str> = p.tensors().iter().map(|t| t.name()).collect();
+        assert_eq!(names, ["v.post_ln.weight"]);
+
+        // A tower in the config, none in the weights: one GGUF with the tower's keys.
+        let f = vision_folder(tower, &[], Some(r#"{"merge_size": 2}"#));
+        let plan = Conversion::plan(&f).unwrap();
+        assert!(plan.projector().is_none());
+        let out = plan.write(Vec::new()).unwrap();
+        let g = Gguf::parse(&out, &Limits::default()).unwrap();
+        let m = g.metadata();
+        for (k, want) in [
+            ("qwen35.vision.block_count", 1),
+            ("qwen35.vision.embedding_length", 2),
+            ("qwen35.vision.attention.head_count", 0),
+            ("qwen35.vision.num_channels", 0),
+            ("qwen35.vision.patch_size", 2),
+            ("qwen35.vision.spatial_merge_size", 2),
+        ] {
+            assert!(
+                matches!(m.get(k).cloned(), Some(Value::U32(v)) if v == want),
+                "{k}"
+            );
+        }
+        assert!(
+            m.get("qwen35.vision.feed_forward_length")
+                .cloned()
+                .is_none()
+        );
+        assert!(matches!(
+            m.get("qwen35.vision.deepstack_visual_indexes").cloned(),
+            Some(Value::Array(a)) if a.is_empty()
+        ));
+        assert!(m.get("qwen35.mrope_sections").cloned().is_some());
+
+        // Depth is a count of generated flags: bounded before anything is allocated.
+        let hostile = r#""vision_config": {"depth": 4294967295},"#;
+        let vision: [(&str, &str, &[u64], Vec<u8>); 1] = [(
+            "model.visual.merger.norm.weight",
+            "F32",
+            &[2],
+            f32s(&[1.0, 2.0]),
+        )];
+        match Conversion::plan(&vision_folder(hostile, &vision, None)) {
+            Err(ConvertError::TooMany { count, .. }) => assert_eq!(count, 4294967295),
+            other => panic!("{:?}", other.map(|_| ())),
+        }
     }
 
     #[test]
