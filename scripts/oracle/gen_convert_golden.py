@@ -26,13 +26,33 @@ llama.cpp's converter writes for the synthetic Llama of hf_llama.py: every tenso
 and SHA-256 (rope_freqs also as values: Ollama computes them partly in float32, llama.cpp in
 float64), the SHA-256 of the tokens, scores, token types and merges (one per line; null when absent), and llama.cpp's logits
 of that file for a fixed token sequence. tests/kiln/convert.rs compares kiln's conversion against all of it.
+
+qwen35v (from f32, --no-mtp) is the qwen35 folder with a Qwen 3.5 vision tower, which Ollama's
+create splits in two: the text model (TextKV, TextTensors) into the model layer and the tower
+into a separate projector GGUF (ProjectorKV, ProjectorTensors of convert/convert_qwen3next.go at
+ollama fb30760). The text part is recorded like qwen35's, from llama.cpp, whose text conversion
+skips the model.visual.* tensors (checked: no v./mm. tensors, and the tensors equal qwen35's).
+The projector part, golden["qwen35v"]["projector"], is computed here from Ollama's Go rules
+with numpy from the folder's own safetensors (qwen35v_projector): "tensors" (names after
+Ollama's replacer and ProjectorTensors' renames, its kinds: the patch embedding split into two
+F32 frames, v.position_embd.weight F32, 1-D and .bias F32, other 2-D F16; GGUF dims and SHA-256),
+"metadata" (ProjectorKV: each key's GGUF value type as gguf-py names it, its value, and for
+arrays the item type; float32 values as the nearest Python float) and "text_keys_removed" (the
+keys KV writes for this config that TextKV deletes, so the model layer must not hold
+qwen35.<key>). llama.cpp's own --mmproj conversion (run at f16 and at f32) is the cross-check:
+every tensor it writes under the same name and type must be byte-identical ("source":
+"llama.cpp", else "numpy"); metadata agreement is printed, not recorded (llama.cpp also writes
+general.name and general.size_label, which Ollama does not).
 """
 import hashlib
 import json
 import os
+import struct
 import subprocess
 import sys
 import tempfile
+from decimal import Decimal
+from fractions import Fraction
 
 import numpy as np
 
@@ -58,14 +78,15 @@ def main():
                                              ("gptoss", "bf16", "bf16", ["gptoss"]),
                                              ("qwen35", "f32", "f16", ["qwen35"]),
                                              ("qwen35mtp", "f32", "f16", ["qwen35mtp"]),
-                                             ("qwen35moe", "f32", "f16", ["qwen35moe"])):
+                                             ("qwen35moe", "f32", "f16", ["qwen35moe"]),
+                                             ("qwen35v", "f32", "f16", ["qwen35v"])):
             if only and case not in only:
                 continue
             folder = os.path.join(tmp, case)
             gguf_path = os.path.join(tmp, f"llama-{case}.gguf")
             subprocess.run([oracle_python, os.path.join(HERE, "hf_llama.py"), "make", folder, dtype] + extra,
                            check=True)
-            reference_args = ["--no-mtp"] if case in ("qwen35", "qwen35moe") else []
+            reference_args = ["--no-mtp"] if case in ("qwen35", "qwen35moe", "qwen35v") else []
             subprocess.run([torch_python, os.path.join(HERE, "hf_llama.py"), "reference", folder, gguf_path,
                             outtype, script] + reference_args, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             if case == "gemma3v":
@@ -82,6 +103,9 @@ def main():
             subprocess.run([oracle_python, os.path.join(HERE, "llama_oracle.py"), "batch", jobs], check=True)
             golden[case] = describe(oracle_python, gguf_path)
             golden[case]["logits"] = [round(float(x), 6) for x in np.fromfile(logits_path, dtype=np.float32)]
+            if case == "qwen35v":
+                golden[case]["projector"] = qwen35v_projector(torch_python, script, oracle_python, folder, tmp,
+                                                              golden[case], golden.get("qwen35"))
     with open(out, "w") as f:
         json.dump(golden, f, indent=1, sort_keys=True)
         f.write("\n")
@@ -114,6 +138,305 @@ def vision_golden():
         out[gguf_name] = {"type": "F32" if a.ndim == 1 else "F16", "shape": list(reversed(a.shape)),
                           "sha256": hashlib.sha256(data.tobytes()).hexdigest()}
     return out
+
+
+# Ollama's qwen3next converter (convert/convert_qwen3next.go at fb30760): the tensor-name
+# replacements, in order (a Go strings.Replacer: at each position the first pair in argument
+# order that matches wins, and scanning resumes after the replaced text).
+QWEN3NEXT_REPLACEMENTS = [
+    ("lm_head", "output"), ("model.language_model.embed_tokens", "token_embd"),
+    ("model.language_model.norm", "output_norm"), ("model.language_model.layers", "blk"),
+    ("model.embed_tokens", "token_embd"), ("model.norm", "output_norm"), ("model.layers", "blk"),
+    ("model.visual", "v"), ("patch_embed.proj", "patch_embed"), ("blocks", "blk"), ("attn.qkv", "attn_qkv"),
+    ("attn.proj", "attn_out"), ("deepstack_merger_list", "deepstack_merger"),
+    ("input_layernorm", "attn_norm"), ("post_attention_layernorm", "post_attention_norm"),
+    ("self_attn.q_proj", "attn_q"), ("self_attn.q_norm", "attn_q_norm"), ("self_attn.k_proj", "attn_k"),
+    ("self_attn.k_norm", "attn_k_norm"), ("self_attn.v_proj", "attn_v"), ("self_attn.o_proj", "attn_output"),
+    ("linear_attn.in_proj_qkvz", "ssm_in"), ("linear_attn.in_proj_ba", "ssm_ba"),
+    ("linear_attn.in_proj_qkv", "attn_qkv"), ("linear_attn.in_proj_z", "attn_gate"),
+    ("linear_attn.in_proj_a", "ssm_alpha"), ("linear_attn.in_proj_b", "ssm_beta"),
+    ("linear_attn.conv1d", "ssm_conv1d"), ("linear_attn.dt_bias", "ssm_dt.bias"), ("linear_attn.dt_proj", "ssm_dt"),
+    ("linear_attn.A_log", "ssm_a"), ("linear_attn.norm", "ssm_norm"), ("linear_attn.out_proj", "ssm_out"),
+    ("mlp.gate.weight", "ffn_gate_inp.weight"), ("mlp.shared_expert.down_proj", "ffn_down_shexp"),
+    ("mlp.shared_expert.gate_proj", "ffn_gate_shexp"), ("mlp.shared_expert.up_proj", "ffn_up_shexp"),
+    ("mlp.shared_expert_gate", "ffn_gate_inp_shexp"), ("mlp.down_proj", "ffn_down"), ("mlp.gate_proj", "ffn_gate"),
+    ("mlp.up_proj", "ffn_up")]
+# ProjectorTensors' second replacer, applied to the vision tensors' names.
+QWEN3NEXT_PROJECTOR_RENAMES = [
+    ("v.pos_embed", "v.position_embd"), ("v.patch_embed", "v.patch_embd"), ("v.merger.norm", "v.post_ln"),
+    ("v.merger.linear_fc1", "mm.0"), ("v.merger.linear_fc2", "mm.2"), (".mlp.linear_fc1", ".ffn_up"),
+    (".mlp.linear_fc2", ".ffn_down"), (".norm1", ".ln1"), (".norm2", ".ln2")]
+# The keys TextKV deletes from KV's output, in its order.
+QWEN3NEXT_TEXT_KV_REMOVED = [
+    "vision.block_count", "vision.embedding_length", "vision.feed_forward_length", "vision.attention.head_count",
+    "vision.num_channels", "vision.patch_size", "vision.spatial_merge_size", "vision.attention.layer_norm_epsilon",
+    "vision.rope.freq_base", "vision.temporal_patch_size", "vision.deepstack_visual_indexes", "vision.shortest_edge",
+    "vision.longest_edge", "vision.image_mean", "vision.image_std", "image_token_id", "vision_start_token_id",
+    "vision_end_token_id", "mrope_sections", "rope.mrope_section", "rope.mrope_interleaved", "ssm.v_head_reordered"]
+
+
+def go_replace(pairs, s):
+    """Go's strings.NewReplacer(pairs...).Replace(s) (the generic replacer)."""
+    out, i = [], 0
+    while i < len(s):
+        for old, new in pairs:
+            if s.startswith(old, i):
+                out.append(new)
+                i += len(old)
+                break
+        else:
+            out.append(s[i])
+            i += 1
+    return "".join(out)
+
+
+def go_float32(text):
+    """strconv.ParseFloat(text, 32), which is how encoding/json fills a float32: the float32
+    nearest the decimal (ties to even), not the float64 nearest it rounded again."""
+    exact = Fraction(Decimal(text))
+    c = np.float32(float(exact))
+    candidates = [c, np.nextafter(c, np.float32(np.inf)), np.nextafter(c, np.float32(-np.inf))]
+    return min(candidates, key=lambda x: (abs(Fraction(float(x)) - exact), int(np.float32(x).view(np.uint32)) & 1))
+
+
+def read_safetensors(path):
+    """{name: (dtype, shape, float32 array)} from a safetensors file, read here with numpy."""
+    with open(path, "rb") as f:
+        n = struct.unpack("<Q", f.read(8))[0]
+        header = json.loads(f.read(n))
+        body = f.read()
+    out = {}
+    for name, meta in header.items():
+        if name == "__metadata__":
+            continue
+        if meta["dtype"] != "F32":
+            raise NotImplementedError(f"{name}: only F32 sources are modelled here, not {meta['dtype']}")
+        start, end = meta["data_offsets"]
+        out[name] = (meta["dtype"], list(meta["shape"]),
+                     np.frombuffer(body[start:end], dtype="<f4").reshape(meta["shape"]))
+    return out
+
+
+def ollama_tensor_kind(name, shape, dtype):
+    """tensorBase.Kind and safetensor.Kind (convert/reader.go, reader_safetensors.go) of a tensor
+    whose name is already replaced: "F32", "F16" or "BF16"."""
+    always_f32 = (name.endswith((".ffn_gate_inp.weight", ".bias", ".shortconv.conv.weight", ".ssm_conv1d.weight",
+                                 "rel_pos_h", "rel_pos_w"))
+                  or name.startswith(("a.feature_extractor.", "a.conv1d.", "a.subsampling."))
+                  or ".conv_dw." in name
+                  or name in ("token_types.weight", "v.positional_embedding_vlm", "v.position_embd.weight",
+                              "v.tile_position_embd.weight", "v.pre_tile_position_embd.weight",
+                              "v.post_tile_position_embd.weight", "s.position_embd"))
+    kind = "F32" if always_f32 or len(shape) == 1 else "F16"
+    if dtype == "BF16" and not name.startswith(("v.", "s.", "mm.")) and "ffn_gate_inp_shexp.weight" not in name \
+            and kind != "F32":
+        kind = "BF16"
+    if dtype == "F8_E4M3" and kind != "F32":
+        kind = "BF16"
+    return kind
+
+
+def tensor_entry(kind, shape, data, source):
+    data = data.astype({"F32": np.float32, "F16": np.float16}[kind])
+    return {"type": kind, "shape": list(reversed(shape)), "sha256": hashlib.sha256(data.tobytes()).hexdigest(),
+            "source": source}
+
+
+def qwen3next_vision_config(folder):
+    """The vision fields of Ollama's qwen3NextModel after json.Unmarshal and parseMore: float32
+    fields parsed as Go parses them, zero-valued fields filled from preprocessor_config.json."""
+    keep = lambda s: s  # noqa: E731 (numbers stay text, so float32 fields can be parsed as Go does)
+    cfg = json.load(open(os.path.join(folder, "config.json")), parse_float=keep)
+    vc = dict(cfg.get("vision_config") or {})
+    v = {k: int(vc.get(k, 0)) for k in ("depth", "hidden_size", "intermediate_size", "num_heads",
+                                        "num_position_embeddings", "in_channels", "out_hidden_size", "patch_size",
+                                        "spatial_merge_size", "temporal_patch_size")}
+    v["layer_norm_epsilon"] = go_float32(str(vc["layer_norm_epsilon"])) if "layer_norm_epsilon" in vc else np.float32(0)
+    v["rope_theta"] = go_float32(str(vc["rope_theta"])) if "rope_theta" in vc else np.float32(0)
+    v["deepstack_visual_indexes"] = [int(x) for x in vc.get("deepstack_visual_indexes") or []]
+    size = vc.get("size") or {}
+    v["shortest_edge"], v["longest_edge"] = int(size.get("shortest_edge", 0)), int(size.get("longest_edge", 0))
+    v["image_mean"] = [go_float32(str(x)) for x in vc.get("image_mean") or []]
+    v["image_std"] = [go_float32(str(x)) for x in vc.get("image_std") or []]
+    pre_path = os.path.join(folder, "preprocessor_config.json")
+    if v["depth"] > 0 and os.path.exists(pre_path):
+        pre = json.load(open(pre_path), parse_float=keep)
+        for field, key in (("patch_size", "patch_size"), ("temporal_patch_size", "temporal_patch_size"),
+                           ("spatial_merge_size", "merge_size")):
+            if v[field] == 0:
+                v[field] = int(pre.get(key, 0))
+        psize = pre.get("size") or {}
+        for field in ("shortest_edge", "longest_edge"):
+            if v[field] == 0:
+                v[field] = int(psize.get(field, 0))
+        for field in ("image_mean", "image_std"):
+            if not v[field]:
+                v[field] = [go_float32(str(x)) for x in pre.get(field) or []]
+    return cfg, v
+
+
+def qwen3next_projector_kv(cfg, v):
+    """ProjectorKV: {key: {"type", "value"[, "item_type"]}} (keys unprefixed: the
+    architecture is clip, and every key starts with clip. or general.)."""
+    u32 = lambda x: {"type": "UINT32", "value": int(x)}  # noqa: E731
+    f32s = lambda xs: {"type": "ARRAY", "item_type": "FLOAT32", "value": [float(np.float32(x)) for x in xs]}  # noqa: E731
+    depth = v["depth"]
+    deepstack = [False] * depth
+    for idx in v["deepstack_visual_indexes"]:
+        if 0 <= idx < depth:
+            deepstack[idx] = True
+    image_size = 768
+    if v["num_position_embeddings"] > 0 and v["patch_size"] > 0:
+        root = int(np.sqrt(np.float64(v["num_position_embeddings"])))  # uint32(math.Sqrt(float64(n)))
+        if root * root == v["num_position_embeddings"]:
+            image_size = root * v["patch_size"]
+    text = cfg.get("text_config") or cfg
+    projection_dim = v["out_hidden_size"] or int(text.get("hidden_size", 0))
+    eps = v["layer_norm_epsilon"] if v["layer_norm_epsilon"] != 0 else go_float32("1e-6")
+    kv = {"general.architecture": {"type": "STRING", "value": "clip"},
+          "general.type": {"type": "STRING", "value": "mmproj"},
+          "general.file_type": u32(1), "general.quantization_version": u32(2),
+          "clip.has_vision_encoder": {"type": "BOOL", "value": True},
+          "clip.projector_type": {"type": "STRING", "value": "qwen3vl_merger"},
+          "clip.use_gelu": {"type": "BOOL", "value": True},
+          "clip.vision.block_count": u32(depth), "clip.vision.embedding_length": u32(v["hidden_size"]),
+          "clip.vision.feed_forward_length": u32(v["intermediate_size"]),
+          "clip.vision.attention.head_count": u32(v["num_heads"]), "clip.vision.image_size": u32(image_size),
+          "clip.vision.patch_size": u32(v["patch_size"]), "clip.vision.projection_dim": u32(projection_dim),
+          "clip.vision.spatial_merge_size": u32(v["spatial_merge_size"]),
+          "clip.vision.attention.layer_norm_epsilon": {"type": "FLOAT32", "value": float(eps)},
+          "clip.vision.is_deepstack_layers": {"type": "ARRAY", "item_type": "BOOL", "value": deepstack}}
+    if v["image_mean"]:
+        kv["clip.vision.image_mean"] = f32s(v["image_mean"])
+    if v["image_std"]:
+        kv["clip.vision.image_std"] = f32s(v["image_std"])
+    return kv
+
+
+def qwen3next_text_keys_removed(cfg, v):
+    """The keys of QWEN3NEXT_TEXT_KV_REMOVED that KV writes for this config (so that TextKV's
+    deletion is visible): the model layer must have none of them (as qwen35.<key>)."""
+    text = cfg.get("text_config") or cfg
+    rope_params, rope_scaling = text.get("rope_parameters") or {}, text.get("rope_scaling") or {}
+    sections = rope_params.get("mrope_section") or rope_scaling.get("mrope_section") or []
+    names = [cfg.get("model_type", "")] + list(cfg.get("architectures") or [])
+    reorder = not any(x in n.lower() for n in names for x in ("qwen3_next", "qwen3next"))
+    written = set()
+    if v["depth"] > 0:
+        written |= {"vision.block_count", "vision.embedding_length", "vision.attention.head_count",
+                    "vision.num_channels", "vision.deepstack_visual_indexes"}
+        for key, field in (("vision.feed_forward_length", "intermediate_size"), ("vision.patch_size", "patch_size"),
+                           ("vision.spatial_merge_size", "spatial_merge_size"),
+                           ("vision.attention.layer_norm_epsilon", "layer_norm_epsilon"),
+                           ("vision.rope.freq_base", "rope_theta"), ("vision.temporal_patch_size", "temporal_patch_size"),
+                           ("vision.shortest_edge", "shortest_edge"), ("vision.longest_edge", "longest_edge")):
+            if v[field] > 0:
+                written.add(key)
+        for key, field in (("vision.image_mean", "image_mean"), ("vision.image_std", "image_std")):
+            if v[field]:
+                written.add(key)
+    for key in ("image_token_id", "vision_start_token_id", "vision_end_token_id"):
+        if int(cfg.get(key, 0)) > 0:
+            written.add(key)
+    if sections:
+        written |= {"mrope_sections", "rope.mrope_section"}
+    if rope_params.get("mrope_interleaved"):
+        written.add("rope.mrope_interleaved")
+    if reorder:
+        written.add("ssm.v_head_reordered")
+    return [k for k in QWEN3NEXT_TEXT_KV_REMOVED if k in written]
+
+
+def qwen3next_projector_tensors(folder):
+    """ProjectorTensors, computed with numpy from the folder's safetensors: every tensor whose
+    replaced name starts with v., renamed; the 5-D patch embedding split into its two frames
+    (v.patch_embd.weight, v.patch_embd.weight.1, F32), v.position_embd.weight F32, the rest of the
+    kind Ollama gives them (1-D and .bias F32, other 2-D F16). Sources are F32."""
+    out = {}
+    for name, (dtype, shape, a) in sorted(read_safetensors(os.path.join(folder, "model.safetensors")).items()):
+        gname = go_replace(QWEN3NEXT_REPLACEMENTS, name)
+        if not gname.startswith("v."):
+            continue
+        if gname == "v.patch_embed.weight":
+            assert len(shape) == 5 and shape[2] == 2, shape
+            frame_shape = [shape[0], shape[1], shape[3], shape[4]]
+            out["v.patch_embd.weight"] = tensor_entry("F32", frame_shape, a[:, :, 0], "numpy")
+            out["v.patch_embd.weight.1"] = tensor_entry("F32", frame_shape, a[:, :, 1], "numpy")
+            continue
+        out_name = go_replace(QWEN3NEXT_PROJECTOR_RENAMES, gname)
+        kind = ollama_tensor_kind(gname, shape, dtype)
+        if out_name == "v.position_embd.weight":
+            kind = "F32"
+        out[out_name] = tensor_entry(kind, shape, a, "numpy")
+    return out
+
+
+def gguf_dump(oracle_python, path):
+    """Every tensor ({type, shape, sha256}) and metadata key ({type, value[, item_type]}) of a GGUF."""
+    code = r"""
+import gguf, hashlib, json, sys
+r = gguf.GGUFReader(sys.argv[1])
+out = {"tensors": {}, "metadata": {}}
+for t in r.tensors:
+    out["tensors"][t.name] = {"type": t.tensor_type.name, "shape": [int(x) for x in t.shape],
+                              "sha256": hashlib.sha256(bytes(t.data.tobytes())).hexdigest()}
+for k, f in r.fields.items():
+    if k.startswith("GGUF."):
+        continue
+    e = {"type": f.types[0].name, "value": f.contents()}
+    if len(f.types) > 1:
+        e["item_type"] = f.types[1].name
+    out["metadata"][k] = e
+print(json.dumps(out))
+"""
+    return json.loads(subprocess.run([oracle_python, "-c", code, path], check=True, capture_output=True,
+                                     text=True).stdout)
+
+
+def qwen35v_projector(torch_python, script, oracle_python, folder, tmp, text_golden, qwen35_golden):
+    """The projector GGUF Ollama's create writes for a Qwen 3.5 with a vision tower (ProjectorKV,
+    ProjectorTensors), computed from Ollama's Go rules with numpy; each tensor that llama.cpp's
+    --mmproj conversion (at f16 and at f32) writes under the same name and type is checked to be
+    byte-identical and marked "llama.cpp". Also the text keys TextKV removes."""
+    text_names = set(text_golden["tensors"])
+    assert not any(n.startswith(("v.", "mm.")) for n in text_names), "llama.cpp's text file holds vision tensors"
+    if qwen35_golden is not None:
+        same = text_golden["tensors"] == qwen35_golden["tensors"]
+        print(f"qwen35v: llama.cpp's text tensors {'equal' if same else 'DIFFER FROM'} qwen35's")
+        assert same
+    cfg, v = qwen3next_vision_config(folder)
+    tensors = qwen3next_projector_tensors(folder)
+    metadata = qwen3next_projector_kv(cfg, v)
+    mm = {}
+    for outtype in ("f16", "f32"):
+        path = os.path.join(tmp, f"mmproj-qwen35v-{outtype}.gguf")
+        subprocess.run([torch_python, os.path.join(HERE, "hf_llama.py"), "reference", folder, path, outtype, script,
+                        "--mmproj"], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        mm[outtype] = gguf_dump(oracle_python, path)
+    for name, e in sorted(tensors.items()):
+        for outtype, dump in mm.items():
+            theirs = dump["tensors"].get(name)
+            if theirs is not None and theirs["type"] == e["type"]:
+                assert theirs["shape"] == e["shape"] and theirs["sha256"] == e["sha256"], \
+                    f"{name}: llama.cpp --outtype {outtype} writes {theirs}, Ollama's rules give {e}"
+                e["source"] = "llama.cpp"
+                print(f"qwen35v projector: {name} {e['type']} {e['shape']} agrees with llama.cpp --outtype {outtype}")
+                break
+        else:
+            print(f"qwen35v projector: {name} {e['type']} {e['shape']} from numpy only (llama.cpp: "
+                  + ", ".join(f"{o} {d['tensors'][name]['type'] if name in d['tensors'] else 'absent'}"
+                              for o, d in mm.items()) + ")")
+    for outtype, dump in mm.items():
+        for name in sorted(set(dump["tensors"]) - set(tensors)):
+            print(f"qwen35v projector: llama.cpp --outtype {outtype} also writes {name}, Ollama does not")
+    theirs = mm["f16"]["metadata"]
+    for key, e in sorted(metadata.items()):
+        t = theirs.get(key)
+        print(f"qwen35v projector: {key} = {e['value']!r} ({e['type']}{'/' + e['item_type'] if 'item_type' in e else ''})"
+              + (": llama.cpp (f16) agrees" if t == e else f": llama.cpp (f16) writes {t!r}"))
+    for key in sorted(set(theirs) - set(metadata)):
+        print(f"qwen35v projector: llama.cpp (f16) also writes {key} = {theirs[key]['value']!r}, Ollama does not")
+    return {"tensors": tensors, "metadata": metadata, "text_keys_removed": qwen3next_text_keys_removed(cfg, v)}
 
 
 def describe(oracle_python, path):

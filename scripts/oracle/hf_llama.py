@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """A small synthetic Hugging Face Llama folder, and llama.cpp's own conversion of it.
 
-  hf_llama.py make DIR DTYPE [spm|qwen2|gemma|gemma2|gemma3|gemma3v|phi3|olmo3|ministral3|cohere]
+  hf_llama.py make DIR DTYPE [spm|qwen2|gemma|gemma2|gemma3|gemma3v|phi3|olmo3|ministral3|cohere|
+                             wide|gptoss|qwen35|qwen35mtp|qwen35moe|qwen35v]
       writes DIR/{config.json, model.safetensors, tokenizer.json, tokenizer_config.json,
-      generation_config.json}: a 2-layer GQA Llama (Llama 3 rope scaling, byte-level BPE tokenizer
+      generation_config.json[, preprocessor_config.json]}: a 2-layer GQA Llama (Llama 3 rope scaling, byte-level BPE tokenizer
       with Llama 3's pre-tokenizer regex) whose weights are DTYPE ("f32" or "bf16"). With "spm", a
       Llama 2 style SentencePiece tokenizer.model (unigram, byte fallback) replaces tokenizer.json;
       with "qwen2", the model is a Qwen2ForCausalLM (q/k/v biases, no rope scaling); "gemma",
@@ -29,7 +30,17 @@
       Qwen3_5MoeForConditionalGeneration's text model: the same two layers with a mixture of 4
       experts (2 used) and a shared expert with its sigmoid gate in place of the dense MLP, layer
       0's experts one tensor per expert and projection (experts.E.gate_proj.weight, …), layer
-      1's fused as the official checkpoints store them (experts.gate_up_proj, experts.down_proj).
+      1's fused as the official checkpoints store them (experts.gate_up_proj, experts.down_proj);
+      "qwen35v" the "qwen35" folder (the same text tensors and text_config) plus a two-block Qwen 3.5
+      vision tower and patch merger under the official names and shapes (model.visual.*: a 5-D
+      Conv3d patch embedding over 2 frames, learned position embeddings for a 4 x 4 grid,
+      LayerNorms, fused qkv, GELU MLPs, all with biases; the merger's norm over the tower's
+      hidden size 16, linear_fc1 [64, 64] and linear_fc2 [64 = text hidden, 64]; no deepstack
+      mergers, as in every published Qwen 3.5), config.json's vision_config (QWEN35_VISION: no
+      layer_norm_epsilon, a field transformers' Qwen3-VL vision config does not have, so Ollama's
+      1e-6 default applies) and a preprocessor_config.json
+      (QWEN35_PREPROCESSOR) that alone has size, image_mean and image_std, and whose patch_size
+      (the published 16) disagrees with the tower's 4, so that which file wins is visible.
       Deterministic: weights come from integer hashing, not a random generator, so every numpy
       gives the same bytes.
 
@@ -37,7 +48,7 @@
       runs llama.cpp's convert_hf_to_gguf.py (from the llama-cpp-python 0.3.36 sdist, with torch and
       transformers installed) on DIR. Its BPE pre-tokenizer check (a hash of how the tokenizer splits
       a sample text) cannot know a synthetic tokenizer, so it is told "llama-bpe"; nothing else is
-      changed; EXTRA_ARGs (e.g. --no-mtp) are passed on. Used by gen_convert_golden.py, not by the tests (torch is too large for CI).
+      changed; EXTRA_ARGs (e.g. --no-mtp, or --mmproj for the vision tower's own GGUF) are passed on. Used by gen_convert_golden.py, not by the tests (torch is too large for CI).
 """
 import json
 import os
@@ -336,6 +347,56 @@ def qwen35_mtp_tensors():
     return t
 
 
+# A tiny Qwen 3.5 vision tower (Qwen3_5VisionConfig, which is Qwen3-VL's vision config; that has
+# no layer_norm_epsilon, so none is written and Ollama's 1e-6 default applies, and
+# deepstack_visual_indexes is empty as in the published Qwen 3.5 configs). out_hidden_size is the text
+# model's hidden size; num_position_embeddings a perfect square (a 4 x 4 grid).
+QWEN35_VISION = {"model_type": "qwen3_5", "depth": 2, "hidden_size": 16, "hidden_act": "gelu_pytorch_tanh",
+                 "intermediate_size": 32, "num_heads": 2, "in_channels": 3, "patch_size": 4,
+                 "spatial_merge_size": 2, "temporal_patch_size": 2, "out_hidden_size": HIDDEN,
+                 "num_position_embeddings": 16, "deepstack_visual_indexes": [], "initializer_range": 0.02}
+# preprocessor_config.json as the published checkpoints ship it (Qwen2VLImageProcessorFast):
+# size and the normalisation constants are only here, not in config.json. patch_size is the
+# published 16, not the tower's 4: config.json's vision_config wins wherever it has a field, so
+# a converter that read the preprocessor's instead would write image_size 64 and patch_size 16.
+QWEN35_PREPROCESSOR = {"size": {"longest_edge": 16777216, "shortest_edge": 65536}, "patch_size": 16,
+                       "temporal_patch_size": 2, "merge_size": 2,
+                       "image_mean": [0.48145466, 0.4578275, 0.40821073],
+                       "image_std": [0.26862954, 0.26130258, 0.27577711],
+                       "image_processor_type": "Qwen2VLImageProcessorFast", "processor_class": "Qwen3VLProcessor"}
+
+
+def qwen35_vision_tensors():
+    """The Qwen 3.5 (Qwen3-VL) vision tower and its patch merger under the official checkpoints'
+    names and shapes (transformers' Qwen3VLVisionModel): a Conv3d patch embedding over 2 frames,
+    learned position embeddings, pre-norm blocks with LayerNorms (weights near one), a fused qkv
+    projection and a GELU MLP, all with biases; the merger norms each patch's hidden state, then
+    projects merge_size^2 neighbouring patches to the text model's hidden size."""
+    v = QWEN35_VISION
+    h, ff, p, tp = v["hidden_size"], v["intermediate_size"], v["patch_size"], v["temporal_patch_size"]
+    merged = h * v["spatial_merge_size"] ** 2
+    m = "model.visual."
+    t = {m + "patch_embed.proj.weight": values(m + "patch", (h, v["in_channels"], tp, p, p), 0.2),
+         m + "patch_embed.proj.bias": values(m + "patchb", (h,), 0.1),
+         m + "pos_embed.weight": values(m + "pos", (v["num_position_embeddings"], h), 0.2),
+         m + "merger.norm.weight": 1 + values(m + "mnorm", (h,), 0.1),
+         m + "merger.norm.bias": values(m + "mnormb", (h,), 0.1),
+         m + "merger.linear_fc1.weight": values(m + "mfc1", (merged, merged), 0.2),
+         m + "merger.linear_fc1.bias": values(m + "mfc1b", (merged,), 0.1),
+         m + "merger.linear_fc2.weight": values(m + "mfc2", (v["out_hidden_size"], merged), 0.2),
+         m + "merger.linear_fc2.bias": values(m + "mfc2b", (v["out_hidden_size"],), 0.1)}
+    for l in range(v["depth"]):
+        b = f"{m}blocks.{l}."
+        for n in ("norm1", "norm2"):
+            t[b + n + ".weight"] = 1 + values(b + n, (h,), 0.1)
+            t[b + n + ".bias"] = values(b + n + "b", (h,), 0.1)
+        for n, rows, cols in (("attn.qkv", 3 * h, h), ("attn.proj", h, h), ("mlp.linear_fc1", ff, h),
+                              ("mlp.linear_fc2", h, ff)):
+            t[b + n + ".weight"] = values(b + n, (rows, cols), 0.2)
+            t[b + n + ".bias"] = values(b + n + "b", (rows,), 0.1)
+    return t
+
+
 def make(out, dtype, variant=None):
     # "gemma3v": Gemma3ForConditionalGeneration, the Gemma 3 text model with a SigLIP vision tower.
     vision = variant == "gemma3v"
@@ -413,8 +474,10 @@ def make(out, dtype, variant=None):
                 [t.pop(p + "mlp.gate_proj.weight"), t.pop(p + "mlp.up_proj.weight")])
     if variant == "gptoss":
         t = gptoss_tensors()
-    if variant in ("qwen35", "qwen35mtp", "qwen35moe"):
+    if variant in ("qwen35", "qwen35mtp", "qwen35moe", "qwen35v"):
         t = qwen35_tensors(vocab_size)
+    if variant == "qwen35v":
+        t.update(qwen35_vision_tensors())
     if variant == "qwen35moe":
         t = qwen35_moe_mlp(t)
     if variant == "qwen35mtp":
@@ -503,7 +566,7 @@ def make(out, dtype, variant=None):
                                           "modules_to_not_convert": ["model.layers.*.self_attn",
                                                                      "model.layers.*.mlp.router",
                                                                      "model.embed_tokens", "lm_head"]}}
-    if variant in ("qwen35", "qwen35mtp", "qwen35moe"):
+    if variant in ("qwen35", "qwen35mtp", "qwen35moe", "qwen35v"):
         text = {"model_type": "qwen3_5_text", "hidden_size": HIDDEN, "intermediate_size": FF,
                 "num_hidden_layers": LAYERS, "num_attention_heads": HEADS, "num_key_value_heads": KV_HEADS,
                 "max_position_embeddings": 2048, "rms_norm_eps": 1e-6, "vocab_size": vocab_size,
@@ -521,6 +584,8 @@ def make(out, dtype, variant=None):
                   "torch_dtype": config["torch_dtype"], "tie_word_embeddings": False, "text_config": text,
                   "image_token_id": vocab_size + 10, "vision_start_token_id": vocab_size + 11,
                   "vision_end_token_id": vocab_size + 12}
+        if variant == "qwen35v":
+            config["vision_config"] = QWEN35_VISION
     template = ("{{ bos_token }}{% for message in messages %}{{ '<|start_header_id|>' + message['role'] + "
                 "'<|end_header_id|>\\n\\n' + message['content'] | trim + '<|eot_id|>' }}{% endfor %}"
                 "{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}{% endif %}")
@@ -529,6 +594,8 @@ def make(out, dtype, variant=None):
                   "tokenizer_class": "PreTrainedTokenizerFast", "clean_up_tokenization_spaces": True}
     files = {"config.json": config, "tokenizer.json": tok, "tokenizer_config.json": tok_config,
              "generation_config.json": {"bos_token_id": bos, "eos_token_id": [eos, eot]}}
+    if variant == "qwen35v":
+        files["preprocessor_config.json"] = QWEN35_PREPROCESSOR
     if spm:
         del files["tokenizer.json"]
         tok_config.update({"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>",
