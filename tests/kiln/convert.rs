@@ -344,7 +344,7 @@ fn causal_lms_match_llama_cpps_converter() {
     let mut jobs = Vec::new();
     let mut quantized = Vec::new();
     let mut copied = Vec::new();
-    let cases: [(&str, &[&str]); 16] = [
+    let cases: [(&str, &[&str]); 17] = [
         ("f32", &["f32"]),
         ("bf16", &["bf16"]),
         ("spm", &["f32", "spm"]),
@@ -361,6 +361,7 @@ fn causal_lms_match_llama_cpps_converter() {
         ("qwen35", &["f32", "qwen35"]),
         ("qwen35mtp", &["f32", "qwen35mtp"]),
         ("qwen35moe", &["f32", "qwen35moe"]),
+        ("qwen35v", &["f32", "qwen35v"]),
     ];
     for (dtype, make_args) in cases {
         let folder = work.join(dtype);
@@ -519,6 +520,11 @@ fn causal_lms_match_llama_cpps_converter() {
                 "{dtype} {key}"
             );
         }
+        match (conversion.projector(), expected.get("projector")) {
+            (Some(projector), Some(want)) => projector_matches(dtype, projector, want, &gguf),
+            (None, None) => {}
+            (got, _) => panic!("{dtype}: projector {}", got.is_some()),
+        }
         if expected["logits"].is_null() {
             // llama.cpp cannot load a text model with its vision tower embedded; Ollama keeps
             // the tower out of llama-quantize and copies it back.
@@ -560,6 +566,8 @@ fn causal_lms_match_llama_cpps_converter() {
         quantized.push((dtype, ours));
     }
     kiln_testkit::run_llama_oracle(&python, &jobs, work);
+    let llama_q4 = std::fs::read(work.join("llama-q4_k_m-qwen35v.gguf")).unwrap();
+    projector_created_as_ollama_creates_it(&work.join("qwen35v"), &llama_q4, work);
     for (dtype, ours) in &quantized {
         let theirs = std::fs::read(work.join(format!("llama-q4_k_m-{dtype}.gguf"))).unwrap();
         assert!(
@@ -644,6 +652,162 @@ fn causal_lms_match_llama_cpps_converter() {
             .map(|(a, b)| (a - b).abs())
             .fold(0f32, f32::max);
         assert!(worst < 1e-3, "{dtype}: logits differ by up to {worst}");
+    }
+}
+
+/// A conversion's projector GGUF against the golden one (tensors from llama.cpp's `--mmproj`
+/// conversion where Ollama agrees with it, numpy otherwise; every key as Ollama's `ProjectorKV`
+/// writes it), and the model GGUF without the keys Ollama's `TextKV` drops.
+fn projector_matches(
+    dtype: &str,
+    projector: &Conversion<'_>,
+    want: &serde_json::Value,
+    model: &Gguf<'_>,
+) {
+    let bytes = projector.write(Vec::new()).unwrap();
+    assert_eq!(bytes.len() as u64, projector.output_len().unwrap());
+    let p = Gguf::parse(&bytes, &Limits::default()).unwrap();
+    let tensors = want["tensors"].as_object().unwrap();
+    let names: Vec<&str> = p.tensors().iter().map(|t| t.name()).collect();
+    let mut sorted: Vec<&str> = tensors.keys().map(String::as_str).collect();
+    // Ollama's order: `blk.N.` tensors first by layer (none here: the tower's are `v.blk.N.`),
+    // then by name.
+    sorted.sort_unstable();
+    assert_eq!(names, sorted, "{dtype}: projector tensors");
+    for t in p.tensors() {
+        let w = &tensors[t.name()];
+        assert_eq!(
+            t.ggml_type().name().unwrap().to_ascii_uppercase(),
+            w["type"].as_str().unwrap(),
+            "{dtype} {}",
+            t.name()
+        );
+        let dims: Vec<u64> = w["shape"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d.as_u64().unwrap())
+            .collect();
+        assert_eq!(t.dims(), dims, "{dtype} {}", t.name());
+        assert_eq!(
+            hex(&Sha256::digest(t.data())),
+            w["sha256"].as_str().unwrap(),
+            "{dtype} {} bytes",
+            t.name()
+        );
+    }
+    let metadata = want["metadata"].as_object().unwrap();
+    let keys: Vec<&str> = p.metadata().iter().map(|(k, _)| k).collect();
+    let want_keys: Vec<&str> = metadata.keys().map(String::as_str).collect();
+    assert_eq!(keys, want_keys, "{dtype}: projector keys, sorted");
+    for (k, v) in p.metadata().iter() {
+        let w = &metadata[k];
+        let scalar = |v: &Value<'_>| -> (&'static str, serde_json::Value) {
+            match v {
+                Value::U32(n) => ("UINT32", (*n).into()),
+                Value::I32(n) => ("INT32", (*n).into()),
+                Value::F32(f) => ("FLOAT32", f64::from(*f).into()),
+                Value::Bool(b) => ("BOOL", (*b).into()),
+                Value::String(s) => ("STRING", s.to_string().into()),
+                other => panic!("{k}: {other:?}"),
+            }
+        };
+        let (ty, value) = match v {
+            Value::Array(a) => {
+                let items: Vec<_> = a.iter().map(|v| scalar(&v)).collect();
+                let item_type = items.first().map_or("", |i| i.0);
+                assert_eq!(item_type, w["item_type"].as_str().unwrap(), "{k}");
+                ("ARRAY", items.into_iter().map(|i| i.1).collect())
+            }
+            v => scalar(v),
+        };
+        assert_eq!(ty, w["type"].as_str().unwrap(), "{dtype} {k}");
+        assert_eq!(value, w["value"], "{dtype} {k}");
+    }
+    let arch = model.metadata().architecture().unwrap();
+    for key in want["text_keys_removed"].as_array().unwrap() {
+        let key = format!("{arch}.{}", key.as_str().unwrap());
+        assert!(
+            model.metadata().get(&key).is_none(),
+            "{dtype}: {key} is in the model"
+        );
+    }
+}
+
+/// `/api/create` with a Qwen 3.5 folder that has a vision tower, quantized Q4_K_M: a model
+/// layer that is llama.cpp's Q4_K_M of the text conversion, then the projector layer (Ollama's
+/// order), stored as converted (never quantized) and reported as a layer of its own; the
+/// config's families are the model's only.
+fn projector_created_as_ollama_creates_it(dir: &Path, llama_q4: &[u8], work: &Path) {
+    let work = work.join("qwen35v-create");
+    std::fs::create_dir_all(&work).unwrap();
+    let store = kiln_store::Store::open(work.join("models")).unwrap();
+    let engine = kiln::create::Engine::new(store.clone()).with_threads(2);
+    let files = upload_folder(&store, dir);
+    // SAFETY: the folder was written by this test and is not modified.
+    let mapped = unsafe { ModelFolder::map_dir(dir) }.unwrap();
+    let conversion = Conversion::plan(&mapped).unwrap();
+    let projector = conversion.projector().unwrap().write(Vec::new()).unwrap();
+    let projector_digest = format!("sha256:{}", hex(&Sha256::digest(&projector)));
+    for (tag, layer_status) in [
+        ("q35v:a", "creating new layer"),
+        ("q35v:b", "using existing layer"),
+    ] {
+        let request: kiln_api::CreateRequest = serde_json::from_value(
+            serde_json::json!({"model": tag, "files": files, "quantize": "q4_K_M"}),
+        )
+        .unwrap();
+        let mut statuses = Vec::new();
+        engine
+            .create(request, &mut |p| {
+                statuses.push(p.status);
+                std::ops::ControlFlow::Continue(())
+            })
+            .unwrap();
+        assert_eq!(statuses[0], "converting model", "{statuses:?}");
+        assert!(
+            statuses.contains(&"quantizing F16 model to Q4_K_M".to_owned()),
+            "{statuses:?}"
+        );
+        let line = format!("{layer_status} {projector_digest}");
+        assert!(
+            statuses.contains(&line),
+            "{tag}: no {line:?} in {statuses:?}"
+        );
+        let name = kiln_store::ModelName::parse(tag).unwrap();
+        let manifest = store.manifest(&name).unwrap().manifest;
+        let media: Vec<&str> = manifest
+            .layers
+            .iter()
+            .map(|l| l.media_type.as_str())
+            .collect();
+        assert_eq!(
+            &media[..2],
+            [
+                "application/vnd.ollama.image.model",
+                "application/vnd.ollama.image.projector"
+            ],
+            "{tag}: {media:?}"
+        );
+        let blob = |i: usize| {
+            std::fs::read(store.blob_path(&manifest.layers[i].digest().unwrap())).unwrap()
+        };
+        assert!(
+            blob(0) == llama_q4,
+            "{tag}: the model layer is not llama.cpp's Q4_K_M of the text model"
+        );
+        assert!(
+            blob(1) == projector,
+            "{tag}: the projector layer is not the conversion's projector"
+        );
+        assert_eq!(manifest.layers[1].digest, projector_digest);
+        let config: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(store.blob_path(&manifest.config.digest().unwrap())).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(config["model_family"], "qwen35");
+        assert_eq!(config["model_families"], serde_json::json!(["qwen35"]));
+        assert_eq!(config["file_type"], "Q4_K_M");
     }
 }
 
