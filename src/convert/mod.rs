@@ -12,7 +12,8 @@
 //! (`CohereForCausalLM`), GPT-OSS (`GptOssForCausalLM`, experts kept in MXFP4) and Qwen 3.5 dense
 //! text models (`Qwen3_5ForConditionalGeneration`, value heads reordered, with the
 //! multi-token-prediction layer) and mixtures of experts (`Qwen3_5MoeForConditionalGeneration`,
-//! experts stacked or split into `ffn_*_exps`): tensors, vocabulary
+//! experts stacked or split into `ffn_*_exps`), each with its vision tower in a separate
+//! projector GGUF ([`Conversion::projector`]): tensors, vocabulary
 //! and merges checked against llama.cpp's own converter, and llama.cpp's logits of the result
 //! against those of llama.cpp's conversion; the keys Ollama writes checked against its Go source
 //! in unit tests. The others Ollama converts are refused with [`ConvertError::NotYet`].

@@ -13,8 +13,8 @@
 //! block after the last (`blk.{num_hidden_layers}.`, its shared tensors `nextn.*`), as in Ollama
 //! and llama.cpp. With `num_experts` set the model is `qwen35moe`: each layer's per-expert
 //! projections are stacked into one tensor per projection and the official checkpoints' fused
-//! gate/up experts split in two, as Ollama does. The vision tower is refused as not yet
-//! converted rather than written half-right.
+//! gate/up experts split in two, as Ollama does. The vision tower goes to a separate projector
+//! GGUF ([`super::qwen35_vision`]).
 
 use kiln_gguf::{Array, Value, ValueType};
 
