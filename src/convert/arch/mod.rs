@@ -11,7 +11,8 @@ mod olmo;
 mod phi3;
 mod qwen2;
 mod qwen35;
-mod qwen35_vision;
+mod qwen3vl;
+mod qwen_vision;
 
 use std::collections::BTreeMap;
 
@@ -183,7 +184,7 @@ pub(crate) trait Architecture {
 }
 /// The architectures kiln converts (`config.json`'s first `architectures` entry), each with its
 /// converter.
-pub(super) static CONVERTERS: [(&str, &(dyn Architecture + Sync)); 14] = [
+pub(super) static CONVERTERS: [(&str, &(dyn Architecture + Sync)); 15] = [
     ("BertModel", &bert::Bert),
     ("LlamaForCausalLM", &llama::Llama),
     ("Qwen2ForCausalLM", &qwen2::Qwen2),
@@ -198,6 +199,7 @@ pub(super) static CONVERTERS: [(&str, &(dyn Architecture + Sync)); 14] = [
     ("GptOssForCausalLM", &gpt_oss::GptOss),
     ("Qwen3_5ForConditionalGeneration", &qwen35::Qwen35),
     ("Qwen3_5MoeForConditionalGeneration", &qwen35::Qwen35),
+    ("Qwen3VLForConditionalGeneration", &qwen3vl::Qwen3Vl),
 ];
 
 /// The Hugging Face architectures kiln converts, in the order its documentation lists them.

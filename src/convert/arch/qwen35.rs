@@ -14,11 +14,11 @@
 //! and llama.cpp. With `num_experts` set the model is `qwen35moe`: each layer's per-expert
 //! projections are stacked into one tensor per projection and the official checkpoints' fused
 //! gate/up experts split in two, as Ollama does. The vision tower goes to a separate projector
-//! GGUF ([`super::qwen35_vision`]).
+//! GGUF ([`super::qwen_vision`]).
 
 use kiln_gguf::{Array, Value, ValueType};
 
-use super::qwen35_vision::Vision;
+use super::qwen_vision::Vision;
 use super::{Architecture, Metadata, Parameters, Projector};
 use crate::convert::tokenizer::Tokenizer;
 use crate::convert::{
