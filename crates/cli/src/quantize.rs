@@ -64,6 +64,10 @@ pub(crate) struct QuantizeArgs {
     /// Like --target-bpw, for an output file of at most this size (bytes, or 3.2GB, 800MiB, …)
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     target_size: Option<u64>,
+    /// For a Hugging Face folder with a vision tower (Qwen 3.5, Qwen3-VL): also write the
+    /// projector GGUF Ollama makes of it (never quantized) to FILE
+    #[arg(long, value_name = "FILE")]
+    mmproj: Option<PathBuf>,
 }
 
 /// A size: bytes, or a number with a unit (kB MB GB TB, KiB MiB GiB TiB; B optional).
@@ -272,6 +276,7 @@ pub(crate) fn quantize(args: QuantizeArgs, json: bool) -> Result<(), CliError> {
         }
         ControlFlow::Continue(())
     };
+    let has_projector = write_projector(&args)?;
     let cancel = crate::interrupt::ctrl_c_token().unwrap_or_default();
     let report = kiln::quantize_model(
         &args.input,
@@ -284,6 +289,13 @@ pub(crate) fn quantize(args: QuantizeArgs, json: bool) -> Result<(), CliError> {
     let seconds = start.elapsed().as_secs_f64();
     if terminal && !json {
         eprintln!();
+    }
+    if has_projector && args.mmproj.is_none() && !json {
+        eprintln!(
+            "note: the vision tower is not in {}: Ollama keeps it in a separate projector GGUF; \
+             write it with --mmproj FILE",
+            args.output.display()
+        );
     }
     if json {
         let mut value = report_json(&report, file_type, seconds);
@@ -305,6 +317,47 @@ pub(crate) fn quantize(args: QuantizeArgs, json: bool) -> Result<(), CliError> {
     out.push_str(&summary_text(&args, &report, file_type, seconds));
     let _ = std::io::stdout().lock().write_all(out.as_bytes());
     Ok(())
+}
+
+/// Whether the input is a folder whose conversion has a projector GGUF, written to `--mmproj`
+/// when given (complete or not at all); `--mmproj` for any other input is an error.
+fn write_projector(args: &QuantizeArgs) -> Result<bool, CliError> {
+    if !args.input.is_dir() {
+        return match &args.mmproj {
+            Some(_) => Err(CliError::Argument(
+                "--mmproj needs a Hugging Face folder with a vision tower as input".into(),
+            )),
+            None => Ok(false),
+        };
+    }
+    // SAFETY: read-only maps of the user's input, which nothing rewrites while it is read.
+    let folder = unsafe { kiln::convert::ModelFolder::map_dir(&args.input) }
+        .map_err(kiln::QuantizeError::from)?;
+    let conversion = kiln::convert::Conversion::plan(&folder).map_err(kiln::QuantizeError::from)?;
+    let (Some(projector), Some(path)) = (conversion.projector(), &args.mmproj) else {
+        if args.mmproj.is_some() {
+            return Err(CliError::Argument(format!(
+                "--mmproj: {} has no vision tower to write",
+                args.input.display()
+            )));
+        }
+        return Ok(conversion.projector().is_some());
+    };
+    kiln_store::write_atomically(
+        path,
+        |out| {
+            projector
+                .write(out)
+                .map(|_| ())
+                .map_err(kiln::QuantizeError::from)
+                .map_err(CliError::from)
+        },
+        |path, source| CliError::Io {
+            path: path.to_owned(),
+            source,
+        },
+    )?;
+    Ok(true)
 }
 
 fn mix_json(mix: &Mix) -> Value {

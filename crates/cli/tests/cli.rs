@@ -929,3 +929,103 @@ fn recreating_a_model_from_a_file_replaces_it() {
     assert_ne!(model_digest(&store, "m"), old);
     no_stray_blobs(&store);
 }
+
+/// A Qwen3-VL folder: one text tensor and a two-tensor vision tower, F32.
+fn qwen3vl_folder(dir: &Path) {
+    std::fs::create_dir_all(dir).unwrap();
+    let config = serde_json::json!({"architectures": ["Qwen3VLForConditionalGeneration"],
+        "text_config": {"hidden_size": 2, "num_hidden_layers": 1, "num_attention_heads": 1,
+            "num_key_value_heads": 1, "head_dim": 2, "rms_norm_eps": 1e-6, "rope_theta": 1e6},
+        "vision_config": {"depth": 1, "hidden_size": 2, "num_heads": 1}});
+    std::fs::write(dir.join("config.json"), config.to_string()).unwrap();
+    std::fs::write(
+        dir.join("preprocessor_config.json"),
+        r#"{"patch_size": 16}"#,
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("tokenizer.json"),
+        r#"{"model": {"vocab": {"a": 0, "b": 1}}}"#,
+    )
+    .unwrap();
+    let names = [
+        "model.language_model.norm.weight",
+        "model.visual.merger.norm.weight",
+        "model.visual.blocks.0.norm1.weight",
+    ];
+    let mut header = serde_json::Map::new();
+    for (i, name) in names.iter().enumerate() {
+        header.insert(
+            (*name).into(),
+            serde_json::json!({"dtype": "F32", "shape": [2], "data_offsets": [i * 8, i * 8 + 8]}),
+        );
+    }
+    let header = serde_json::Value::Object(header).to_string();
+    let mut st = (header.len() as u64).to_le_bytes().to_vec();
+    st.extend_from_slice(header.as_bytes());
+    for i in 0..names.len() * 2 {
+        st.extend_from_slice(&(i as f32).to_le_bytes());
+    }
+    std::fs::write(dir.join("model.safetensors"), st).unwrap();
+}
+
+/// `kiln quantize` of a folder with a vision tower: the model without the tower, a note saying
+/// where it went, and with `--mmproj FILE` the projector GGUF the library plans (the one a create
+/// stores); `--mmproj` without a tower is an error that writes nothing.
+#[test]
+fn quantize_writes_a_folders_projector_with_mmproj() {
+    let tmp = TempDir::new("cli-mmproj");
+    let folder = tmp.0.join("qwen3vl");
+    qwen3vl_folder(&folder);
+    let (out, mmproj) = (tmp.0.join("out.gguf"), tmp.0.join("mmproj.gguf"));
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_kiln"))
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let (f, o, m) = (
+        folder.to_str().unwrap(),
+        out.to_str().unwrap(),
+        mmproj.to_str().unwrap(),
+    );
+    let plain = run(&["quantize", f, o, "q8_0"]);
+    assert!(plain.status.success(), "{}", stderr(&plain));
+    assert!(stderr(&plain).contains("--mmproj"), "{}", stderr(&plain));
+    assert!(!mmproj.exists());
+    let bytes = std::fs::read(&out).unwrap();
+    let model = kiln_gguf::Gguf::parse(&bytes, &kiln_gguf::Limits::default()).unwrap();
+    let names: Vec<&str> = model.tensors().iter().map(|t| t.name()).collect();
+    assert_eq!(names, ["output_norm.weight"]);
+
+    let with = run(&["quantize", "--mmproj", m, f, o, "q8_0"]);
+    assert!(with.status.success(), "{}", stderr(&with));
+    assert!(!stderr(&with).contains("note:"), "{}", stderr(&with));
+    // SAFETY: the folder was written by this test and is not modified.
+    let mapped = unsafe { kiln::convert::ModelFolder::map_dir(&folder) }.unwrap();
+    let plan = kiln::convert::Conversion::plan(&mapped).unwrap();
+    let expected = plan.projector().unwrap().write(Vec::new()).unwrap();
+    assert!(std::fs::read(&mmproj).unwrap() == expected);
+    let p = kiln_gguf::Gguf::parse(&expected, &kiln_gguf::Limits::default()).unwrap();
+    let names: Vec<&str> = p.tensors().iter().map(|t| t.name()).collect();
+    assert_eq!(names, ["v.blk.0.ln1.weight", "v.post_ln.weight"]);
+
+    let other = tmp.0.join("llama");
+    llama_folder(&other);
+    let other_mm = tmp.0.join("none.gguf");
+    let refused = run(&[
+        "quantize",
+        "--mmproj",
+        other_mm.to_str().unwrap(),
+        other.to_str().unwrap(),
+        o,
+        "q8_0",
+    ]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(
+        stderr(&refused).contains("no vision tower"),
+        "{}",
+        stderr(&refused)
+    );
+    assert!(!other_mm.exists());
+}
