@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use kiln::convert::{Conversion, ModelFolder};
 use libfuzzer_sys::fuzz_target;
 
-const FILES: [&str; 10] = [
+const FILES: [&str; 11] = [
     "config.json",
     "tokenizer.json",
     "tokenizer_config.json",
@@ -21,6 +21,7 @@ const FILES: [&str; 10] = [
     "generation_config.json",
     "modules.json",
     "1_Pooling/config.json",
+    "preprocessor_config.json",
 ];
 
 /// Splits the input into length-prefixed files.
@@ -55,5 +56,14 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(out) = plan.write(Vec::new()) {
         assert_eq!(out.len() as u64, len);
         kiln_gguf::Gguf::parse(&out, &kiln_gguf::Limits::default()).expect("kiln reads its output");
+    }
+    // A vision tower's projector GGUF: the same promises.
+    if let Some(projector) = plan.projector() {
+        let len = projector.output_len().expect("a planned projector has a size");
+        if let Ok(out) = projector.write(Vec::new()) {
+            assert_eq!(out.len() as u64, len);
+            kiln_gguf::Gguf::parse(&out, &kiln_gguf::Limits::default())
+                .expect("kiln reads its projector");
+        }
     }
 });
