@@ -525,6 +525,16 @@ fn causal_lms_match_llama_cpps_converter() {
             (None, None) => {}
             (got, _) => panic!("{dtype}: projector {}", got.is_some()),
         }
+        if let Some(want) = expected.get("text_metadata") {
+            // The architecture's keys exactly as Ollama's converter writes them.
+            let arch = format!("{}.", gguf.metadata().architecture().unwrap());
+            let entries: Vec<(&str, &Value<'_>)> = gguf
+                .metadata()
+                .iter()
+                .filter(|(k, _)| k.starts_with(&arch))
+                .collect();
+            metadata_matches(dtype, "model", &entries, want);
+        }
         if expected["logits"].is_null() {
             // llama.cpp cannot load a text model with its vision tower embedded; Ollama keeps
             // the tower out of llama-quantize and copies it back.
@@ -696,34 +706,8 @@ fn projector_matches(
             t.name()
         );
     }
-    let metadata = want["metadata"].as_object().unwrap();
-    let keys: Vec<&str> = p.metadata().iter().map(|(k, _)| k).collect();
-    let want_keys: Vec<&str> = metadata.keys().map(String::as_str).collect();
-    assert_eq!(keys, want_keys, "{dtype}: projector keys, sorted");
-    for (k, v) in p.metadata().iter() {
-        let w = &metadata[k];
-        let scalar = |v: &Value<'_>| -> (&'static str, serde_json::Value) {
-            match v {
-                Value::U32(n) => ("UINT32", (*n).into()),
-                Value::I32(n) => ("INT32", (*n).into()),
-                Value::F32(f) => ("FLOAT32", f64::from(*f).into()),
-                Value::Bool(b) => ("BOOL", (*b).into()),
-                Value::String(s) => ("STRING", s.to_string().into()),
-                other => panic!("{k}: {other:?}"),
-            }
-        };
-        let (ty, value) = match v {
-            Value::Array(a) => {
-                let items: Vec<_> = a.iter().map(|v| scalar(&v)).collect();
-                let item_type = items.first().map_or("", |i| i.0);
-                assert_eq!(item_type, w["item_type"].as_str().unwrap(), "{k}");
-                ("ARRAY", items.into_iter().map(|i| i.1).collect())
-            }
-            v => scalar(v),
-        };
-        assert_eq!(ty, w["type"].as_str().unwrap(), "{dtype} {k}");
-        assert_eq!(value, w["value"], "{dtype} {k}");
-    }
+    let entries: Vec<(&str, &Value<'_>)> = p.metadata().iter().collect();
+    metadata_matches(dtype, "projector", &entries, &want["metadata"]);
     let arch = model.metadata().architecture().unwrap();
     for key in want["text_keys_removed"].as_array().unwrap() {
         let key = format!("{arch}.{}", key.as_str().unwrap());
@@ -731,6 +715,60 @@ fn projector_matches(
             model.metadata().get(&key).is_none(),
             "{dtype}: {key} is in the model"
         );
+    }
+}
+
+/// Metadata `entries` equal the golden `want` ({key: {type, value, item_type}}, gguf-py's type
+/// names): the same keys in the same (sorted) order, each of the same type and value (floats
+/// as their float32 values).
+fn metadata_matches(
+    dtype: &str,
+    what: &str,
+    entries: &[(&str, &Value<'_>)],
+    want: &serde_json::Value,
+) {
+    let want = want.as_object().unwrap();
+    let keys: Vec<&str> = entries.iter().map(|(k, _)| *k).collect();
+    let want_keys: Vec<&str> = want.keys().map(String::as_str).collect();
+    assert_eq!(keys, want_keys, "{dtype}: {what} keys, sorted");
+    let name = |t: kiln_gguf::ValueType| match t {
+        kiln_gguf::ValueType::U32 => "UINT32",
+        kiln_gguf::ValueType::I32 => "INT32",
+        kiln_gguf::ValueType::F32 => "FLOAT32",
+        kiln_gguf::ValueType::Bool => "BOOL",
+        kiln_gguf::ValueType::String => "STRING",
+        kiln_gguf::ValueType::Array => "ARRAY",
+        other => panic!("{other:?}"),
+    };
+    for (k, v) in entries {
+        let w = &want[*k];
+        let scalar = |v: &Value<'_>| -> serde_json::Value {
+            match v {
+                Value::U32(n) => (*n).into(),
+                Value::I32(n) => (*n).into(),
+                Value::F32(f) => f64::from(*f).into(),
+                Value::Bool(b) => (*b).into(),
+                Value::String(s) => s.to_string().into(),
+                other => panic!("{k}: {other:?}"),
+            }
+        };
+        let value = match v {
+            Value::Array(a) => {
+                assert_eq!(
+                    name(a.element_type()),
+                    w["item_type"].as_str().unwrap(),
+                    "{dtype} {k}"
+                );
+                a.iter().map(|v| scalar(&v)).collect()
+            }
+            v => scalar(v),
+        };
+        assert_eq!(
+            name(v.value_type()),
+            w["type"].as_str().unwrap(),
+            "{dtype} {k}"
+        );
+        assert_eq!(value, w["value"], "{dtype} {k}");
     }
 }
 
