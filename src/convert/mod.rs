@@ -13,7 +13,8 @@
 //! text models (`Qwen3_5ForConditionalGeneration`, value heads reordered, with the
 //! multi-token-prediction layer) and mixtures of experts (`Qwen3_5MoeForConditionalGeneration`,
 //! experts stacked or split into `ffn_*_exps`), each with its vision tower in a separate
-//! projector GGUF ([`Conversion::projector`]): tensors, vocabulary
+//! projector GGUF ([`Conversion::projector`]), and Qwen3-VL dense models
+//! (`Qwen3VLForConditionalGeneration`, its tower in a projector GGUF too): tensors, vocabulary
 //! and merges checked against llama.cpp's own converter, and llama.cpp's logits of the result
 //! against those of llama.cpp's conversion; the keys Ollama writes checked against its Go source
 //! in unit tests. The others Ollama converts are refused with [`ConvertError::NotYet`].

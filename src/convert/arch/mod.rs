@@ -272,7 +272,7 @@ mod tests {
         let mixtral = err("MixtralForCausalLM");
         assert!(
             mixtral.starts_with("kiln cannot convert MixtralForCausalLM models yet (it converts BertModel, LlamaForCausalLM, ")
-                && mixtral.ends_with(", Qwen3_5MoeForConditionalGeneration); convert it to GGUF with llama.cpp and upload that"),
+                && mixtral.ends_with(", Qwen3VLForConditionalGeneration); convert it to GGUF with llama.cpp and upload that"),
             "{mixtral}"
         );
         // Every architecture kiln converts is one Ollama converts, and none is listed twice.
