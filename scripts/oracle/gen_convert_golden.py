@@ -43,10 +43,28 @@ qwen35.<key>). llama.cpp's own --mmproj conversion (run at f16 and at f32) is th
 every tensor it writes under the same name and type must be byte-identical ("source":
 "llama.cpp", else "numpy"); metadata agreement is printed, not recorded (llama.cpp also writes
 general.name and general.size_label, which Ollama does not).
+
+qwen3vl (from f32) is a dense Qwen3VLForConditionalGeneration (Qwen 3 text model, the qwen35v
+tower plus one deepstack merger), split the same way by Ollama's convert/convert_qwen3vl.go (at
+ollama fb30760). Its text tensors and logits come from llama.cpp's Qwen3VLTextModel conversion
+(checked: no v./mm. tensors). golden["qwen3vl"]["projector"] is built like qwen35v's (same
+helpers, same --mmproj cross-check at f16 and f32, same "source" marks) from Qwen3-VL's own
+rules: qwen3's replacements then Qwen3-VL's, every v./mm. tensor, qwen3VLProjectorRename (the
+merger to mm.0/mm.2/v.post_ln, v.deepstack.K.* to v.deepstack.<deepstack_visual_indexes[K]>.*
+with linear_fc1/2 to fc1/fc2), the patch embedding as two F32 frames, v.position_embd.weight
+F32; ProjectorKV with its cmp.Or defaults, num_channels, temporal_patch_size, rope.freq_base,
+image_min_pixels/image_max_pixels and image_mean/image_std (only when exactly 3), all from
+vision_config decoded and then preprocessor_config.json decoded over it (the preprocessor's
+fields override; it is required). "text_keys_removed": the 15 vision.* keys and
+rope.mrope_section, those that KV writes for this config. golden["qwen3vl"]["text_metadata"]:
+every qwen3vl.* key (full name) that TextKV leaves and the GGUF writer prefixes, {type, value[,
+item_type]}, from qwen3Model.KV decoded from text_config alone plus rope.dimension_sections and
+n_deepstack_layers; compared (printed, not recorded) with llama.cpp's text GGUF.
 """
 import hashlib
 import json
 import os
+import re
 import struct
 import subprocess
 import sys
@@ -79,7 +97,8 @@ def main():
                                              ("qwen35", "f32", "f16", ["qwen35"]),
                                              ("qwen35mtp", "f32", "f16", ["qwen35mtp"]),
                                              ("qwen35moe", "f32", "f16", ["qwen35moe"]),
-                                             ("qwen35v", "f32", "f16", ["qwen35v"])):
+                                             ("qwen35v", "f32", "f16", ["qwen35v"]),
+                                             ("qwen3vl", "f32", "f16", ["qwen3vl"])):
             if only and case not in only:
                 continue
             folder = os.path.join(tmp, case)
@@ -106,6 +125,9 @@ def main():
             if case == "qwen35v":
                 golden[case]["projector"] = qwen35v_projector(torch_python, script, oracle_python, folder, tmp,
                                                               golden[case], golden.get("qwen35"))
+            if case == "qwen3vl":
+                golden[case]["projector"], golden[case]["text_metadata"] = qwen3vl_golden(
+                    torch_python, script, oracle_python, folder, tmp, gguf_path, golden[case])
     with open(out, "w") as f:
         json.dump(golden, f, indent=1, sort_keys=True)
         f.write("\n")
@@ -352,23 +374,208 @@ def qwen3next_projector_tensors(folder):
     replaced name starts with v., renamed; the 5-D patch embedding split into its two frames
     (v.patch_embd.weight, v.patch_embd.weight.1, F32), v.position_embd.weight F32, the rest of the
     kind Ollama gives them (1-D and .bias F32, other 2-D F16). Sources are F32."""
+    return projector_tensors(folder, QWEN3NEXT_REPLACEMENTS, ("v.",),
+                             lambda gname: go_replace(QWEN3NEXT_PROJECTOR_RENAMES, gname),
+                             lambda gname, out_name: gname == "v.patch_embed.weight")
+
+
+def projector_tensors(folder, replacements, prefixes, rename, is_patch):
+    """The projector tensors of a converter: names replaced, kept if they start with one of
+    prefixes, renamed; is_patch(replaced, renamed) picks the 5-D patch embedding, split in two F32
+    frames."""
     out = {}
     for name, (dtype, shape, a) in sorted(read_safetensors(os.path.join(folder, "model.safetensors")).items()):
-        gname = go_replace(QWEN3NEXT_REPLACEMENTS, name)
-        if not gname.startswith("v."):
+        gname = go_replace(replacements, name)
+        if not gname.startswith(prefixes):
             continue
-        if gname == "v.patch_embed.weight":
+        out_name = rename(gname)
+        if is_patch(gname, out_name):
             assert len(shape) == 5 and shape[2] == 2, shape
             frame_shape = [shape[0], shape[1], shape[3], shape[4]]
             out["v.patch_embd.weight"] = tensor_entry("F32", frame_shape, a[:, :, 0], "numpy")
             out["v.patch_embd.weight.1"] = tensor_entry("F32", frame_shape, a[:, :, 1], "numpy")
             continue
-        out_name = go_replace(QWEN3NEXT_PROJECTOR_RENAMES, gname)
         kind = ollama_tensor_kind(gname, shape, dtype)
         if out_name == "v.position_embd.weight":
             kind = "F32"
         out[out_name] = tensor_entry(kind, shape, a, "numpy")
     return out
+
+
+# Ollama's Qwen3-VL converter (convert/convert_qwen3vl.go, convert_qwen3.go at fb30760):
+# qwen3Model.Replacements() then qwen3VLModel's, as one Go strings.Replacer.
+QWEN3_REPLACEMENTS = [
+    ("lm_head", "output"), ("model.embed_tokens", "token_embd"), ("model.layers", "blk"),
+    ("input_layernorm", "attn_norm"), ("self_attn.k_proj", "attn_k"), ("self_attn.k_norm", "attn_k_norm"),
+    ("self_attn.v_proj", "attn_v"), ("self_attn.q_proj", "attn_q"), ("self_attn.q_norm", "attn_q_norm"),
+    ("self_attn.o_proj", "attn_output"), ("mlp.down_proj", "ffn_down"), ("mlp.gate_proj", "ffn_gate"),
+    ("mlp.up_proj", "ffn_up"), ("mlp.gate.weight", "ffn_gate_inp.weight"),
+    ("mlp.experts.down_proj", "ffn_down_exps.weight"), ("mlp.experts.gate_up_proj", "ffn_gate_up_exps.weight"),
+    ("post_attention_layernorm", "ffn_norm"), ("model.norm", "output_norm")]
+QWEN3VL_REPLACEMENTS = QWEN3_REPLACEMENTS + [
+    ("model.language_", ""), ("model.visual", "v"), ("patch_embed.proj", "patch_embd"), ("pos_embed", "position_embd"),
+    ("blocks", "blk"), ("attn.qkv", "attn_qkv"), ("attn.proj", "attn_out"), ("norm1", "ln1"), ("norm2", "ln2"),
+    ("mlp.linear_fc1", "ffn_up"), ("mlp.linear_fc2", "ffn_down"), ("deepstack_merger_list", "deepstack")]
+# The keys qwen3VLModel.TextKV deletes from KV's output, in its order.
+QWEN3VL_TEXT_KV_REMOVED = [
+    "vision.block_count", "vision.embedding_length", "vision.feed_forward_length", "vision.attention.head_count",
+    "vision.num_channels", "vision.patch_size", "vision.spatial_merge_size", "vision.attention.layer_norm_epsilon",
+    "vision.rope.freq_base", "vision.temporal_patch_size", "vision.deepstack_visual_indexes", "vision.shortest_edge",
+    "vision.longest_edge", "vision.image_mean", "vision.image_std", "rope.mrope_section"]
+
+
+def qwen3vl_vision_config(folder):
+    """qwen3VLModel's VisionModel after json.Unmarshal of config.json (vision_config) and parseMore,
+    which requires preprocessor_config.json and unmarshals it over the same struct: every field it
+    has overrides vision_config's (its merge_size matches no field; spatial_merge_size is
+    vision_config's). Keys are matched exactly here (Go also matches them case-insensitively)."""
+    keep = lambda s: s  # noqa: E731
+    cfg = json.load(open(os.path.join(folder, "config.json")), parse_float=keep)
+    v = {k: 0 for k in ("depth", "hidden_size", "num_heads", "in_channels", "patch_size", "spatial_merge_size",
+                        "window_size", "temporal_patch_size", "intermediate_size", "out_hidden_size",
+                        "num_position_embeddings", "shortest_edge", "longest_edge")}
+    v.update({"layer_norm_epsilon": np.float32(0), "rope_theta": np.float32(0), "deepstack_visual_indexes": [],
+              "image_mean": [], "image_std": []})
+
+    def decode(d):
+        for k in v:
+            if k in d and d[k] is not None and k not in ("shortest_edge", "longest_edge"):
+                if k in ("layer_norm_epsilon", "rope_theta"):
+                    v[k] = go_float32(str(d[k]))
+                elif k in ("image_mean", "image_std"):
+                    v[k] = [go_float32(str(x)) for x in d[k]]
+                elif k == "deepstack_visual_indexes":
+                    v[k] = [int(x) for x in d[k]]
+                else:
+                    v[k] = int(d[k])
+        for k in ("shortest_edge", "longest_edge"):
+            if k in (d.get("size") or {}):
+                v[k] = int(d["size"][k])
+
+    decode(cfg.get("vision_config") or {})
+    decode(json.load(open(os.path.join(folder, "preprocessor_config.json")), parse_float=keep))
+    return cfg, v
+
+
+def qwen3vl_projector_kv(cfg, v):
+    """qwen3VLModel.ProjectorKV: {key: {"type", "value"[, "item_type"]}}."""
+    u32 = lambda x: {"type": "UINT32", "value": int(x) & 0xFFFFFFFF}  # noqa: E731
+    f32 = lambda x: {"type": "FLOAT32", "value": float(np.float32(x))}  # noqa: E731
+    f32s = lambda xs: {"type": "ARRAY", "item_type": "FLOAT32", "value": [float(np.float32(x)) for x in xs]}  # noqa: E731
+    depth = v["depth"] or 32
+    deepstack = [False] * depth
+    for idx in v["deepstack_visual_indexes"]:
+        if 0 <= idx < depth:
+            deepstack[idx] = True
+    image_size = 768
+    if v["num_position_embeddings"] > 0 and v["patch_size"] > 0:
+        root = int(np.sqrt(np.float64(v["num_position_embeddings"])))
+        if root * root == v["num_position_embeddings"]:
+            image_size = root * v["patch_size"]
+    text = cfg.get("text_config") or {}
+    kv = {"general.architecture": {"type": "STRING", "value": "clip"},
+          "general.type": {"type": "STRING", "value": "mmproj"},
+          "general.file_type": u32(1), "general.quantization_version": u32(2),
+          "clip.has_vision_encoder": {"type": "BOOL", "value": True},
+          "clip.projector_type": {"type": "STRING", "value": "qwen3vl_merger"},
+          "clip.use_gelu": {"type": "BOOL", "value": True},
+          "clip.vision.block_count": u32(depth), "clip.vision.embedding_length": u32(v["hidden_size"]),
+          "clip.vision.feed_forward_length": u32(v["intermediate_size"] or v["hidden_size"] * 4),
+          "clip.vision.attention.head_count": u32(v["num_heads"] or 16),
+          "clip.vision.attention.layer_norm_epsilon": f32(v["layer_norm_epsilon"] or go_float32("1e-6")),
+          "clip.vision.num_channels": u32(v["in_channels"]),
+          "clip.vision.patch_size": u32(v["patch_size"] or 14),
+          "clip.vision.spatial_merge_size": u32(v["spatial_merge_size"] or 2),
+          "clip.vision.image_size": u32(image_size),
+          "clip.vision.projection_dim": u32(v["out_hidden_size"] or int(text.get("hidden_size", 0))),
+          "clip.vision.temporal_patch_size": u32(v["temporal_patch_size"] or 2),
+          "clip.vision.rope.freq_base": f32(v["rope_theta"] or np.float32(1e4)),
+          "clip.vision.is_deepstack_layers": {"type": "ARRAY", "item_type": "BOOL", "value": deepstack}}
+    if v["shortest_edge"] > 0:
+        kv["clip.vision.image_min_pixels"] = u32(v["shortest_edge"])
+    if v["longest_edge"] > 0:
+        kv["clip.vision.image_max_pixels"] = u32(v["longest_edge"])
+    if len(v["image_mean"]) == 3:
+        kv["clip.vision.image_mean"] = f32s(v["image_mean"])
+    if len(v["image_std"]) == 3:
+        kv["clip.vision.image_std"] = f32s(v["image_std"])
+    return kv
+
+
+def qwen3vl_text_kv(cfg, v):
+    """qwen3VLModel.KV without ModelParameters' general./tokenizer. keys (qwen3Model decoded from
+    text_config alone), keys unprefixed: {key: entry}. The vision.* entries only say that the key
+    is written (their values are not modelled: TextKV deletes them all)."""
+    keep = lambda s: s  # noqa: E731
+    text = json.loads(json.dumps(cfg.get("text_config") or {}), parse_float=keep)
+    u32 = lambda k: {"type": "UINT32", "value": int(text.get(k) or 0) & 0xFFFFFFFF}  # noqa: E731
+    f32 = lambda k: {"type": "FLOAT32", "value": float(go_float32(str(text[k])) if text.get(k) is not None  # noqa: E731
+                                                       else np.float32(0))}
+    kv = {"block_count": u32("num_hidden_layers"), "context_length": u32("max_position_embeddings"),
+          "embedding_length": u32("hidden_size"), "feed_forward_length": u32("intermediate_size"),
+          "attention.head_count": u32("num_attention_heads"), "attention.head_count_kv": u32("num_key_value_heads"),
+          "attention.key_length": u32("head_dim"), "attention.value_length": u32("head_dim"),
+          "rope.freq_base": f32("rope_theta"), "attention.layer_norm_rms_epsilon": f32("rms_norm_eps")}
+    if int(text.get("num_experts") or 0) > 0:
+        kv.update({"expert_count": u32("num_experts"), "expert_used_count": u32("num_experts_per_tok"),
+                   "norm_top_k_prob": {"type": "BOOL", "value": bool(text.get("norm_topk_prob"))}})
+    scaling = text.get("rope_scaling") or {}
+    sections = [int(x) for x in scaling.get("mrope_section") or []]
+    kind = scaling.get("type") or ""
+    if kind == "yarn":
+        raise NotImplementedError("yarn rope scaling (rope.scaling.type/factor) is not modelled")
+    if kind in ("mrope", "default"):
+        kv["rope.mrope_section"] = {"type": "ARRAY", "item_type": "INT32", "value": sections}
+    elif kind:
+        raise ValueError(f"Ollama panics: unknown rope scaling type {kind!r}")
+    if sections:
+        kv["rope.dimension_sections"] = {"type": "ARRAY", "item_type": "INT32",
+                                         "value": sections + [0] if len(sections) == 3 else sections}
+    kv["n_deepstack_layers"] = {"type": "UINT32", "value": len(v["deepstack_visual_indexes"])}
+    for key in QWEN3VL_TEXT_KV_REMOVED[:15]:
+        if key != "vision.feed_forward_length" or v["intermediate_size"] > 0:
+            kv[key] = {"type": "(vision, not modelled)"}
+    return kv
+
+
+def qwen3vl_projector_rename(name, indexes):
+    """qwen3VLModel.qwen3VLProjectorRename."""
+    if name.startswith("v.merger."):
+        for old, new in (("v.merger.linear_fc1", "mm.0"), ("v.merger.linear_fc2", "mm.2"), ("v.merger.norm", "v.post_ln")):
+            name = name.replace(old, new, 1)
+        return name
+    if name.startswith("v.deepstack."):
+        m = re.match(r"v\.deepstack\.([0-9]+)\.([^\n]+)\Z", name)
+        if m and int(m.group(1)) < len(indexes):
+            suffix = m.group(2).replace("linear_fc1", "fc1", 1).replace("linear_fc2", "fc2", 1)
+            return f"v.deepstack.{indexes[int(m.group(1))]}.{suffix}"
+    return name
+
+
+def qwen3vl_golden(torch_python, script, oracle_python, folder, tmp, gguf_path, text_golden):
+    """golden["qwen3vl"]["projector"] (Ollama's Qwen3-VL ProjectorTensors/ProjectorKV, numpy,
+    cross-checked with llama.cpp's --mmproj) and golden["qwen3vl"]["text_metadata"] (the full
+    qwen3vl.* keys of TextKV, compared with llama.cpp's text GGUF, printed)."""
+    assert not any(n.startswith(("v.", "mm.")) for n in text_golden["tensors"]), \
+        "llama.cpp's text file holds vision tensors"
+    cfg, v = qwen3vl_vision_config(folder)
+    indexes = v["deepstack_visual_indexes"]
+    tensors = projector_tensors(folder, QWEN3VL_REPLACEMENTS, ("v.", "mm."),
+                                lambda gname: qwen3vl_projector_rename(gname, indexes),
+                                lambda gname, out_name: out_name == "v.patch_embd.weight")
+    metadata = qwen3vl_projector_kv(cfg, v)
+    mmproj_cross_check("qwen3vl", torch_python, script, oracle_python, folder, tmp, tensors, metadata)
+    kv = qwen3vl_text_kv(cfg, v)
+    removed = [k for k in QWEN3VL_TEXT_KV_REMOVED if k in kv]
+    text_metadata = {"qwen3vl." + k: e for k, e in sorted(kv.items()) if k not in QWEN3VL_TEXT_KV_REMOVED}
+    theirs = {k: e for k, e in gguf_dump(oracle_python, gguf_path)["metadata"].items() if k.startswith("qwen3vl.")}
+    for key, e in sorted(text_metadata.items()):
+        t = theirs.get(key)
+        print(f"qwen3vl text: {key} = {e['value']!r} ({e['type']}{'/' + e['item_type'] if 'item_type' in e else ''})"
+              + (": llama.cpp agrees" if t == e else f": llama.cpp writes {t!r}"))
+    for key in sorted(set(theirs) - set(text_metadata)):
+        print(f"qwen3vl text: llama.cpp also writes {key} = {theirs[key]['value']!r}, Ollama does not")
+    return {"tensors": tensors, "metadata": metadata, "text_keys_removed": removed}, text_metadata
 
 
 def gguf_dump(oracle_python, path):
@@ -407,9 +614,17 @@ def qwen35v_projector(torch_python, script, oracle_python, folder, tmp, text_gol
     cfg, v = qwen3next_vision_config(folder)
     tensors = qwen3next_projector_tensors(folder)
     metadata = qwen3next_projector_kv(cfg, v)
+    mmproj_cross_check("qwen35v", torch_python, script, oracle_python, folder, tmp, tensors, metadata)
+    return {"tensors": tensors, "metadata": metadata, "text_keys_removed": qwen3next_text_keys_removed(cfg, v)}
+
+
+def mmproj_cross_check(case, torch_python, script, oracle_python, folder, tmp, tensors, metadata):
+    """Runs llama.cpp's --mmproj conversion at f16 and f32; every tensor it writes under the same
+    name and type as Ollama's rules must be byte-identical, and is then marked "llama.cpp" in
+    tensors (in place). Metadata agreement is printed only."""
     mm = {}
     for outtype in ("f16", "f32"):
-        path = os.path.join(tmp, f"mmproj-qwen35v-{outtype}.gguf")
+        path = os.path.join(tmp, f"mmproj-{case}-{outtype}.gguf")
         subprocess.run([torch_python, os.path.join(HERE, "hf_llama.py"), "reference", folder, path, outtype, script,
                         "--mmproj"], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         mm[outtype] = gguf_dump(oracle_python, path)
@@ -420,23 +635,22 @@ def qwen35v_projector(torch_python, script, oracle_python, folder, tmp, text_gol
                 assert theirs["shape"] == e["shape"] and theirs["sha256"] == e["sha256"], \
                     f"{name}: llama.cpp --outtype {outtype} writes {theirs}, Ollama's rules give {e}"
                 e["source"] = "llama.cpp"
-                print(f"qwen35v projector: {name} {e['type']} {e['shape']} agrees with llama.cpp --outtype {outtype}")
+                print(f"{case} projector: {name} {e['type']} {e['shape']} agrees with llama.cpp --outtype {outtype}")
                 break
         else:
-            print(f"qwen35v projector: {name} {e['type']} {e['shape']} from numpy only (llama.cpp: "
+            print(f"{case} projector: {name} {e['type']} {e['shape']} from numpy only (llama.cpp: "
                   + ", ".join(f"{o} {d['tensors'][name]['type'] if name in d['tensors'] else 'absent'}"
                               for o, d in mm.items()) + ")")
     for outtype, dump in mm.items():
         for name in sorted(set(dump["tensors"]) - set(tensors)):
-            print(f"qwen35v projector: llama.cpp --outtype {outtype} also writes {name}, Ollama does not")
+            print(f"{case} projector: llama.cpp --outtype {outtype} also writes {name}, Ollama does not")
     theirs = mm["f16"]["metadata"]
     for key, e in sorted(metadata.items()):
         t = theirs.get(key)
-        print(f"qwen35v projector: {key} = {e['value']!r} ({e['type']}{'/' + e['item_type'] if 'item_type' in e else ''})"
+        print(f"{case} projector: {key} = {e['value']!r} ({e['type']}{'/' + e['item_type'] if 'item_type' in e else ''})"
               + (": llama.cpp (f16) agrees" if t == e else f": llama.cpp (f16) writes {t!r}"))
     for key in sorted(set(theirs) - set(metadata)):
-        print(f"qwen35v projector: llama.cpp (f16) also writes {key} = {theirs[key]['value']!r}, Ollama does not")
-    return {"tensors": tensors, "metadata": metadata, "text_keys_removed": qwen3next_text_keys_removed(cfg, v)}
+        print(f"{case} projector: llama.cpp (f16) also writes {key} = {theirs[key]['value']!r}, Ollama does not")
 
 
 def describe(oracle_python, path):

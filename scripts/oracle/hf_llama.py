@@ -2,7 +2,7 @@
 """A small synthetic Hugging Face Llama folder, and llama.cpp's own conversion of it.
 
   hf_llama.py make DIR DTYPE [spm|qwen2|gemma|gemma2|gemma3|gemma3v|phi3|olmo3|ministral3|cohere|
-                             wide|gptoss|qwen35|qwen35mtp|qwen35moe|qwen35v]
+                             wide|gptoss|qwen35|qwen35mtp|qwen35moe|qwen35v|qwen3vl]
       writes DIR/{config.json, model.safetensors, tokenizer.json, tokenizer_config.json,
       generation_config.json[, preprocessor_config.json]}: a 2-layer GQA Llama (Llama 3 rope scaling, byte-level BPE tokenizer
       with Llama 3's pre-tokenizer regex) whose weights are DTYPE ("f32" or "bf16"). With "spm", a
@@ -40,7 +40,18 @@
       layer_norm_epsilon, a field transformers' Qwen3-VL vision config does not have, so Ollama's
       1e-6 default applies) and a preprocessor_config.json
       (QWEN35_PREPROCESSOR) that alone has size, image_mean and image_std, and whose patch_size
-      (the published 16) disagrees with the tower's 4, so that which file wins is visible.
+      (the published 16) disagrees with the tower's 4, so that which file wins is visible;
+      "qwen3vl" a dense Qwen3VLForConditionalGeneration (model_type qwen3_vl) as the published
+      Qwen3-VL checkpoints nest it: a 2-layer Qwen 3 text model (q_norm/k_norm, explicit head_dim
+      32 = 2 x hidden / heads, GQA, untied lm_head) under model.language_model.*, text_config with
+      rope_theta 5000000 (an integer, as published) and rope_scaling {rope_type default,
+      mrope_section [6, 5, 5], mrope_interleaved}; the qwen35v tower (QWEN3VL_VISION: the same
+      blocks and merger) plus one deepstack merger (deepstack_visual_indexes [1];
+      model.visual.deepstack_merger_list.0.*: its norm over the merged width 64, linear_fc1
+      [64, 64], linear_fc2 [64 = text hidden, 64], as transformers' Qwen3VLVisionPatchMerger with
+      use_postshuffle_norm); a preprocessor_config.json (QWEN3VL_PREPROCESSOR) whose patch_size is
+      the tower's 4 and which alone has size, image_mean and image_std (vision_config, as
+      published, has none of them).
       Deterministic: weights come from integer hashing, not a random generator, so every numpy
       gives the same bytes.
 
@@ -366,13 +377,25 @@ QWEN35_PREPROCESSOR = {"size": {"longest_edge": 16777216, "shortest_edge": 65536
                        "image_processor_type": "Qwen2VLImageProcessorFast", "processor_class": "Qwen3VLProcessor"}
 
 
-def qwen35_vision_tensors():
+# Qwen3-VL: the same tower with a deepstack merger after block 1, and a preprocessor whose patch
+# size agrees with the tower's (Ollama's Qwen3-VL converter lets the preprocessor's fields
+# override vision_config's, so equal values keep llama.cpp's --mmproj, which reads vision_config,
+# comparable).
+QWEN3VL_VISION = {**QWEN35_VISION, "model_type": "qwen3_vl", "deepstack_visual_indexes": [1]}
+QWEN3VL_PREPROCESSOR = {**QWEN35_PREPROCESSOR, "patch_size": 4}
+QWEN3VL_HEAD_DIM = 32
+QWEN3VL_MROPE_SECTION = [6, 5, 5]
+
+
+def qwen35_vision_tensors(v=None):
     """The Qwen 3.5 (Qwen3-VL) vision tower and its patch merger under the official checkpoints'
     names and shapes (transformers' Qwen3VLVisionModel): a Conv3d patch embedding over 2 frames,
     learned position embeddings, pre-norm blocks with LayerNorms (weights near one), a fused qkv
     projection and a GELU MLP, all with biases; the merger norms each patch's hidden state, then
-    projects merge_size^2 neighbouring patches to the text model's hidden size."""
-    v = QWEN35_VISION
+    projects merge_size^2 neighbouring patches to the text model's hidden size. Each deepstack
+    merger (one per deepstack_visual_indexes entry) is a merger whose norm is over the merged
+    width (Qwen3VLVisionPatchMerger with use_postshuffle_norm)."""
+    v = v or QWEN35_VISION
     h, ff, p, tp = v["hidden_size"], v["intermediate_size"], v["patch_size"], v["temporal_patch_size"]
     merged = h * v["spatial_merge_size"] ** 2
     m = "model.visual."
@@ -385,6 +408,14 @@ def qwen35_vision_tensors():
          m + "merger.linear_fc1.bias": values(m + "mfc1b", (merged,), 0.1),
          m + "merger.linear_fc2.weight": values(m + "mfc2", (v["out_hidden_size"], merged), 0.2),
          m + "merger.linear_fc2.bias": values(m + "mfc2b", (v["out_hidden_size"],), 0.1)}
+    for k in range(len(v["deepstack_visual_indexes"])):
+        d = f"{m}deepstack_merger_list.{k}."
+        t[d + "norm.weight"] = 1 + values(d + "norm", (merged,), 0.1)
+        t[d + "norm.bias"] = values(d + "normb", (merged,), 0.1)
+        t[d + "linear_fc1.weight"] = values(d + "fc1", (merged, merged), 0.2)
+        t[d + "linear_fc1.bias"] = values(d + "fc1b", (merged,), 0.1)
+        t[d + "linear_fc2.weight"] = values(d + "fc2", (v["out_hidden_size"], merged), 0.2)
+        t[d + "linear_fc2.bias"] = values(d + "fc2b", (v["out_hidden_size"],), 0.1)
     for l in range(v["depth"]):
         b = f"{m}blocks.{l}."
         for n in ("norm1", "norm2"):
@@ -403,6 +434,7 @@ def make(out, dtype, variant=None):
     gemma = "gemma3" if vision else variant if variant in ("gemma", "gemma2", "gemma3") else None
     phi3, olmo3, ministral3 = variant == "phi3", variant == "olmo3", variant == "ministral3"
     cohere = variant == "cohere"
+    qwen3vl = variant == "qwen3vl"
     spm, qwen2 = variant in ("spm", "phi3") or gemma is not None, variant == "qwen2"
     os.makedirs(out, exist_ok=True)
     tok = tokenizer()
@@ -419,7 +451,7 @@ def make(out, dtype, variant=None):
         vocab_size += 1
     # Gemma: a head size that is not hidden / heads, embeddings tied to the output, norm weights
     # stored as (weight - 1); Gemma 3 also with embedding rows past the vocabulary.
-    head_dim = 24 if gemma or ministral3 else HIDDEN // HEADS
+    head_dim = 24 if gemma or ministral3 else QWEN3VL_HEAD_DIM if qwen3vl else HIDDEN // HEADS
     norm_base = 0 if gemma else 1
     embed_rows = vocab_size + 16 if gemma == "gemma3" else vocab_size
     t = {"model.embed_tokens.weight": values("embed", (embed_rows, HIDDEN), 1.0),
@@ -433,9 +465,9 @@ def make(out, dtype, variant=None):
         if gemma in ("gemma2", "gemma3"):
             t[p + "pre_feedforward_layernorm.weight"] = values(p + "n3", (HIDDEN,), 0.1)
             t[p + "post_feedforward_layernorm.weight"] = values(p + "n4", (HIDDEN,), 0.1)
-        if gemma == "gemma3":
-            t[p + "self_attn.q_norm.weight"] = values(p + "qn", (head_dim,), 0.1)
-            t[p + "self_attn.k_norm.weight"] = values(p + "kn", (head_dim,), 0.1)
+        if gemma == "gemma3" or qwen3vl:
+            t[p + "self_attn.q_norm.weight"] = norm_base + values(p + "qn", (head_dim,), 0.1)
+            t[p + "self_attn.k_norm.weight"] = norm_base + values(p + "kn", (head_dim,), 0.1)
         t[p + "self_attn.q_proj.weight"] = values(p + "q", (HEADS * head_dim, HIDDEN), 0.3)
         t[p + "self_attn.k_proj.weight"] = values(p + "k", (KV_HEADS * head_dim, HIDDEN), 0.3)
         t[p + "self_attn.v_proj.weight"] = values(p + "v", (KV_HEADS * head_dim, HIDDEN), 0.3)
@@ -472,6 +504,9 @@ def make(out, dtype, variant=None):
                 [t.pop(p + f"self_attn.{x}_proj.weight") for x in "qkv"])
             t[p + "mlp.gate_up_proj.weight"] = np.concatenate(
                 [t.pop(p + "mlp.gate_proj.weight"), t.pop(p + "mlp.up_proj.weight")])
+    if qwen3vl:
+        t = {k.replace("model.", "model.language_model.", 1): v for k, v in t.items()}
+        t.update(qwen35_vision_tensors(QWEN3VL_VISION))
     if variant == "gptoss":
         t = gptoss_tensors()
     if variant in ("qwen35", "qwen35mtp", "qwen35moe", "qwen35v"):
@@ -586,6 +621,20 @@ def make(out, dtype, variant=None):
                   "vision_end_token_id": vocab_size + 12}
         if variant == "qwen35v":
             config["vision_config"] = QWEN35_VISION
+    if qwen3vl:
+        text = {"model_type": "qwen3_vl_text", "hidden_size": HIDDEN, "intermediate_size": FF,
+                "num_hidden_layers": LAYERS, "num_attention_heads": HEADS, "num_key_value_heads": KV_HEADS,
+                "head_dim": head_dim, "max_position_embeddings": 2048, "rms_norm_eps": 1e-6,
+                "vocab_size": vocab_size, "tie_word_embeddings": False, "hidden_act": "silu",
+                "attention_bias": False, "attention_dropout": 0.0, "bos_token_id": bos, "eos_token_id": eos,
+                "rope_theta": 5000000, "rope_scaling": {"rope_type": "default", "mrope_section": QWEN3VL_MROPE_SECTION,
+                                                        "mrope_interleaved": True},
+                "dtype": config["torch_dtype"]}
+        config = {"architectures": ["Qwen3VLForConditionalGeneration"], "model_type": "qwen3_vl",
+                  "torch_dtype": config["torch_dtype"], "tie_word_embeddings": False, "text_config": text,
+                  "vision_config": QWEN3VL_VISION, "image_token_id": vocab_size + 10,
+                  "video_token_id": vocab_size + 13, "vision_start_token_id": vocab_size + 11,
+                  "vision_end_token_id": vocab_size + 12}
     template = ("{{ bos_token }}{% for message in messages %}{{ '<|start_header_id|>' + message['role'] + "
                 "'<|end_header_id|>\\n\\n' + message['content'] | trim + '<|eot_id|>' }}{% endfor %}"
                 "{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}{% endif %}")
@@ -596,6 +645,8 @@ def make(out, dtype, variant=None):
              "generation_config.json": {"bos_token_id": bos, "eos_token_id": [eos, eot]}}
     if variant == "qwen35v":
         files["preprocessor_config.json"] = QWEN35_PREPROCESSOR
+    if qwen3vl:
+        files["preprocessor_config.json"] = QWEN3VL_PREPROCESSOR
     if spm:
         del files["tokenizer.json"]
         tok_config.update({"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>",
@@ -614,7 +665,7 @@ def reference(folder, out, outtype, script, *extra):
     spec.loader.exec_module(mod)
     import conversion.base
     model_type = json.load(open(os.path.join(folder, "config.json")))["model_type"]
-    pre = {"qwen2": "qwen2", "qwen3_5": "qwen35", "qwen3_5_moe": "qwen35"}.get(model_type, "llama-bpe")
+    pre = {"qwen2": "qwen2", "qwen3_5": "qwen35", "qwen3_5_moe": "qwen35", "qwen3_vl": "qwen2"}.get(model_type, "llama-bpe")
     conversion.base.TextModel.get_vocab_base_pre = lambda self, tokenizer: pre
     mod.main()
 
