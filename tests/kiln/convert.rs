@@ -344,7 +344,7 @@ fn causal_lms_match_llama_cpps_converter() {
     let mut jobs = Vec::new();
     let mut quantized = Vec::new();
     let mut copied = Vec::new();
-    let cases: [(&str, &[&str]); 17] = [
+    let cases: [(&str, &[&str]); 18] = [
         ("f32", &["f32"]),
         ("bf16", &["bf16"]),
         ("spm", &["f32", "spm"]),
@@ -362,6 +362,7 @@ fn causal_lms_match_llama_cpps_converter() {
         ("qwen35mtp", &["f32", "qwen35mtp"]),
         ("qwen35moe", &["f32", "qwen35moe"]),
         ("qwen35v", &["f32", "qwen35v"]),
+        ("qwen3vl", &["f32", "qwen3vl"]),
     ];
     for (dtype, make_args) in cases {
         let folder = work.join(dtype);
