@@ -145,7 +145,7 @@ impl<'f> Conversion<'f> {
             None => None,
             Some(p) => {
                 // Ollama's `TextKV`: the model's keys without the tower's.
-                for key in p.text_keys_removed {
+                for key in p.text_keys_removed.iter().flat_map(|group| group.iter()) {
                     kv.remove(&format!("{name}.{key}"));
                 }
                 let arch_name = match p.metadata.get("general.architecture") {

@@ -111,8 +111,9 @@ pub(crate) struct Projector<'f> {
     pub metadata: Metadata,
     /// Its tensors, named and stored as they are written.
     pub tensors: Vec<Planned<'f>>,
-    /// Parameter keys (without the architecture prefix) the model GGUF then leaves out.
-    pub text_keys_removed: &'static [&'static str],
+    /// Parameter keys (without the architecture prefix) the model GGUF then leaves out, in
+    /// groups.
+    pub text_keys_removed: [&'static [&'static str]; 2],
 }
 
 /// What differs between architectures.

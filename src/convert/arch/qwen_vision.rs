@@ -48,9 +48,9 @@ pub(super) struct Vision {
     image_std: Vec<f32>,
 }
 
-/// The keys of the model GGUF Ollama's Qwen 3.5 `TextKV` deletes when the tower goes to a
-/// projector (Qwen3-VL's deletes the first 15 and `rope.mrope_section`).
-const TEXT_KEYS_REMOVED: [&str; 22] = [
+/// The tower's keys in the model GGUF, which both converters' `TextKV` deletes when the tower
+/// goes to a projector.
+const VISION_KEYS: [&str; 15] = [
     "vision.block_count",
     "vision.embedding_length",
     "vision.feed_forward_length",
@@ -66,6 +66,10 @@ const TEXT_KEYS_REMOVED: [&str; 22] = [
     "vision.longest_edge",
     "vision.image_mean",
     "vision.image_std",
+];
+
+/// What Qwen 3.5's `TextKV` deletes besides the tower's keys.
+const QWEN35_TEXT_KEYS_REMOVED: [&str; 7] = [
     "image_token_id",
     "vision_start_token_id",
     "vision_end_token_id",
@@ -75,25 +79,8 @@ const TEXT_KEYS_REMOVED: [&str; 22] = [
     "ssm.v_head_reordered",
 ];
 
-/// The keys Ollama's Qwen3-VL `TextKV` deletes.
-const QWEN3VL_TEXT_KEYS_REMOVED: [&str; 16] = [
-    "vision.block_count",
-    "vision.embedding_length",
-    "vision.feed_forward_length",
-    "vision.attention.head_count",
-    "vision.num_channels",
-    "vision.patch_size",
-    "vision.spatial_merge_size",
-    "vision.attention.layer_norm_epsilon",
-    "vision.rope.freq_base",
-    "vision.temporal_patch_size",
-    "vision.deepstack_visual_indexes",
-    "vision.shortest_edge",
-    "vision.longest_edge",
-    "vision.image_mean",
-    "vision.image_std",
-    "rope.mrope_section",
-];
+/// What Qwen3-VL's `TextKV` deletes besides the tower's keys.
+const QWEN3VL_TEXT_KEYS_REMOVED: [&str; 1] = ["rope.mrope_section"];
 
 /// Ollama's Qwen 3.5 renames of the tower's tensors (after the model's own replacements), in
 /// its order.
@@ -501,10 +488,13 @@ impl Vision {
         Ok(Some(Projector {
             metadata: self.projector_metadata(c, text_hidden)?,
             tensors: out,
-            text_keys_removed: match self.flavor {
-                Flavor::Qwen35 => &TEXT_KEYS_REMOVED,
-                Flavor::Qwen3Vl => &QWEN3VL_TEXT_KEYS_REMOVED,
-            },
+            text_keys_removed: [
+                &VISION_KEYS[..],
+                match self.flavor {
+                    Flavor::Qwen35 => &QWEN35_TEXT_KEYS_REMOVED,
+                    Flavor::Qwen3Vl => &QWEN3VL_TEXT_KEYS_REMOVED,
+                },
+            ],
         }))
     }
 }
