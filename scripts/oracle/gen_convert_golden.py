@@ -297,37 +297,50 @@ def qwen3next_vision_config(folder):
     return cfg, v
 
 
+def clip_projector_base(depth, v, image_size):
+    """What both of Ollama's Qwen ProjectorKVs write alike: the clip header and the deepstack
+    flags (indexes outside the `depth` layers ignored), with the image size given."""
+    deepstack = [False] * depth
+    for idx in v["deepstack_visual_indexes"]:
+        if 0 <= idx < depth:
+            deepstack[idx] = True
+    return {"general.architecture": {"type": "STRING", "value": "clip"},
+            "general.type": {"type": "STRING", "value": "mmproj"},
+            "general.file_type": {"type": "UINT32", "value": 1},
+            "general.quantization_version": {"type": "UINT32", "value": 2},
+            "clip.has_vision_encoder": {"type": "BOOL", "value": True},
+            "clip.projector_type": {"type": "STRING", "value": "qwen3vl_merger"},
+            "clip.use_gelu": {"type": "BOOL", "value": True},
+            "clip.vision.image_size": {"type": "UINT32", "value": image_size},
+            "clip.vision.is_deepstack_layers": {"type": "ARRAY", "item_type": "BOOL", "value": deepstack}}
+
+
+def square_image_size(v):
+    """sqrt(num_position_embeddings) patches of patch_size when the embeddings are a square
+    (Go's uint32(math.Sqrt(float64(n)))), else 768."""
+    if v["num_position_embeddings"] > 0 and v["patch_size"] > 0:
+        root = int(np.sqrt(np.float64(v["num_position_embeddings"])))
+        if root * root == v["num_position_embeddings"]:
+            return root * v["patch_size"]
+    return 768
+
+
 def qwen3next_projector_kv(cfg, v):
     """ProjectorKV: {key: {"type", "value"[, "item_type"]}} (keys unprefixed: the
     architecture is clip, and every key starts with clip. or general.)."""
     u32 = lambda x: {"type": "UINT32", "value": int(x)}  # noqa: E731
     f32s = lambda xs: {"type": "ARRAY", "item_type": "FLOAT32", "value": [float(np.float32(x)) for x in xs]}  # noqa: E731
     depth = v["depth"]
-    deepstack = [False] * depth
-    for idx in v["deepstack_visual_indexes"]:
-        if 0 <= idx < depth:
-            deepstack[idx] = True
-    image_size = 768
-    if v["num_position_embeddings"] > 0 and v["patch_size"] > 0:
-        root = int(np.sqrt(np.float64(v["num_position_embeddings"])))  # uint32(math.Sqrt(float64(n)))
-        if root * root == v["num_position_embeddings"]:
-            image_size = root * v["patch_size"]
     text = cfg.get("text_config") or cfg
     projection_dim = v["out_hidden_size"] or int(text.get("hidden_size", 0))
     eps = v["layer_norm_epsilon"] if v["layer_norm_epsilon"] != 0 else go_float32("1e-6")
-    kv = {"general.architecture": {"type": "STRING", "value": "clip"},
-          "general.type": {"type": "STRING", "value": "mmproj"},
-          "general.file_type": u32(1), "general.quantization_version": u32(2),
-          "clip.has_vision_encoder": {"type": "BOOL", "value": True},
-          "clip.projector_type": {"type": "STRING", "value": "qwen3vl_merger"},
-          "clip.use_gelu": {"type": "BOOL", "value": True},
-          "clip.vision.block_count": u32(depth), "clip.vision.embedding_length": u32(v["hidden_size"]),
-          "clip.vision.feed_forward_length": u32(v["intermediate_size"]),
-          "clip.vision.attention.head_count": u32(v["num_heads"]), "clip.vision.image_size": u32(image_size),
-          "clip.vision.patch_size": u32(v["patch_size"]), "clip.vision.projection_dim": u32(projection_dim),
-          "clip.vision.spatial_merge_size": u32(v["spatial_merge_size"]),
-          "clip.vision.attention.layer_norm_epsilon": {"type": "FLOAT32", "value": float(eps)},
-          "clip.vision.is_deepstack_layers": {"type": "ARRAY", "item_type": "BOOL", "value": deepstack}}
+    kv = clip_projector_base(depth, v, square_image_size(v))
+    kv.update({"clip.vision.block_count": u32(depth), "clip.vision.embedding_length": u32(v["hidden_size"]),
+               "clip.vision.feed_forward_length": u32(v["intermediate_size"]),
+               "clip.vision.attention.head_count": u32(v["num_heads"]),
+               "clip.vision.patch_size": u32(v["patch_size"]), "clip.vision.projection_dim": u32(projection_dim),
+               "clip.vision.spatial_merge_size": u32(v["spatial_merge_size"]),
+               "clip.vision.attention.layer_norm_epsilon": {"type": "FLOAT32", "value": float(eps)}})
     if v["image_mean"]:
         kv["clip.vision.image_mean"] = f32s(v["image_mean"])
     if v["image_std"]:
@@ -463,34 +476,18 @@ def qwen3vl_projector_kv(cfg, v):
     f32 = lambda x: {"type": "FLOAT32", "value": float(np.float32(x))}  # noqa: E731
     f32s = lambda xs: {"type": "ARRAY", "item_type": "FLOAT32", "value": [float(np.float32(x)) for x in xs]}  # noqa: E731
     depth = v["depth"] or 32
-    deepstack = [False] * depth
-    for idx in v["deepstack_visual_indexes"]:
-        if 0 <= idx < depth:
-            deepstack[idx] = True
-    image_size = 768
-    if v["num_position_embeddings"] > 0 and v["patch_size"] > 0:
-        root = int(np.sqrt(np.float64(v["num_position_embeddings"])))
-        if root * root == v["num_position_embeddings"]:
-            image_size = root * v["patch_size"]
     text = cfg.get("text_config") or {}
-    kv = {"general.architecture": {"type": "STRING", "value": "clip"},
-          "general.type": {"type": "STRING", "value": "mmproj"},
-          "general.file_type": u32(1), "general.quantization_version": u32(2),
-          "clip.has_vision_encoder": {"type": "BOOL", "value": True},
-          "clip.projector_type": {"type": "STRING", "value": "qwen3vl_merger"},
-          "clip.use_gelu": {"type": "BOOL", "value": True},
-          "clip.vision.block_count": u32(depth), "clip.vision.embedding_length": u32(v["hidden_size"]),
-          "clip.vision.feed_forward_length": u32(v["intermediate_size"] or v["hidden_size"] * 4),
-          "clip.vision.attention.head_count": u32(v["num_heads"] or 16),
-          "clip.vision.attention.layer_norm_epsilon": f32(v["layer_norm_epsilon"] or go_float32("1e-6")),
-          "clip.vision.num_channels": u32(v["in_channels"]),
-          "clip.vision.patch_size": u32(v["patch_size"] or 14),
-          "clip.vision.spatial_merge_size": u32(v["spatial_merge_size"] or 2),
-          "clip.vision.image_size": u32(image_size),
-          "clip.vision.projection_dim": u32(v["out_hidden_size"] or int(text.get("hidden_size", 0))),
-          "clip.vision.temporal_patch_size": u32(v["temporal_patch_size"] or 2),
-          "clip.vision.rope.freq_base": f32(v["rope_theta"] or np.float32(1e4)),
-          "clip.vision.is_deepstack_layers": {"type": "ARRAY", "item_type": "BOOL", "value": deepstack}}
+    kv = clip_projector_base(depth, v, square_image_size(v))
+    kv.update({"clip.vision.block_count": u32(depth), "clip.vision.embedding_length": u32(v["hidden_size"]),
+               "clip.vision.feed_forward_length": u32(v["intermediate_size"] or v["hidden_size"] * 4),
+               "clip.vision.attention.head_count": u32(v["num_heads"] or 16),
+               "clip.vision.attention.layer_norm_epsilon": f32(v["layer_norm_epsilon"] or go_float32("1e-6")),
+               "clip.vision.num_channels": u32(v["in_channels"]),
+               "clip.vision.patch_size": u32(v["patch_size"] or 14),
+               "clip.vision.spatial_merge_size": u32(v["spatial_merge_size"] or 2),
+               "clip.vision.projection_dim": u32(v["out_hidden_size"] or int(text.get("hidden_size", 0))),
+               "clip.vision.temporal_patch_size": u32(v["temporal_patch_size"] or 2),
+               "clip.vision.rope.freq_base": f32(v["rope_theta"] or np.float32(1e4))})
     if v["shortest_edge"] > 0:
         kv["clip.vision.image_min_pixels"] = u32(v["shortest_edge"])
     if v["longest_edge"] > 0:
